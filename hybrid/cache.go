@@ -1,0 +1,194 @@
+package hybrid
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a Cache. The zero value is a memory-only cache named
+// "default" with the library defaults.
+type Options struct {
+	// Name identifies the cache in logs, metrics and backplane messages.
+	// Empty means "default".
+	Name string
+	// Entry holds the default options of every entry; per-call Options
+	// override them. Zero fields mean the library defaults (see EntryOptions).
+	Entry EntryOptions
+	// L1MaxEntries is the capacity of the memory tier, in units of
+	// EntryOptions.Size (1 per entry by default). Zero means
+	// DefaultL1MaxEntries.
+	L1MaxEntries int64
+	// MaxKeyLength is the longest key accepted, in bytes. Zero means
+	// DefaultMaxKeyLength (1024).
+	MaxKeyLength int
+	// Logger receives what the cache swallows (a failed background refresh,
+	// a fail-safe activation). Nil means slog.Default().
+	Logger *slog.Logger
+	// RedactKeys replaces keys with "[redacted]" in logs.
+	RedactKeys bool
+}
+
+// Cache is a named hybrid cache. It is safe for concurrent use. Read and
+// write values with the generic functions GetOrSet, TryGet and Set.
+type Cache struct {
+	name       string
+	entry      EntryOptions // defaults applied
+	l1         *l1
+	flights    flights
+	log        *slog.Logger
+	redactKeys bool
+	maxKey     int
+
+	inv   atomic.Pointer[invalidations]
+	invMu sync.Mutex
+
+	closed    atomic.Bool
+	mu        sync.RWMutex // guards starting background work against Close
+	wg        sync.WaitGroup
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+}
+
+// New creates a cache from o. It returns an error that names the field at
+// fault when o is invalid.
+func New(o Options) (*Cache, error) {
+	if o.Name == "" {
+		o.Name = "default"
+	}
+	if err := o.Entry.Validate(); err != nil {
+		return nil, fmt.Errorf("%w (cache %q)", err, o.Name)
+	}
+	if o.L1MaxEntries < 0 {
+		return nil, fmt.Errorf("%w: L1MaxEntries is negative (cache %q)", ErrInvalidOptions, o.Name)
+	}
+	if o.MaxKeyLength < 0 {
+		return nil, fmt.Errorf("%w: MaxKeyLength is negative (cache %q)", ErrInvalidOptions, o.Name)
+	}
+	if o.L1MaxEntries == 0 {
+		o.L1MaxEntries = DefaultL1MaxEntries
+	}
+	if o.MaxKeyLength == 0 {
+		o.MaxKeyLength = DefaultMaxKeyLength
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	mem, err := newL1(o.L1MaxEntries)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{
+		name:       o.Name,
+		entry:      o.Entry.withDefaults(),
+		l1:         mem,
+		log:        o.Logger.With("cache", o.Name),
+		redactKeys: o.RedactKeys,
+		maxKey:     o.MaxKeyLength,
+	}
+	c.entry.Tags = append([]string(nil), o.Entry.Tags...)
+	c.inv.Store(&invalidations{})
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Name returns the name of the cache.
+func (c *Cache) Name() string { return c.name }
+
+// Close stops the cache's background work (refreshes, timed-out factories,
+// whose contexts it cancels), waits for it, and releases the memory tier.
+// Every later operation returns ErrClosed. Close is idempotent and
+// returns nil.
+func (c *Cache) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed.Store(true)
+		c.mu.Unlock()
+		c.cancel()
+		c.wg.Wait()
+		c.l1.close()
+	})
+	return nil
+}
+
+// goBackground runs f on a goroutine that Close waits for. It reports
+// false, without running f, once the cache is closed.
+func (c *Cache) goBackground(f func()) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.wg.Go(f)
+	return true
+}
+
+// check validates what every operation receives.
+func (c *Cache) check(ctx context.Context, key string) error {
+	if len(key) == 0 {
+		return fmt.Errorf("%w: empty", ErrInvalidKey)
+	}
+	if len(key) > c.maxKey {
+		return fmt.Errorf("%w: %d bytes, longer than %d", ErrInvalidKey, len(key), c.maxKey)
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// keyAttr is the log attribute of a key, redacted if so configured.
+func (c *Cache) keyAttr(key string) slog.Attr {
+	if c.redactKeys {
+		return slog.String("key", "[redacted]")
+	}
+	return slog.String("key", key)
+}
+
+// Remove deletes key from the cache. A read that raced the removal cannot
+// put the old value back.
+func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) error {
+	if err := c.check(ctx, key); err != nil {
+		return err
+	}
+	if _, err := c.resolve(opts); err != nil {
+		return err
+	}
+	c.l1.set(newTombstone(key, nowNano()), 1)
+	return nil
+}
+
+// Expire marks key as expired: reads miss it, but it remains a fail-safe
+// fallback until its physical expiry.
+func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) error {
+	if err := c.check(ctx, key); err != nil {
+		return err
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return err
+	}
+	now := nowNano()
+	if e := c.l1.get(key); e != nil && !e.tombstone {
+		x := expiredCopy(e, now)
+		c.l1.set(x, o.Size)
+	}
+	return nil
+}
+
+// expiredCopy is e marked stale at now. It takes now as its timestamp, so a
+// read that raced the expiry cannot bring the fresh copy back.
+func expiredCopy(e *entry, now int64) *entry {
+	x := e.clone()
+	x.ts = max(e.ts, now)
+	x.freshUntil = min(e.freshUntil, now)
+	x.l2Fresh = min(e.l2Fresh, now)
+	x.eagerAt = 0
+	return x
+}
+
+func nowNano() int64 { return time.Now().UnixNano() }

@@ -1,0 +1,30 @@
+package hybrid
+
+import "errors"
+
+// Sentinel errors returned by the cache. Match them with errors.Is: the
+// returned errors wrap them with the key or the field at fault.
+var (
+	// ErrInvalidKey is returned for an empty key or a key longer than
+	// Options.MaxKeyLength (DefaultMaxKeyLength unless set).
+	ErrInvalidKey = errors.New("hybrid: invalid key")
+	// ErrClosed is returned by every operation on a cache after Close.
+	ErrClosed = errors.New("hybrid: closed")
+	// ErrFactoryTimeout is returned when FactoryHardTimeout elapsed and no
+	// stale value could be served instead.
+	ErrFactoryTimeout = errors.New("hybrid: factory timeout")
+	// ErrTypeMismatch is returned when a key is read as a type other than the
+	// one stored under it. It is never answered with a silent zero value.
+	ErrTypeMismatch = errors.New("hybrid: type mismatch")
+	// ErrNilFactory is returned by GetOrSet when the factory is nil.
+	ErrNilFactory = errors.New("hybrid: nil factory")
+	// ErrInvalidOptions is returned for options that cannot be honoured, such
+	// as a negative duration or a threshold outside (0, 1).
+	ErrInvalidOptions = errors.New("hybrid: invalid options")
+	// ErrFactoryPanic is returned to the callers that waited on a factory run
+	// that panicked. The caller that started the run gets the panic itself.
+	ErrFactoryPanic = errors.New("hybrid: factory panicked")
+	// ErrValueTooLarge is returned when a serialized value exceeds
+	// Options.MaxValueSize before anything is written.
+	ErrValueTooLarge = errors.New("hybrid: value too large")
+)

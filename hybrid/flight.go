@@ -1,0 +1,84 @@
+package hybrid
+
+import "sync"
+
+// call is one shared load of a key. Its result is delivered once (by the
+// factory, a timeout or a fail-safe fallback); the key stays locked in the
+// flight table until the load, including a background completion, ends.
+type call struct {
+	done     chan struct{}
+	once     sync.Once
+	val      any
+	err      error
+	panicked bool
+	panicVal any
+}
+
+// deliver publishes the result to every waiter. Only the first delivery
+// counts; it reports whether this one did.
+func (cl *call) deliver(v any, err error) bool {
+	delivered := false
+	cl.once.Do(func() {
+		cl.val, cl.err = v, err
+		close(cl.done)
+		delivered = true
+	})
+	return delivered
+}
+
+func (cl *call) deliverPanic(p any) bool {
+	delivered := false
+	cl.once.Do(func() {
+		cl.panicked, cl.panicVal = true, p
+		close(cl.done)
+		delivered = true
+	})
+	return delivered
+}
+
+const flightShards = 64
+
+// flights is the stampede protection: at most one load per key.
+type flights struct {
+	shards [flightShards]struct {
+		mu    sync.Mutex
+		calls map[string]*call
+	}
+}
+
+func (f *flights) shard(key string) int {
+	// FNV-1a, inline: no allocation, good enough to spread keys.
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % flightShards)
+}
+
+// join returns the load in progress for key, or registers a new one and
+// reports that the caller leads it.
+func (f *flights) join(key string) (cl *call, leader bool) {
+	s := &f.shards[f.shard(key)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cl, ok := s.calls[key]; ok {
+		return cl, false
+	}
+	if s.calls == nil {
+		s.calls = make(map[string]*call)
+	}
+	cl = &call{done: make(chan struct{})}
+	s.calls[key] = cl
+	return cl, true
+}
+
+// release unlocks key if cl still holds it. It may be called more than once.
+func (f *flights) release(key string, cl *call) {
+	s := &f.shards[f.shard(key)]
+	s.mu.Lock()
+	if s.calls[key] == cl {
+		delete(s.calls, key)
+	}
+	s.mu.Unlock()
+}

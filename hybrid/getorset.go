@@ -1,0 +1,310 @@
+package hybrid
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// GetOrSet returns the value of key: from the memory tier on a fresh hit,
+// otherwise from one shared load per key (the memory tier again, then the
+// factory), whose result is stored before it is returned.
+//
+// Every concurrent caller of a key waits for the same load; a caller whose
+// ctx ends stops waiting and gets ctx.Err(), while the load goes on for the
+// others. A factory error is returned wrapped with the key, unless fail-safe
+// serves a stale value instead (with a nil error). If the factory panics,
+// the caller that started the load panics with the same value and the
+// other callers get ErrFactoryPanic.
+//
+// Errors: ErrInvalidKey, ErrNilFactory, ErrInvalidOptions, ErrClosed,
+// ErrTypeMismatch (the key holds another type), ErrFactoryTimeout,
+// ctx.Err(), or the factory's error.
+func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], opts ...Option) (T, error) {
+	var zero T
+	if err := c.check(ctx, key); err != nil {
+		return zero, err
+	}
+	if f == nil {
+		return zero, ErrNilFactory
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return zero, err
+	}
+	if !o.SkipL1Read {
+		if e := c.l1.get(key); e != nil {
+			now := nowNano()
+			if e.fresh(now) && c.valid(e) {
+				v, ok := e.value.(T)
+				if !ok {
+					return zero, mismatch[T](key, e.value)
+				}
+				if e.eagerAt != 0 && now >= e.eagerAt {
+					startEagerRefresh(c, key, e, f, o)
+				}
+				return v, nil
+			}
+		}
+	}
+	return getOrSetSlow(ctx, c, key, f, o)
+}
+
+func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *EntryOptions) (T, error) {
+	var zero T
+	cl, leader := c.flights.join(key)
+	if leader {
+		// The load is detached from this caller's cancellation but not from
+		// its values (trace spans, request-scoped loggers).
+		lctx := context.WithoutCancel(ctx)
+		if !c.goBackground(func() { load(lctx, c, cl, key, f, o, nil) }) {
+			c.flights.release(key, cl)
+			return zero, ErrClosed
+		}
+	}
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+	if cl.panicked {
+		if leader {
+			panic(cl.panicVal)
+		}
+		return zero, fmt.Errorf("%w: key %q", ErrFactoryPanic, key)
+	}
+	if cl.err != nil {
+		return zero, cl.err
+	}
+	v, ok := cl.val.(T)
+	if !ok {
+		return zero, mismatch[T](key, cl.val)
+	}
+	return v, nil
+}
+
+// TryGet returns the value of key if the cache holds a fresh one (or, with
+// AllowStaleOnRead, a stale fail-safe one); ok is false on a miss. It never
+// calls a factory.
+//
+// Errors: ErrInvalidKey, ErrInvalidOptions, ErrClosed, ErrTypeMismatch,
+// ctx.Err().
+func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v T, ok bool, err error) {
+	if err := c.check(ctx, key); err != nil {
+		return v, false, err
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return v, false, err
+	}
+	if o.SkipL1Read {
+		return v, false, nil
+	}
+	e := c.l1.get(key)
+	if e == nil {
+		return v, false, nil
+	}
+	now := nowNano()
+	if e.fresh(now) && c.valid(e) {
+		v, ok := e.value.(T)
+		if !ok {
+			return v, false, mismatch[T](key, e.value)
+		}
+		return v, true, nil
+	}
+	if o.AllowStaleOnRead && e.usableStale(now) && c.validity(e, c.inv.Load()) != invalidGone {
+		v, ok := e.value.(T)
+		if !ok {
+			return v, false, mismatch[T](key, e.value)
+		}
+		return v, true, nil
+	}
+	return v, false, nil
+}
+
+// Set stores v under key in every tier, with the cache's entry options
+// overridden by opts. When it returns nil, a read of key on this process
+// sees v (unless capacity evicted it or a newer write replaced it).
+//
+// Errors: ErrInvalidKey, ErrInvalidOptions, ErrClosed, ctx.Err().
+func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) error {
+	if err := c.check(ctx, key); err != nil {
+		return err
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return err
+	}
+	now := nowNano()
+	c.store(newEntry(key, v, now, now, o, meta{}), o)
+	return nil
+}
+
+// store writes e to the tiers o allows.
+func (c *Cache) store(e *entry, o *EntryOptions) {
+	if !o.SkipL1Write {
+		c.l1.set(e, o.Size)
+	}
+}
+
+// load is the shared load of key, run on a background goroutine for the
+// callers waiting on cl. With eager set it is an eager refresh of that
+// entry: the memory tier is not re-read and no timeout applies.
+func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[T], o *EntryOptions, eager *entry) {
+	defer c.flights.release(key, cl)
+	now := nowNano()
+
+	// The newest stale value, the fallback for fail-safe.
+	var stale *entry
+	if eager != nil {
+		stale = eager
+	} else if !o.SkipL1Read {
+		if e := c.l1.get(key); e != nil {
+			switch c.validity(e, c.inv.Load()) {
+			case valid:
+				if e.fresh(now) {
+					cl.deliver(e.value, nil)
+					return
+				}
+				stale = e
+			case invalidStale:
+				stale = e
+			}
+		}
+	}
+	if !stale.usableStale(now) {
+		stale = nil
+	}
+
+	fc := &FactoryContext[T]{key: key, opts: *o}
+	if stale != nil {
+		if v, ok := stale.value.(T); ok {
+			fc.stale, fc.hasStale = v, true
+			fc.staleETag, fc.staleLastMod = stale.etag, stale.lastMod
+		} else {
+			stale = nil
+		}
+	}
+	// A value that may serve as a fallback: fail-safe on and a stale value.
+	fallback := o.FailSafe && stale != nil
+
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel) // Close cancels the factory
+	defer stop()
+
+	timedOut := make(chan struct{})
+	if eager == nil {
+		timeout := o.FactoryHardTimeout
+		if fallback && o.FactorySoftTimeout > 0 && (timeout == 0 || o.FactorySoftTimeout < timeout) {
+			timeout = o.FactorySoftTimeout
+		}
+		if timeout > 0 {
+			t := time.AfterFunc(timeout, func() {
+				defer close(timedOut)
+				if fallback {
+					c.serveFallback(cl, key, stale, o, "factory timeout")
+				} else {
+					cl.deliver(nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, timeout))
+				}
+				if o.DisableBackgroundCompletion {
+					cancel()
+					c.flights.release(key, cl)
+				}
+			})
+			defer t.Stop()
+		}
+	}
+
+	start := nowNano()
+	v, err, panicked, pv := callFactory(fctx, f, fc)
+	now = nowNano()
+	if panicked {
+		c.log.Error("factory panicked", c.keyAttr(key), slog.Any("panic", pv))
+		cl.deliverPanic(pv)
+		return
+	}
+	if o.DisableBackgroundCompletion && isClosed(timedOut) {
+		return // the caller got the fallback or the timeout; drop the result
+	}
+	if err == nil {
+		err = fc.opts.Validate()
+	}
+	if err != nil {
+		switch {
+		case fallback:
+			c.serveFallback(cl, key, stale, o, "factory error")
+		case eager != nil:
+			// Do not retry on every hit: the entry stays as it was, minus
+			// its eager refresh point.
+			x := eager.clone()
+			x.eagerAt = 0
+			c.l1.set(x, o.Size)
+			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
+		default:
+			if !cl.deliver(nil, fmt.Errorf("hybrid: factory %q: %w", key, err)) {
+				c.log.Warn("background factory failed", c.keyAttr(key), slog.Any("err", err))
+			}
+		}
+		return
+	}
+	if fc.notModified {
+		v = fc.stale
+	}
+	eo := fc.opts.withDefaults()
+	c.store(newEntry(key, v, start, now, &eo, fc.meta()), &eo)
+	cl.deliver(v, nil)
+}
+
+// serveFallback delivers the stale value of a failed or timed-out load and
+// keeps it in the memory tier as fresh for the throttle duration, so that
+// a failing source is not called again at once. Nothing goes to the
+// distributed tier or the backplane.
+func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOptions, why string) {
+	now := nowNano()
+	x := stale.clone()
+	x.freshUntil = now + int64(o.FailSafeThrottleDuration)
+	x.physUntil = max(x.physUntil, x.freshUntil)
+	x.eagerAt = 0
+	c.l1.set(x, o.Size)
+	if cl.deliver(stale.value, nil) {
+		c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why))
+	}
+}
+
+// callFactory runs f, turning a panic into a value.
+func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]) (v T, err error, panicked bool, pv any) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked, pv = true, r
+		}
+	}()
+	v, err = f(ctx, fc)
+	return v, err, false, nil
+}
+
+// startEagerRefresh starts one background refresh of e, unless a load of
+// the key is already running.
+func startEagerRefresh[T any](c *Cache, key string, e *entry, f Factory[T], o *EntryOptions) {
+	cl, leader := c.flights.join(key)
+	if !leader {
+		return
+	}
+	if !c.goBackground(func() { load(context.Background(), c, cl, key, f, o, e) }) {
+		c.flights.release(key, cl)
+	}
+}
+
+func mismatch[T any](key string, got any) error {
+	return fmt.Errorf("%w: key %q holds %T, read as %T", ErrTypeMismatch, key, got, *new(T))
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,43 @@
+package hybrid_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/strata-cache/strata/hybrid"
+)
+
+func newCache(t testing.TB, o hybrid.Options) *hybrid.Cache {
+	t.Helper()
+	c, err := hybrid.New(o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// counter is a factory that counts its calls and returns value, or err.
+type counter struct {
+	calls atomic.Int64
+}
+
+func (k *counter) factory(v string, err error) hybrid.Factory[string] {
+	return func(ctx context.Context, fc *hybrid.FactoryContext[string]) (string, error) {
+		k.calls.Add(1)
+		return v, err
+	}
+}
+
+var errDB = errors.New("database down")
+
+func mustGet[T any](t *testing.T, c *hybrid.Cache, key string, opts ...hybrid.Option) (T, bool) {
+	t.Helper()
+	v, ok, err := hybrid.TryGet[T](context.Background(), c, key, opts...)
+	if err != nil {
+		t.Fatalf("TryGet(%q): %v", key, err)
+	}
+	return v, ok
+}

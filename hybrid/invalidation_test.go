@@ -1,0 +1,90 @@
+package hybrid_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/strata-cache/strata/hybrid"
+)
+
+func TestRemoveByTagSingleNode(t *testing.T) {
+	c := newCache(t, hybrid.Options{Entry: hybrid.EntryOptions{FailSafe: true}})
+	ctx := context.Background()
+	calls := map[string]int{}
+	get := func(key string, tags ...string) {
+		t.Helper()
+		_, err := hybrid.GetOrSet(ctx, c, key, func(ctx context.Context, fc *hybrid.FactoryContext[string]) (string, error) {
+			calls[key]++
+			return key, nil
+		}, hybrid.WithTags(tags...))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func() {
+		get("foo", "x", "y")
+		get("bar", "y", "z")
+		get("baz", "x", "z")
+	}
+	want := func(foo, bar, baz int) {
+		t.Helper()
+		if calls["foo"] != foo || calls["bar"] != bar || calls["baz"] != baz {
+			t.Fatalf("factory calls foo,bar,baz = %d,%d,%d; want %d,%d,%d", calls["foo"], calls["bar"], calls["baz"], foo, bar, baz)
+		}
+	}
+	load()
+	want(1, 1, 1)
+	if err := c.RemoveByTag(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	load()
+	want(2, 1, 2)
+	c.RemoveByTag(ctx, "y")
+	load()
+	want(3, 2, 2)
+	c.RemoveByTag(ctx, "unknown")
+	load()
+	want(3, 2, 2)
+	// Expired by tag, the entry remains a fail-safe fallback.
+	c.RemoveByTag(ctx, "z")
+	v, err := hybrid.GetOrSet(ctx, c, "bar", func(ctx context.Context, fc *hybrid.FactoryContext[string]) (string, error) {
+		return "", errDB
+	})
+	if err != nil || v != "bar" {
+		t.Fatalf("fail-safe after RemoveByTag: got %q, %v", v, err)
+	}
+}
+
+func TestRemoveByTagBadInput(t *testing.T) {
+	c := newCache(t, hybrid.Options{})
+	for _, tag := range []string{"", strings.Repeat("t", hybrid.MaxTagLength+1)} {
+		if err := c.RemoveByTag(context.Background(), tag); !errors.Is(err, hybrid.ErrInvalidOptions) {
+			t.Errorf("RemoveByTag(%d bytes): err = %v", len(tag), err)
+		}
+	}
+}
+
+func TestClear(t *testing.T) {
+	stale := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
+	for _, allowFailSafe := range []bool{true, false} {
+		c := newCache(t, hybrid.Options{Entry: hybrid.EntryOptions{FailSafe: true}})
+		ctx := context.Background()
+		hybrid.Set(ctx, c, "a", 1)
+		if err := c.Clear(ctx, allowFailSafe); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := mustGet[int](t, c, "a"); ok {
+			t.Fatalf("Clear(%v): still a fresh hit", allowFailSafe)
+		}
+		_, ok := mustGet[int](t, c, "a", stale)
+		if ok != allowFailSafe {
+			t.Fatalf("Clear(%v): stale read ok = %v", allowFailSafe, ok)
+		}
+		hybrid.Set(ctx, c, "a", 2)
+		if v, ok := mustGet[int](t, c, "a"); !ok || v != 2 {
+			t.Fatalf("Set after Clear(%v): got %d, %v", allowFailSafe, v, ok)
+		}
+	}
+}
