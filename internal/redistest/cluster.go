@@ -1,0 +1,125 @@
+package redistest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	// clusterSlots is the number of hash slots a healthy cluster covers.
+	clusterSlots = 16384
+	// clusterCreateTimeout bounds `redis-cli --cluster create`.
+	clusterCreateTimeout = time.Minute
+	// clusterReadyTimeout bounds the wait for cluster_state:ok on every node.
+	clusterReadyTimeout = 20 * time.Second
+)
+
+// Cluster is a Redis Cluster of masters (no replicas) started for a test.
+type Cluster struct {
+	nodes []*Server
+}
+
+// StartCluster starts masters redis-server processes (at least 3) with --cluster-enabled yes on
+// free loopback ports whose cluster bus ports (port+10000) are free too, creates the cluster
+// with `redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes`, and returns once
+// CLUSTER INFO says cluster_state:ok with all 16384 slots covered and every node known, on
+// every node. A t.Cleanup kills all the nodes. StartCluster calls Require first and needs
+// redis-cli as well; it fails the test, with the tool's output, when the cluster does not come
+// up.
+func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	Require(t)
+	requireBinary(t, "redis-cli")
+	if masters < 3 {
+		t.Fatalf("redistest: StartCluster needs at least 3 masters, got %d", masters)
+	}
+	c := &Cluster{nodes: make([]*Server, masters)}
+	for i := range c.nodes {
+		c.nodes[i] = start(t, config{cluster: true})
+	}
+
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	ctx, cancel := context.WithTimeout(context.Background(), clusterCreateTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "redis-cli", args...)
+	cmd.WaitDelay = time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+
+	deadline := time.Now().Add(clusterReadyTimeout)
+	for {
+		err := c.checkReady()
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: cluster %v not ready after %v: %v", c.Addrs(), clusterReadyTimeout, err)
+		}
+		time.Sleep(pollInterval) // polling a condition: the nodes gossip on their own schedule
+	}
+}
+
+// checkReady returns nil when every node reports a healthy cluster that knows every node.
+func (c *Cluster) checkReady() error {
+	want := map[string]string{
+		"cluster_state":          "ok",
+		"cluster_slots_assigned": strconv.Itoa(clusterSlots),
+		"cluster_slots_ok":       strconv.Itoa(clusterSlots),
+		"cluster_known_nodes":    strconv.Itoa(len(c.nodes)),
+	}
+	for _, n := range c.nodes {
+		info, err := command(n.Addr(), nil, probeTimeout, "CLUSTER", "INFO")
+		if err != nil {
+			return fmt.Errorf("%s: CLUSTER INFO: %w", n.Addr(), err)
+		}
+		for field, v := range want {
+			if got, _ := infoField(info, field); got != v {
+				return fmt.Errorf("%s: %s is %q, want %q", n.Addr(), field, got, v)
+			}
+		}
+	}
+	if len(c.nodes) == 0 {
+		return errors.New("no nodes")
+	}
+	return nil
+}
+
+// Addrs returns the nodes' addresses ("127.0.0.1:PORT"), in the order they were started.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		addrs[i] = n.Addr()
+	}
+	return addrs
+}
+
+// Nodes returns the cluster's servers, in the order of Addrs, for fault injection (Kill,
+// Suspend, Resume). Restart of a cluster node starts an empty, unconfigured node: the cluster
+// does not take it back by itself.
+func (c *Cluster) Nodes() []*Server {
+	return append([]*Server(nil), c.nodes...)
+}
+
+// ClusterOptions returns a fresh copy of go-redis cluster options that connect to the
+// cluster (all node addresses as seeds); the caller may change them freely.
+func (c *Cluster) ClusterOptions() *redis.ClusterOptions {
+	return &redis.ClusterOptions{Addrs: c.Addrs()}
+}
+
+// Client returns a new go-redis cluster client for the cluster, closed by t.Cleanup.
+func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
+	t.Helper()
+	cc := redis.NewClusterClient(c.ClusterOptions())
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
