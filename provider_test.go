@@ -82,7 +82,9 @@ func TestRegisterOverridesKeepOtherDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	fail := func(ctx context.Context, fc *hybrid.FactoryContext[int]) (int, error) { return 0, errors.New("db down") }
+	fail := func(ctx context.Context, fc *hybrid.FactoryContext[int]) (int, error) {
+		return 0, errors.New("db down")
+	}
 	for _, x := range []*hybrid.Cache{c, fs} {
 		hybrid.Set(ctx, x, "k", 1)
 		x.Expire(ctx, "k")
