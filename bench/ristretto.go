@@ -1,0 +1,71 @@
+package bench
+
+import (
+	"context"
+	"errors"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// newRistrettoCache returns a ristretto v2 cache that holds up to max
+// entries of cost 1, configured as ristretto's README recommends (10 counters
+// per entry, BufferItems 64), with metrics off and the internal cost ignored
+// so that MaxCost counts entries.
+func newRistrettoCache[V any](max int64) (*ristretto.Cache[string, V], error) {
+	return ristretto.NewCache(&ristretto.Config[string, V]{
+		NumCounters:        10 * max,
+		MaxCost:            max,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+}
+
+// ristrettoRaw is the floor: a raw ristretto v2 Get. It has no loader, so
+// GetOrLoad is what a user writes by hand (no stampede protection).
+type ristrettoRaw struct {
+	c    *ristretto.Cache[string, Value]
+	load loader
+}
+
+func newRistretto(e env) (contender, error) {
+	return newRistrettoSized(e, capacity)
+}
+
+func newRistrettoSized(e env, max int64) (contender, error) {
+	c, err := newRistrettoCache[Value](max)
+	if err != nil {
+		return nil, err
+	}
+	return &ristrettoRaw{c: c, load: e.load}, nil
+}
+
+func (r *ristrettoRaw) Get(_ context.Context, key string) (Value, bool) {
+	return r.c.Get(key)
+}
+
+func (r *ristrettoRaw) GetOrLoad(ctx context.Context, key string) (Value, error) {
+	if v, ok := r.c.Get(key); ok {
+		return v, nil
+	}
+	v, err := r.load(ctx, key)
+	if err != nil {
+		return Value{}, err
+	}
+	r.c.SetWithTTL(key, v, 1, ttl)
+	return v, nil
+}
+
+// Set stores v and waits for ristretto's buffers, as ristretto's docs say to
+// do before a read that must see the write.
+func (r *ristrettoRaw) Set(_ context.Context, key string, v Value) error {
+	if !r.c.SetWithTTL(key, v, 1, ttl) {
+		return errors.New("ristretto: set dropped")
+	}
+	r.c.Wait()
+	return nil
+}
+
+func (r *ristrettoRaw) Close() error {
+	r.c.Close()
+	return nil
+}
