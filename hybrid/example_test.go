@@ -1,0 +1,69 @@
+package hybrid_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/strata-cache/strata/hybrid"
+)
+
+type User struct {
+	ID   int
+	Name string
+}
+
+func ExampleGetOrSet() {
+	c, _ := hybrid.New(hybrid.Options{Name: "users", Entry: hybrid.EntryOptions{Duration: time.Minute}})
+	defer c.Close()
+	ctx := context.Background()
+
+	load := func(ctx context.Context, fc *hybrid.FactoryContext[User]) (User, error) {
+		fmt.Println("loading", fc.Key())
+		return User{ID: 42, Name: "Ada"}, nil
+	}
+	u, _ := hybrid.GetOrSet(ctx, c, "user:42", load) // miss: the factory runs
+	u, _ = hybrid.GetOrSet(ctx, c, "user:42", load)  // hit: it does not
+	fmt.Println(u.Name)
+	// Output:
+	// loading user:42
+	// Ada
+}
+
+func ExampleTryGet() {
+	c, _ := hybrid.New(hybrid.Options{})
+	defer c.Close()
+	ctx := context.Background()
+
+	_, ok, _ := hybrid.TryGet[int](ctx, c, "answer")
+	fmt.Println("before Set:", ok)
+	_ = hybrid.Set(ctx, c, "answer", 42)
+	v, ok, _ := hybrid.TryGet[int](ctx, c, "answer")
+	fmt.Println("after Set:", v, ok)
+	_, _, err := hybrid.TryGet[string](ctx, c, "answer")
+	fmt.Println(errors.Is(err, hybrid.ErrTypeMismatch))
+	// Output:
+	// before Set: false
+	// after Set: 42 true
+	// true
+}
+
+func Example_failSafe() {
+	c, _ := hybrid.New(hybrid.Options{Entry: hybrid.EntryOptions{
+		Duration: time.Millisecond, // expire almost at once, for the example
+		FailSafe: true,             // but keep the value as a fallback
+	}})
+	defer c.Close()
+	ctx := context.Background()
+
+	_ = hybrid.Set(ctx, c, "price", 10)
+	time.Sleep(2 * time.Millisecond) // the entry is now stale
+
+	v, err := hybrid.GetOrSet(ctx, c, "price", func(ctx context.Context, fc *hybrid.FactoryContext[int]) (int, error) {
+		return 0, errors.New("database down")
+	})
+	fmt.Println(v, err)
+	// Output:
+	// 10 <nil>
+}
