@@ -15,6 +15,9 @@ import (
 const (
 	defaultQueueSize        = 1024
 	defaultSubscribeTimeout = 5 * time.Second
+	// firstRetryDelay is how long a replacement subscription may take to be confirmed
+	// before it is replaced again (the cluster state may still name the old shard).
+	firstRetryDelay = 250 * time.Millisecond
 )
 
 // RedisOptions configure [NewRedis]. Every field says what its zero value does.
@@ -171,22 +174,12 @@ func (r *Redis) Subscribe(h Handler) error {
 	}
 	r.subscribed = true
 
-	// The subscribe command is written right away; if that fails, the channel is still
-	// recorded and the PubSub's receive loop subscribes when it (re)connects.
-	ctx, cancel := context.WithTimeout(context.Background(), r.subscribeTimeout)
-	if r.sharded {
-		r.ps = r.client.SSubscribe(ctx, r.channel)
-	} else {
-		r.ps = r.client.Subscribe(ctx, r.channel)
-	}
-	cancel()
-	// Our reader never blocks, so the send timeout only matters if it is descheduled;
-	// a queue overflow is detected on our side.
-	msgs := r.ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
+	r.ps = r.open()
 	in := newInbox(r.queueSize)
 	r.in.Store(in)
 	ready := make(chan struct{})
-	r.wg.Go(func() { r.read(msgs, in, ready) })
+	ps := r.ps
+	r.wg.Go(func() { r.read(ps, in, ready) })
 	r.wg.Go(func() { in.run(h) })
 	r.mu.Unlock()
 
@@ -205,11 +198,67 @@ func (r *Redis) Subscribe(h Handler) error {
 	}
 }
 
-// read runs until go-redis closes msgs (after PubSub.Close). It never blocks on the
-// handler, so go-redis never has to drop a message for lack of a reader.
-func (r *Redis) read(msgs <-chan any, in *inbox, ready chan struct{}) {
+// open returns a new PubSub subscribed to the channel. The subscribe command is
+// written right away; if that fails, the channel is still recorded and the PubSub's
+// receive loop subscribes when it (re)connects.
+func (r *Redis) open() *redis.PubSub {
+	ctx, cancel := context.WithTimeout(context.Background(), r.subscribeTimeout)
+	defer cancel()
+	if r.sharded {
+		return r.client.SSubscribe(ctx, r.channel)
+	}
+	return r.client.Subscribe(ctx, r.channel)
+}
+
+// messages returns the Go channel of ps. Our reader never blocks, so go-redis's send
+// timeout does not matter; a queue overflow is detected on our side.
+func messages(ps *redis.PubSub) <-chan any {
+	return ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
+}
+
+// read runs until go-redis closes the channel of the current PubSub (after Close). It
+// never blocks on the handler, so go-redis never has to drop a message for lack of a
+// reader.
+func (r *Redis) read(ps *redis.PubSub, in *inbox, ready chan struct{}) {
+	msgs := messages(ps)
 	first := true
-	for v := range msgs {
+	// While a replacement PubSub awaits its first confirmation, retry fires if it
+	// does not come in time (the cluster state may still point to the old shard).
+	var retry *time.Timer
+	var retryC <-chan time.Time
+	delay := firstRetryDelay // doubles up to subscribeTimeout while unconfirmed
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	replace := func() {
+		var ok bool
+		if msgs, ok = r.replace(msgs); !ok {
+			return // closed: keep draining until go-redis closes msgs
+		}
+		if retry == nil {
+			retry = time.NewTimer(delay)
+		} else {
+			retry.Reset(delay)
+		}
+		retryC = retry.C
+		delay = min(2*delay, r.subscribeTimeout)
+	}
+	for {
+		var v any
+		select {
+		case <-retryC:
+			retryC = nil
+			r.log.Warn("backplane resubscription not confirmed, retrying", "channel", r.channel)
+			replace()
+			continue
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			v = m
+		}
 		if r.closed.Load() {
 			continue // drain until go-redis closes the channel
 		}
@@ -239,17 +288,45 @@ func (r *Redis) read(msgs <-chan any, in *inbox, ready chan struct{}) {
 					}
 					continue
 				}
+				retryC, delay = nil, firstRetryDelay
 				r.resubscribes.Add(1)
 				in.flagGap()
 				r.log.Info("backplane resubscribed after a disconnect", "channel", r.channel)
 			case "unsubscribe", "sunsubscribe":
-				// We never unsubscribe: the server dropped the subscription, e.g. after
-				// its slot moved to another shard. Messages may be lost from now on.
-				in.flagGap()
-				r.log.Warn("backplane subscription dropped by the server", "channel", r.channel, "kind", v.Kind)
+				// We never unsubscribe: the server dropped the subscription, e.g.
+				// because the channel's slot moved to another shard. go-redis would
+				// not resubscribe (its connection is fine), so a new PubSub is made;
+				// its confirmation is reported as a gap.
+				r.log.Warn("backplane subscription dropped by the server, resubscribing", "channel", r.channel, "kind", v.Kind)
+				replace()
 			}
 		}
 	}
+}
+
+// replace swaps the current PubSub, whose channel is old, for a new one, and returns
+// the new one's channel. It returns old and false if the backplane is closed.
+func (r *Redis) replace(old <-chan any) (<-chan any, bool) {
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
+	ps := r.open()
+	r.mu.Lock()
+	if r.closed.Load() {
+		r.mu.Unlock()
+		_ = ps.Close()
+		return old, false
+	}
+	prev := r.ps
+	r.ps = ps
+	msgs := messages(ps)
+	r.mu.Unlock()
+	_ = prev.Close()
+	for range old {
+		// Whatever is left was received before the server dropped us; it is covered
+		// by the gap that the new subscription reports.
+	}
+	return msgs, true
 }
 
 // Close closes the subscription, stops the reader and the dispatcher and waits for
