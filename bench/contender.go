@@ -35,6 +35,12 @@ type l1Checker interface {
 	inL1(key string) bool
 }
 
+// waiter is implemented by the contenders whose writes are buffered
+// (ristretto's): wait returns once the writes made so far are applied.
+type waiter interface {
+	wait()
+}
+
 // env is what a contender may use: the Redis client of the run (nil when the
 // benchmark has no Redis) and the loader.
 type env struct {

@@ -49,6 +49,8 @@ func (l *ekoLoadable) Set(ctx context.Context, key string, v Value) error {
 	return l.lc.Set(ctx, key, v)
 }
 
+func (l *ekoLoadable) wait() { l.rc.Wait() }
+
 func (l *ekoLoadable) Close() error {
 	err := l.lc.Close()
 	l.rc.Close()
@@ -122,6 +124,8 @@ func (c *ekoChain) inL1(key string) bool {
 	_, ok := c.rc.Get(key)
 	return ok
 }
+
+func (c *ekoChain) wait() { c.rc.Wait() }
 
 func (c *ekoChain) Close() error {
 	err := c.chain.Close()

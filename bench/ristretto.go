@@ -55,15 +55,16 @@ func (r *ristrettoRaw) GetOrLoad(ctx context.Context, key string) (Value, error)
 	return v, nil
 }
 
-// Set stores v and waits for ristretto's buffers, as ristretto's docs say to
-// do before a read that must see the write.
+// Set stores v. Ristretto buffers writes (and may drop them): a read that
+// must see it waits first (see wait).
 func (r *ristrettoRaw) Set(_ context.Context, key string, v Value) error {
 	if !r.c.SetWithTTL(key, v, 1, ttl) {
 		return errors.New("ristretto: set dropped")
 	}
-	r.c.Wait()
 	return nil
 }
+
+func (r *ristrettoRaw) wait() { r.c.Wait() }
 
 func (r *ristrettoRaw) Close() error {
 	r.c.Close()

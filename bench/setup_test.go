@@ -85,6 +85,9 @@ func fill(tb testing.TB, c contender, keys []string, values []Value) {
 	wg.Wait()
 	var missing []int
 	for range 50 {
+		if w, ok := c.(waiter); ok {
+			w.wait()
+		}
 		missing = missing[:0]
 		for i, k := range keys {
 			if !present(ctx, c, k) {
