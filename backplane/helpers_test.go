@@ -51,8 +51,7 @@ func (r *recorder) wantGap(t testing.TB) {
 	}
 }
 
-// wantNothing checks that nothing arrives while a probe message travels: the probe
-// is published on a backplane that r also listens to, and must be the next message.
+// wantNoGap checks that no HandleGap call is pending.
 func (r *recorder) wantNoGap(t testing.TB) {
 	t.Helper()
 	select {

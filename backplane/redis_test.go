@@ -19,6 +19,9 @@ import (
 // newRedisBackplane returns a subscribed Redis backplane, closed by t.Cleanup.
 func newRedisBackplane(t testing.TB, client redis.UniversalClient, o backplane.RedisOptions, h backplane.Handler) *backplane.Redis {
 	t.Helper()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	bp, err := backplane.NewRedis(client, o)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
