@@ -36,7 +36,7 @@ func BenchmarkL1Hit(b *testing.B) {
 	k := sharedKeyspace()
 	rdb := redisFor(b)
 	for _, lc := range l1Contenders {
-		b.Run(lc.name, func(b *testing.B) {
+		b.Run("cache="+lc.name, func(b *testing.B) {
 			c := newContender(b, lc.build, env{rdb: rdb, load: notFound})
 			fill(b, c, k.keys, k.values)
 			ctx := context.Background()
@@ -75,7 +75,7 @@ func BenchmarkL1HitParallel(b *testing.B) {
 	for _, dist := range []string{"zipf", "uniform"} {
 		stream := k.stream(dist)
 		for _, lc := range l1Contenders {
-			b.Run(dist+"/"+lc.name, func(b *testing.B) {
+			b.Run("dist="+dist+"/cache="+lc.name, func(b *testing.B) {
 				c := newContender(b, lc.build, env{rdb: rdb, load: notFound})
 				fill(b, c, k.keys, k.values)
 				var misses, workers atomic.Int64

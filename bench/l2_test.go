@@ -38,7 +38,7 @@ func BenchmarkL2Hit(b *testing.B) {
 	rdb := redisFor(b)
 	run := time.Now().UnixNano() // keys of their own on a shared REDIS_ADDR
 	for _, lc := range l2Contenders {
-		b.Run(lc.name, func(b *testing.B) {
+		b.Run("cache="+lc.name, func(b *testing.B) {
 			c := newContender(b, lc.build, env{rdb: rdb, load: notFound})
 			keys := make([]string, l2Keys)
 			for i := range keys {

@@ -36,7 +36,7 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 			values[i] = newValue(i)
 		}
 		for _, mc := range memContenders {
-			b.Run(fmt.Sprintf("%dk/%s", n/1000, mc.name), func(b *testing.B) {
+			b.Run(fmt.Sprintf("n=%dk/cache=%s", n/1000, mc.name), func(b *testing.B) {
 				c, perEntry := heapPerEntry(b, mc.build, keys, values)
 				ctx := context.Background()
 				stream := k.uniform

@@ -51,7 +51,7 @@ func benchStampede(b *testing.B, cancelFirst bool) {
 	rdb := redisFor(b)
 	run := time.Now().UnixNano()
 	for _, sc := range stampedeContenders {
-		b.Run(sc.name, func(b *testing.B) {
+		b.Run("cache="+sc.name, func(b *testing.B) {
 			var loads atomic.Int64
 			load := func(ctx context.Context, key string) (Value, error) {
 				loads.Add(1)
