@@ -10,8 +10,10 @@ import (
 // and backplane, unless the settings turn them off. A nil client means
 // memory-only.
 func (p *Provider) wire(o *hybrid.Options, cs *CacheSettings, client redis.UniversalClient) error {
-	_ = o
-	_ = cs
-	_ = client
+	o.KeyPrefix = cs.KeyPrefix
+	if client == nil || cs.DisableL2 {
+		return nil
+	}
+	o.L2 = hybrid.NewRedisL2(client)
 	return nil
 }

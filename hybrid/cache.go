@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strata-cache/strata/serializer"
 )
 
 // Options configure a Cache. The zero value is a memory-only cache named
@@ -30,6 +32,30 @@ type Options struct {
 	Logger *slog.Logger
 	// RedactKeys replaces keys with "[redacted]" in logs.
 	RedactKeys bool
+
+	// L2 is the distributed tier. Nil means memory-only. See NewRedisL2.
+	L2 L2
+	// KeyPrefix prefixes every key in the distributed tier, so that caches
+	// sharing a store never see each other's keys. Empty means Name + ":".
+	KeyPrefix string
+	// Serializer encodes values for the distributed tier. Nil means
+	// serializer.Msgpack.
+	Serializer serializer.Serializer
+	// MaxValueSize is the largest encoded entry written to the distributed
+	// tier, in bytes; Set returns ErrValueTooLarge above it. Zero means
+	// DefaultMaxValueSize (16 MiB).
+	MaxValueSize int
+	// L2CircuitBreakerDuration is how long the distributed tier is skipped
+	// after a transient error. Zero means DefaultL2CircuitBreakerDuration
+	// (30s).
+	L2CircuitBreakerDuration time.Duration
+	// DisableL2CircuitBreaker keeps calling the distributed tier after
+	// errors.
+	DisableL2CircuitBreaker bool
+	// AutoRecoveryMaxItems bounds the queue of changes that failed to reach
+	// the distributed tier and are replayed when it is back (one per key).
+	// Zero means DefaultAutoRecoveryMaxItems.
+	AutoRecoveryMaxItems int
 }
 
 // Cache is a named hybrid cache. It is safe for concurrent use. Read and
@@ -42,6 +68,15 @@ type Cache struct {
 	log        *slog.Logger
 	redactKeys bool
 	maxKey     int
+
+	l2           L2
+	prefix       string
+	ser          serializer.Serializer
+	maxValue     int
+	breaker      breaker
+	recovery     recovery
+	configErrLog rateLimit
+	stats        stats
 
 	inv   atomic.Pointer[invalidations]
 	invMu sync.Mutex
@@ -66,6 +101,9 @@ func New(o Options) (*Cache, error) {
 	if o.L1MaxEntries < 0 {
 		return nil, fmt.Errorf("%w: L1MaxEntries is negative (cache %q)", ErrInvalidOptions, o.Name)
 	}
+	if o.MaxValueSize < 0 || o.L2CircuitBreakerDuration < 0 || o.AutoRecoveryMaxItems < 0 {
+		return nil, fmt.Errorf("%w: MaxValueSize, L2CircuitBreakerDuration and AutoRecoveryMaxItems must not be negative (cache %q)", ErrInvalidOptions, o.Name)
+	}
 	if o.MaxKeyLength < 0 {
 		return nil, fmt.Errorf("%w: MaxKeyLength is negative (cache %q)", ErrInvalidOptions, o.Name)
 	}
@@ -78,6 +116,24 @@ func New(o Options) (*Cache, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = o.Name + ":"
+	}
+	if o.Serializer == nil {
+		o.Serializer = serializer.Msgpack{}
+	}
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = DefaultMaxValueSize
+	}
+	if o.L2CircuitBreakerDuration == 0 {
+		o.L2CircuitBreakerDuration = DefaultL2CircuitBreakerDuration
+	}
+	if o.DisableL2CircuitBreaker {
+		o.L2CircuitBreakerDuration = 0
+	}
+	if o.AutoRecoveryMaxItems == 0 {
+		o.AutoRecoveryMaxItems = DefaultAutoRecoveryMaxItems
+	}
 	mem, err := newL1(o.L1MaxEntries)
 	if err != nil {
 		return nil, err
@@ -89,7 +145,13 @@ func New(o Options) (*Cache, error) {
 		log:        o.Logger.With("cache", o.Name),
 		redactKeys: o.RedactKeys,
 		maxKey:     o.MaxKeyLength,
+		l2:         o.L2,
+		prefix:     o.KeyPrefix,
+		ser:        o.Serializer,
+		maxValue:   o.MaxValueSize,
 	}
+	c.breaker.d = o.L2CircuitBreakerDuration
+	c.recovery.max = o.AutoRecoveryMaxItems
 	c.entry.Tags = append([]string(nil), o.Entry.Tags...)
 	c.inv.Store(&invalidations{})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -155,10 +217,13 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) error {
 	if err := c.check(ctx, key); err != nil {
 		return err
 	}
-	if _, err := c.resolve(opts); err != nil {
+	o, err := c.resolve(opts)
+	if err != nil {
 		return err
 	}
-	c.l1.set(newTombstone(key, nowNano()), 1)
+	now := nowNano()
+	c.l1.set(newTombstone(key, now), 1)
+	c.propagate(pending{op: opRemove, key: key, ts: now}, o)
 	return nil
 }
 
@@ -173,15 +238,21 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) error {
 		return err
 	}
 	now := nowNano()
-	if e := c.l1.get(key); e != nil && !e.tombstone {
+	if e := c.l1.get(key); e != nil && !e.tombstone && c.validity(e, c.inv.Load()) != invalidGone {
 		x := expiredCopy(e, now)
 		c.l1.set(x, o.Size)
 	}
+	phys := now
+	if o.FailSafe {
+		phys = now + int64(o.FailSafeMaxDuration)
+	}
+	c.propagate(pending{op: opExpire, key: key, ts: now, physUntil: phys}, o)
 	return nil
 }
 
 // expiredCopy is e marked stale at now. It takes now as its timestamp, so a
-// read that raced the expiry cannot bring the fresh copy back.
+// read that raced the expiry cannot bring the fresh copy back, but keeps its
+// validity timestamp, so an earlier Clear or RemoveByTag still applies.
 func expiredCopy(e *entry, now int64) *entry {
 	x := e.clone()
 	x.ts = max(e.ts, now)

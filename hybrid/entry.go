@@ -10,13 +10,15 @@ import (
 // for checked; a change (expire, throttle) stores a modified copy.
 type entry struct {
 	key        string
-	value      any   // the caller's T, boxed once when stored
-	ts         int64 // creation time, unix ns: newest wins
-	freshUntil int64 // logical expiry, unix ns (memory tier: capped by L1Duration)
-	l2Fresh    int64 // logical expiry as written to the distributed tier
-	physUntil  int64 // physical expiry, unix ns: usable as a fail-safe fallback until then
-	eagerAt    int64 // a hit from then on starts an eager refresh; 0 = off
-	lastMod    int64 // unix ns, 0 = none
+	value      any    // the caller's T, boxed once when stored
+	typ        string // typeName of T, for the distributed tier
+	ts         int64  // creation time, unix ns: newest wins
+	vts        int64  // compared with invalidations (Clear, tags); ts unless noted
+	freshUntil int64  // logical expiry, unix ns (memory tier: capped by L1Duration)
+	l2Fresh    int64  // logical expiry as written to the distributed tier
+	physUntil  int64  // physical expiry, unix ns: usable as a fail-safe fallback until then
+	eagerAt    int64  // a hit from then on starts an eager refresh; 0 = off
+	lastMod    int64  // unix ns, 0 = none
 	etag       string
 	tags       []string
 	tombstone  bool // a removal: a miss that still wins over older writes
@@ -45,7 +47,7 @@ func (e *entry) newer(o *entry) bool {
 // clone returns a copy of e that can be modified and stored again.
 func (e *entry) clone() *entry {
 	return &entry{
-		key: e.key, value: e.value, ts: e.ts, freshUntil: e.freshUntil, l2Fresh: e.l2Fresh,
+		key: e.key, value: e.value, typ: e.typ, ts: e.ts, vts: e.vts, freshUntil: e.freshUntil, l2Fresh: e.l2Fresh,
 		physUntil: e.physUntil, eagerAt: e.eagerAt, lastMod: e.lastMod, etag: e.etag,
 		tags: e.tags, tombstone: e.tombstone,
 	}
@@ -59,7 +61,7 @@ type meta struct {
 
 // newEntry builds the entry for value v created at ts and stored at now
 // with the options o (defaults already applied).
-func newEntry(key string, v any, ts, now int64, o *EntryOptions, m meta) *entry {
+func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *entry {
 	d := o.Duration
 	if o.JitterMaxDuration > 0 {
 		d += time.Duration(rand.Int64N(int64(o.JitterMaxDuration)))
@@ -70,7 +72,7 @@ func newEntry(key string, v any, ts, now int64, o *EntryOptions, m meta) *entry 
 		phys = max(fresh, now+int64(o.FailSafeMaxDuration))
 	}
 	e := &entry{
-		key: key, value: v, ts: ts, freshUntil: fresh, l2Fresh: fresh, physUntil: phys,
+		key: key, value: v, typ: typeName[T](), ts: ts, vts: ts, freshUntil: fresh, l2Fresh: fresh, physUntil: phys,
 		lastMod: m.lastMod, etag: m.etag, tags: o.Tags,
 	}
 	if o.L1Duration > 0 && o.L1Duration < d {
@@ -87,5 +89,5 @@ func newEntry(key string, v any, ts, now int64, o *EntryOptions, m meta) *entry 
 const tombstoneTTL = time.Minute
 
 func newTombstone(key string, ts int64) *entry {
-	return &entry{key: key, ts: ts, tombstone: true, physUntil: ts + int64(tombstoneTTL)}
+	return &entry{key: key, ts: ts, vts: ts, tombstone: true, physUntil: ts + int64(tombstoneTTL)}
 }

@@ -27,8 +27,9 @@ type FactoryContext[T any] struct {
 	notModified  bool
 }
 
-// errNoStale is returned by NotModified when there is nothing to keep.
-var errNoStale = errors.New("hybrid: NotModified without a stale value")
+// ErrNoStaleValue is returned by FactoryContext.NotModified when the cache
+// holds no stale value to keep.
+var ErrNoStaleValue = errors.New("hybrid: NotModified without a stale value")
 
 // Key returns the key being loaded.
 func (fc *FactoryContext[T]) Key() string { return fc.key }
@@ -73,7 +74,7 @@ func (fc *FactoryContext[T]) SetLastModified(t time.Time) {
 func (fc *FactoryContext[T]) NotModified() (T, error) {
 	if !fc.hasStale {
 		var zero T
-		return zero, errNoStale
+		return zero, ErrNoStaleValue
 	}
 	fc.notModified = true
 	return fc.stale, nil

@@ -46,15 +46,7 @@ type flights struct {
 	}
 }
 
-func (f *flights) shard(key string) int {
-	// FNV-1a, inline: no allocation, good enough to spread keys.
-	h := uint32(2166136261)
-	for i := 0; i < len(key); i++ {
-		h ^= uint32(key[i])
-		h *= 16777619
-	}
-	return int(h % flightShards)
-}
+func (f *flights) shard(key string) int { return stripe(key) % flightShards }
 
 // join returns the load in progress for key, or registers a new one and
 // reports that the caller leads it.

@@ -59,6 +59,7 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 		// its values (trace spans, request-scoped loggers).
 		lctx := context.WithoutCancel(ctx)
 		if !c.goBackground(func() { load(lctx, c, cl, key, f, o, nil) }) {
+			cl.deliver(nil, ErrClosed) // for callers that joined meanwhile
 			c.flights.release(key, cl)
 			return zero, ErrClosed
 		}
@@ -98,25 +99,54 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 	if err != nil {
 		return v, false, err
 	}
-	if o.SkipL1Read {
-		return v, false, nil
-	}
-	e := c.l1.get(key)
-	if e == nil {
-		return v, false, nil
-	}
-	now := nowNano()
-	if e.fresh(now) && c.valid(e) {
-		v, ok := e.value.(T)
-		if !ok {
-			return v, false, mismatch[T](key, e.value)
+	var e *entry
+	if !o.SkipL1Read {
+		e = c.l1.get(key)
+		if e != nil && e.fresh(nowNano()) && c.valid(e) {
+			v, ok := e.value.(T)
+			if !ok {
+				return v, false, mismatch[T](key, e.value)
+			}
+			return v, true, nil
 		}
-		return v, true, nil
 	}
-	if o.AllowStaleOnRead && e.usableStale(now) && c.validity(e, c.inv.Load()) != invalidGone {
-		v, ok := e.value.(T)
+	return tryGetSlow[T](ctx, c, key, o, e)
+}
+
+// tryGetSlow answers TryGet when the memory tier has no fresh value: the
+// distributed tier, then a stale value if the options allow it.
+func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, e *entry) (v T, ok bool, err error) {
+	now := nowNano()
+	var stale *entry
+	if e != nil && e.usableStale(now) && c.validity(e, c.inv.Load()) != invalidGone {
+		stale = e
+	}
+	if l2e := readL2[T](ctx, c, key, o, stale != nil && o.AllowStaleOnRead); l2e != nil && (e == nil || l2e.ts >= e.ts) {
+		now = nowNano()
+		switch c.validity(l2e, c.inv.Load()) {
+		case valid:
+			if l2e.fresh(now) {
+				if !o.SkipL1Write {
+					c.l1.set(l2e, o.Size)
+				}
+				return l2e.value.(T), true, nil
+			}
+			if l2e.usableStale(now) && l2e.newer(stale) {
+				stale = l2e
+			}
+		case invalidStale:
+			if l2e.usableStale(now) && l2e.newer(stale) {
+				stale = l2e
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return v, false, err
+	}
+	if o.AllowStaleOnRead && stale != nil {
+		v, ok := stale.value.(T)
 		if !ok {
-			return v, false, mismatch[T](key, e.value)
+			return v, false, mismatch[T](key, stale.value)
 		}
 		return v, true, nil
 	}
@@ -137,15 +167,38 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 		return err
 	}
 	now := nowNano()
-	c.store(newEntry(key, v, now, now, o, meta{}), o)
+	e := newEntry(key, v, now, now, o, meta{})
+	var enc []byte
+	if c.l2 != nil && !o.SkipL2Write {
+		if enc, err = c.encode(e); err != nil {
+			return err
+		}
+	}
+	c.store(e, o, enc)
 	return nil
 }
 
-// store writes e to the tiers o allows.
-func (c *Cache) store(e *entry, o *EntryOptions) {
+// store writes e to the memory tier and, with its envelope enc, to the
+// distributed tier, as o allows.
+func (c *Cache) store(e *entry, o *EntryOptions, enc []byte) {
 	if !o.SkipL1Write {
 		c.l1.set(e, o.Size)
 	}
+	if enc != nil {
+		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil}, o)
+	}
+}
+
+// propagate sends a change to the distributed tier, in the background
+// when o.BackgroundL2Operations is set.
+func (c *Cache) propagate(p pending, o *EntryOptions) {
+	if c.l2 == nil || o.SkipL2Write {
+		return
+	}
+	if o.BackgroundL2Operations && c.goBackground(func() { c.writeL2(p, o) }) {
+		return
+	}
+	c.writeL2(p, o)
 }
 
 // load is the shared load of key, run on a background goroutine for the
@@ -176,6 +229,29 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 	if !stale.usableStale(now) {
 		stale = nil
 	}
+	if l2e := readL2[T](ctx, c, key, o, stale != nil); l2e != nil {
+		now = nowNano()
+		cur := c.l1.get(key)
+		if cur == nil || l2e.ts >= cur.ts { // newest wins, tombstones included
+			switch c.validity(l2e, c.inv.Load()) {
+			case valid:
+				if l2e.fresh(now) && (eager == nil || l2e.ts > eager.ts) {
+					if !o.SkipL1Write {
+						c.l1.set(l2e, o.Size)
+					}
+					cl.deliver(l2e.value, nil)
+					return
+				}
+				if eager == nil && l2e.usableStale(now) && l2e.newer(stale) {
+					stale = l2e
+				}
+			case invalidStale:
+				if eager == nil && l2e.usableStale(now) && l2e.newer(stale) {
+					stale = l2e
+				}
+			}
+		}
+	}
 
 	fc := &FactoryContext[T]{key: key, opts: *o}
 	if stale != nil {
@@ -195,7 +271,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 	defer stop()
 
 	timedOut := make(chan struct{})
-	if eager == nil {
+	{
 		timeout := o.FactoryHardTimeout
 		if fallback && o.FactorySoftTimeout > 0 && (timeout == 0 || o.FactorySoftTimeout < timeout) {
 			timeout = o.FactorySoftTimeout
@@ -233,15 +309,16 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 	}
 	if err != nil {
 		switch {
-		case fallback:
-			c.serveFallback(cl, key, stale, o, "factory error")
 		case eager != nil:
 			// Do not retry on every hit: the entry stays as it was, minus
 			// its eager refresh point.
 			x := eager.clone()
 			x.eagerAt = 0
 			c.l1.set(x, o.Size)
+			cl.deliver(eager.value, nil)
 			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
+		case fallback:
+			c.serveFallback(cl, key, stale, o, "factory error")
 		default:
 			if !cl.deliver(nil, fmt.Errorf("hybrid: factory %q: %w", key, err)) {
 				c.log.Warn("background factory failed", c.keyAttr(key), slog.Any("err", err))
@@ -253,7 +330,15 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 		v = fc.stale
 	}
 	eo := fc.opts.withDefaults()
-	c.store(newEntry(key, v, start, now, &eo, fc.meta()), &eo)
+	e := newEntry(key, v, start, now, &eo, fc.meta())
+	var enc []byte
+	if c.l2 != nil && !eo.SkipL2Write {
+		var err error
+		if enc, err = c.encode(e); err != nil {
+			c.log.Warn("factory result kept in memory only", c.keyAttr(key), slog.Any("err", err))
+		}
+	}
+	c.store(e, &eo, enc)
 	cl.deliver(v, nil)
 }
 
@@ -261,9 +346,18 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 // keeps it in the memory tier as fresh for the throttle duration, so that
 // a failing source is not called again at once. Nothing goes to the
 // distributed tier or the backplane.
+//
+// The copy passes invalidations made before now (Clear, RemoveByTag) for
+// the throttle's length, or the throttle would not hold after them. A value
+// that is still fresh (an eager refresh that timed out) is served as it is.
 func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOptions, why string) {
 	now := nowNano()
+	if stale.fresh(now) && c.valid(stale) {
+		cl.deliver(stale.value, nil)
+		return
+	}
 	x := stale.clone()
+	x.vts = now
 	x.freshUntil = now + int64(o.FailSafeThrottleDuration)
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.eagerAt = 0
@@ -292,6 +386,7 @@ func startEagerRefresh[T any](c *Cache, key string, e *entry, f Factory[T], o *E
 		return
 	}
 	if !c.goBackground(func() { load(context.Background(), c, cl, key, f, o, e) }) {
+		cl.deliver(nil, ErrClosed)
 		c.flights.release(key, cl)
 	}
 }

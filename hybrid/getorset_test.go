@@ -529,3 +529,22 @@ func TestRemoveAndExpire(t *testing.T) {
 		t.Fatalf("Set after Remove: got %d, %v", v, ok)
 	}
 }
+
+func TestFailedEagerRefreshKeepsEntry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCache(t, hybrid.Options{Entry: hybrid.EntryOptions{
+			Duration: 10 * time.Minute, EagerRefreshThreshold: 0.5, FailSafe: true, FailSafeThrottleDuration: time.Second,
+		}})
+		defer c.Close()
+		ctx := context.Background()
+		var k counter
+		hybrid.GetOrSet(ctx, c, "k", k.factory("v", nil))
+		time.Sleep(6 * time.Minute)
+		hybrid.GetOrSet(ctx, c, "k", k.factory("", errDB)) // starts a refresh that fails
+		synctest.Wait()
+		time.Sleep(2 * time.Minute) // 8 of the 10 minutes
+		if v, ok := mustGet[string](t, c, "k"); !ok || v != "v" {
+			t.Fatalf("got %q, %v: a failed eager refresh cut the entry's lifetime short", v, ok)
+		}
+	})
+}

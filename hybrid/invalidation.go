@@ -39,15 +39,15 @@ func (c *Cache) valid(e *entry) bool {
 }
 
 func (c *Cache) validity(e *entry, inv *invalidations) validity {
-	if e.ts < inv.removeBefore {
+	if e.vts < inv.removeBefore {
 		return invalidGone
 	}
 	v := valid
-	if e.ts < inv.expireBefore {
+	if e.vts < inv.expireBefore {
 		v = invalidStale
 	}
 	for _, t := range e.tags {
-		if ti, ok := inv.tags[t]; ok && e.ts < ti.at {
+		if ti, ok := inv.tags[t]; ok && e.vts < ti.at {
 			if ti.remove {
 				return invalidGone
 			}

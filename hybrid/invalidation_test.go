@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/strata-cache/strata/hybrid"
 )
@@ -86,5 +87,32 @@ func TestClear(t *testing.T) {
 		if v, ok := mustGet[int](t, c, "a"); !ok || v != 2 {
 			t.Fatalf("Set after Clear(%v): got %d, %v", allowFailSafe, v, ok)
 		}
+	}
+}
+
+func TestThrottleHoldsAfterInvalidation(t *testing.T) {
+	c := newCache(t, hybrid.Options{Entry: hybrid.EntryOptions{FailSafe: true, FailSafeThrottleDuration: time.Hour}})
+	ctx := context.Background()
+	hybrid.Set(ctx, c, "k", "v", hybrid.WithTags("t"))
+	c.RemoveByTag(ctx, "t")
+	var k counter
+	for range 4 {
+		if v, err := hybrid.GetOrSet(ctx, c, "k", k.factory("", errDB)); err != nil || v != "v" {
+			t.Fatalf("got %q, %v", v, err)
+		}
+	}
+	if k.calls.Load() != 1 {
+		t.Fatalf("factory calls = %d, want 1: the throttle must hold after RemoveByTag", k.calls.Load())
+	}
+}
+
+func TestExpireDoesNotReviveCleared(t *testing.T) {
+	c := newCache(t, hybrid.Options{Entry: hybrid.EntryOptions{FailSafe: true}})
+	ctx := context.Background()
+	hybrid.Set(ctx, c, "k", 1)
+	c.Clear(ctx, false)
+	c.Expire(ctx, "k")
+	if _, ok := mustGet[int](t, c, "k", hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })); ok {
+		t.Fatal("Expire brought back an entry removed by Clear(false)")
 	}
 }

@@ -2,6 +2,7 @@ package hybrid
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -10,10 +11,20 @@ import (
 // l1 is the memory tier: ristretto v2 holding *entry values.
 //
 // ristretto holds entries without a TTL: logical and physical expiry live
-// in the entry, checked with one clock read on a hit. Physically expired
-// entries are dropped when read and otherwise leave through eviction.
+// in the entry, checked with one clock read on a hit. A physically expired
+// entry is never returned as a value; it leaves through eviction or when a
+// newer entry replaces it.
+//
+// Writes take a striped lock per key: ristretto treats two concurrent
+// first writes of a key as two insertions and keeps the first to reach its
+// buffer, whatever their timestamps. Under the lock the second writer sees
+// the key present and goes through ShouldUpdate (newest wins). Reads take
+// no lock of ours. The lock also keeps writes from racing close.
 type l1 struct {
-	rc *ristretto.Cache[string, *entry]
+	rc      *ristretto.Cache[string, *entry]
+	closeMu sync.RWMutex
+	closed  bool
+	stripes [64]sync.Mutex
 }
 
 func newL1(maxEntries int64) (*l1, error) {
@@ -48,6 +59,14 @@ func (m *l1) get(key string) *entry {
 // a get of the key sees e (or the newer entry): ristretto buffers the
 // insertion of a new key, so set waits for the buffer in that case only.
 func (m *l1) set(e *entry, cost int64) {
+	m.closeMu.RLock()
+	defer m.closeMu.RUnlock()
+	if m.closed {
+		return
+	}
+	mu := &m.stripes[stripe(e.key)]
+	mu.Lock()
+	defer mu.Unlock()
 	_, existed := m.rc.Get(e.key)
 	if !m.rc.Set(e.key, e, cost) {
 		// The buffer was full and the set was dropped: flush and retry once.
@@ -59,8 +78,22 @@ func (m *l1) set(e *entry, cost int64) {
 	}
 }
 
-func (m *l1) del(key string) { m.rc.Del(key) }
+// close releases ristretto once no write is in progress.
+func (m *l1) close() {
+	m.closeMu.Lock()
+	defer m.closeMu.Unlock()
+	if !m.closed {
+		m.closed = true
+		m.rc.Close()
+	}
+}
 
-func (m *l1) clear() { m.rc.Clear() }
-
-func (m *l1) close() { m.rc.Close() }
+// stripe spreads keys over the write locks (FNV-1a).
+func stripe(key string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % 64)
+}

@@ -1,0 +1,273 @@
+package hybrid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strata-cache/strata/internal/envelope"
+	"github.com/strata-cache/strata/internal/redisstore"
+)
+
+// L2 is the distributed tier: a store of encoded entries shared by every
+// process that uses the cache. Keys arrive already prefixed. NewRedisL2 is
+// the implementation on Redis; other stores can implement it.
+type L2 interface {
+	// Get returns the value at key, or (nil, nil) when there is none.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Set writes value with the physical lifetime ttl, unless the store
+	// holds a newer value (value starts with an envelope header whose
+	// timestamp decides); written is false when the newer value was kept.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) (written bool, err error)
+	// Delete removes key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// NewRedisL2 returns the distributed tier on a go-redis client: one GET
+// per read, an atomic newest-wins SET (a Lua script) per write. It does
+// not own the client and never closes it.
+func NewRedisL2(client redis.UniversalClient) L2 {
+	return redisstore.New(client)
+}
+
+// DefaultMaxValueSize is the largest serialized value written to the
+// distributed tier when Options.MaxValueSize is zero: 16 MiB.
+const DefaultMaxValueSize = 16 << 20
+
+// DefaultL2CircuitBreakerDuration is how long the distributed tier is
+// skipped after a transient error, when Options.L2CircuitBreakerDuration
+// is zero.
+const DefaultL2CircuitBreakerDuration = 30 * time.Second
+
+// defaultL2IOTimeout bounds a write to the distributed tier when
+// EntryOptions.L2HardTimeout is off.
+const defaultL2IOTimeout = 5 * time.Second
+
+// typeName is the fingerprint of T stored in the envelope.
+func typeName[T any]() string { return reflect.TypeFor[T]().String() }
+
+// encode returns the envelope of e, or ErrValueTooLarge.
+func (c *Cache) encode(e *entry) ([]byte, error) {
+	val, err := c.ser.Marshal(e.value)
+	if err != nil {
+		return nil, fmt.Errorf("hybrid: serialize %q: %w", e.key, err)
+	}
+	env := envelope.Envelope{
+		Timestamp: e.ts, FreshUntil: e.l2Fresh, LastModified: e.lastMod,
+		Type: e.typ, ETag: e.etag, Tags: e.tags, Value: val,
+	}
+	if n := env.Size(); n > c.maxValue {
+		return nil, fmt.Errorf("%w: %q encodes to %d bytes, the maximum is %d", ErrValueTooLarge, e.key, n, c.maxValue)
+	}
+	return env.Append(nil), nil
+}
+
+// decodeL2 turns what the distributed tier holds into an entry of type T.
+// A corrupt payload or one of another type is a miss, logged and counted.
+func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64) *entry {
+	env, err := envelope.Decode(b)
+	if err != nil {
+		c.stats.l2Corrupt.Add(1)
+		c.log.Warn("l2 entry unreadable", c.keyAttr(key), slog.Any("err", err))
+		return nil
+	}
+	if want := typeName[T](); env.Type != want {
+		c.stats.l2Corrupt.Add(1)
+		c.log.Warn("l2 entry of another type", c.keyAttr(key), slog.String("stored", env.Type), slog.String("want", want))
+		return nil
+	}
+	var v T
+	if err := c.ser.Unmarshal(env.Value, &v); err != nil {
+		c.stats.l2Corrupt.Add(1)
+		c.log.Warn("l2 value undecodable", c.keyAttr(key), slog.Any("err", err))
+		return nil
+	}
+	e := &entry{
+		key: key, value: v, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp,
+		freshUntil: env.FreshUntil, l2Fresh: env.FreshUntil, physUntil: env.FreshUntil,
+		lastMod: env.LastModified, etag: env.ETag, tags: env.Tags,
+	}
+	if o.FailSafe {
+		e.physUntil = max(e.physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
+	}
+	if o.L1Duration > 0 {
+		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
+	}
+	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
+		e.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
+	}
+	return e
+}
+
+// readL2 reads key from the distributed tier, bounded by the L2 timeouts
+// (the soft one only when a stale value can answer instead). It returns
+// nil on a miss, a timeout, an open circuit breaker or an error.
+func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, haveStale bool) *entry {
+	if c.l2 == nil || o.SkipL2Read || c.breaker.open() {
+		return nil
+	}
+	timeout := o.L2HardTimeout
+	if haveStale && o.L2SoftTimeout > 0 && (timeout == 0 || o.L2SoftTimeout < timeout) {
+		timeout = o.L2SoftTimeout
+	}
+	rctx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		rctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+	b, err := c.l2.Get(rctx, c.prefix+key)
+	if err != nil {
+		// The socket deadline can fire just before the context's timer
+		// marks it done: look at the clock too.
+		dl, hasDL := rctx.Deadline()
+		if rctx.Err() != nil || hasDL && !time.Now().Before(dl) {
+			// Our own deadline or the caller's cancellation: a miss, not a
+			// fault of the tier.
+			c.stats.l2Timeouts.Add(1)
+			return nil
+		}
+		c.l2Failed("get", key, err)
+		return nil
+	}
+	c.breaker.succeeded()
+	if b == nil {
+		return nil
+	}
+	return decodeL2[T](c, key, b, o, nowNano())
+}
+
+// l2Failed logs and classifies an error of the distributed tier. A
+// transient error opens the circuit breaker; a configuration error
+// (permissions, wrong type) is logged at most once a minute.
+func (c *Cache) l2Failed(op, key string, err error) {
+	c.stats.l2Errors.Add(1)
+	switch redisstore.Classify(err) {
+	case redisstore.KindTransient:
+		if c.breaker.trip() {
+			c.log.Warn("l2 unavailable, circuit breaker open", slog.String("op", op), c.keyAttr(key),
+				slog.Duration("for", c.breaker.d), slog.Any("err", err))
+		}
+		c.startRecovery()
+	case redisstore.KindConfig:
+		if c.configErrLog.allow() {
+			c.log.Error("l2 configuration error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
+		}
+	default:
+		c.log.Warn("l2 error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
+	}
+}
+
+// transient reports whether err is worth a retry when the tier is back.
+func transient(err error) bool {
+	return redisstore.Classify(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
+}
+
+// breaker skips the distributed tier for a while after a transient error.
+type breaker struct {
+	d     time.Duration // 0: disabled
+	until atomic.Int64  // unix ns; 0 = closed
+}
+
+func (b *breaker) open() bool {
+	u := b.until.Load()
+	return u != 0 && nowNano() < u
+}
+
+// trip opens the breaker; it reports whether it was closed before.
+func (b *breaker) trip() bool {
+	if b.d <= 0 {
+		return false
+	}
+	wasClosed := !b.open()
+	b.until.Store(nowNano() + int64(b.d))
+	return wasClosed
+}
+
+func (b *breaker) succeeded() { b.until.Store(0) }
+
+// remaining is how long the breaker stays open.
+func (b *breaker) remaining() time.Duration {
+	u := b.until.Load()
+	if u == 0 {
+		return 0
+	}
+	return max(0, time.Duration(u-nowNano()))
+}
+
+// rateLimit allows one event a minute.
+type rateLimit struct{ last atomic.Int64 }
+
+func (r *rateLimit) allow() bool {
+	now := nowNano()
+	last := r.last.Load()
+	return (last == 0 || now-last >= int64(time.Minute)) && r.last.CompareAndSwap(last, now)
+}
+
+// ioContext bounds one write to the distributed tier. It is not tied to
+// the caller: a write the caller started completes even if it leaves.
+func (c *Cache) ioContext(o *EntryOptions) (context.Context, context.CancelFunc) {
+	d := o.L2HardTimeout
+	if d <= 0 {
+		d = defaultL2IOTimeout
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+// writeL2 writes one change to the distributed tier, or queues it for
+// auto-recovery when the tier is unavailable.
+func (c *Cache) writeL2(p pending, o *EntryOptions) {
+	if c.breaker.open() {
+		c.enqueue(p)
+		return
+	}
+	ctx, cancel := c.ioContext(o)
+	defer cancel()
+	if err := c.apply(ctx, p); err != nil {
+		c.l2Failed(p.op.String(), p.key, err)
+		if transient(err) {
+			c.enqueue(p)
+		}
+		return
+	}
+	c.breaker.succeeded()
+}
+
+// apply performs one change on the distributed tier, newest wins.
+func (c *Cache) apply(ctx context.Context, p pending) error {
+	key := c.prefix + p.key
+	switch p.op {
+	case opSet:
+		ttl := time.Duration(p.physUntil - nowNano())
+		if ttl <= 0 {
+			return nil // expired while waiting: nothing to write
+		}
+		_, err := c.l2.Set(ctx, key, p.val, ttl)
+		return err
+	case opRemove, opExpire:
+		b, err := c.l2.Get(ctx, key)
+		if err != nil || b == nil {
+			return err
+		}
+		env, err := envelope.Decode(b)
+		if err != nil {
+			return c.l2.Delete(ctx, key) // unreadable: nothing worth keeping
+		}
+		if env.Timestamp > p.ts {
+			return nil // a newer write since: it wins
+		}
+		if p.op == opRemove || p.physUntil <= p.ts {
+			return c.l2.Delete(ctx, key)
+		}
+		env.Timestamp = p.ts
+		env.FreshUntil = min(env.FreshUntil, p.ts)
+		_, err = c.l2.Set(ctx, key, env.Append(nil), time.Duration(p.physUntil-nowNano()))
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package hybrid
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// DefaultAutoRecoveryMaxItems bounds the auto-recovery queue when
+// Options.AutoRecoveryMaxItems is zero.
+const DefaultAutoRecoveryMaxItems = 10_000
+
+type op uint8
+
+const (
+	opSet op = iota + 1
+	opRemove
+	opExpire
+)
+
+func (o op) String() string {
+	switch o {
+	case opSet:
+		return "set"
+	case opRemove:
+		return "remove"
+	case opExpire:
+		return "expire"
+	}
+	return "unknown"
+}
+
+// pending is one change to the distributed tier (and its backplane
+// notification) not yet applied.
+type pending struct {
+	op        op
+	key       string
+	ts        int64  // the change's timestamp: newest wins
+	val       []byte // opSet: the envelope
+	physUntil int64  // opSet: when the value dies; opExpire: physical end of the stale copy
+}
+
+// recovery queues changes that failed because the tier was unavailable:
+// one item per key, newest wins, bounded. A single goroutine replays them
+// once the circuit breaker lets calls through again.
+type recovery struct {
+	mu      sync.Mutex
+	items   map[string]pending
+	max     int
+	running bool
+}
+
+func (c *Cache) enqueue(p pending) {
+	r := &c.recovery
+	r.mu.Lock()
+	cur, ok := r.items[p.key]
+	switch {
+	case ok && cur.ts > p.ts:
+		// A newer change for the key is already queued.
+	case !ok && len(r.items) >= r.max:
+		c.stats.recoveryDropped.Add(1)
+		c.log.Warn("auto-recovery queue full, change dropped", c.keyAttr(p.key), slog.Int("max", r.max))
+	default:
+		if r.items == nil {
+			r.items = make(map[string]pending)
+		}
+		r.items[p.key] = p
+	}
+	r.mu.Unlock()
+	c.startRecovery()
+}
+
+// startRecovery starts the replay goroutine if there is work and none runs.
+func (c *Cache) startRecovery() {
+	r := &c.recovery
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running || len(r.items) == 0 {
+		return
+	}
+	if c.goBackground(c.replay) {
+		r.running = true
+	}
+}
+
+// replay applies the queued changes, waiting out the circuit breaker,
+// until the queue is empty or the cache closes.
+func (c *Cache) replay() {
+	r := &c.recovery
+	for {
+		if d := c.breaker.remaining(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+				t.Stop()
+				c.stopRecovery()
+				return
+			}
+		}
+		r.mu.Lock()
+		batch := make([]pending, 0, len(r.items))
+		for _, p := range r.items {
+			batch = append(batch, p)
+		}
+		r.mu.Unlock()
+		failed := false
+		for _, p := range batch {
+			if c.ctx.Err() != nil {
+				c.stopRecovery()
+				return
+			}
+			ctx, cancel := c.ioContext(&c.entry)
+			err := c.apply(ctx, p)
+			cancel()
+			if err != nil && transient(err) {
+				c.breaker.trip()
+				failed = true
+				break
+			}
+			if err != nil {
+				c.l2Failed("recover", p.key, err)
+			}
+			r.mu.Lock()
+			if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {
+				delete(r.items, p.key)
+			}
+			r.mu.Unlock()
+			c.stats.recovered.Add(1)
+		}
+		if !failed {
+			c.breaker.succeeded()
+		} else if c.breaker.d <= 0 {
+			// No breaker to wait on: back off a little before retrying.
+			select {
+			case <-time.After(time.Second):
+			case <-c.ctx.Done():
+				c.stopRecovery()
+				return
+			}
+		}
+		r.mu.Lock()
+		if len(r.items) == 0 {
+			r.running = false
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (c *Cache) stopRecovery() {
+	r := &c.recovery
+	r.mu.Lock()
+	if n := len(r.items); n > 0 {
+		c.log.Warn("cache closed with changes not yet recovered", slog.Int("pending", n))
+	}
+	r.running = false
+	r.mu.Unlock()
+}
