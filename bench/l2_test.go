@@ -36,9 +36,11 @@ var l2Contenders = []struct {
 func BenchmarkL2Hit(b *testing.B) {
 	k := sharedKeyspace()
 	rdb := redisFor(b)
-	run := time.Now().UnixNano() // keys of their own on a shared REDIS_ADDR
 	for _, lc := range l2Contenders {
 		b.Run("cache="+lc.name, func(b *testing.B) {
+			// Keys of their own for every run (-count runs this function
+			// again on the same Redis) and on a shared REDIS_ADDR.
+			run := time.Now().UnixNano()
 			c := newContender(b, lc.build, env{rdb: rdb, load: notFound})
 			keys := make([]string, l2Keys)
 			for i := range keys {

@@ -10,6 +10,7 @@
 # Environment: COUNT (8), BENCH (the -bench regexp, "."), BENCHTIME (1s),
 # OUT (the raw output, results/raw-<UTC time>.txt). The benchstat tables go to
 # standard output and beside OUT as <OUT without .txt>.benchstat.txt.
+# SKIP_RUN=1 OUT=file only summarises an existing raw output.
 #
 # The quick mode that CI runs (scripts/test.sh), about a minute:
 #   cd bench && go test -run '^$' -bench . -benchtime=100x -count=1 ./...
@@ -35,8 +36,10 @@ if ! command -v benchstat >/dev/null; then
 	fi
 fi
 
-echo "# go test -run '^\$' -bench '$BENCH' -benchtime $BENCHTIME -count $COUNT (raw output: $OUT)" >&2
-go test -run '^$' -bench "$BENCH" -benchtime "$BENCHTIME" -count "$COUNT" -timeout 0 . | tee "$OUT"
+if [ -z "${SKIP_RUN:-}" ]; then
+	echo "# go test -run '^\$' -bench '$BENCH' -benchtime $BENCHTIME -count $COUNT (raw output: $OUT)" >&2
+	go test -run '^$' -bench "$BENCH" -benchtime "$BENCHTIME" -count "$COUNT" -timeout 0 . | tee "$OUT"
+fi
 
 {
 	echo "## All benchmarks"
