@@ -3,6 +3,7 @@ package strata_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,12 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(nodeEnv) != "" {
+		os.Exit(runNode()) // a helper process of TestSeparateProcesses
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func newProvider(t *testing.T, s strata.Settings) *strata.Provider {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/serializer"
 )
 
@@ -52,6 +53,13 @@ type Options struct {
 	// DisableL2CircuitBreaker keeps calling the distributed tier after
 	// errors.
 	DisableL2CircuitBreaker bool
+	// Backplane tells the other instances of this cache about changes and
+	// applies theirs to the memory tier. Nil means none. The cache takes
+	// ownership: Close closes it.
+	Backplane backplane.Backplane
+	// InstanceID tells this instance's backplane messages from the others'.
+	// Empty means a random id.
+	InstanceID string
 	// AutoRecoveryMaxItems bounds the queue of changes that failed to reach
 	// the distributed tier and are replayed when it is back (one per key).
 	// Zero means DefaultAutoRecoveryMaxItems.
@@ -65,18 +73,22 @@ type Cache struct {
 	entry      EntryOptions // defaults applied
 	l1         *l1
 	flights    flights
+	readers    readers
 	log        *slog.Logger
 	redactKeys bool
 	maxKey     int
 
-	l2           L2
-	prefix       string
-	ser          serializer.Serializer
-	maxValue     int
-	breaker      breaker
-	recovery     recovery
-	configErrLog rateLimit
-	stats        stats
+	l2              L2
+	prefix          string
+	ser             serializer.Serializer
+	maxValue        int
+	breaker         breaker
+	recovery        recovery
+	configErrLog    rateLimit
+	transientErrLog rateLimit
+	stats           stats
+	bp              backplane.Backplane
+	id              string
 
 	inv   atomic.Pointer[invalidations]
 	invMu sync.Mutex
@@ -150,11 +162,20 @@ func New(o Options) (*Cache, error) {
 		ser:        o.Serializer,
 		maxValue:   o.MaxValueSize,
 	}
+	c.bp, c.id = o.Backplane, o.InstanceID
+	if c.id == "" {
+		c.id = newInstanceID()
+	}
 	c.breaker.d = o.L2CircuitBreakerDuration
 	c.recovery.max = o.AutoRecoveryMaxItems
 	c.entry.Tags = append([]string(nil), o.Entry.Tags...)
 	c.inv.Store(&invalidations{})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if err := c.subscribe(); err != nil {
+		c.cancel()
+		mem.close()
+		return nil, fmt.Errorf("hybrid: cache %q: subscribe: %w", o.Name, err)
+	}
 	return c, nil
 }
 
@@ -172,6 +193,9 @@ func (c *Cache) Close() error {
 		c.mu.Unlock()
 		c.cancel()
 		c.wg.Wait()
+		if c.bp != nil {
+			c.bp.Close()
+		}
 		c.l1.close()
 	})
 	return nil
@@ -221,7 +245,7 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) error {
 	if err != nil {
 		return err
 	}
-	now := nowNano()
+	now := stamp()
 	c.l1.set(newTombstone(key, now), 1)
 	c.propagate(pending{op: opRemove, key: key, ts: now}, o)
 	return nil
@@ -237,29 +261,49 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) error {
 	if err != nil {
 		return err
 	}
-	now := nowNano()
+	ts, now := stamp(), nowNano()
 	if e := c.l1.get(key); e != nil && !e.tombstone && c.validity(e, c.inv.Load()) != invalidGone {
-		x := expiredCopy(e, now)
-		c.l1.set(x, o.Size)
+		c.l1.set(expiredCopy(e, ts, now), o.Size)
 	}
-	phys := now
+	var phys int64 // without fail-safe the distributed copy is deleted
 	if o.FailSafe {
 		phys = now + int64(o.FailSafeMaxDuration)
 	}
-	c.propagate(pending{op: opExpire, key: key, ts: now, physUntil: phys}, o)
+	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys}, o)
 	return nil
 }
 
-// expiredCopy is e marked stale at now. It takes now as its timestamp, so a
-// read that raced the expiry cannot bring the fresh copy back, but keeps its
-// validity timestamp, so an earlier Clear or RemoveByTag still applies.
-func expiredCopy(e *entry, now int64) *entry {
+// expiredCopy is e marked stale at now. It takes the expiry's timestamp ts,
+// so a read that raced the expiry cannot bring the fresh copy back, but
+// keeps its validity timestamp, so an earlier Clear or RemoveByTag still
+// applies.
+func expiredCopy(e *entry, ts, now int64) *entry {
 	x := e.clone()
-	x.ts = max(e.ts, now)
+	x.ts = max(e.ts, ts)
 	x.freshUntil = min(e.freshUntil, now)
 	x.l2Fresh = min(e.l2Fresh, now)
 	x.eagerAt = 0
 	return x
 }
 
+// nowNano is the clock for expiry checks: one read, nothing shared.
 func nowNano() int64 { return time.Now().UnixNano() }
+
+var lastStamp atomic.Int64
+
+// stamp is the clock for timestamps (creation, removal, invalidation): the
+// wall clock, but strictly increasing within the process, so that a change
+// made after another always carries a later timestamp even if the wall
+// clock steps back or two calls read the same instant.
+func stamp() int64 {
+	for {
+		last := lastStamp.Load()
+		now := time.Now().UnixNano()
+		if now <= last {
+			now = last + 1
+		}
+		if lastStamp.CompareAndSwap(last, now) {
+			return now
+		}
+	}
+}

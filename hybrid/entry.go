@@ -14,6 +14,7 @@ type entry struct {
 	typ        string // typeName of T, for the distributed tier
 	ts         int64  // creation time, unix ns: newest wins
 	vts        int64  // compared with invalidations (Clear, tags); ts unless noted
+	verified   int64  // known to be the newest as of then (backplane gaps)
 	freshUntil int64  // logical expiry, unix ns (memory tier: capped by L1Duration)
 	l2Fresh    int64  // logical expiry as written to the distributed tier
 	physUntil  int64  // physical expiry, unix ns: usable as a fail-safe fallback until then
@@ -47,7 +48,7 @@ func (e *entry) newer(o *entry) bool {
 // clone returns a copy of e that can be modified and stored again.
 func (e *entry) clone() *entry {
 	return &entry{
-		key: e.key, value: e.value, typ: e.typ, ts: e.ts, vts: e.vts, freshUntil: e.freshUntil, l2Fresh: e.l2Fresh,
+		key: e.key, value: e.value, typ: e.typ, ts: e.ts, vts: e.vts, verified: e.verified, freshUntil: e.freshUntil, l2Fresh: e.l2Fresh,
 		physUntil: e.physUntil, eagerAt: e.eagerAt, lastMod: e.lastMod, etag: e.etag,
 		tags: e.tags, tombstone: e.tombstone,
 	}
@@ -72,7 +73,7 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 		phys = max(fresh, now+int64(o.FailSafeMaxDuration))
 	}
 	e := &entry{
-		key: key, value: v, typ: typeName[T](), ts: ts, vts: ts, freshUntil: fresh, l2Fresh: fresh, physUntil: phys,
+		key: key, value: v, typ: typeName[T](), ts: ts, vts: ts, verified: ts, freshUntil: fresh, l2Fresh: fresh, physUntil: phys,
 		lastMod: m.lastMod, etag: m.etag, tags: o.Tags,
 	}
 	if o.L1Duration > 0 && o.L1Duration < d {
@@ -89,5 +90,5 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 const tombstoneTTL = time.Minute
 
 func newTombstone(key string, ts int64) *entry {
-	return &entry{key: key, ts: ts, vts: ts, tombstone: true, physUntil: ts + int64(tombstoneTTL)}
+	return &entry{key: key, ts: ts, vts: ts, verified: ts, tombstone: true, physUntil: ts + int64(tombstoneTTL)}
 }

@@ -65,6 +65,52 @@ func (f *flights) join(key string) (cl *call, leader bool) {
 	return cl, true
 }
 
+// readers counts reads of the distributed tier in progress per key, so that
+// a backplane message for a key not yet in memory can keep such a read
+// from storing what it fetched before the change.
+type readers struct {
+	shards [flightShards]struct {
+		mu sync.Mutex
+		n  map[string]int
+	}
+}
+
+func (r *readers) add(key string) {
+	s := &r.shards[stripe(key)%flightShards]
+	s.mu.Lock()
+	if s.n == nil {
+		s.n = make(map[string]int)
+	}
+	s.n[key]++
+	s.mu.Unlock()
+}
+
+func (r *readers) done(key string) {
+	s := &r.shards[stripe(key)%flightShards]
+	s.mu.Lock()
+	if s.n[key]--; s.n[key] <= 0 {
+		delete(s.n, key)
+	}
+	s.mu.Unlock()
+}
+
+func (r *readers) has(key string) bool {
+	s := &r.shards[stripe(key)%flightShards]
+	s.mu.Lock()
+	_, ok := s.n[key]
+	s.mu.Unlock()
+	return ok
+}
+
+// has reports whether a load of key is running.
+func (f *flights) has(key string) bool {
+	s := &f.shards[f.shard(key)]
+	s.mu.Lock()
+	_, ok := s.calls[key]
+	s.mu.Unlock()
+	return ok
+}
+
 // release unlocks key if cl still holds it. It may be called more than once.
 func (f *flights) release(key string, cl *call) {
 	s := &f.shards[f.shard(key)]

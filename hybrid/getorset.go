@@ -121,7 +121,17 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 	if e != nil && e.usableStale(now) && c.validity(e, c.inv.Load()) != invalidGone {
 		stale = e
 	}
-	if l2e := readL2[T](ctx, c, key, o, stale != nil && o.AllowStaleOnRead); l2e != nil && (e == nil || l2e.ts >= e.ts) {
+	if c.l2 != nil && c.bp != nil {
+		c.readers.add(key)
+		defer c.readers.done(key)
+	}
+	l2e := readL2[T](ctx, c, key, o, stale != nil && o.AllowStaleOnRead)
+	if l2e != nil {
+		if cur := c.l1.get(key); cur != nil && cur.ts > l2e.ts {
+			l2e = nil // a newer change (or a removal) arrived meanwhile
+		}
+	}
+	if l2e != nil {
 		now = nowNano()
 		switch c.validity(l2e, c.inv.Load()) {
 		case valid:
@@ -166,8 +176,7 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 	if err != nil {
 		return err
 	}
-	now := nowNano()
-	e := newEntry(key, v, now, now, o, meta{})
+	e := newEntry(key, v, stamp(), nowNano(), o, meta{})
 	var enc []byte
 	if c.l2 != nil && !o.SkipL2Write {
 		if enc, err = c.encode(e); err != nil {
@@ -191,8 +200,19 @@ func (c *Cache) store(e *entry, o *EntryOptions, enc []byte) {
 
 // propagate sends a change to the distributed tier, in the background
 // when o.BackgroundL2Operations is set.
+//
+// The backplane hears of the change once the distributed tier has it (or
+// at once, without one), unless o.SkipBackplane is set.
 func (c *Cache) propagate(p pending, o *EntryOptions) {
+	p.skipBP = o.SkipBackplane || c.bp == nil
 	if c.l2 == nil || o.SkipL2Write {
+		if p.skipBP {
+			return
+		}
+		if o.BackgroundL2Operations && c.goBackground(func() { c.publish(p) }) {
+			return
+		}
+		c.publish(p)
 		return
 	}
 	if o.BackgroundL2Operations && c.goBackground(func() { c.writeL2(p, o) }) {
@@ -293,7 +313,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 		}
 	}
 
-	start := nowNano()
+	start := stamp()
 	v, err, panicked, pv := callFactory(fctx, f, fc)
 	now = nowNano()
 	if panicked {
@@ -357,7 +377,7 @@ func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOption
 		return
 	}
 	x := stale.clone()
-	x.vts = now
+	x.vts = stamp()
 	x.freshUntil = now + int64(o.FailSafeThrottleDuration)
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.eagerAt = 0

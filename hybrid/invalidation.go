@@ -12,6 +12,7 @@ type invalidations struct {
 	gen          uint64
 	expireBefore int64 // Clear(true): entries created before are stale
 	removeBefore int64 // Clear(false): entries created before are gone
+	verifyBefore int64 // backplane gap: entries not verified since are stale until checked against L2
 	tags         map[string]tagInvalidation
 }
 
@@ -43,7 +44,7 @@ func (c *Cache) validity(e *entry, inv *invalidations) validity {
 		return invalidGone
 	}
 	v := valid
-	if e.vts < inv.expireBefore {
+	if e.vts < inv.expireBefore || max(e.ts, e.verified) < inv.verifyBefore {
 		v = invalidStale
 	}
 	for _, t := range e.tags {
@@ -69,6 +70,7 @@ func (c *Cache) invalidate(f func(*invalidations)) {
 		gen:          cur.gen + 1,
 		expireBefore: cur.expireBefore,
 		removeBefore: cur.removeBefore,
+		verifyBefore: cur.verifyBefore,
 		tags:         maps.Clone(cur.tags),
 	}
 	if next.tags == nil {
@@ -93,7 +95,7 @@ func (c *Cache) RemoveByTag(ctx context.Context, tags ...string) error {
 			return fmt.Errorf("%w (RemoveByTag)", err)
 		}
 	}
-	now := nowNano()
+	now := stamp()
 	c.invalidate(func(inv *invalidations) {
 		for _, t := range tags {
 			inv.tags[t] = tagInvalidation{at: max(now, inv.tags[t].at)}
@@ -112,7 +114,7 @@ func (c *Cache) Clear(ctx context.Context, allowFailSafe bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	now := nowNano()
+	now := stamp()
 	c.invalidate(func(inv *invalidations) {
 		inv.expireBefore = max(inv.expireBefore, now)
 		if !allowFailSafe {

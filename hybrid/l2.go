@@ -89,7 +89,7 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		return nil
 	}
 	e := &entry{
-		key: key, value: v, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp,
+		key: key, value: v, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp, verified: now,
 		freshUntil: env.FreshUntil, l2Fresh: env.FreshUntil, physUntil: env.FreshUntil,
 		lastMod: env.LastModified, etag: env.ETag, tags: env.Tags,
 	}
@@ -109,7 +109,7 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 // (the soft one only when a stale value can answer instead). It returns
 // nil on a miss, a timeout, an open circuit breaker or an error.
 func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, haveStale bool) *entry {
-	if c.l2 == nil || o.SkipL2Read || c.breaker.open() {
+	if c.l2 == nil || o.SkipL2Read || !c.breaker.allow() {
 		return nil
 	}
 	timeout := o.L2HardTimeout
@@ -121,6 +121,7 @@ func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, h
 		rctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
+	start := stamp() // a copy read now is verified as of now
 	b, err := c.l2.Get(rctx, c.prefix+key)
 	if err != nil {
 		// The socket deadline can fire just before the context's timer
@@ -139,7 +140,7 @@ func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, h
 	if b == nil {
 		return nil
 	}
-	return decodeL2[T](c, key, b, o, nowNano())
+	return decodeL2[T](c, key, b, o, start)
 }
 
 // l2Failed logs and classifies an error of the distributed tier. A
@@ -149,7 +150,7 @@ func (c *Cache) l2Failed(op, key string, err error) {
 	c.stats.l2Errors.Add(1)
 	switch redisstore.Classify(err) {
 	case redisstore.KindTransient:
-		if c.breaker.trip() {
+		if c.breaker.trip() || c.breaker.d <= 0 && c.transientErrLog.allow() {
 			c.log.Warn("l2 unavailable, circuit breaker open", slog.String("op", op), c.keyAttr(key),
 				slog.Duration("for", c.breaker.d), slog.Any("err", err))
 		}
@@ -168,15 +169,40 @@ func transient(err error) bool {
 	return redisstore.Classify(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
 }
 
+// breakerProbeInterval is how often an open breaker lets one call through
+// to find out whether the tier is back (half-open).
+const breakerProbeInterval = time.Second
+
 // breaker skips the distributed tier for a while after a transient error.
+// While open it lets one call a second through as a probe: a success
+// closes it at once, so a short outage does not cost the whole duration.
 type breaker struct {
 	d     time.Duration // 0: disabled
 	until atomic.Int64  // unix ns; 0 = closed
+	probe atomic.Int64  // unix ns: when the next probe may go through
 }
 
-func (b *breaker) open() bool {
+func (b *breaker) interval() time.Duration { return min(breakerProbeInterval, b.d) }
+
+// isOpen reports whether calls are being skipped.
+func (b *breaker) isOpen() bool {
 	u := b.until.Load()
 	return u != 0 && nowNano() < u
+}
+
+// allow reports whether a call may go to the tier: the breaker is closed,
+// or this call is the probe.
+func (b *breaker) allow() bool {
+	u := b.until.Load()
+	if u == 0 {
+		return true
+	}
+	now := nowNano()
+	if now >= u {
+		return true
+	}
+	p := b.probe.Load()
+	return now >= p && b.probe.CompareAndSwap(p, now+int64(b.interval()))
 }
 
 // trip opens the breaker; it reports whether it was closed before.
@@ -184,20 +210,21 @@ func (b *breaker) trip() bool {
 	if b.d <= 0 {
 		return false
 	}
-	wasClosed := !b.open()
-	b.until.Store(nowNano() + int64(b.d))
+	wasClosed := !b.isOpen()
+	now := nowNano()
+	b.probe.Store(now + int64(b.interval()))
+	b.until.Store(now + int64(b.d))
 	return wasClosed
 }
 
 func (b *breaker) succeeded() { b.until.Store(0) }
 
-// remaining is how long the breaker stays open.
+// remaining is how long until a call may go through (the next probe).
 func (b *breaker) remaining() time.Duration {
-	u := b.until.Load()
-	if u == 0 {
+	if !b.isOpen() {
 		return 0
 	}
-	return max(0, time.Duration(u-nowNano()))
+	return max(0, time.Duration(b.probe.Load()-nowNano()))
 }
 
 // rateLimit allows one event a minute.
@@ -222,7 +249,7 @@ func (c *Cache) ioContext(o *EntryOptions) (context.Context, context.CancelFunc)
 // writeL2 writes one change to the distributed tier, or queues it for
 // auto-recovery when the tier is unavailable.
 func (c *Cache) writeL2(p pending, o *EntryOptions) {
-	if c.breaker.open() {
+	if !c.breaker.allow() {
 		c.enqueue(p)
 		return
 	}
@@ -236,6 +263,9 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 		return
 	}
 	c.breaker.succeeded()
+	if !p.skipBP {
+		c.publish(p)
+	}
 }
 
 // apply performs one change on the distributed tier, newest wins.
@@ -261,7 +291,7 @@ func (c *Cache) apply(ctx context.Context, p pending) error {
 		if env.Timestamp > p.ts {
 			return nil // a newer write since: it wins
 		}
-		if p.op == opRemove || p.physUntil <= p.ts {
+		if p.op == opRemove || p.physUntil <= nowNano() {
 			return c.l2.Delete(ctx, key)
 		}
 		env.Timestamp = p.ts

@@ -21,7 +21,8 @@ func (c *Cache) Ping(ctx context.Context) error {
 		return nil
 	}
 	key := c.prefix + "__strata_ping"
-	env := envelope.Envelope{Timestamp: nowNano(), FreshUntil: nowNano()}
+	now := stamp()
+	env := envelope.Envelope{Timestamp: now, FreshUntil: now}
 	if _, err := c.l2.Set(ctx, key, env.Append(nil), 10*time.Second); err != nil {
 		return fmt.Errorf("hybrid: ping cache %q: %w", c.name, err)
 	}

@@ -38,6 +38,8 @@ type pending struct {
 	ts        int64  // the change's timestamp: newest wins
 	val       []byte // opSet: the envelope
 	physUntil int64  // opSet: when the value dies; opExpire: physical end of the stale copy
+	l2Done    bool   // the distributed tier has it; only the notification is pending
+	skipBP    bool   // no backplane notification
 }
 
 // recovery queues changes that failed because the tier was unavailable:
@@ -110,16 +112,32 @@ func (c *Cache) replay() {
 				c.stopRecovery()
 				return
 			}
-			ctx, cancel := c.ioContext(&c.entry)
-			err := c.apply(ctx, p)
-			cancel()
-			if err != nil && transient(err) {
-				c.breaker.trip()
-				failed = true
-				break
+			var err error
+			if !p.l2Done && c.l2 != nil {
+				ctx, cancel := c.ioContext(&c.entry)
+				err = c.apply(ctx, p)
+				cancel()
+				if err != nil && transient(err) {
+					c.breaker.trip()
+					failed = true
+					break
+				}
+				if err != nil {
+					c.l2Failed("recover", p.key, err)
+				}
 			}
-			if err != nil {
-				c.l2Failed("recover", p.key, err)
+			if err == nil && !p.skipBP && c.bp != nil {
+				if perr := c.publishNow(p); perr != nil {
+					r.mu.Lock()
+					if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {
+						cur.l2Done = true
+						r.items[p.key] = cur
+					}
+					r.mu.Unlock()
+					c.breaker.trip()
+					failed = true
+					break
+				}
 			}
 			r.mu.Lock()
 			if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {

@@ -9,6 +9,10 @@ type stats struct {
 	l2Corrupt       atomic.Uint64
 	recovered       atomic.Uint64
 	recoveryDropped atomic.Uint64
+	bpPublished     atomic.Uint64
+	bpReceived      atomic.Uint64
+	bpErrors        atomic.Uint64
+	bpGaps          atomic.Uint64
 }
 
 // Stats are counters of what the cache absorbed rather than returned.
@@ -31,6 +35,16 @@ type Stats struct {
 	RecoveryPending int
 	// L2CircuitOpen reports whether the distributed tier is being skipped.
 	L2CircuitOpen bool
+	// BackplanePublished counts notifications sent to the other instances.
+	BackplanePublished uint64
+	// BackplaneReceived counts notifications from the other instances,
+	// counted once applied to the memory tier.
+	BackplaneReceived uint64
+	// BackplaneErrors counts failed publishes (queued for auto-recovery).
+	BackplaneErrors uint64
+	// BackplaneGaps counts the times messages may have been lost (a
+	// reconnect, a full queue): entries from before are verified before use.
+	BackplaneGaps uint64
 }
 
 // Stats returns a snapshot of the cache's counters.
@@ -45,6 +59,11 @@ func (c *Cache) Stats() Stats {
 		Recovered:       c.stats.recovered.Load(),
 		RecoveryDropped: c.stats.recoveryDropped.Load(),
 		RecoveryPending: pending,
-		L2CircuitOpen:   c.breaker.open(),
+		L2CircuitOpen:   c.breaker.isOpen(),
+
+		BackplanePublished: c.stats.bpPublished.Load(),
+		BackplaneReceived:  c.stats.bpReceived.Load(),
+		BackplaneErrors:    c.stats.bpErrors.Load(),
+		BackplaneGaps:      c.stats.bpGaps.Load(),
 	}
 }

@@ -1,0 +1,332 @@
+package strata_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strata-cache/strata"
+	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/internal/tcpproxy"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// bpNode is one process's provider with a cache "app" on the shared Redis,
+// through its own client.
+func bpNode(t *testing.T, client redis.UniversalClient, configure ...func(*strata.CacheSettings)) *hybrid.Cache {
+	t.Helper()
+	d := strata.CacheSettings{Entry: hybrid.EntryOptions{Duration: time.Hour, FailSafe: true}}
+	p := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Client: client}, Defaults: &d, Logger: quiet})
+	c, err := p.Register("app", configure...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func fastClient(t *testing.T, srv *redistest.Server, addr string) *redis.Client {
+	o := srv.Options()
+	if addr != "" {
+		o.Addr = addr
+	}
+	o.MaxRetries = -1
+	o.DialTimeout = 300 * time.Millisecond
+	o.ContextTimeoutEnabled = true
+	c := redis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func awaitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+var l1Only = hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL2Read = true })
+var allowStale = hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
+
+func get(t *testing.T, c *hybrid.Cache, key string, opts ...hybrid.Option) (string, bool) {
+	t.Helper()
+	v, ok, err := hybrid.TryGet[string](context.Background(), c, key, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, ok
+}
+
+func TestBackplaneThreeNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	n1 := bpNode(t, fastClient(t, srv, ""))
+	n2 := bpNode(t, fastClient(t, srv, ""))
+	n3 := bpNode(t, fastClient(t, srv, ""))
+	hybrid.Set(ctx, n1, "k", "v1")
+	for _, n := range []*hybrid.Cache{n2, n3} {
+		if v, _ := get(t, n, "k"); v != "v1" { // from L2, now held in L1
+			t.Fatalf("got %q", v)
+		}
+	}
+	// Set on node 1: nodes 2 and 3 drop their copies and read the new value.
+	hybrid.Set(ctx, n1, "k", "v2")
+	for i, n := range []*hybrid.Cache{n2, n3} {
+		awaitCond(t, fmt.Sprint("node ", i+2, " to stop serving v1 from memory"), func() bool {
+			_, ok := get(t, n, "k", l1Only)
+			return !ok
+		})
+		if v, _ := get(t, n, "k"); v != "v2" {
+			t.Fatalf("node %d after Set: %q, want v2", i+2, v)
+		}
+	}
+	// Remove: every node misses.
+	n1.Remove(ctx, "k")
+	for i, n := range []*hybrid.Cache{n2, n3} {
+		awaitCond(t, fmt.Sprint("node ", i+2, " to miss after Remove"), func() bool {
+			_, ok := get(t, n, "k", allowStale)
+			return !ok
+		})
+	}
+	// Expire: fresh reads miss everywhere, fail-safe reads still get the value.
+	hybrid.Set(ctx, n1, "e", "old")
+	get(t, n2, "e")
+	get(t, n3, "e")
+	n1.Expire(ctx, "e")
+	for i, n := range []*hybrid.Cache{n1, n2, n3} {
+		awaitCond(t, fmt.Sprint("node ", i+1, " to treat e as expired"), func() bool {
+			_, ok := get(t, n, "e")
+			return !ok
+		})
+		v, err := hybrid.GetOrSet(ctx, n, "e", func(ctx context.Context, fc *hybrid.FactoryContext[string]) (string, error) {
+			return "", fmt.Errorf("db down")
+		})
+		if err != nil || v != "old" {
+			t.Fatalf("node %d fail-safe after Expire: %q, %v", i+1, v, err)
+		}
+	}
+}
+
+func TestBackplaneCachesDoNotHearEachOther(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	d := strata.CacheSettings{Entry: hybrid.EntryOptions{Duration: time.Hour}}
+	p1 := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Client: fastClient(t, srv, "")}, Defaults: &d, Logger: quiet})
+	p2 := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Client: fastClient(t, srv, "")}, Defaults: &d, Logger: quiet})
+	a1, _ := p1.Register("a")
+	p1.Register("b")
+	a2, _ := p2.Register("a")
+	b2, _ := p2.Register("b")
+	for i := range 20 {
+		hybrid.Set(ctx, a1, fmt.Sprint("k", i), "x")
+	}
+	awaitCond(t, "a's messages to reach a on node 2", func() bool { return a2.Stats().BackplaneReceived == 20 })
+	if got := b2.Stats().BackplaneReceived; got != 0 {
+		t.Fatalf("cache b received %d of cache a's messages", got)
+	}
+}
+
+func TestSkipBackplaneKeepsChangeLocal(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	n1 := bpNode(t, fastClient(t, srv, ""))
+	n2 := bpNode(t, fastClient(t, srv, ""))
+	hybrid.Set(ctx, n1, "k", "old")
+	get(t, n2, "k")
+	skip := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipBackplane = true })
+	hybrid.Set(ctx, n1, "k", "local", skip)
+	// A later message on the same channel arrives after the skipped one would have.
+	hybrid.Set(ctx, n1, "marker", "m")
+	awaitCond(t, "the marker message", func() bool { return n2.Stats().BackplaneReceived >= 2 })
+	if v, ok := get(t, n2, "k", l1Only); !ok || v != "old" {
+		t.Fatalf("node 2 holds %q, %v: a SkipBackplane change reached it", v, ok)
+	}
+}
+
+// After its subscription was down while another node wrote, a node must
+// not serve its old copy: it verifies it against L2 first.
+func TestReconnectVerifiesBeforeUse(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	proxy, err := tcpproxy.New(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	n1 := bpNode(t, fastClient(t, srv, ""))
+	n2 := bpNode(t, fastClient(t, srv, proxy.Addr()))
+	hybrid.Set(ctx, n1, "k", "old")
+	hybrid.Set(ctx, n1, "same", "unchanged")
+	get(t, n2, "k")
+	get(t, n2, "same")
+	// Cut node 2 off (its reconnections are held), write, then let it back.
+	proxy.Pause()
+	proxy.ResetAll()
+	hybrid.Set(ctx, n1, "k", "new")
+	gaps := n2.Stats().BackplaneGaps
+	proxy.Resume()
+	awaitCond(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
+	if v, _ := get(t, n2, "k"); v != "new" {
+		t.Fatalf("after the reconnect node 2 served %q, want new", v)
+	}
+	// An entry that did not change is verified, not reloaded, and kept.
+	if v, _ := get(t, n2, "same"); v != "unchanged" {
+		t.Fatalf("got %q", v)
+	}
+	if v, ok := get(t, n2, "same", l1Only); !ok || v != "unchanged" {
+		t.Fatalf("verified entry not kept in L1: %q, %v", v, ok)
+	}
+}
+
+func TestRedisRestartReplaysPublishes(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	n1 := bpNode(t, fastClient(t, srv, ""), func(s *strata.CacheSettings) { s.Entry.BackgroundL2Operations = false })
+	n2 := bpNode(t, fastClient(t, srv, ""))
+	hybrid.Set(ctx, n1, "k", "old")
+	get(t, n2, "k")
+	srv.Kill(t)
+	if err := hybrid.Set(ctx, n1, "k", "new"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t)
+	awaitCond(t, "node 2 to converge on the new value", func() bool {
+		v, _ := get(t, n2, "k")
+		return v == "new"
+	})
+}
+
+// A read on node 2 that races a Remove on node 1 never leaves the old
+// value in node 2's memory tier.
+func TestReadRacingRemoteRemove(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	n1 := bpNode(t, fastClient(t, srv, ""))
+	n2 := bpNode(t, fastClient(t, srv, ""))
+	for i := range 40 {
+		key := fmt.Sprint("k", i)
+		received := n2.Stats().BackplaneReceived
+		hybrid.Set(ctx, n1, key, "old")
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for range 5 {
+				get(t, n2, key)
+			}
+		})
+		wg.Go(func() {
+			hybrid.GetOrSet(ctx, n2, key, func(ctx context.Context, fc *hybrid.FactoryContext[string]) (string, error) { return "loaded", nil })
+		})
+		wg.Go(func() { n1.Remove(ctx, key) })
+		wg.Wait()
+		awaitCond(t, "the Set and the Remove to reach node 2", func() bool { return n2.Stats().BackplaneReceived >= received+2 })
+		if v, ok := get(t, n2, key, l1Only); ok && v == "old" {
+			t.Fatalf("round %d: node 2 kept the removed value in memory", i)
+		}
+	}
+}
+
+// Two OS processes share values through Redis and the backplane.
+const nodeEnv = "STRATA_TEST_NODE_URL"
+
+func TestSeparateProcesses(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startNode(t, srv.URL())
+	b := startNode(t, srv.URL())
+	a.do(t, "set k one")
+	if got := b.do(t, "get k"); got != "one" {
+		t.Fatalf("process b read %q", got)
+	}
+	a.do(t, "set k two")
+	awaitCond(t, "process b to see the new value", func() bool { return b.do(t, "get k") == "two" })
+}
+
+type nodeProc struct {
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func startNode(t *testing.T, url string) *nodeProc {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), nodeEnv+"="+url)
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); cmd.Wait() })
+	n := &nodeProc{in: in, out: bufio.NewScanner(out)}
+	if got := n.do(t, "ping"); got != "pong" {
+		t.Fatalf("helper process answered %q", got)
+	}
+	return n
+}
+
+func (n *nodeProc) do(t *testing.T, cmd string) string {
+	t.Helper()
+	fmt.Fprintln(n.in, cmd)
+	if !n.out.Scan() {
+		t.Fatalf("helper process gone: %v", n.out.Err())
+	}
+	return n.out.Text()
+}
+
+// runNode is the helper process: a provider on the Redis URL, commands on
+// stdin ("set k v", "get k", "ping"), one answer line each.
+func runNode() int {
+	p, err := strata.NewProvider(strata.Settings{Redis: &strata.RedisSettings{URL: os.Getenv(nodeEnv)}, Logger: quiet})
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	defer p.Close()
+	c, err := p.Register("app")
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	ctx := context.Background()
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		switch {
+		case len(f) == 1 && f[0] == "ping":
+			fmt.Println("pong")
+		case len(f) == 3 && f[0] == "set":
+			noBG := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.BackgroundL2Operations = false })
+			if err := hybrid.Set(ctx, c, f[1], f[2], noBG); err != nil {
+				fmt.Println("error", err)
+				continue
+			}
+			fmt.Println("ok")
+		case len(f) == 2 && f[0] == "get":
+			v, ok, err := hybrid.TryGet[string](ctx, c, f[1])
+			switch {
+			case err != nil:
+				fmt.Println("error", err)
+			case !ok:
+				fmt.Println("miss")
+			default:
+				fmt.Println(v)
+			}
+		default:
+			fmt.Println("error unknown command")
+		}
+	}
+	return 0
+}

@@ -1,0 +1,126 @@
+package hybrid
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+
+	"github.com/strata-cache/strata/backplane"
+)
+
+// newInstanceID returns a random id that tells this cache instance's
+// backplane messages from the others'.
+func newInstanceID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// publish announces a change that reached the distributed tier (or the
+// memory tier, without one). A failed publish is queued for auto-recovery.
+func (c *Cache) publish(p pending) {
+	if c.bp == nil {
+		return
+	}
+	if err := c.publishNow(p); err != nil {
+		c.log.Warn("backplane publish failed", c.keyAttr(p.key), slog.Any("err", err))
+		p.l2Done = true
+		c.enqueue(p)
+	}
+}
+
+// publishNow sends the message of p once.
+func (c *Cache) publishNow(p pending) error {
+	m := backplane.Message{Kind: p.op.kind(), Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}
+	ctx, cancel := c.ioContext(&c.entry)
+	defer cancel()
+	if err := c.bp.Publish(ctx, m); err != nil {
+		c.stats.bpErrors.Add(1)
+		return err
+	}
+	c.stats.bpPublished.Add(1)
+	return nil
+}
+
+func (o op) kind() backplane.Kind {
+	switch o {
+	case opRemove:
+		return backplane.KindRemove
+	case opExpire:
+		return backplane.KindExpire
+	}
+	return backplane.KindSet
+}
+
+// bpHandler receives the other instances' messages. It runs on the
+// backplane's delivery goroutine and only touches the memory tier.
+type bpHandler struct{ c *Cache }
+
+// HandleMessage applies another instance's change to the memory tier,
+// newest wins: a copy at least as new as the change is kept as it is.
+//
+//   - Set: the local copy is marked stale with the change's timestamp, so
+//     the next read takes the new entry from the distributed tier (and a
+//     read that raced the change cannot put the old value back as fresh).
+//   - Remove: the local copy is replaced by a tombstone.
+//   - Expire: the local copy is marked stale (still a fail-safe fallback).
+//
+// When the key is not held but a load or a read of it is running, a
+// tombstone keeps that read from storing what it fetched before the change.
+func (h bpHandler) HandleMessage(m backplane.Message) {
+	c := h.c
+	if m.Source == c.id || m.Cache != c.name || c.closed.Load() {
+		return
+	}
+	defer c.stats.bpReceived.Add(1) // counted once applied
+	// In-flight reads first, then memory: a read that ends between the two
+	// checks has already stored its entry, and one that starts after the
+	// first reads the distributed tier after the change (it is published
+	// once the distributed tier has it).
+	reading := c.flights.has(m.Key) || c.readers.has(m.Key)
+	e := c.l1.get(m.Key)
+	switch {
+	case e == nil:
+		if reading {
+			c.l1.set(newTombstone(m.Key, m.Timestamp), 1)
+		}
+	case e.ts >= m.Timestamp:
+		// The local copy is this change or a newer one.
+	case e.tombstone || m.Kind == backplane.KindRemove:
+		c.l1.set(newTombstone(m.Key, m.Timestamp), 1)
+	default:
+		c.l1.set(expiredCopy(e, m.Timestamp, nowNano()), c.entry.Size)
+	}
+}
+
+// HandleGap is told that messages may have been lost (a reconnect, a full
+// queue). Every entry written before now must be verified against the
+// distributed tier before it is served again: the next read of such a key
+// compares timestamps with the distributed tier and keeps the local copy
+// only if it is still the newest. Nothing is reloaded eagerly.
+func (h bpHandler) HandleGap() {
+	c := h.c
+	c.stats.bpGaps.Add(1)
+	now := stamp()
+	c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, now) })
+	c.log.Warn("backplane gap: entries from before it are verified before use")
+}
+
+// subscribe starts receiving. A subscription not yet confirmed (Redis down)
+// is not an error: the backplane keeps trying and reports a gap when it
+// succeeds.
+func (c *Cache) subscribe() error {
+	if c.bp == nil {
+		return nil
+	}
+	err := c.bp.Subscribe(bpHandler{c})
+	if err != nil && errors.Is(err, backplane.ErrSubscribeTimeout) {
+		c.log.Warn("backplane subscription not confirmed yet", slog.Any("err", err))
+		c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, stamp()) })
+		return nil
+	}
+	return err
+}
+
+var _ backplane.Handler = bpHandler{}
