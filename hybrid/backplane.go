@@ -32,7 +32,11 @@ func (c *Cache) publish(p pending) {
 
 // publishNow sends the message of p once.
 func (c *Cache) publishNow(p pending) error {
-	m := backplane.Message{Kind: p.op.kind(), Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}
+	kind := p.bpKind
+	if kind == 0 {
+		kind = p.op.kind()
+	}
+	m := backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}
 	ctx, cancel := c.ioContext(&c.entry)
 	defer cancel()
 	if err := c.bp.Publish(ctx, m); err != nil {
@@ -74,6 +78,10 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 		return
 	}
 	defer c.stats.bpReceived.Add(1) // counted once applied
+	if isReserved(m.Key) {
+		c.applyInvalidationMessage(m)
+		return
+	}
 	// In-flight reads first, then memory: a read that ends between the two
 	// checks has already stored its entry, and one that starts after the
 	// first reads the distributed tier after the change (it is published

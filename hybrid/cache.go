@@ -73,6 +73,9 @@ type Cache struct {
 	entry      EntryOptions // defaults applied
 	l1         *l1
 	flights    flights
+	tagLoads   flights // loads of tag and clear state from the distributed tier
+	tagTTL     time.Duration
+	clearKnown atomic.Bool // the distributed tier's Clear state was read
 	readers    readers
 	log        *slog.Logger
 	redactKeys bool
@@ -166,6 +169,7 @@ func New(o Options) (*Cache, error) {
 	if c.id == "" {
 		c.id = newInstanceID()
 	}
+	c.tagTTL = tagTTL(&c.entry)
 	c.breaker.d = o.L2CircuitBreakerDuration
 	c.recovery.max = o.AutoRecoveryMaxItems
 	c.entry.Tags = append([]string(nil), o.Entry.Tags...)
@@ -220,6 +224,9 @@ func (c *Cache) check(ctx context.Context, key string) error {
 	}
 	if len(key) > c.maxKey {
 		return fmt.Errorf("%w: %d bytes, longer than %d", ErrInvalidKey, len(key), c.maxKey)
+	}
+	if isReserved(key) {
+		return fmt.Errorf("%w: the prefix %q is reserved", ErrInvalidKey, reservedPrefix)
 	}
 	if c.closed.Load() {
 		return ErrClosed

@@ -1,10 +1,6 @@
 package hybrid
 
-import (
-	"context"
-	"fmt"
-	"maps"
-)
+import "maps"
 
 // invalidations is an immutable snapshot of what Clear and RemoveByTag
 // invalidated; a new one replaces it with a higher generation.
@@ -40,6 +36,9 @@ func (c *Cache) valid(e *entry) bool {
 }
 
 func (c *Cache) validity(e *entry, inv *invalidations) validity {
+	if c.learn(e, inv) {
+		inv = c.inv.Load()
+	}
 	if e.vts < inv.removeBefore {
 		return invalidGone
 	}
@@ -78,48 +77,4 @@ func (c *Cache) invalidate(f func(*invalidations)) {
 	}
 	f(next)
 	c.inv.Store(next)
-}
-
-// RemoveByTag invalidates every entry that carries one of tags and was
-// created before the call: such an entry is treated as expired when next
-// read (still a fail-safe fallback). An unknown tag changes nothing.
-func (c *Cache) RemoveByTag(ctx context.Context, tags ...string) error {
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for _, t := range tags {
-		if err := validateTag(t); err != nil {
-			return fmt.Errorf("%w (RemoveByTag)", err)
-		}
-	}
-	now := stamp()
-	c.invalidate(func(inv *invalidations) {
-		for _, t := range tags {
-			inv.tags[t] = tagInvalidation{at: max(now, inv.tags[t].at)}
-		}
-	})
-	return nil
-}
-
-// Clear invalidates every entry of the cache created before the call. With
-// allowFailSafe, entries are expired (still fail-safe fallbacks); without,
-// they are removed.
-func (c *Cache) Clear(ctx context.Context, allowFailSafe bool) error {
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	now := stamp()
-	c.invalidate(func(inv *invalidations) {
-		inv.expireBefore = max(inv.expireBefore, now)
-		if !allowFailSafe {
-			inv.removeBefore = max(inv.removeBefore, now)
-		}
-	})
-	return nil
 }

@@ -116,3 +116,28 @@ func TestExpireDoesNotReviveCleared(t *testing.T) {
 		t.Fatal("Expire brought back an entry removed by Clear(false)")
 	}
 }
+
+func TestRemoveByTagModes(t *testing.T) {
+	ctx := context.Background()
+	stale := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
+	for _, allowFailSafe := range []bool{true, false} {
+		c := newCache(t, hybrid.Options{Entry: hybrid.EntryOptions{FailSafe: true}})
+		hybrid.Set(ctx, c, "k", 1, hybrid.WithTags("t"))
+		if err := c.RemoveByTagWith(ctx, allowFailSafe, "t"); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := mustGet[int](t, c, "k"); ok {
+			t.Fatalf("allowFailSafe=%v: still fresh", allowFailSafe)
+		}
+		if _, ok := mustGet[int](t, c, "k", stale); ok != allowFailSafe {
+			t.Fatalf("allowFailSafe=%v: fallback available = %v", allowFailSafe, ok)
+		}
+	}
+}
+
+func TestReservedKeys(t *testing.T) {
+	c := newCache(t, hybrid.Options{})
+	if err := hybrid.Set(context.Background(), c, "__strata:tag:x", 1); !errors.Is(err, hybrid.ErrInvalidKey) {
+		t.Fatalf("err = %v, want ErrInvalidKey for a reserved key", err)
+	}
+}

@@ -109,19 +109,33 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 // (the soft one only when a stale value can answer instead). It returns
 // nil on a miss, a timeout, an open circuit breaker or an error.
 func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, haveStale bool) *entry {
-	if c.l2 == nil || o.SkipL2Read || !c.breaker.allow() {
+	if o.SkipL2Read {
 		return nil
 	}
 	timeout := o.L2HardTimeout
 	if haveStale && o.L2SoftTimeout > 0 && (timeout == 0 || o.L2SoftTimeout < timeout) {
 		timeout = o.L2SoftTimeout
 	}
+	start := stamp() // a copy read now is verified as of now
+	b, ok := c.getL2(ctx, key, timeout)
+	if !ok || b == nil {
+		return nil
+	}
+	return decodeL2[T](c, key, b, o, start)
+}
+
+// getL2 reads the raw value of key, bounded by timeout (0: none). ok is
+// false on a timeout, an open circuit breaker or an error (logged and
+// counted); a miss is (nil, true).
+func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b []byte, ok bool) {
+	if c.l2 == nil || !c.breaker.allow() {
+		return nil, false
+	}
 	rctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
 		rctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
-	start := stamp() // a copy read now is verified as of now
 	b, err := c.l2.Get(rctx, c.prefix+key)
 	if err != nil {
 		// The socket deadline can fire just before the context's timer
@@ -131,16 +145,13 @@ func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, h
 			// Our own deadline or the caller's cancellation: a miss, not a
 			// fault of the tier.
 			c.stats.l2Timeouts.Add(1)
-			return nil
+			return nil, false
 		}
 		c.l2Failed("get", key, err)
-		return nil
+		return nil, false
 	}
 	c.breaker.succeeded()
-	if b == nil {
-		return nil
-	}
-	return decodeL2[T](c, key, b, o, start)
+	return b, true
 }
 
 // l2Failed logs and classifies an error of the distributed tier. A

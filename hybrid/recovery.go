@@ -2,6 +2,8 @@ package hybrid
 
 import (
 	"log/slog"
+
+	"github.com/strata-cache/strata/backplane"
 	"sync"
 	"time"
 )
@@ -35,11 +37,12 @@ func (o op) String() string {
 type pending struct {
 	op        op
 	key       string
-	ts        int64  // the change's timestamp: newest wins
-	val       []byte // opSet: the envelope
-	physUntil int64  // opSet: when the value dies; opExpire: physical end of the stale copy
-	l2Done    bool   // the distributed tier has it; only the notification is pending
-	skipBP    bool   // no backplane notification
+	ts        int64          // the change's timestamp: newest wins
+	val       []byte         // opSet: the envelope
+	physUntil int64          // opSet: when the value dies; opExpire: physical end of the stale copy
+	l2Done    bool           // the distributed tier has it; only the notification is pending
+	skipBP    bool           // no backplane notification
+	bpKind    backplane.Kind // the message's kind; zero: derived from op
 }
 
 // recovery queues changes that failed because the tier was unavailable:
