@@ -237,6 +237,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 			switch c.validity(e, c.inv.Load()) {
 			case valid:
 				if e.fresh(now) {
+					c.flights.release(key, cl) // a finished load: new callers start afresh
 					cl.deliver(e.value, nil)
 					return
 				}
@@ -259,6 +260,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 					if !o.SkipL1Write {
 						c.l1.set(l2e, o.Size)
 					}
+					c.flights.release(key, cl) // a finished load: new callers start afresh
 					cl.deliver(l2e.value, nil)
 					return
 				}
@@ -300,7 +302,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 			t := time.AfterFunc(timeout, func() {
 				defer close(timedOut)
 				if fallback {
-					c.serveFallback(cl, key, stale, o, "factory timeout")
+					c.serveFallback(cl, key, stale, o, "factory timeout", false)
 				} else {
 					cl.deliver(nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, timeout))
 				}
@@ -318,6 +320,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 	now = nowNano()
 	if panicked {
 		c.log.Error("factory panicked", c.keyAttr(key), slog.Any("panic", pv))
+		c.flights.release(key, cl) // a finished load: new callers start afresh
 		cl.deliverPanic(pv)
 		return
 	}
@@ -335,11 +338,13 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 			x := eager.clone()
 			x.eagerAt = 0
 			c.l1.set(x, o.Size)
+			c.flights.release(key, cl) // a finished load: new callers start afresh
 			cl.deliver(eager.value, nil)
 			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
 		case fallback:
-			c.serveFallback(cl, key, stale, o, "factory error")
+			c.serveFallback(cl, key, stale, o, "factory error", true)
 		default:
+			c.flights.release(key, cl) // a finished load: new callers start afresh
 			if !cl.deliver(nil, fmt.Errorf("hybrid: factory %q: %w", key, err)) {
 				c.log.Warn("background factory failed", c.keyAttr(key), slog.Any("err", err))
 			}
@@ -359,6 +364,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 		}
 	}
 	c.store(e, &eo, enc)
+	c.flights.release(key, cl) // a finished load: new callers start afresh
 	cl.deliver(v, nil)
 }
 
@@ -370,9 +376,15 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 // The copy passes invalidations made before now (Clear, RemoveByTag) for
 // the throttle's length, or the throttle would not hold after them. A value
 // that is still fresh (an eager refresh that timed out) is served as it is.
-func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOptions, why string) {
+//
+// With release, the load is over: the key is released once the throttled
+// copy is stored, so that no caller in between calls the source again.
+func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOptions, why string, release bool) {
 	now := nowNano()
 	if stale.fresh(now) && c.valid(stale) {
+		if release {
+			c.flights.release(key, cl)
+		}
 		cl.deliver(stale.value, nil)
 		return
 	}
@@ -382,6 +394,9 @@ func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOption
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.eagerAt = 0
 	c.l1.set(x, o.Size)
+	if release {
+		c.flights.release(key, cl)
+	}
 	if cl.deliver(stale.value, nil) {
 		c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why))
 	}

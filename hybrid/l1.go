@@ -34,9 +34,17 @@ func newL1(maxEntries int64) (*l1, error) {
 		BufferItems:        64,
 		IgnoreInternalCost: true,
 		// Newest wins: an older entry never replaces a newer one (a
-		// physically expired one can always be replaced).
+		// physically expired one can always be replaced). At the same
+		// timestamp a value beats a tombstone: a tombstone written for a
+		// Set message must not replace the value of that very write.
 		ShouldUpdate: func(incoming, existing *entry) bool {
-			return incoming.ts >= existing.ts || existing.physUntil <= time.Now().UnixNano()
+			if existing.physUntil <= time.Now().UnixNano() {
+				return true
+			}
+			if incoming.ts != existing.ts {
+				return incoming.ts > existing.ts
+			}
+			return !incoming.tombstone || existing.tombstone
 		},
 	})
 	if err != nil {

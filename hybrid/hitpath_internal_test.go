@@ -1,0 +1,84 @@
+package hybrid
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+type benchValue struct {
+	ID           int64
+	Owner, Title string
+	Score        float64
+	Flags        uint32
+	Version      int32
+	Updated      int64
+}
+
+func hitKeys(n int) ([]string, []int) {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("user:%08d", i)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	idx := make([]int, 1<<20)
+	for i := range idx {
+		idx[i] = r.IntN(len(keys))
+	}
+	return keys, idx
+}
+
+// BenchmarkHitPath is the L1 hit of TryGet against a raw ristretto Get of
+// the same values over the same uniform key stream: 1024 keys (in CPU
+// caches: the CPU cost of the path) and 65536 (bound by memory latency).
+//
+//	go test -run '^$' -bench HitPath -count 8 ./hybrid | benchstat -
+func BenchmarkHitPath(b *testing.B) {
+	for _, n := range []int{1 << 10, 1 << 16} {
+		b.Run(fmt.Sprint("keys=", n), func(b *testing.B) { benchHitPath(b, n) })
+	}
+}
+
+func benchHitPath(b *testing.B, n int) {
+	keys, idx := hitKeys(n)
+	ctx := context.Background()
+	b.Run("impl=ristretto", func(b *testing.B) {
+		rc, _ := ristretto.NewCache(&ristretto.Config[string, benchValue]{NumCounters: 1 << 21, MaxCost: 1 << 17, BufferItems: 64, IgnoreInternalCost: true})
+		defer rc.Close()
+		for i, k := range keys {
+			for !rc.Set(k, benchValue{ID: int64(i)}, 1) {
+				rc.Wait()
+			}
+			if i%1024 == 0 {
+				rc.Wait()
+			}
+		}
+		rc.Wait()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, ok := rc.Get(keys[idx[i&(1<<20-1)]]); !ok {
+				b.Fatal("miss")
+			}
+			i++
+		}
+	})
+	b.Run("impl=strata", func(b *testing.B) {
+		c, _ := New(Options{L1MaxEntries: 1 << 17, Entry: EntryOptions{Duration: 1 << 62}})
+		defer c.Close()
+		for i, k := range keys {
+			Set(ctx, c, k, benchValue{ID: int64(i)})
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, ok, _ := TryGet[benchValue](ctx, c, keys[idx[i&(1<<20-1)]]); !ok {
+				b.Fatal("miss")
+			}
+			i++
+		}
+	})
+}
