@@ -249,7 +249,9 @@ func TestLostUpdatesAcrossReconnect(t *testing.T) {
 	if eagerGets != 0 {
 		t.Errorf("the gap caused %d reads of Redis, want 0 (no mass reload)", eagerGets)
 	}
-	if verifyGets > 2*n {
-		t.Errorf("%d Redis reads for %d first reads after the gap, want at most one each", verifyGets, 2*n)
+	// One read per key, plus one of the cache's Clear record, which a gap
+	// makes the node read again (a Clear may have been missed too).
+	if verifyGets > 2*n+1 {
+		t.Errorf("%d Redis reads for %d first reads after the gap, want at most one each and one for the Clear record", verifyGets, 2*n)
 	}
 }

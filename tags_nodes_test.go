@@ -8,6 +8,7 @@ import (
 
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/internal/tcpproxy"
 )
 
 // loads counts factory calls per key on one node.
@@ -158,5 +159,55 @@ func TestClearAcrossNodes(t *testing.T) {
 	late2 := bpNode(t, fastClient(t, srv, ""))
 	if _, ok := get(t, late2, "after", allowStale); ok {
 		t.Fatal("a node started after Clear(false) served a fallback")
+	}
+}
+
+// Bugs found in review: a later expire must not downgrade an earlier
+// removal, Expire must not revive through L2 what a Clear removed, and a
+// RemoveByTag whose message was lost in a gap is still honoured after it.
+func TestInvalidationEdgeCases(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	n1 := bpNode(t, fastClient(t, srv, ""))
+	hybrid.Set(ctx, n1, "a", "v", hybrid.WithTags("t"))
+	n1.RemoveByTagWith(ctx, false, "t")
+	n1.RemoveByTag(ctx, "t")
+	if _, ok := get(t, n1, "a", allowStale); ok {
+		t.Fatal("RemoveByTag after RemoveByTagWith(false) revived a removed entry")
+	}
+	if _, ok := get(t, bpNode(t, fastClient(t, srv, "")), "a", allowStale); ok {
+		t.Fatal("a node started later revived a removed entry")
+	}
+
+	hybrid.Set(ctx, n1, "b", "v")
+	n1.Clear(ctx, false)
+	n1.Expire(ctx, "b")
+	if _, ok := get(t, bpNode(t, fastClient(t, srv, "")), "b", allowStale); ok {
+		t.Fatal("Expire after Clear(false) revived the entry through L2")
+	}
+}
+
+func TestRemoveByTagLostInGap(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	proxy, err := tcpproxy.New(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	n1 := bpNode(t, fastClient(t, srv, ""))
+	n2 := bpNode(t, fastClient(t, srv, proxy.Addr()))
+	hybrid.Set(ctx, n1, "k", "v", hybrid.WithTags("t"))
+	if _, ok := get(t, n2, "k"); !ok {
+		t.Fatal("setup")
+	}
+	proxy.Pause()
+	proxy.ResetAll()
+	n1.RemoveByTag(ctx, "t") // node 2 misses the message
+	gaps := n2.Stats().BackplaneGaps
+	proxy.Resume()
+	awaitCond(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
+	if v, ok := get(t, n2, "k"); ok {
+		t.Fatalf("node 2 served %q after missing RemoveByTag in a gap", v)
 	}
 }

@@ -111,6 +111,7 @@ func (h bpHandler) HandleGap() {
 	c := h.c
 	c.stats.bpGaps.Add(1)
 	now := stamp()
+	c.clearKnown.Store(false) // a Clear may have been missed too: read its record again
 	c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, now) })
 	c.log.Warn("backplane gap: entries from before it are verified before use")
 }

@@ -12,9 +12,12 @@ type invalidations struct {
 	tags         map[string]tagInvalidation
 }
 
+// tagInvalidation is what is known of one tag (or of Clear): entries
+// created before at are stale, before removeAt gone (removeAt <= at).
 type tagInvalidation struct {
-	at     int64 // entries with the tag created before are invalid
-	remove bool  // gone rather than stale
+	at       int64
+	removeAt int64
+	checked  int64 // when this was last read from the distributed tier (0: never)
 }
 
 type validity uint8
@@ -36,7 +39,8 @@ func (c *Cache) valid(e *entry) bool {
 }
 
 func (c *Cache) validity(e *entry, inv *invalidations) validity {
-	if c.learn(e, inv) {
+	changed, complete := c.learn(e, inv)
+	if changed {
 		inv = c.inv.Load()
 	}
 	if e.vts < inv.removeBefore {
@@ -48,13 +52,13 @@ func (c *Cache) validity(e *entry, inv *invalidations) validity {
 	}
 	for _, t := range e.tags {
 		if ti, ok := inv.tags[t]; ok && e.vts < ti.at {
-			if ti.remove {
+			if e.vts < ti.removeAt {
 				return invalidGone
 			}
 			v = invalidStale
 		}
 	}
-	if v == valid {
+	if v == valid && complete {
 		e.checked.Store(inv.gen)
 	}
 	return v

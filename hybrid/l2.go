@@ -305,8 +305,9 @@ func (c *Cache) apply(ctx context.Context, p pending) error {
 		if p.op == opRemove || p.physUntil <= nowNano() {
 			return c.l2.Delete(ctx, key)
 		}
-		env.Timestamp = p.ts
-		env.FreshUntil = min(env.FreshUntil, p.ts)
+		// The creation timestamp stays: an earlier Clear or RemoveByTag
+		// must still apply to this copy.
+		env.FreshUntil = min(env.FreshUntil, nowNano())
 		_, err = c.l2.Set(ctx, key, env.Append(nil), time.Duration(p.physUntil-nowNano()))
 		return err
 	}

@@ -2,6 +2,7 @@ package hybrid
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"time"
@@ -31,34 +32,25 @@ func tagTTL(o *EntryOptions) time.Duration {
 	return max(24*time.Hour, 2*longest)
 }
 
-// mergeTag keeps the newest invalidation; at equal times, remove wins.
-func mergeTag(cur, next tagInvalidation) tagInvalidation {
-	switch {
-	case next.at > cur.at:
-		return next
-	case next.at == cur.at:
-		cur.remove = cur.remove || next.remove
-	}
-	return cur
+// mergeTag combines two states of a tag: the later of each time.
+func mergeTag(a, b tagInvalidation) tagInvalidation {
+	return tagInvalidation{at: max(a.at, b.at), removeAt: max(a.removeAt, b.removeAt), checked: max(a.checked, b.checked)}
 }
 
-// invalidation records travel as envelopes: Timestamp is the time of the
-// invalidation, Value one byte, 1 for remove and 0 for expire.
-func encodeInvalidation(at int64, remove bool) []byte {
-	v := byte(0)
-	if remove {
-		v = 1
-	}
-	env := envelope.Envelope{Timestamp: at, FreshUntil: at, Type: tagEnvelope, Value: []byte{v}}
+// invalidation records travel as envelopes: Timestamp is the expire time
+// (the later of the two), Value the remove time, 8 bytes big-endian.
+func encodeInvalidation(ti tagInvalidation) []byte {
+	env := envelope.Envelope{Timestamp: ti.at, FreshUntil: ti.at, Type: tagEnvelope,
+		Value: binary.BigEndian.AppendUint64(nil, uint64(ti.removeAt))}
 	return env.Append(nil)
 }
 
 func decodeInvalidation(b []byte) (tagInvalidation, bool) {
 	env, err := envelope.Decode(b)
-	if err != nil || env.Type != tagEnvelope || len(env.Value) != 1 {
+	if err != nil || env.Type != tagEnvelope || len(env.Value) != 8 {
 		return tagInvalidation{}, false
 	}
-	return tagInvalidation{at: env.Timestamp, remove: env.Value[0] == 1}, true
+	return tagInvalidation{at: env.Timestamp, removeAt: int64(binary.BigEndian.Uint64(env.Value))}, true
 }
 
 // RemoveByTag invalidates every entry that carries one of tags and was
@@ -89,17 +81,34 @@ func (c *Cache) RemoveByTagWith(ctx context.Context, allowFailSafe bool, tags ..
 			return fmt.Errorf("%w (RemoveByTag)", err)
 		}
 	}
-	ts := stamp()
-	ti := tagInvalidation{at: ts, remove: !allowFailSafe}
-	c.invalidate(func(inv *invalidations) {
-		for _, t := range tags {
-			inv.tags[t] = mergeTag(inv.tags[t], ti)
-		}
-	})
+	ti := newInvalidation(allowFailSafe)
 	for _, t := range tags {
-		c.propagateInvalidation(tagKeyPrefix+t, ti)
+		merged := c.mergeStored(tagKeyPrefix+t, ti)
+		c.invalidate(func(inv *invalidations) { inv.tags[t] = mergeTag(inv.tags[t], merged) })
+		c.propagateInvalidation(tagKeyPrefix+t, merged, allowFailSafe)
 	}
 	return nil
+}
+
+func newInvalidation(allowFailSafe bool) tagInvalidation {
+	ts := stamp()
+	ti := tagInvalidation{at: ts}
+	if !allowFailSafe {
+		ti.removeAt = ts
+	}
+	return ti
+}
+
+// mergeStored adds what the distributed tier's record of key holds to ti,
+// so that writing the record back keeps an earlier removal.
+func (c *Cache) mergeStored(key string, ti tagInvalidation) tagInvalidation {
+	if c.l2 == nil {
+		return ti
+	}
+	if cur, found, ok := c.loadInvalidation(key); ok && found {
+		ti.removeAt = max(ti.removeAt, cur.removeAt)
+	}
+	return ti
 }
 
 // Clear invalidates every entry of the cache created before the call. With
@@ -113,34 +122,35 @@ func (c *Cache) Clear(ctx context.Context, allowFailSafe bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ti := tagInvalidation{at: stamp(), remove: !allowFailSafe}
+	ti := c.mergeStored(clearKey, newInvalidation(allowFailSafe))
 	c.invalidate(func(inv *invalidations) { inv.applyClear(ti) })
-	c.propagateInvalidation(clearKey, ti)
+	c.propagateInvalidation(clearKey, ti, allowFailSafe)
 	return nil
 }
 
 func (inv *invalidations) applyClear(ti tagInvalidation) {
 	inv.expireBefore = max(inv.expireBefore, ti.at)
-	if ti.remove {
-		inv.removeBefore = max(inv.removeBefore, ti.at)
-	}
+	inv.removeBefore = max(inv.removeBefore, ti.removeAt)
 }
 
 // propagateInvalidation writes an invalidation record to the distributed
 // tier and announces it as an Expire or Remove of its reserved key.
-func (c *Cache) propagateInvalidation(key string, ti tagInvalidation) {
+func (c *Cache) propagateInvalidation(key string, ti tagInvalidation, allowFailSafe bool) {
 	kind := backplane.KindExpire
-	if ti.remove {
+	if !allowFailSafe {
 		kind = backplane.KindRemove
 	}
 	p := pending{op: opSet, key: key, ts: ti.at, bpKind: kind,
-		val: encodeInvalidation(ti.at, ti.remove), physUntil: nowNano() + int64(c.tagTTL)}
+		val: encodeInvalidation(ti), physUntil: nowNano() + int64(c.tagTTL)}
 	c.propagate(p, &c.entry)
 }
 
 // applyInvalidationMessage applies another instance's RemoveByTag or Clear.
 func (c *Cache) applyInvalidationMessage(m backplane.Message) {
-	ti := tagInvalidation{at: m.Timestamp, remove: m.Kind == backplane.KindRemove}
+	ti := tagInvalidation{at: m.Timestamp}
+	if m.Kind == backplane.KindRemove {
+		ti.removeAt = m.Timestamp
+	}
 	switch {
 	case m.Key == clearKey:
 		c.invalidate(func(inv *invalidations) { inv.applyClear(ti) })
@@ -153,13 +163,15 @@ func (c *Cache) applyInvalidationMessage(m backplane.Message) {
 // learn makes sure the invalidations of the distributed tier that concern
 // e are known locally: the cache's Clear record once, and each of e's tags
 // once (a tag never invalidated is remembered in memory, evictably, for
-// the cache's Duration). Each record is read with stampede protection. It
-// reports whether it learned anything new (the snapshot changed).
-func (c *Cache) learn(e *entry, inv *invalidations) bool {
+// the cache's Duration). After a backplane gap, what was read before it is
+// read again. Each record is read with stampede protection. It reports
+// whether the snapshot changed, and whether every record could be read
+// (if not, the entry must be checked again next time).
+func (c *Cache) learn(e *entry, inv *invalidations) (changed, complete bool) {
 	if c.l2 == nil {
-		return false
+		return false, true
 	}
-	changed := false
+	complete = true
 	if !c.clearKnown.Load() {
 		if ti, found, ok := c.loadInvalidation(clearKey); ok {
 			if found {
@@ -167,30 +179,39 @@ func (c *Cache) learn(e *entry, inv *invalidations) bool {
 				changed = true
 			}
 			c.clearKnown.Store(true)
+		} else {
+			complete = false
 		}
 	}
 	now := nowNano()
 	for _, t := range e.tags {
-		if _, known := inv.tags[t]; known {
+		if ti, known := inv.tags[t]; known && ti.checked >= inv.verifyBefore {
 			continue
 		}
-		if m := c.l1.get(tagCheckPrefix + t); m != nil && m.fresh(now) {
+		if m := c.l1.get(tagCheckPrefix + t); m != nil && m.fresh(now) && m.ts >= inv.verifyBefore {
 			continue
 		}
+		read := stamp()
 		ti, found, ok := c.loadInvalidation(tagKeyPrefix + t)
 		switch {
 		case !ok:
-			// The tier is unavailable: assume nothing, ask again next time.
+			complete = false // the tier is unavailable: ask again next time
 		case found:
+			ti.checked = read
 			c.invalidate(func(inv *invalidations) { inv.tags[t] = mergeTag(inv.tags[t], ti) })
 			changed = true
 		default:
-			ts := stamp()
-			c.l1.set(&entry{key: tagCheckPrefix + t, value: true, ts: ts, vts: ts, verified: ts,
+			if cur, known := inv.tags[t]; known {
+				cur.checked = read
+				c.invalidate(func(inv *invalidations) { inv.tags[t] = mergeTag(inv.tags[t], cur) })
+				changed = true
+				continue
+			}
+			c.l1.set(&entry{key: tagCheckPrefix + t, value: true, ts: read, vts: read, verified: read,
 				freshUntil: now + int64(c.entry.Duration), physUntil: now + int64(c.entry.Duration)}, 1)
 		}
 	}
-	return changed
+	return changed, complete
 }
 
 // loadInvalidation reads one invalidation record, one read per key at a
