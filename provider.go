@@ -31,8 +31,9 @@ var (
 
 // Provider creates and holds named caches. It is safe for concurrent use.
 type Provider struct {
-	defaults CacheSettings
-	logger   *slog.Logger
+	defaults   CacheSettings
+	logger     *slog.Logger
+	redactKeys bool
 
 	shared      redis.UniversalClient // nil: memory-only unless a cache is isolated
 	sharedOwned bool
@@ -48,7 +49,7 @@ type Provider struct {
 // NewProvider validates s and creates a provider. With s.Redis set it
 // creates (or takes) the shared client; it does not contact Redis.
 func NewProvider(s Settings) (*Provider, error) {
-	p := &Provider{caches: make(map[string]*hybrid.Cache), logger: s.Logger}
+	p := &Provider{caches: make(map[string]*hybrid.Cache), logger: s.Logger, redactKeys: s.RedactKeys}
 	if p.logger == nil {
 		p.logger = slog.Default()
 	}
@@ -107,6 +108,11 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 		Entry:        cs.Entry,
 		L1MaxEntries: cs.L1MaxEntries,
 		Logger:       p.logger,
+		RedactKeys:   p.redactKeys,
+		Serializer:   cs.Serializer,
+		MaxKeyLength: cs.MaxKeyLength,
+
+		L2CircuitBreakerDuration: cs.L2CircuitBreakerDuration,
 	}
 	client := p.shared
 	var own redis.UniversalClient

@@ -197,3 +197,25 @@ func TestCloseClosesCaches(t *testing.T) {
 		t.Errorf("Register after Close: err = %v", err)
 	}
 }
+
+func TestEntryErrorsMatchBothSentinels(t *testing.T) {
+	p := newProvider(t, strata.Settings{})
+	_, err := p.Register("x", func(s *strata.CacheSettings) { s.Entry.Duration = -1 })
+	if !errors.Is(err, strata.ErrInvalidSettings) || !errors.Is(err, hybrid.ErrInvalidOptions) {
+		t.Fatalf("err = %v, want both ErrInvalidSettings and hybrid.ErrInvalidOptions", err)
+	}
+}
+
+func TestProviderPassesCacheSettings(t *testing.T) {
+	p := newProvider(t, strata.Settings{RedactKeys: true})
+	c, err := p.Register("short", func(s *strata.CacheSettings) { s.MaxKeyLength = 4 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hybrid.Set(context.Background(), c, "12345", 1); !errors.Is(err, hybrid.ErrInvalidKey) {
+		t.Fatalf("MaxKeyLength not applied: err = %v", err)
+	}
+	if _, err := p.Register("neg", func(s *strata.CacheSettings) { s.L2CircuitBreakerDuration = -1 }); !errors.Is(err, strata.ErrInvalidSettings) {
+		t.Fatalf("negative breaker duration: err = %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/serializer"
 )
 
 // Settings configure a Provider.
@@ -21,6 +22,8 @@ type Settings struct {
 	Defaults *CacheSettings
 	// Logger receives the caches' logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// RedactKeys replaces cache keys with "[redacted]" in every cache's logs.
+	RedactKeys bool
 }
 
 // RedisSettings say how to reach Redis. Set exactly one of URL, Addrs or
@@ -54,6 +57,15 @@ type CacheSettings struct {
 	// Redis, when set, gives the cache its own client, distributed tier and
 	// backplane, isolated from the provider's shared Redis.
 	Redis *RedisSettings
+	// Serializer encodes values for Redis. Nil means serializer.Msgpack.
+	Serializer serializer.Serializer
+	// MaxKeyLength is the longest key accepted, in bytes. Zero means
+	// hybrid.DefaultMaxKeyLength.
+	MaxKeyLength int
+	// L2CircuitBreakerDuration is how long Redis is skipped after a
+	// transient error (one probe a second still goes through). Zero means
+	// hybrid.DefaultL2CircuitBreakerDuration (30s).
+	L2CircuitBreakerDuration time.Duration
 }
 
 // ProductionDefaults returns the defaults a provider gives every cache when
@@ -113,10 +125,16 @@ func validateName(name string) error {
 
 func (s *CacheSettings) validate() error {
 	if err := s.Entry.Validate(); err != nil {
-		return err
+		return fmt.Errorf("%w: Entry: %w", ErrInvalidSettings, err)
 	}
 	if s.L1MaxEntries < 0 {
 		return fmt.Errorf("%w: L1MaxEntries is negative", ErrInvalidSettings)
+	}
+	if s.MaxKeyLength < 0 {
+		return fmt.Errorf("%w: MaxKeyLength is negative", ErrInvalidSettings)
+	}
+	if s.L2CircuitBreakerDuration < 0 {
+		return fmt.Errorf("%w: L2CircuitBreakerDuration is negative", ErrInvalidSettings)
 	}
 	if s.Redis != nil {
 		if err := s.Redis.validate(); err != nil {
