@@ -173,7 +173,7 @@ func TestLostUpdatesAcrossReconnect(t *testing.T) {
 		get(t, b, changed[i])
 		get(t, b, same[i])
 	}
-	awaitCond(t, "node B to hold every key in memory", func() bool {
+	waitFor(t, "node B to hold every key in memory", func() bool {
 		for i := range n {
 			if _, ok := get(t, b, changed[i], l1Only); !ok {
 				return false
@@ -210,7 +210,7 @@ func TestLostUpdatesAcrossReconnect(t *testing.T) {
 	}
 	start := time.Now()
 	proxy.Resume()
-	awaitCond(t, "node B to report the gap", func() bool { return b.Stats().BackplaneGaps > gaps })
+	waitFor(t, "node B to report the gap", func() bool { return b.Stats().BackplaneGaps > gaps })
 	gapAfter := time.Since(start)
 	lostMessages := n - int(b.Stats().BackplaneReceived-received)
 	eagerGets := commandCalls(t, admin, "get") // reads caused by the gap itself

@@ -49,17 +49,6 @@ func fastClient(t *testing.T, srv *redistest.Server, addr string) *redis.Client 
 	return c
 }
 
-func awaitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 var l1Only = hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL2Read = true })
 var allowStale = hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
 
@@ -87,7 +76,7 @@ func TestBackplaneThreeNodes(t *testing.T) {
 	// Set on node 1: nodes 2 and 3 drop their copies and read the new value.
 	hybrid.Set(ctx, n1, "k", "v2")
 	for i, n := range []*hybrid.Cache{n2, n3} {
-		awaitCond(t, fmt.Sprint("node ", i+2, " to stop serving v1 from memory"), func() bool {
+		waitFor(t, fmt.Sprint("node ", i+2, " to stop serving v1 from memory"), func() bool {
 			_, ok := get(t, n, "k", l1Only)
 			return !ok
 		})
@@ -98,7 +87,7 @@ func TestBackplaneThreeNodes(t *testing.T) {
 	// Remove: every node misses.
 	n1.Remove(ctx, "k")
 	for i, n := range []*hybrid.Cache{n2, n3} {
-		awaitCond(t, fmt.Sprint("node ", i+2, " to miss after Remove"), func() bool {
+		waitFor(t, fmt.Sprint("node ", i+2, " to miss after Remove"), func() bool {
 			_, ok := get(t, n, "k", allowStale)
 			return !ok
 		})
@@ -109,7 +98,7 @@ func TestBackplaneThreeNodes(t *testing.T) {
 	get(t, n3, "e")
 	n1.Expire(ctx, "e")
 	for i, n := range []*hybrid.Cache{n1, n2, n3} {
-		awaitCond(t, fmt.Sprint("node ", i+1, " to treat e as expired"), func() bool {
+		waitFor(t, fmt.Sprint("node ", i+1, " to treat e as expired"), func() bool {
 			_, ok := get(t, n, "e")
 			return !ok
 		})
@@ -135,7 +124,7 @@ func TestBackplaneCachesDoNotHearEachOther(t *testing.T) {
 	for i := range 20 {
 		hybrid.Set(ctx, a1, fmt.Sprint("k", i), "x")
 	}
-	awaitCond(t, "a's messages to reach a on node 2", func() bool { return a2.Stats().BackplaneReceived == 20 })
+	waitFor(t, "a's messages to reach a on node 2", func() bool { return a2.Stats().BackplaneReceived == 20 })
 	if got := b2.Stats().BackplaneReceived; got != 0 {
 		t.Fatalf("cache b received %d of cache a's messages", got)
 	}
@@ -152,7 +141,7 @@ func TestSkipBackplaneKeepsChangeLocal(t *testing.T) {
 	hybrid.Set(ctx, n1, "k", "local", skip)
 	// A later message on the same channel arrives after the skipped one would have.
 	hybrid.Set(ctx, n1, "marker", "m")
-	awaitCond(t, "the marker message", func() bool { return n2.Stats().BackplaneReceived >= 2 })
+	waitFor(t, "the marker message", func() bool { return n2.Stats().BackplaneReceived >= 2 })
 	if v, ok := get(t, n2, "k", l1Only); !ok || v != "old" {
 		t.Fatalf("node 2 holds %q, %v: a SkipBackplane change reached it", v, ok)
 	}
@@ -180,7 +169,7 @@ func TestReconnectVerifiesBeforeUse(t *testing.T) {
 	hybrid.Set(ctx, n1, "k", "new")
 	gaps := n2.Stats().BackplaneGaps
 	proxy.Resume()
-	awaitCond(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
+	waitFor(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
 	if v, _ := get(t, n2, "k"); v != "new" {
 		t.Fatalf("after the reconnect node 2 served %q, want new", v)
 	}
@@ -205,7 +194,7 @@ func TestRedisRestartReplaysPublishes(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Restart(t)
-	awaitCond(t, "node 2 to converge on the new value", func() bool {
+	waitFor(t, "node 2 to converge on the new value", func() bool {
 		v, _ := get(t, n2, "k")
 		return v == "new"
 	})
@@ -233,7 +222,7 @@ func TestReadRacingRemoteRemove(t *testing.T) {
 		})
 		wg.Go(func() { n1.Remove(ctx, key) })
 		wg.Wait()
-		awaitCond(t, "the Set and the Remove to reach node 2", func() bool { return n2.Stats().BackplaneReceived >= received+2 })
+		waitFor(t, "the Set and the Remove to reach node 2", func() bool { return n2.Stats().BackplaneReceived >= received+2 })
 		if v, ok := get(t, n2, key, l1Only); ok && v == "old" {
 			t.Fatalf("round %d: node 2 kept the removed value in memory", i)
 		}
@@ -252,7 +241,7 @@ func TestSeparateProcesses(t *testing.T) {
 		t.Fatalf("process b read %q", got)
 	}
 	a.do(t, "set k two")
-	awaitCond(t, "process b to see the new value", func() bool { return b.do(t, "get k") == "two" })
+	waitFor(t, "process b to see the new value", func() bool { return b.do(t, "get k") == "two" })
 }
 
 type nodeProc struct {

@@ -69,7 +69,7 @@ func TestRemoveByTagAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i < len(nodes); i++ {
-		awaitCond(t, fmt.Sprint("node ", i+1, " to hear RemoveByTag"), func() bool {
+		waitFor(t, fmt.Sprint("node ", i+1, " to hear RemoveByTag"), func() bool {
 			return nodes[i].Stats().BackplaneReceived > received[i]
 		})
 	}
@@ -127,7 +127,7 @@ func TestClearAcrossNodes(t *testing.T) {
 	}
 	for i, n := range nodes {
 		if i != 1 {
-			awaitCond(t, fmt.Sprint("node ", i+1, " to hear Clear"), func() bool { return n.Stats().BackplaneReceived > received[i] })
+			waitFor(t, fmt.Sprint("node ", i+1, " to hear Clear"), func() bool { return n.Stats().BackplaneReceived > received[i] })
 		}
 	}
 	for i, n := range nodes {
@@ -149,7 +149,7 @@ func TestClearAcrossNodes(t *testing.T) {
 	// An entry written after the Clear survives it, everywhere.
 	hybrid.Set(ctx, nodes[2], "after", "survives")
 	for i, n := range append(nodes, late) {
-		awaitCond(t, fmt.Sprint("node ", i+1, " to read the entry written after Clear"), func() bool {
+		waitFor(t, fmt.Sprint("node ", i+1, " to read the entry written after Clear"), func() bool {
 			v, ok := get(t, n, "after")
 			return ok && v == "survives"
 		})
@@ -206,7 +206,7 @@ func TestRemoveByTagLostInGap(t *testing.T) {
 	n1.RemoveByTag(ctx, "t") // node 2 misses the message
 	gaps := n2.Stats().BackplaneGaps
 	proxy.Resume()
-	awaitCond(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
+	waitFor(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
 	if v, ok := get(t, n2, "k"); ok {
 		t.Fatalf("node 2 served %q after missing RemoveByTag in a gap", v)
 	}
