@@ -8,26 +8,53 @@ import (
 
 // entry is what the memory tier holds. It is immutable once stored, except
 // for checked; a change (expire, throttle) stores a modified copy.
+//
+// The fields a hit reads come last, right before the value, which lives in
+// the same allocation (see typedEntry): a hit on a key not in the CPU's
+// caches then costs as few memory round trips as possible.
 type entry struct {
-	key        string
-	value      any    // the caller's T, boxed once when stored
-	typ        string // typeName of T, for the distributed tier
-	ts         int64  // creation time, unix ns: newest wins
-	vts        int64  // compared with invalidations (Clear, tags); ts unless noted
-	verified   int64  // known to be the newest as of then (backplane gaps)
-	freshUntil int64  // logical expiry, unix ns (memory tier: capped by L1Duration)
-	l2Fresh    int64  // logical expiry as written to the distributed tier
-	physUntil  int64  // physical expiry, unix ns: usable as a fail-safe fallback until then
-	eagerAt    int64  // a hit from then on starts an eager refresh; 0 = off
-	lastMod    int64  // unix ns, 0 = none
-	etag       string
-	tags       []string
-	tombstone  bool // a removal: a miss that still wins over older writes
+	key       string
+	typ       string // typeName of T, for the distributed tier
+	ts        int64  // creation time, unix ns: newest wins
+	vts       int64  // compared with invalidations (Clear, tags); ts unless noted
+	verified  int64  // known to be the newest as of then (backplane gaps)
+	l2Fresh   int64  // logical expiry as written to the distributed tier
+	physUntil int64  // physical expiry, unix ns: usable as a fail-safe fallback until then
+	lastMod   int64  // unix ns, 0 = none
+	etag      string
+	tags      []string
 
+	tombstone  bool  // a removal: a miss that still wins over older writes
+	freshUntil int64 // logical expiry, unix ns (memory tier: capped by L1Duration)
+	eagerAt    int64 // a hit from then on starts an eager refresh; 0 = off
 	// checked is the cache generation at which this entry was last found
 	// valid against tag invalidations, Clear and backplane gaps. When it
 	// equals the cache's generation, the hit path skips those checks.
 	checked atomic.Uint64
+	value   any // *T, pointing at the typedEntry's v (nil for tombstones)
+}
+
+// typedEntry puts an entry and its value in one allocation, so that the
+// value is not a separate object behind an interface.
+type typedEntry[T any] struct {
+	entry
+	v T
+}
+
+// allocEntry returns the entry of a new typedEntry holding v.
+func allocEntry[T any](v T) *entry {
+	te := &typedEntry[T]{v: v}
+	te.value = &te.v
+	return &te.entry
+}
+
+// valueOf returns e's value as a T; ok is false when e holds another type.
+func valueOf[T any](e *entry) (v T, ok bool) {
+	p, ok := e.value.(*T)
+	if !ok {
+		return v, false
+	}
+	return *p, true
 }
 
 // fresh reports whether e can be returned as a fresh hit at now.
@@ -72,10 +99,10 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 	if o.FailSafe {
 		phys = max(fresh, now+int64(o.FailSafeMaxDuration))
 	}
-	e := &entry{
-		key: key, value: v, typ: typeName[T](), ts: ts, vts: ts, verified: ts, freshUntil: fresh, l2Fresh: fresh, physUntil: phys,
-		lastMod: m.lastMod, etag: m.etag, tags: o.Tags,
-	}
+	e := allocEntry(v)
+	e.key, e.typ, e.ts, e.vts, e.verified = key, typeName[T](), ts, ts, ts
+	e.freshUntil, e.l2Fresh, e.physUntil = fresh, fresh, phys
+	e.lastMod, e.etag, e.tags = m.lastMod, m.etag, o.Tags
 	if o.L1Duration > 0 && o.L1Duration < d {
 		e.freshUntil = now + int64(o.L1Duration)
 	}

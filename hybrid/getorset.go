@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -37,7 +38,7 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 		if e := c.l1.get(key); e != nil {
 			now := nowNano()
 			if e.fresh(now) && c.valid(e) {
-				v, ok := e.value.(T)
+				v, ok := valueOf[T](e)
 				if !ok {
 					return zero, mismatch[T](key, e.value)
 				}
@@ -78,11 +79,11 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 	if cl.err != nil {
 		return zero, cl.err
 	}
-	v, ok := cl.val.(T)
+	p, ok := cl.val.(*T)
 	if !ok {
 		return zero, mismatch[T](key, cl.val)
 	}
-	return v, nil
+	return *p, nil
 }
 
 // TryGet returns the value of key if the cache holds a fresh one (or, with
@@ -103,7 +104,7 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 	if !o.SkipL1Read {
 		e = c.l1.get(key)
 		if e != nil && e.fresh(nowNano()) && c.valid(e) {
-			v, ok := e.value.(T)
+			v, ok := valueOf[T](e)
 			if !ok {
 				return v, false, mismatch[T](key, e.value)
 			}
@@ -139,7 +140,8 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 				if !o.SkipL1Write {
 					c.l1.set(l2e, o.Size)
 				}
-				return l2e.value.(T), true, nil
+				v, _ := valueOf[T](l2e)
+				return v, true, nil
 			}
 			if l2e.usableStale(now) && l2e.newer(stale) {
 				stale = l2e
@@ -154,7 +156,7 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 		return v, false, err
 	}
 	if o.AllowStaleOnRead && stale != nil {
-		v, ok := stale.value.(T)
+		v, ok := valueOf[T](stale)
 		if !ok {
 			return v, false, mismatch[T](key, stale.value)
 		}
@@ -277,7 +279,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 
 	fc := &FactoryContext[T]{key: key, opts: *o}
 	if stale != nil {
-		if v, ok := stale.value.(T); ok {
+		if v, ok := valueOf[T](stale); ok {
 			fc.stale, fc.hasStale = v, true
 			fc.staleETag, fc.staleLastMod = stale.etag, stale.lastMod
 		} else {
@@ -365,7 +367,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 	}
 	c.store(e, &eo, enc)
 	c.flights.release(key, cl) // a finished load: new callers start afresh
-	cl.deliver(v, nil)
+	cl.deliver(e.value, nil)
 }
 
 // serveFallback delivers the stale value of a failed or timed-out load and
@@ -426,8 +428,10 @@ func startEagerRefresh[T any](c *Cache, key string, e *entry, f Factory[T], o *E
 	}
 }
 
+// mismatch reports that key holds got (a *X, or nil) and was read as T.
 func mismatch[T any](key string, got any) error {
-	return fmt.Errorf("%w: key %q holds %T, read as %T", ErrTypeMismatch, key, got, *new(T))
+	held := strings.TrimPrefix(fmt.Sprintf("%T", got), "*")
+	return fmt.Errorf("%w: key %q holds %s, read as %T", ErrTypeMismatch, key, held, *new(T))
 }
 
 func isClosed(ch chan struct{}) bool {

@@ -88,11 +88,10 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		c.log.Warn("l2 value undecodable", c.keyAttr(key), slog.Any("err", err))
 		return nil
 	}
-	e := &entry{
-		key: key, value: v, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp, verified: now,
-		freshUntil: env.FreshUntil, l2Fresh: env.FreshUntil, physUntil: env.FreshUntil,
-		lastMod: env.LastModified, etag: env.ETag, tags: env.Tags,
-	}
+	e := allocEntry(v)
+	e.key, e.typ, e.ts, e.vts, e.verified = key, env.Type, env.Timestamp, env.Timestamp, now
+	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
+	e.lastMod, e.etag, e.tags = env.LastModified, env.ETag, env.Tags
 	if o.FailSafe {
 		e.physUntil = max(e.physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
 	}
