@@ -1,0 +1,45 @@
+// Package hybrid is Strata's cache engine: a named cache with a memory tier
+// (ristretto v2), an optional distributed tier (L2, Redis through
+// NewRedisL2) and an optional backplane that keeps the memory tiers of many
+// processes coherent. Package strata builds named caches of this kind from
+// shared settings; New builds one on its own.
+//
+// Values are read and written with generic functions, because Go methods
+// take no type parameters:
+//
+//	c, _ := hybrid.New(hybrid.Options{Name: "users"})
+//	defer c.Close()
+//	u, err := hybrid.GetOrSet(ctx, c, "user:42", func(ctx context.Context, fc *hybrid.FactoryContext[User]) (User, error) {
+//		return db.LoadUser(ctx, 42)
+//	})
+//
+// What the engine does, in the order of a GetOrSet:
+//
+//   - A fresh hit in memory returns at once: a map lookup, one clock read,
+//     no allocation and no lock of ours.
+//   - Otherwise one load per key per process runs (stampede protection);
+//     every caller waits on its own context, and the load goes on for the
+//     others if one leaves. The load reads memory again, then L2, then calls
+//     the factory, stores the result in both tiers and tells the other
+//     processes through the backplane.
+//   - Fail-safe (EntryOptions.FailSafe) serves the newest stale value when
+//     the factory fails or times out, and keeps the source from being
+//     called again for FailSafeThrottleDuration.
+//   - FactorySoftTimeout and FactoryHardTimeout bound the wait; a timed-out
+//     factory may complete in the background and still update the cache.
+//   - EagerRefreshThreshold refreshes a hot entry before it expires;
+//     JitterMaxDuration spreads expiries.
+//   - Every entry carries its creation timestamp: in every conflict (memory
+//     against L2, a backplane message against memory, a queued write
+//     against a newer one) the newest wins.
+//   - RemoveByTag and Clear invalidate by timestamp, without scanning.
+//
+// Errors are sentinels matched with errors.Is: ErrInvalidKey, ErrClosed,
+// ErrFactoryTimeout, ErrTypeMismatch, ErrNilFactory, ErrInvalidOptions,
+// ErrFactoryPanic, ErrValueTooLarge, ErrNoStaleValue.
+//
+// The documentation pages of the repository (docs/) describe each feature
+// in depth: getorset.md, failsafe.md, timeouts.md, eager-refresh.md,
+// jitter.md, adaptive-caching.md, l2.md, backplane.md, tags.md, clear.md,
+// settings.md, errors.md and design.md.
+package hybrid
