@@ -319,3 +319,30 @@ func runNode() int {
 	}
 	return 0
 }
+
+// The subscriber connections are killed by Redis (CLIENT KILL TYPE pubsub)
+// while another node writes: after the reconnect the node does not serve
+// the old value, whether or not the message was lost.
+func TestClientKillPubsubThenNoOldValue(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	n1 := bpNode(t, fastClient(t, srv, ""))
+	n2 := bpNode(t, fastClient(t, srv, ""))
+	admin := srv.Client(t)
+	for round := range 5 {
+		key := fmt.Sprint("k", round)
+		hybrid.Set(ctx, n1, key, "old")
+		if v, _ := get(t, n2, key); v != "old" {
+			t.Fatalf("setup: %q", v)
+		}
+		gaps := n2.Stats().BackplaneGaps
+		if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+			t.Fatal(err)
+		}
+		hybrid.Set(ctx, n1, key, "new")
+		waitFor(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
+		if v, _ := get(t, n2, key); v != "new" {
+			t.Fatalf("round %d: after the reconnect node 2 served %q", round, v)
+		}
+	}
+}
