@@ -20,6 +20,7 @@ const (
 	opExpire
 )
 
+// String names the operation in logs.
 func (o op) String() string {
 	switch o {
 	case opSet:

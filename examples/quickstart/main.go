@@ -18,6 +18,7 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 )
 
+// Product is what the demo caches.
 type Product struct {
 	SKU   string
 	Price float64

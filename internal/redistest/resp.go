@@ -15,6 +15,7 @@ import (
 // replyError is an error reply from Redis (a RESP "-" line): the server did answer.
 type replyError string
 
+// Error returns the reply as go-redis would print it.
 func (e replyError) Error() string { return "redis: " + string(e) }
 
 // command sends one command on a fresh connection to addr (TLS when tlsConf is non-nil)
