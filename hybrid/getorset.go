@@ -225,7 +225,8 @@ func (c *Cache) propagate(p pending, o *EntryOptions) {
 
 // load is the shared load of key, run on a background goroutine for the
 // callers waiting on cl. With eager set it is an eager refresh of that
-// entry: the memory tier is not re-read and no timeout applies.
+// entry: the memory tier is not re-read, L2 only counts if it holds a newer
+// entry, and the current value is the fallback of the factory timeouts.
 func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[T], o *EntryOptions, eager *entry) {
 	defer c.flights.release(key, cl)
 	now := nowNano()
