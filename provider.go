@@ -34,6 +34,7 @@ type Provider struct {
 	defaults   CacheSettings
 	logger     *slog.Logger
 	redactKeys bool
+	events     *hybrid.Events
 
 	shared      redis.UniversalClient // nil: memory-only unless a cache is isolated
 	sharedOwned bool
@@ -52,6 +53,10 @@ func NewProvider(s Settings) (*Provider, error) {
 	p := &Provider{caches: make(map[string]*hybrid.Cache), logger: s.Logger, redactKeys: s.RedactKeys}
 	if p.logger == nil {
 		p.logger = slog.Default()
+	}
+	if s.Events != nil {
+		ev := *s.Events
+		p.events = &ev
 	}
 	if s.Defaults != nil {
 		p.defaults = s.Defaults.clone()
@@ -109,6 +114,7 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 		L1MaxEntries: cs.L1MaxEntries,
 		Logger:       p.logger,
 		RedactKeys:   p.redactKeys,
+		Events:       p.events,
 		Serializer:   cs.Serializer,
 		MaxKeyLength: cs.MaxKeyLength,
 

@@ -24,6 +24,10 @@ type Settings struct {
 	Logger *slog.Logger
 	// RedactKeys replaces cache keys with "[redacted]" in every cache's logs.
 	RedactKeys bool
+	// Events are callbacks given to every cache of the provider (each event
+	// carries the cache's name); see hybrid.Events and, for OpenTelemetry
+	// metrics, package hybrid/otelhybrid. Nil means none.
+	Events *hybrid.Events
 }
 
 // RedisSettings say how to reach Redis. Set exactly one of URL, Addrs or

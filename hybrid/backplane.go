@@ -39,12 +39,16 @@ func (c *Cache) publishNow(p pending) error {
 	m := backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}
 	ctx, cancel := c.ioContext(&c.entry)
 	defer cancel()
-	if err := c.bp.Publish(ctx, m); err != nil {
+	err := c.bp.Publish(ctx, m)
+	if err != nil {
 		c.stats.bpErrors.Add(1)
-		return err
+	} else {
+		c.stats.bpPublished.Add(1)
 	}
-	c.stats.bpPublished.Add(1)
-	return nil
+	if c.ev != nil {
+		c.emitBackplaneMessage(p.key, DirectionSent, kind, err)
+	}
+	return err
 }
 
 func (o op) kind() backplane.Kind {
@@ -77,7 +81,7 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	if m.Source == c.id || m.Cache != c.name || c.closed.Load() {
 		return
 	}
-	defer c.stats.bpReceived.Add(1) // counted once applied
+	defer c.received(m) // counted once applied
 	if isReserved(m.Key) {
 		c.applyInvalidationMessage(m)
 		return
@@ -102,6 +106,14 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	}
 }
 
+// received counts a message applied to the memory tier.
+func (c *Cache) received(m backplane.Message) {
+	c.stats.bpReceived.Add(1)
+	if c.ev != nil {
+		c.emitBackplaneMessage(m.Key, DirectionReceived, m.Kind, nil)
+	}
+}
+
 // HandleGap is told that messages may have been lost (a reconnect, a full
 // queue). Every entry written before now must be verified against the
 // distributed tier before it is served again: the next read of such a key
@@ -114,6 +126,9 @@ func (h bpHandler) HandleGap() {
 	c.clearKnown.Store(false) // a Clear may have been missed too: read its record again
 	c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, now) })
 	c.log.Warn("backplane gap: entries from before it are verified before use")
+	if c.ev != nil {
+		c.emitBackplaneGap()
+	}
 }
 
 // subscribe starts receiving. A subscription not yet confirmed (Redis down)

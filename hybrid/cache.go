@@ -33,6 +33,10 @@ type Options struct {
 	Logger *slog.Logger
 	// RedactKeys replaces keys with "[redacted]" in logs.
 	RedactKeys bool
+	// Events are callbacks that observe the cache (hits, misses, factory
+	// calls, fail-safe, errors; see Events). Nil means none, at the cost of
+	// one pointer check per operation.
+	Events *Events
 
 	// L2 is the distributed tier. Nil means memory-only. See NewRedisL2.
 	L2 L2
@@ -72,6 +76,7 @@ type Cache struct {
 	name       string
 	entry      EntryOptions // defaults applied
 	l1         *l1
+	ev         *Events // nil: no callbacks; next to l1, which every hit loads
 	flights    flights
 	tagLoads   flights // loads of tag and clear state from the distributed tier
 	tagTTL     time.Duration
@@ -95,6 +100,8 @@ type Cache struct {
 
 	inv   atomic.Pointer[invalidations]
 	invMu sync.Mutex
+
+	hookPanic atomic.Bool // an event callback panicked (logged once)
 
 	closed    atomic.Bool
 	mu        sync.RWMutex // guards starting background work against Close
@@ -157,6 +164,7 @@ func New(o Options) (*Cache, error) {
 		name:       o.Name,
 		entry:      o.Entry.withDefaults(),
 		l1:         mem,
+		ev:         newEvents(o.Events),
 		log:        o.Logger.With("cache", o.Name),
 		redactKeys: o.RedactKeys,
 		maxKey:     o.MaxKeyLength,
@@ -171,6 +179,9 @@ func New(o Options) (*Cache, error) {
 	}
 	c.tagTTL = tagTTL(&c.entry)
 	c.breaker.d = o.L2CircuitBreakerDuration
+	if c.ev != nil && c.ev.CircuitBreaker != nil {
+		c.breaker.changed = c.breakerChanged
+	}
 	c.recovery.max = o.AutoRecoveryMaxItems
 	c.entry.Tags = append([]string(nil), o.Entry.Tags...)
 	c.inv.Store(&invalidations{})

@@ -38,6 +38,9 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 		if e := c.l1.get(key); e != nil {
 			now := nowNano()
 			if e.fresh(now) && c.valid(e) {
+				if c.ev != nil {
+					c.emitHit(key, TierL1)
+				}
 				v, ok := valueOf[T](e)
 				if !ok {
 					return zero, mismatch[T](key, e.value)
@@ -54,6 +57,9 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 
 func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *EntryOptions) (T, error) {
 	var zero T
+	if c.ev != nil && !o.SkipL1Read {
+		c.emitMiss(key, TierL1)
+	}
 	cl, leader := c.flights.join(key)
 	if leader {
 		// The load is detached from this caller's cancellation but not from
@@ -104,6 +110,9 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 	if !o.SkipL1Read {
 		e = c.l1.get(key)
 		if e != nil && e.fresh(nowNano()) && c.valid(e) {
+			if c.ev != nil {
+				c.emitHit(key, TierL1)
+			}
 			v, ok := valueOf[T](e)
 			if !ok {
 				return v, false, mismatch[T](key, e.value)
@@ -117,6 +126,9 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 // tryGetSlow answers TryGet when the memory tier has no fresh value: the
 // distributed tier, then a stale value if the options allow it.
 func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, e *entry) (v T, ok bool, err error) {
+	if c.ev != nil && !o.SkipL1Read {
+		c.emitMiss(key, TierL1)
+	}
 	now := nowNano()
 	var stale *entry
 	if e != nil && e.usableStale(now) && c.validity(e, c.inv.Load()) != invalidGone {
@@ -140,6 +152,9 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 				if !o.SkipL1Write {
 					c.l1.set(l2e, o.Size)
 				}
+				if c.ev != nil {
+					c.emitHit(key, TierL2)
+				}
 				v, _ := valueOf[T](l2e)
 				return v, true, nil
 			}
@@ -151,6 +166,9 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 				stale = l2e
 			}
 		}
+	}
+	if c.ev != nil && c.readsL2(o) {
+		c.emitMiss(key, TierL2)
 	}
 	if err := ctx.Err(); err != nil {
 		return v, false, err
@@ -263,6 +281,9 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 					if !o.SkipL1Write {
 						c.l1.set(l2e, o.Size)
 					}
+					if c.ev != nil {
+						c.emitHit(key, TierL2)
+					}
 					c.flights.release(key, cl) // a finished load: new callers start afresh
 					cl.deliver(l2e.value, nil)
 					return
@@ -276,6 +297,9 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 				}
 			}
 		}
+	}
+	if c.ev != nil && c.readsL2(o) {
+		c.emitMiss(key, TierL2)
 	}
 
 	fc := &FactoryContext[T]{key: key, opts: *o}
@@ -305,7 +329,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 			t := time.AfterFunc(timeout, func() {
 				defer close(timedOut)
 				if fallback {
-					c.serveFallback(cl, key, stale, o, "factory timeout", false)
+					c.serveFallback(cl, key, stale, o, FailSafeFactoryTimeout, false)
 				} else {
 					cl.deliver(nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, timeout))
 				}
@@ -318,9 +342,20 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 		}
 	}
 
+	var began int64 // for the FactoryCall event
+	if c.ev != nil {
+		began = nowNano()
+	}
 	start := stamp()
 	v, err, panicked, pv := callFactory(fctx, f, fc)
 	now = nowNano()
+	if c.ev != nil {
+		ferr := err
+		if panicked {
+			ferr = ErrFactoryPanic
+		}
+		c.emitFactoryCall(key, time.Duration(now-began), ferr, eager != nil)
+	}
 	if panicked {
 		c.log.Error("factory panicked", c.keyAttr(key), slog.Any("panic", pv))
 		c.flights.release(key, cl) // a finished load: new callers start afresh
@@ -345,7 +380,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 			cl.deliver(eager.value, nil)
 			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
 		case fallback:
-			c.serveFallback(cl, key, stale, o, "factory error", true)
+			c.serveFallback(cl, key, stale, o, FailSafeFactoryError, true)
 		default:
 			c.flights.release(key, cl) // a finished load: new callers start afresh
 			if !cl.deliver(nil, fmt.Errorf("hybrid: factory %q: %w", key, err)) {
@@ -382,7 +417,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 //
 // With release, the load is over: the key is released once the throttled
 // copy is stored, so that no caller in between calls the source again.
-func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOptions, why string, release bool) {
+func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOptions, why FailSafeReason, release bool) {
 	now := nowNano()
 	if stale.fresh(now) && c.valid(stale) {
 		if release {
@@ -401,7 +436,10 @@ func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOption
 		c.flights.release(key, cl)
 	}
 	if cl.deliver(stale.value, nil) {
-		c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why))
+		c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()))
+		if c.ev != nil {
+			c.emitFailSafe(key, why)
+		}
 	}
 }
 
@@ -426,6 +464,10 @@ func startEagerRefresh[T any](c *Cache, key string, e *entry, f Factory[T], o *E
 	if !c.goBackground(func() { load(context.Background(), c, cl, key, f, o, e) }) {
 		cl.deliver(nil, ErrClosed)
 		c.flights.release(key, cl)
+		return
+	}
+	if c.ev != nil {
+		c.emitEagerRefresh(key)
 	}
 }
 

@@ -123,6 +123,9 @@ func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, h
 	return decodeL2[T](c, key, b, o, start)
 }
 
+// readsL2 reports whether a read with o asks the distributed tier.
+func (c *Cache) readsL2(o *EntryOptions) bool { return c.l2 != nil && !o.SkipL2Read }
+
 // getL2 reads the raw value of key, bounded by timeout (0: none). ok is
 // false on a timeout, an open circuit breaker or an error (logged and
 // counted); a miss is (nil, true).
@@ -144,6 +147,9 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 			// Our own deadline or the caller's cancellation: a miss, not a
 			// fault of the tier.
 			c.stats.l2Timeouts.Add(1)
+			if c.ev != nil {
+				c.emitL2Error("get", key, L2ErrorTimeout, err)
+			}
 			return nil, false
 		}
 		c.l2Failed("get", key, err)
@@ -158,7 +164,18 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 // (permissions, wrong type) is logged at most once a minute.
 func (c *Cache) l2Failed(op, key string, err error) {
 	c.stats.l2Errors.Add(1)
-	switch redisstore.Classify(err) {
+	kind := redisstore.Classify(err)
+	if c.ev != nil {
+		class := L2ErrorOther
+		switch kind {
+		case redisstore.KindTransient:
+			class = L2ErrorTransient
+		case redisstore.KindConfig:
+			class = L2ErrorConfig
+		}
+		c.emitL2Error(op, key, class, err)
+	}
+	switch kind {
 	case redisstore.KindTransient:
 		if c.breaker.trip() || c.breaker.d <= 0 && c.transientErrLog.allow() {
 			c.log.Warn("l2 unavailable, circuit breaker open", slog.String("op", op), c.keyAttr(key),
@@ -186,10 +203,24 @@ const breakerProbeInterval = time.Second
 // breaker skips the distributed tier for a while after a transient error.
 // While open it lets one call a second through as a probe: a success
 // closes it at once, so a short outage does not cost the whole duration.
+//
+// With changed set (the CircuitBreaker event), open tracks the state last
+// reported, so that opened and closed alternate: a trip reports opened
+// unless already reported; a success, or the first call let through after
+// the duration ran out, reports closed unless already reported.
 type breaker struct {
-	d     time.Duration // 0: disabled
-	until atomic.Int64  // unix ns; 0 = closed
-	probe atomic.Int64  // unix ns: when the next probe may go through
+	d       time.Duration // 0: disabled
+	until   atomic.Int64  // unix ns; 0 = closed
+	probe   atomic.Int64  // unix ns: when the next probe may go through
+	changed func(open bool)
+	open    atomic.Bool // the state last reported to changed
+}
+
+// report tells changed about a new state, once per change.
+func (b *breaker) report(open bool) {
+	if b.changed != nil && b.open.Load() != open && b.open.CompareAndSwap(!open, open) {
+		b.changed(open)
+	}
 }
 
 func (b *breaker) interval() time.Duration { return min(breakerProbeInterval, b.d) }
@@ -209,6 +240,7 @@ func (b *breaker) allow() bool {
 	}
 	now := nowNano()
 	if now >= u {
+		b.report(false)
 		return true
 	}
 	p := b.probe.Load()
@@ -224,10 +256,14 @@ func (b *breaker) trip() bool {
 	now := nowNano()
 	b.probe.Store(now + int64(b.interval()))
 	b.until.Store(now + int64(b.d))
+	b.report(true)
 	return wasClosed
 }
 
-func (b *breaker) succeeded() { b.until.Store(0) }
+func (b *breaker) succeeded() {
+	b.until.Store(0)
+	b.report(false)
+}
 
 // remaining is how long until a call may go through (the next probe).
 func (b *breaker) remaining() time.Duration {
