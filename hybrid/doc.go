@@ -34,6 +34,11 @@
 //     against a newer one) the newest wins.
 //   - RemoveByTag and Clear invalidate by timestamp, without scanning.
 //
+// Observability: log/slog for what the cache swallows, Cache.Stats for
+// counters, and Options.Events for callbacks on hits, misses, factory
+// calls, fail-safe, L2 errors, the circuit breaker and the backplane;
+// package otelhybrid turns those into OpenTelemetry metrics.
+//
 // Errors are sentinels matched with errors.Is: ErrInvalidKey, ErrClosed,
 // ErrFactoryTimeout, ErrTypeMismatch, ErrNilFactory, ErrInvalidOptions,
 // ErrFactoryPanic, ErrValueTooLarge, ErrNoStaleValue.
@@ -41,5 +46,5 @@
 // The documentation pages of the repository (docs/) describe each feature
 // in depth: getorset.md, failsafe.md, timeouts.md, eager-refresh.md,
 // jitter.md, adaptive-caching.md, l2.md, backplane.md, tags.md, clear.md,
-// settings.md, errors.md and design.md.
+// settings.md, errors.md, observability.md and design.md.
 package hybrid
