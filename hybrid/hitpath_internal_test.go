@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -66,19 +67,27 @@ func benchHitPath(b *testing.B, n int) {
 			i++
 		}
 	})
-	b.Run("impl=strata", func(b *testing.B) {
-		c, _ := New(Options{L1MaxEntries: 1 << 17, Entry: EntryOptions{Duration: 1 << 62}})
-		defer c.Close()
-		for i, k := range keys {
-			Set(ctx, c, k, benchValue{ID: int64(i)})
-		}
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if _, ok, _ := TryGet[benchValue](ctx, c, keys[idx[i&(1<<20-1)]]); !ok {
-				b.Fatal("miss")
+	strata := func(o Options) func(b *testing.B) {
+		return func(b *testing.B) {
+			c, _ := New(o)
+			defer c.Close()
+			for i, k := range keys {
+				Set(ctx, c, k, benchValue{ID: int64(i)})
 			}
-			i++
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, ok, _ := TryGet[benchValue](ctx, c, keys[idx[i&(1<<20-1)]]); !ok {
+					b.Fatal("miss")
+				}
+				i++
+			}
 		}
-	})
+	}
+	o := Options{L1MaxEntries: 1 << 17, Entry: EntryOptions{Duration: 1 << 62}}
+	b.Run("impl=strata", strata(o))
+	// What a Hit hook costs on a hit: one that counts (an atomic add).
+	var hits atomic.Int64
+	o.Events = &Events{Hit: func(HitEvent) { hits.Add(1) }}
+	b.Run("impl=strata-events", strata(o))
 }
