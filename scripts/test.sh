@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command of the README: ./scripts/test.sh
 #
-# On a fresh Debian/Ubuntu machine with only Go installed it installs redis-server and
-# redis-cli (apt-get, with sudo when not root), then runs gofmt, go vet, the whole test suite
-# with -race, and a quick benchmark smoke run of bench/ if that module exists.
+# On a fresh Debian/Ubuntu machine with only Go installed it installs the servers the tests
+# start (see "needs" below; apt-get, with sudo when not root), then runs gofmt, and go vet and
+# the whole test suite with -race in every module of the repository, and a quick benchmark
+# smoke run of bench/.
 #
 # The tests start their own redis-server processes on free loopback ports
 # (internal/redistest); they never use the Debian redis-server service that apt may start on
@@ -17,7 +18,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-install_redis() {
+# What the tests need, as "command:debian-package" pairs. A module that needs another server
+# (etcd, Postgres, ...) adds its pair here; its tests find the command on PATH.
+needs=(
+	redis-server:redis-server
+	redis-cli:redis-tools
+)
+
+install_packages() {
 	local sudo=()
 	if [ "$(id -u)" -ne 0 ]; then
 		if command -v sudo >/dev/null 2>&1; then
@@ -32,26 +40,32 @@ install_redis() {
 		return 1
 	fi
 	"${sudo[@]}" apt-get update &&
-		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server redis-tools
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
 }
 
-step "checking for redis-server and redis-cli"
-if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
-	echo "found $(command -v redis-server) ($(redis-server --version | head -n1))"
-else
-	echo "redis-server or redis-cli missing: installing redis-server redis-tools with apt-get"
-	if ! install_redis; then
-		cat >&2 <<'MSG'
+step "checking for the servers the tests start: ${needs[*]}"
+missing=()
+for pair in "${needs[@]}"; do
+	if command -v "${pair%%:*}" >/dev/null 2>&1; then
+		echo "found $(command -v "${pair%%:*}")"
+	else
+		missing+=("${pair##*:}")
+	fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "missing: installing ${missing[*]} with apt-get"
+	if ! install_packages "${missing[@]}"; then
+		cat >&2 <<MSG
 
-*** Could not install Redis. Install it yourself, then run this script again:
-***     sudo apt-get update && sudo apt-get install -y redis-server redis-tools
-*** (any redis-server >= 7 on PATH will do; the tests start their own processes).
+*** Could not install ${missing[*]}. Install them yourself, then run this script again:
+***     sudo apt-get update && sudo apt-get install -y ${missing[*]}
+*** (the tests start their own server processes on free loopback ports).
 MSG
 		if [ -n "${CI:-}" ]; then
 			echo "CI is set: failing." >&2
 			exit 1
 		fi
-		echo "CI is not set: continuing; the tests that need Redis will be skipped." >&2
+		echo "CI is not set: continuing; the tests that need a missing server will be skipped." >&2
 	fi
 fi
 
@@ -63,12 +77,19 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 
-step "go vet ./..."
-go vet ./...
-
-step "go test -race -count=1 ./..."
-# shellcheck disable=SC2086 # GO_TEST_FLAGS is split on purpose
-go test -race -count=1 -timeout 20m ${GO_TEST_FLAGS:-} ./...
+# Every Go module of the repository except bench/ (smoke-run below): the core module at the
+# top, and the modules that carry heavy dependencies of their own (etcd/, cmd/strata-server,
+# ...). Each is vetted and tested with -race.
+mapfile -t modules < <(find . -name go.mod -not -path './bench/*' -not -path './.tmp/*' -printf '%h\n' | sort)
+for m in "${modules[@]}"; do
+	step "$m: go vet ./... && go test -race -count=1 ./..."
+	(
+		cd "$m"
+		go vet ./...
+		# shellcheck disable=SC2086 # GO_TEST_FLAGS is split on purpose
+		go test -race -count=1 -timeout 20m ${GO_TEST_FLAGS:-} ./...
+	)
+done
 
 if [ -f bench/go.mod ]; then
 	step "bench: go vet and a quick benchmark smoke run"
