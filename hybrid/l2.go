@@ -198,6 +198,7 @@ func (c *Cache) l2Failed(op, key string, err error) {
 		}
 		c.startRecovery()
 	case redisstore.KindConfig:
+		c.stats.configErrors.Add(1)
 		if c.configErrLog.allow() {
 			c.log.Error("l2 configuration error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
 		}

@@ -135,7 +135,7 @@ func (c *Cache) replay() {
 				c.lostToNewer(p) // a newer change reached the tier meanwhile: nothing to announce
 			}
 			if err == nil && written && !p.skipBP && c.bp != nil {
-				if perr := c.publishNow(p); perr != nil {
+				if perr := c.publishNow(p); perr != nil && !c.configError("publish", p.key, perr) {
 					r.mu.Lock()
 					if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {
 						cur.l2Done = true
