@@ -218,40 +218,6 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 	return nil
 }
 
-// store writes e to the memory tier and, with its envelope enc, to the
-// distributed tier, as o allows.
-func (c *Cache) store(e *entry, o *EntryOptions, enc []byte) {
-	if !o.SkipL1Write {
-		c.l1.set(e, o.Size)
-	}
-	if enc != nil {
-		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil}, o)
-	}
-}
-
-// propagate sends a change to the distributed tier, in the background
-// when o.BackgroundL2Operations is set.
-//
-// The backplane hears of the change once the distributed tier has it (or
-// at once, without one), unless o.SkipBackplane is set.
-func (c *Cache) propagate(p pending, o *EntryOptions) {
-	p.skipBP = o.SkipBackplane || c.bp == nil
-	if c.l2 == nil || o.SkipL2Write {
-		if p.skipBP {
-			return
-		}
-		if o.BackgroundL2Operations && c.goBackground(func() { c.publish(p) }) {
-			return
-		}
-		c.publish(p)
-		return
-	}
-	if o.BackgroundL2Operations && c.goBackground(func() { c.writeL2(p, o) }) {
-		return
-	}
-	c.writeL2(p, o)
-}
-
 // load is the shared load of key, the function that flight runs once for
 // every caller of the key, in three steps: the memory tier again (another
 // load may have finished meanwhile), the distributed tier, the factory. It
