@@ -102,27 +102,30 @@ type EntryOptions struct {
 }
 
 // Option changes the options of one call, on top of the cache's
-// EntryOptions.
-type Option func(*EntryOptions)
+// EntryOptions. Build one with WithDuration, WithFailSafe, WithTags or,
+// for any other field, WithOptions; the zero Option changes nothing.
+type Option struct{ apply func(*EntryOptions) }
 
 // WithDuration sets the entry's logical lifetime for this call.
 func WithDuration(d time.Duration) Option {
-	return func(o *EntryOptions) { o.Duration = d }
+	return Option{func(o *EntryOptions) { o.Duration = d }}
 }
 
 // WithFailSafe turns fail-safe on or off for this call.
 func WithFailSafe(enabled bool) Option {
-	return func(o *EntryOptions) { o.FailSafe = enabled }
+	return Option{func(o *EntryOptions) { o.FailSafe = enabled }}
 }
 
 // WithTags sets the tags of the entry written by this call.
 func WithTags(tags ...string) Option {
-	return func(o *EntryOptions) { o.Tags = append([]string(nil), tags...) }
+	return Option{func(o *EntryOptions) { o.Tags = append([]string(nil), tags...) }}
 }
 
-// WithOptions changes any other field of the options for this call.
+// WithOptions changes any field of the options for this call: f gets a
+// copy of the cache's EntryOptions (after the earlier options of the call)
+// and may change it. A nil f changes nothing.
 func WithOptions(f func(*EntryOptions)) Option {
-	return Option(f)
+	return Option{f}
 }
 
 // Validate reports the first field that cannot be honoured, or nil. The
@@ -200,8 +203,8 @@ func (c *Cache) resolve(opts []Option) (*EntryOptions, error) {
 	o := c.entry
 	o.Tags = append([]string(nil), c.entry.Tags...)
 	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
+		if opt.apply != nil {
+			opt.apply(&o)
 		}
 	}
 	if err := o.Validate(); err != nil {
