@@ -205,12 +205,12 @@ func TestEventsBackplane(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantEvents(t, "node 1 after Set", r1.take(), "bp sent set k")
-	eventually(t, "node 2 to receive the message", func() bool { return r2.has("bp received set k") })
+	redistest.Eventually(t, "node 2 to receive the message", func() bool { return r2.has("bp received set k") })
 	n1.Remove(ctx, "k")
 	wantEvents(t, "node 1 after Remove", r1.take(), "bp sent remove k")
-	eventually(t, "node 2 to receive the removal", func() bool { return r2.has("bp received remove k") })
+	redistest.Eventually(t, "node 2 to receive the removal", func() bool { return r2.has("bp received remove k") })
 	hub.SimulateGap("ch")
-	eventually(t, "node 2 to see the gap", func() bool { return r2.has("gap app") })
+	redistest.Eventually(t, "node 2 to see the gap", func() bool { return r2.has("gap app") })
 }
 
 // flakyL2 is a distributed tier in memory that fails with a connection
@@ -324,8 +324,8 @@ func TestEventsRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	var r recorder
-	writer := node(t, testClient(t, srv, ""), hybrid.EntryOptions{})
-	n := node(t, testClient(t, srv, ""), hybrid.EntryOptions{}, func(o *hybrid.Options) {
+	writer := node(t, srv.FastClient(t, ""), hybrid.EntryOptions{})
+	n := node(t, srv.FastClient(t, ""), hybrid.EntryOptions{}, func(o *hybrid.Options) {
 		o.Events = r.events()
 		o.L2CircuitBreakerDuration = time.Hour
 	})
