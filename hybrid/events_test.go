@@ -491,3 +491,30 @@ func TestEventEnumsString(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryOnlyBackplaneAnnouncesSet: without a distributed tier, a Set
+// and a factory result are announced too (docs/backplane.md), so the other
+// instances drop their copies.
+func TestMemoryOnlyBackplaneAnnouncesSet(t *testing.T) {
+	t.Parallel()
+	hub := backplane.NewMemoryHub()
+	a := newCache(t, hybrid.Options{Name: "app", Backplane: hub.Backplane("ch")})
+	b := newCache(t, hybrid.Options{Name: "app", Backplane: hub.Backplane("ch")})
+	ctx := context.Background()
+	if err := hybrid.Set(ctx, b, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := hybrid.Set(ctx, a, "k", "new"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hybrid.GetOrSet(ctx, a, "f", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "x", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Stats().BackplanePublished; got != 2 {
+		t.Fatalf("BackplanePublished = %d, want 2 (the Set and the factory result)", got)
+	}
+	redistest.Eventually(t, "node b to drop its old copy", func() bool {
+		v, ok := mustGet[string](t, b, "k")
+		return !ok || v != "old"
+	})
+}
