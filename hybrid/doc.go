@@ -37,7 +37,9 @@
 // Observability: log/slog for what the cache swallows, Cache.Stats for
 // counters, and Options.Events for callbacks on hits, misses, factory
 // calls, fail-safe, L2 errors, the circuit breaker and the backplane;
-// package otelhybrid turns those into OpenTelemetry metrics.
+// package otelhybrid turns those into OpenTelemetry metrics (it is the
+// module github.com/strata-cache/strata/hybrid/otelhybrid, apart, so that
+// this module requires no OpenTelemetry).
 //
 // Errors are sentinels matched with errors.Is: ErrInvalidKey, ErrClosed,
 // ErrFactoryTimeout, ErrTypeMismatch, ErrNilFactory, ErrInvalidOptions,
