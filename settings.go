@@ -75,7 +75,8 @@ type CacheSettings struct {
 // ProductionDefaults returns the defaults a provider gives every cache when
 // Settings.Defaults is nil: long-lived entries with fail-safe, a soft
 // factory timeout, background distributed writes, eager refresh and jitter
-// (Bitwarden's and FusionCache's production choices; see docs/settings.md).
+// (Bitwarden's and FusionCache's production choices; see
+// https://github.com/strata-cache/strata/blob/main/docs/settings.md).
 func ProductionDefaults() CacheSettings {
 	return CacheSettings{
 		Entry: hybrid.EntryOptions{
