@@ -217,8 +217,8 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 // distributed tier also ErrValueTooLarge (the entry's envelope exceeds
 // Options.MaxValueSize; nothing is stored, in any tier) and the
 // serializer's error, wrapped with the key. A failed write to the
-// distributed tier is not returned: it is logged and queued for
-// auto-recovery.
+// distributed tier is not returned: it is logged (and, after a transient
+// error, queued for auto-recovery).
 func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) error {
 	if err := c.check(ctx, key); err != nil {
 		return err
