@@ -74,16 +74,6 @@ func (c *Cache) publishNow(p pending) error {
 	return err
 }
 
-func (o op) kind() backplane.Kind {
-	switch o {
-	case opRemove:
-		return backplane.KindRemove
-	case opExpire:
-		return backplane.KindExpire
-	}
-	return backplane.KindSet
-}
-
 // bpHandler receives the other instances' messages. It runs on the
 // backplane's delivery goroutine and only touches the memory tier.
 type bpHandler struct{ c *Cache }
@@ -113,7 +103,7 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	// checks has already stored its entry, and one that starts after the
 	// first reads the distributed tier after the change (it is published
 	// once the distributed tier has it).
-	reading := c.flights.has(m.Key) || c.readers.has(m.Key)
+	reading := c.readers.has(m.Key)
 	e := c.l1.get(m.Key)
 	switch {
 	case e == nil:
