@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/backplanetest"
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
@@ -209,7 +210,7 @@ func TestEventsBackplane(t *testing.T) {
 	n1.Remove(ctx, "k")
 	wantEvents(t, "node 1 after Remove", r1.take(), "bp sent remove k")
 	redistest.Eventually(t, "node 2 to receive the removal", func() bool { return r2.has("bp received remove k") })
-	hub.SimulateGap("ch")
+	backplanetest.SimulateGap(hub, "ch")
 	redistest.Eventually(t, "node 2 to see the gap", func() bool { return r2.has("gap app") })
 }
 
