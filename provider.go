@@ -31,6 +31,8 @@ type Provider struct {
 	logger     *slog.Logger
 	redactKeys bool
 	events     *hybrid.Events
+	tracer     hybrid.Tracer
+	traceKeys  bool
 
 	shared      redis.UniversalClient // nil: memory-only unless a cache is isolated
 	sharedOwned bool
@@ -49,7 +51,8 @@ type Provider struct {
 // subscription): a service starts at once and serves from memory while
 // Redis is away.
 func NewProvider(s Settings) (*Provider, error) {
-	p := &Provider{caches: make(map[string]*hybrid.Cache), logger: s.Logger, redactKeys: s.RedactKeys}
+	p := &Provider{caches: make(map[string]*hybrid.Cache), logger: s.Logger, redactKeys: s.RedactKeys,
+		tracer: s.Tracer, traceKeys: s.TraceKeys}
 	if p.logger == nil {
 		p.logger = slog.Default()
 	}
@@ -97,6 +100,7 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	}
 	opts := cs.options(name)
 	opts.Logger, opts.RedactKeys, opts.Events = p.logger, p.redactKeys, p.events
+	opts.Tracer, opts.TraceKeys = p.tracer, p.traceKeys
 	cs.KeyPrefix = opts.KeyPrefix
 
 	p.mu.Lock()

@@ -31,6 +31,12 @@ type Settings struct {
 	// carries the cache's name); see hybrid.Events and, for OpenTelemetry
 	// metrics, package hybrid/otelhybrid. Nil means none.
 	Events *hybrid.Events
+	// Tracer starts the spans of every cache of the provider; see
+	// hybrid.Tracer and, for OpenTelemetry traces, otelhybrid.Tracer. Nil
+	// means none.
+	Tracer hybrid.Tracer
+	// TraceKeys adds keys to the spans (never with RedactKeys).
+	TraceKeys bool
 }
 
 // RedisSettings say how to reach Redis. Set exactly one of URL, Addrs or
@@ -52,7 +58,7 @@ type RedisSettings struct {
 //
 // Every field of the engine's hybrid.Options that a user may want to set
 // has a field of the same name and meaning here (the provider sets the
-// others: Name, Logger, RedactKeys, Events, and the L2 and Backplane it
+// others: Name, Logger, RedactKeys, Events, Tracer, TraceKeys, and the L2 and Backplane it
 // builds from the Redis settings), and the provider validates them with
 // hybrid.Options.Validate, so a setting means the same and is checked the
 // same whether a cache comes from a provider or from hybrid.New.

@@ -164,7 +164,7 @@ func TestHitDoesNotWaitForRedis(t *testing.T) {
 // a user sets is a CacheSettings field of the same name and type, and the
 // provider hands it to the engine (the others are set by the provider).
 func TestSettingsReachEveryEngineOption(t *testing.T) {
-	providerSets := map[string]bool{"Name": true, "Logger": true, "RedactKeys": true, "Events": true, "L2": true, "Backplane": true}
+	providerSets := map[string]bool{"Name": true, "Logger": true, "RedactKeys": true, "Events": true, "Tracer": true, "TraceKeys": true, "L2": true, "Backplane": true}
 	cs := reflect.TypeFor[strata.CacheSettings]()
 	for f := range reflect.TypeFor[hybrid.Options]().Fields() {
 		if providerSets[f.Name] {

@@ -60,16 +60,22 @@ func (c *Cache) publishNow(p pending) error {
 		kind = p.op.kind()
 	}
 	m := backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}
-	ctx, cancel := c.ioContext(&c.entry)
-	defer cancel()
+	pctx := p.context()
+	sctx, span := c.startChild(pctx, SpanPublish, p.key)
+	ctx, cancel := c.ioContextFrom(sctx, &c.entry)
 	err := c.bp.Publish(ctx, m)
+	cancel()
+	if span != nil {
+		span.SetAttributes(slog.String(AttrMessageKind, kind.String()))
+		span.End(err)
+	}
 	if err != nil {
 		c.stats.bpErrors.Add(1)
 	} else {
 		c.stats.bpPublished.Add(1)
 	}
 	if c.ev != nil {
-		c.emitBackplaneMessage(p.key, DirectionSent, kind, err)
+		c.emitBackplaneMessageCtx(pctx, p.key, DirectionSent, kind, err)
 	}
 	return err
 }

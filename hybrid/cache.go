@@ -46,6 +46,8 @@ type Cache struct {
 	invMu sync.Mutex
 
 	hookPanic atomic.Bool // an event callback panicked (logged once)
+	tr        Tracer      // nil: no spans
+	traceKeys bool        // keys as span attributes (never with redactKeys)
 
 	closed    atomic.Bool
 	mu        sync.RWMutex // guards starting background work against Close
@@ -81,6 +83,8 @@ func New(o Options) (*Cache, error) {
 		prefix:     o.KeyPrefix,
 		ser:        o.Serializer,
 		maxValue:   o.MaxValueSize,
+		tr:         o.Tracer,
+		traceKeys:  o.TraceKeys && !o.RedactKeys,
 	}
 	c.bp, c.id = o.Backplane, o.InstanceID
 	if c.id == "" {
@@ -88,7 +92,7 @@ func New(o Options) (*Cache, error) {
 	}
 	c.tagTTL = tagTTL(&c.entry)
 	c.breaker.d = o.L2CircuitBreakerDuration
-	if c.ev != nil && c.ev.CircuitBreaker != nil {
+	if c.breaker.d > 0 {
 		c.breaker.changed = c.breakerChanged
 	}
 	c.recovery.max = o.AutoRecoveryMaxItems
@@ -165,7 +169,7 @@ func (c *Cache) keyAttr(key string) slog.Attr {
 
 // Remove deletes key from the cache. A read that raced the removal cannot
 // put the old value back.
-func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) error {
+func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err error) {
 	if err := c.check(ctx, key); err != nil {
 		return err
 	}
@@ -173,21 +177,31 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) error {
 	if err != nil {
 		return err
 	}
+	if c.tr != nil {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanRemove, key)
+		defer func() { span.End(err) }()
+	}
 	now := stamp()
 	c.l1.set(newTombstone(key, now), 1)
-	c.propagate(pending{op: opRemove, key: key, ts: now}, o)
+	c.propagate(pending{op: opRemove, key: key, ts: now, ctx: detached(ctx)}, o)
 	return nil
 }
 
 // Expire marks key as expired: reads miss it, but it remains a fail-safe
 // fallback until its physical expiry.
-func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) error {
+func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err error) {
 	if err := c.check(ctx, key); err != nil {
 		return err
 	}
 	o, err := c.resolve(opts)
 	if err != nil {
 		return err
+	}
+	if c.tr != nil {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanExpire, key)
+		defer func() { span.End(err) }()
 	}
 	ts, now := stamp(), nowNano()
 	if e := c.l1.get(key); e != nil && !e.tombstone && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
@@ -197,7 +211,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) error {
 	if o.FailSafe {
 		phys = now + int64(o.FailSafeMaxDuration)
 	}
-	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys}, o)
+	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys, ctx: detached(ctx)}, o)
 	return nil
 }
 

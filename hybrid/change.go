@@ -2,6 +2,7 @@ package hybrid
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/strata-cache/strata/backplane"
@@ -48,6 +49,20 @@ type pending struct {
 	l2Done    bool           // the distributed tier has it; only the notification is pending
 	skipBP    bool           // no backplane notification
 	bpKind    backplane.Kind // the message's kind; zero: derived from op
+	// ctx is the context of the operation that made the change (its span,
+	// for the spans of the write and the publish, and the caller's values
+	// for events), never cancelled; nil: none. A change queued for
+	// auto-recovery keeps it until replayed.
+	ctx context.Context
+}
+
+// context returns the context of the change's operation, or
+// context.Background().
+func (p *pending) context() context.Context {
+	if p.ctx == nil {
+		return context.Background()
+	}
+	return p.ctx
 }
 
 // store writes e to the memory tier and, with its envelope enc, to the
@@ -56,13 +71,22 @@ type pending struct {
 // Without a distributed tier (or with SkipL2Write) the change is only
 // announced; with one, a value that could not be encoded (kept in memory
 // only, logged) is neither written nor announced.
-func (c *Cache) store(e *entry, o *EntryOptions, enc []byte) {
+func (c *Cache) store(ctx context.Context, e *entry, o *EntryOptions, enc []byte) {
 	if !o.SkipL1Write {
 		c.l1.set(e, o.Size)
 	}
 	if enc != nil || c.l2 == nil || o.SkipL2Write {
-		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil}, o)
+		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, ctx: detached(ctx)}, o)
 	}
+}
+
+// detached is ctx without its cancellation, for a change that outlives the
+// call (a background write, the auto-recovery queue).
+func detached(ctx context.Context) context.Context {
+	if ctx == nil {
+		return nil
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // propagate sends a change to the distributed tier, in the background
@@ -94,6 +118,12 @@ func (c *Cache) ioContext(o *EntryOptions) (context.Context, context.CancelFunc)
 	return context.WithTimeout(context.Background(), l2Timeout(o))
 }
 
+// ioContextFrom is ioContext with the values (the span) of parent, but not
+// its cancellation.
+func (c *Cache) ioContextFrom(parent context.Context, o *EntryOptions) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(parent), l2Timeout(o))
+}
+
 // writeL2 writes one change to the distributed tier, or queues it for
 // auto-recovery when the tier is unavailable. A change the tier refused
 // because it holds a newer one is not announced (the newer change's writer
@@ -104,11 +134,17 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 		c.enqueue(p)
 		return
 	}
-	ctx, cancel := c.ioContext(o)
-	defer cancel()
+	pctx := p.context()
+	sctx, span := c.startChild(pctx, SpanL2Set, p.key)
+	ctx, cancel := c.ioContextFrom(sctx, o)
 	written, err := c.apply(ctx, p)
+	cancel()
+	if span != nil {
+		span.SetAttributes(slog.String(AttrTier, TierL2.String()), slog.String(AttrOp, p.op.String()))
+		span.End(err)
+	}
 	if err != nil {
-		c.l2Failed(p.op.String(), p.key, err)
+		c.l2FailedCtx(pctx, p.op.String(), p.key, err)
 		if transient(err) {
 			c.enqueue(p)
 		}

@@ -1,6 +1,7 @@
 package hybrid
 
 import (
+	"context"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -26,7 +27,11 @@ import (
 // caller's, a background load's, the backplane's delivery goroutine), never
 // while the cache holds a lock, and possibly concurrently with each other:
 // they must be safe for concurrent use and fast. Every event carries the
-// name of the cache, so that one Events value can serve many caches. A
+// name of the cache, so that one Events value can serve many caches, and
+// events of an operation that has a caller carry the caller's context in
+// Ctx (never nil: background work without a caller, such as a received
+// backplane message, gets context.Background()), so that a callback can
+// attach to the caller's span or logger. A
 // callback that panics is recovered: the cache goes on, and the first such
 // panic of each cache is logged.
 //
@@ -72,6 +77,18 @@ type Events struct {
 	// BackplaneGap is called when the backplane reports that messages may
 	// have been lost (a reconnect, a full queue).
 	BackplaneGap func(BackplaneGapEvent)
+	// StaleServed is called when TryGet answers with a stale value because
+	// of EntryOptions.AllowStaleOnRead. (A stale value served by fail-safe
+	// is a FailSafe event.)
+	StaleServed func(StaleServedEvent)
+	// FactoryTimeout is called when a caller of GetOrSet stops waiting for
+	// the factory at FactorySoftTimeout or FactoryHardTimeout. The factory
+	// goes on in the background unless DisableBackgroundCompletion is set.
+	FactoryTimeout func(FactoryTimeoutEvent)
+	// Recovery is called when a change is queued for auto-recovery (the
+	// distributed tier or the backplane was unavailable), dropped because
+	// the queue was full, or replayed, and when the queue drains.
+	Recovery func(RecoveryEvent)
 }
 
 // Tier is a tier of the cache, in events.
@@ -98,21 +115,24 @@ func (t Tier) String() string {
 
 // HitEvent reports a fresh value found in a tier.
 type HitEvent struct {
-	Cache string // the cache's name
+	Ctx   context.Context // the caller\'s context (see Events)
+	Cache string          // the cache's name
 	Key   string
 	Tier  Tier
 }
 
 // MissEvent reports a tier without a fresh value for a read.
 type MissEvent struct {
-	Cache string // the cache's name
+	Ctx   context.Context // the caller\'s context (see Events)
+	Cache string          // the cache's name
 	Key   string
 	Tier  Tier
 }
 
 // FactoryCallEvent reports a factory that returned.
 type FactoryCallEvent struct {
-	Cache    string // the cache's name
+	Ctx      context.Context // the caller\'s context (see Events)
+	Cache    string          // the cache's name
 	Key      string
 	Duration time.Duration // how long the factory ran
 	// Err is the factory's error, ErrFactoryPanic if it panicked, or nil.
@@ -155,14 +175,16 @@ func (r FailSafeReason) logText() string {
 
 // FailSafeEvent reports a stale value served instead of a factory's result.
 type FailSafeEvent struct {
-	Cache  string // the cache's name
+	Ctx    context.Context // the caller\'s context (see Events)
+	Cache  string          // the cache's name
 	Key    string
 	Reason FailSafeReason
 }
 
 // EagerRefreshEvent reports the start of a background refresh.
 type EagerRefreshEvent struct {
-	Cache string // the cache's name
+	Ctx   context.Context // the caller\'s context (see Events)
+	Cache string          // the cache's name
 	Key   string
 }
 
@@ -203,8 +225,9 @@ func (k L2ErrorClass) String() string {
 
 // L2ErrorEvent reports an error of the distributed tier.
 type L2ErrorEvent struct {
-	Cache string // the cache's name
-	Key   string // the cache key (unprefixed), or a reserved key for tag and Clear records
+	Ctx   context.Context // the caller\'s context (see Events)
+	Cache string          // the cache's name
+	Key   string          // the cache key (unprefixed), or a reserved key for tag and Clear records
 	// Op is the operation: "get", "set", "remove", "expire" or "recover".
 	Op    string
 	Class L2ErrorClass
@@ -242,8 +265,9 @@ func (d Direction) String() string {
 
 // BackplaneMessageEvent reports a backplane message sent or received.
 type BackplaneMessageEvent struct {
-	Cache     string // the cache's name
-	Key       string // the cache key, or a reserved key for RemoveByTag and Clear
+	Ctx       context.Context // the caller\'s context (see Events)
+	Cache     string          // the cache's name
+	Key       string          // the cache key, or a reserved key for RemoveByTag and Clear
 	Direction Direction
 	Kind      backplane.Kind
 	// Err is the error of a failed publish (the change is queued for
@@ -256,11 +280,97 @@ type BackplaneGapEvent struct {
 	Cache string // the cache's name
 }
 
+// StaleServedEvent reports a stale value served by TryGet
+// (AllowStaleOnRead).
+type StaleServedEvent struct {
+	Ctx   context.Context // the caller's context
+	Cache string          // the cache's name
+	Key   string
+}
+
+// TimeoutKind says which factory timeout a caller stopped waiting at.
+type TimeoutKind uint8
+
+// The kinds of factory timeouts.
+const (
+	// TimeoutSoft: EntryOptions.FactorySoftTimeout, with a stale value to
+	// serve.
+	TimeoutSoft TimeoutKind = iota + 1
+	// TimeoutHard: EntryOptions.FactoryHardTimeout.
+	TimeoutHard
+)
+
+// String returns "soft" or "hard".
+func (k TimeoutKind) String() string {
+	switch k {
+	case TimeoutSoft:
+		return "soft"
+	case TimeoutHard:
+		return "hard"
+	}
+	return "unknown"
+}
+
+// FactoryTimeoutEvent reports a caller that stopped waiting for a factory.
+type FactoryTimeoutEvent struct {
+	Ctx   context.Context // the caller's context
+	Cache string          // the cache's name
+	Key   string
+	Kind  TimeoutKind
+	// FailSafe is true when a stale value answered the caller (a FailSafe
+	// event follows); false when the caller got ErrFactoryTimeout.
+	FailSafe bool
+	// Background is true when the factory goes on and stores its result
+	// (background completion); false with DisableBackgroundCompletion.
+	Background bool
+}
+
+// RecoveryAction is what happened to a change of the auto-recovery queue.
+type RecoveryAction uint8
+
+// The actions of the auto-recovery queue.
+const (
+	// RecoveryQueued: a change that failed for a transient reason waits
+	// for the distributed tier (or the backplane) to come back.
+	RecoveryQueued RecoveryAction = iota + 1
+	// RecoveryDropped: the queue was full (AutoRecoveryMaxItems).
+	RecoveryDropped
+	// RecoveryReplayed: a queued change reached the distributed tier (and
+	// was announced).
+	RecoveryReplayed
+	// RecoveryDrained: the queue is empty again; Key is empty.
+	RecoveryDrained
+)
+
+// String returns "queued", "dropped", "replayed" or "drained".
+func (a RecoveryAction) String() string {
+	switch a {
+	case RecoveryQueued:
+		return "queued"
+	case RecoveryDropped:
+		return "dropped"
+	case RecoveryReplayed:
+		return "replayed"
+	case RecoveryDrained:
+		return "drained"
+	}
+	return "unknown"
+}
+
+// RecoveryEvent reports a change of the auto-recovery queue.
+type RecoveryEvent struct {
+	Ctx    context.Context // the caller's context when queued or dropped by one, else context.Background()
+	Cache  string          // the cache's name
+	Key    string          // the change's key (a reserved key for tag and Clear records); empty when drained
+	Action RecoveryAction
+}
+
 // newEvents returns the cache's copy of ev, or nil if no callback is set.
 func newEvents(ev *Events) *Events {
 	if ev == nil || ev.Hit == nil && ev.Miss == nil && ev.FactoryCall == nil && ev.FailSafe == nil &&
 		ev.EagerRefresh == nil && ev.L2Error == nil && ev.CircuitBreaker == nil &&
-		ev.BackplaneMessage == nil && ev.BackplaneGap == nil {
+		ev.BackplaneMessage == nil && ev.BackplaneGap == nil && ev.StaleServed == nil &&
+		ev.FactoryTimeout == nil && ev.Recovery == nil {
 		return nil
 	}
 	cp := *ev
@@ -285,58 +395,101 @@ func (c *Cache) hookPanicked(r any) {
 	}
 }
 
-// The emitters below are called only when c.ev is not nil.
+// The emitters below are called only when c.ev is not nil. Those without
+// a ctx parameter are for callers that have none (batch.go until it passes
+// one): their events carry context.Background().
 
-func (c *Cache) emitHit(key string, t Tier) {
+func (c *Cache) emitHit(key string, t Tier) { c.emitHitCtx(context.Background(), key, t) }
+
+func (c *Cache) emitHitCtx(ctx context.Context, key string, t Tier) {
 	if f := c.ev.Hit; f != nil {
-		fire(c, f, HitEvent{Cache: c.name, Key: key, Tier: t})
+		fire(c, f, HitEvent{Ctx: ctx, Cache: c.name, Key: key, Tier: t})
 	}
 }
 
-func (c *Cache) emitMiss(key string, t Tier) {
+func (c *Cache) emitMiss(key string, t Tier) { c.emitMissCtx(context.Background(), key, t) }
+
+func (c *Cache) emitMissCtx(ctx context.Context, key string, t Tier) {
 	if f := c.ev.Miss; f != nil {
-		fire(c, f, MissEvent{Cache: c.name, Key: key, Tier: t})
+		fire(c, f, MissEvent{Ctx: ctx, Cache: c.name, Key: key, Tier: t})
 	}
 }
 
 func (c *Cache) emitFactoryCall(key string, d time.Duration, err error, eager bool) {
+	c.emitFactoryCallCtx(context.Background(), key, d, err, eager)
+}
+
+func (c *Cache) emitFactoryCallCtx(ctx context.Context, key string, d time.Duration, err error, eager bool) {
 	if f := c.ev.FactoryCall; f != nil {
-		fire(c, f, FactoryCallEvent{Cache: c.name, Key: key, Duration: d, Err: err, Eager: eager})
+		fire(c, f, FactoryCallEvent{Ctx: ctx, Cache: c.name, Key: key, Duration: d, Err: err, Eager: eager})
 	}
 }
 
-func (c *Cache) emitFailSafe(key string, r FailSafeReason) {
+func (c *Cache) emitFailSafe(ctx context.Context, key string, r FailSafeReason) {
 	if f := c.ev.FailSafe; f != nil {
-		fire(c, f, FailSafeEvent{Cache: c.name, Key: key, Reason: r})
+		fire(c, f, FailSafeEvent{Ctx: ctx, Cache: c.name, Key: key, Reason: r})
 	}
 }
 
-func (c *Cache) emitEagerRefresh(key string) {
+func (c *Cache) emitEagerRefresh(key string) { c.emitEagerRefreshCtx(context.Background(), key) }
+
+func (c *Cache) emitEagerRefreshCtx(ctx context.Context, key string) {
 	if f := c.ev.EagerRefresh; f != nil {
-		fire(c, f, EagerRefreshEvent{Cache: c.name, Key: key})
+		fire(c, f, EagerRefreshEvent{Ctx: ctx, Cache: c.name, Key: key})
 	}
 }
 
 func (c *Cache) emitL2Error(op, key string, class L2ErrorClass, err error) {
+	c.emitL2ErrorCtx(context.Background(), op, key, class, err)
+}
+
+func (c *Cache) emitL2ErrorCtx(ctx context.Context, op, key string, class L2ErrorClass, err error) {
 	if f := c.ev.L2Error; f != nil {
-		fire(c, f, L2ErrorEvent{Cache: c.name, Key: key, Op: op, Class: class, Err: err})
+		fire(c, f, L2ErrorEvent{Ctx: ctx, Cache: c.name, Key: key, Op: op, Class: class, Err: err})
 	}
 }
 
-// breakerChanged is the circuit breaker's notification, set only when the
-// CircuitBreaker callback is.
+// breakerChanged is the circuit breaker's notification: the closing is
+// logged (the opening is, with its cause, by l2Failed) and both reported.
 func (c *Cache) breakerChanged(open bool) {
-	fire(c, c.ev.CircuitBreaker, CircuitBreakerEvent{Cache: c.name, Open: open})
+	if !open {
+		c.log.Info("l2 available again, circuit breaker closed")
+	}
+	if c.ev != nil && c.ev.CircuitBreaker != nil {
+		fire(c, c.ev.CircuitBreaker, CircuitBreakerEvent{Cache: c.name, Open: open})
+	}
 }
 
 func (c *Cache) emitBackplaneMessage(key string, d Direction, k backplane.Kind, err error) {
+	c.emitBackplaneMessageCtx(context.Background(), key, d, k, err)
+}
+
+func (c *Cache) emitBackplaneMessageCtx(ctx context.Context, key string, d Direction, k backplane.Kind, err error) {
 	if f := c.ev.BackplaneMessage; f != nil {
-		fire(c, f, BackplaneMessageEvent{Cache: c.name, Key: key, Direction: d, Kind: k, Err: err})
+		fire(c, f, BackplaneMessageEvent{Ctx: ctx, Cache: c.name, Key: key, Direction: d, Kind: k, Err: err})
 	}
 }
 
 func (c *Cache) emitBackplaneGap() {
 	if f := c.ev.BackplaneGap; f != nil {
 		fire(c, f, BackplaneGapEvent{Cache: c.name})
+	}
+}
+
+func (c *Cache) emitStaleServed(ctx context.Context, key string) {
+	if f := c.ev.StaleServed; f != nil {
+		fire(c, f, StaleServedEvent{Ctx: ctx, Cache: c.name, Key: key})
+	}
+}
+
+func (c *Cache) emitFactoryTimeout(ctx context.Context, key string, k TimeoutKind, failSafe, background bool) {
+	if f := c.ev.FactoryTimeout; f != nil {
+		fire(c, f, FactoryTimeoutEvent{Ctx: ctx, Cache: c.name, Key: key, Kind: k, FailSafe: failSafe, Background: background})
+	}
+}
+
+func (c *Cache) emitRecovery(ctx context.Context, key string, a RecoveryAction) {
+	if f := c.ev.Recovery; f != nil {
+		fire(c, f, RecoveryEvent{Ctx: ctx, Cache: c.name, Key: key, Action: a})
 	}
 }

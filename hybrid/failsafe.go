@@ -1,6 +1,9 @@
 package hybrid
 
-import "log/slog"
+import (
+	"context"
+	"log/slog"
+)
 
 // Fail-safe: when the factory fails or times out, the newest stale value
 // (memory or the distributed tier) answers instead, with a nil error, and
@@ -15,6 +18,12 @@ import "log/slog"
 // as fresh for the throttle. ok is false without fail-safe or without a
 // usable stale value of type T.
 func fallbackFor[T any](c *Cache, key string, o *EntryOptions) (v T, ok bool) {
+	return fallbackForCtx[T](context.Background(), c, key, o)
+}
+
+// fallbackForCtx is fallbackFor for the caller whose ctx the FailSafe
+// event carries.
+func fallbackForCtx[T any](ctx context.Context, c *Cache, key string, o *EntryOptions) (v T, ok bool) {
 	if !o.FailSafe {
 		return v, false
 	}
@@ -25,7 +34,7 @@ func fallbackFor[T any](c *Cache, key string, o *EntryOptions) (v T, ok bool) {
 	if v, ok = valueOf[T](e); !ok {
 		return v, false
 	}
-	c.serveStale(key, e, o, FailSafeFactoryTimeout)
+	c.serveStaleCtx(ctx, key, e, o, FailSafeFactoryTimeout)
 	return v, true
 }
 
@@ -36,6 +45,15 @@ func fallbackFor[T any](c *Cache, key string, o *EntryOptions) (v T, ok bool) {
 // already fresh (the throttled copy of another caller, a Set meanwhile, an
 // eager refresh that timed out) is served as it is, silently.
 func (c *Cache) serveStale(key string, stale *entry, o *EntryOptions, why FailSafeReason) {
+	c.serveStaleCtx(context.Background(), key, stale, o, why)
+}
+
+// serveStaleCtx is serveStale for the operation of ctx (its span and the
+// FailSafe event).
+func (c *Cache) serveStaleCtx(ctx context.Context, key string, stale *entry, o *EntryOptions, why FailSafeReason) {
+	if c.tr != nil {
+		annotate(ctx, slog.Bool(AttrStale, true), slog.String(AttrFailSafe, why.String()))
+	}
 	now := nowNano()
 	if stale.fresh(now) && c.valid(stale) {
 		return
@@ -46,8 +64,9 @@ func (c *Cache) serveStale(key string, stale *entry, o *EntryOptions, why FailSa
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.eagerAt = 0
 	c.l1.set(x, o.Size)
+	c.stats.failSafe.Add(1)
 	c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()))
 	if c.ev != nil {
-		c.emitFailSafe(key, why)
+		c.emitFailSafe(ctx, key, why)
 	}
 }

@@ -44,7 +44,7 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 	if err != nil {
 		return zero, err
 	}
-	if e, now := c.memoryHit(key, o); e != nil {
+	if e, now := c.hitL1(ctx, key, o); e != nil {
 		v, ok := valueOf[T](e)
 		if !ok {
 			return zero, mismatch[T](key, e.value)
@@ -57,9 +57,16 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 	return getOrSetSlow(ctx, c, key, f, o)
 }
 
-// memoryHit returns the fresh, valid memory entry of key (and the time it
-// was read at), or nil: the hit path, a lookup and a pure check.
+// memoryHit is hitL1 for a caller without a ctx (batch.go until it passes
+// one): its Hit event carries context.Background().
 func (c *Cache) memoryHit(key string, o *EntryOptions) (*entry, int64) {
+	return c.hitL1(context.Background(), key, o)
+}
+
+// hitL1 returns the fresh, valid memory entry of key (and the time it
+// was read at), or nil: the hit path, a lookup and a pure check, then the
+// hit counted (a striped counter) and reported.
+func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry, int64) {
 	if o.SkipL1Read {
 		return nil, 0
 	}
@@ -71,8 +78,9 @@ func (c *Cache) memoryHit(key string, o *EntryOptions) (*entry, int64) {
 	if !e.fresh(now) || !c.valid(e) {
 		return nil, 0
 	}
+	c.stats.l1Hits.add()
 	if c.ev != nil {
-		c.emitHit(key, TierL1)
+		c.emitHitCtx(ctx, key, TierL1)
 	}
 	return e, now
 }
@@ -80,10 +88,15 @@ func (c *Cache) memoryHit(key string, o *EntryOptions) (*entry, int64) {
 // getOrSetSlow joins (or starts) the load of key and waits for it, for the
 // caller's ctx, and for the factory timeouts (fallback or ErrFactoryTimeout;
 // the load goes on and keeps the key).
-func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *EntryOptions) (T, error) {
+func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *EntryOptions) (_ T, err error) {
 	var zero T
-	if c.ev != nil && !o.SkipL1Read {
-		c.emitMiss(key, TierL1)
+	if c.tr != nil {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanGetOrSet, key)
+		defer func() { span.End(err) }()
+	}
+	if !o.SkipL1Read {
+		c.miss(ctx, key, TierL1)
 	}
 	// The load is detached from this caller's cancellation but not from
 	// its values (trace spans, request-scoped loggers).
@@ -101,18 +114,24 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 	for {
 		select {
 		case r := <-ch:
+			if !ran && c.tr != nil {
+				annotate(ctx, slog.Bool(AttrJoined, true))
+			}
 			return result[T](key, r, ran)
 		case <-ctx.Done():
 			return zero, ctx.Err()
 		case <-w.soft:
 			w.soft = nil
-			if v, ok := fallbackFor[T](c, key, o); ok {
+			if v, ok := fallbackForCtx[T](ctx, c, key, o); ok {
+				c.factoryTimedOut(ctx, key, o, TimeoutSoft, true)
 				c.timedOut(key, o)
 				return v, nil
 			}
 		case <-w.hard:
 			c.timedOut(key, o)
-			if v, ok := fallbackFor[T](c, key, o); ok {
+			v, ok := fallbackForCtx[T](ctx, c, key, o)
+			c.factoryTimedOut(ctx, key, o, TimeoutHard, ok)
+			if ok {
 				return v, nil
 			}
 			return zero, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, o.FactoryHardTimeout)
@@ -131,6 +150,20 @@ func (c *Cache) timedOut(key string, o *EntryOptions) {
 	}
 }
 
+// factoryTimedOut counts and reports a caller that stopped waiting for
+// the factory at a timeout; failSafe says whether a stale value answered.
+func (c *Cache) factoryTimedOut(ctx context.Context, key string, o *EntryOptions, k TimeoutKind, failSafe bool) {
+	c.stats.factoryTimeouts.Add(1)
+	if c.tr != nil {
+		annotate(ctx, slog.String(AttrTimeout, k.String()))
+	}
+	c.log.Warn("factory timeout", c.keyAttr(key), slog.String("timeout", k.String()),
+		slog.Bool("fail_safe", failSafe), slog.Bool("background", !o.DisableBackgroundCompletion))
+	if c.ev != nil {
+		c.emitFactoryTimeout(ctx, key, k, failSafe, !o.DisableBackgroundCompletion)
+	}
+}
+
 // TryGet returns the value of key if the cache holds a fresh one (or, with
 // AllowStaleOnRead, a stale fail-safe one); ok is false on a miss. It never
 // calls a factory.
@@ -145,7 +178,7 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 	if err != nil {
 		return v, false, err
 	}
-	if e, _ := c.memoryHit(key, o); e != nil {
+	if e, _ := c.hitL1(ctx, key, o); e != nil {
 		v, ok := valueOf[T](e)
 		if !ok {
 			return v, false, mismatch[T](key, e.value)
@@ -160,15 +193,23 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 // invalidation records, then the distributed tier, then a stale value if
 // the options allow it.
 func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOptions) (v T, ok bool, err error) {
+	if c.tr != nil && c.l2 != nil {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanTryGet, key)
+		defer func() { span.End(err) }()
+	}
 	stale, e := c.memoryAgain(ctx, key, o, nil)
-	if c.ev != nil && !o.SkipL1Read {
+	if !o.SkipL1Read {
 		if e != nil {
-			c.emitHit(key, TierL1)
+			c.hit(ctx, key, TierL1)
 		} else {
-			c.emitMiss(key, TierL1)
+			c.miss(ctx, key, TierL1)
 		}
 	}
 	if e != nil {
+		if c.tr != nil {
+			annotate(ctx, slog.String(AttrTier, TierL1.String()), slog.Bool(AttrHit, true))
+		}
 		// The hit path could not tell without the distributed tier's
 		// invalidation records; now it can.
 		return typedValue[T](key, e)
@@ -185,7 +226,17 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 		return v, false, err
 	}
 	if o.AllowStaleOnRead && stale != nil {
+		c.stats.staleServed.Add(1)
+		if c.tr != nil {
+			annotate(ctx, slog.Bool(AttrHit, false), slog.Bool(AttrStale, true))
+		}
+		if c.ev != nil {
+			c.emitStaleServed(ctx, key)
+		}
 		return typedValue[T](key, stale)
+	}
+	if c.tr != nil {
+		annotate(ctx, slog.Bool(AttrHit, false))
 	}
 	return v, false, nil
 }
@@ -209,13 +260,18 @@ func typedValue[T any](key string, e *entry) (v T, ok bool, err error) {
 // serializer's error, wrapped with the key. A failed write to the
 // distributed tier is not returned: it is logged (and, after a transient
 // error, queued for auto-recovery).
-func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) error {
+func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) (err error) {
 	if err := c.check(ctx, key); err != nil {
 		return err
 	}
 	o, err := c.resolve(opts)
 	if err != nil {
 		return err
+	}
+	if c.tr != nil {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanSet, key)
+		defer func() { span.End(err) }()
 	}
 	e := newEntry(key, v, stamp(), nowNano(), o, meta{})
 	var enc []byte
@@ -224,7 +280,7 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 			return err
 		}
 	}
-	c.store(e, o, enc)
+	c.store(ctx, e, o, enc)
 	return nil
 }
 
@@ -242,6 +298,9 @@ func load[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *Ent
 	}
 	stale, e := c.memoryAgain(ctx, key, o, eager)
 	if e != nil {
+		if c.tr != nil {
+			annotate(ctx, slog.String(AttrTier, TierL1.String()), slog.Bool(AttrHit, true))
+		}
 		return e.value, nil
 	}
 	e, stale = readThroughL2[T](ctx, c, key, o, stale, eager)
@@ -288,14 +347,15 @@ func (c *Cache) memoryAgain(ctx context.Context, key string, o *EntryOptions, ea
 func readThroughL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, stale, eager *entry) (fresh, _ *entry) {
 	if l2e := readL2[T](ctx, c, key, o, stale != nil); l2e != nil {
 		if fresh, stale = c.mergeL2(ctx, key, o, l2e, stale, eager); fresh != nil {
-			if c.ev != nil {
-				c.emitHit(key, TierL2)
+			c.hit(ctx, key, TierL2)
+			if c.tr != nil {
+				annotate(ctx, slog.String(AttrTier, TierL2.String()), slog.Bool(AttrHit, true))
 			}
 			return fresh, stale
 		}
 	}
-	if c.ev != nil && c.readsL2(o) {
-		c.emitMiss(key, TierL2)
+	if c.readsL2(o) {
+		c.miss(ctx, key, TierL2)
 	}
 	return nil, stale
 }
@@ -357,16 +417,30 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	stop := context.AfterFunc(c.ctx, cancel) // Close cancels the factory
 	defer stop()
 
+	var fspan Span
+	if c.tr != nil {
+		annotate(ctx, slog.Bool(AttrHit, false))
+		fctx, fspan = c.startChild(fctx, SpanFactory, key)
+	}
 	began := nowNano()
 	start := stamp()
 	v, err, panicked, pv := callFactory(fctx, f, fc)
 	now := nowNano()
+	ferr := err
+	if panicked {
+		ferr = ErrFactoryPanic
+	}
+	c.stats.factoryCalls.Add(1)
+	if ferr != nil {
+		c.stats.factoryErrors.Add(1)
+	}
+	if fspan != nil {
+		fspan.SetAttributes(slog.Bool(AttrEager, eager != nil),
+			slog.Bool(AttrBackground, timeout > 0 && now-began >= int64(timeout)))
+		fspan.End(ferr)
+	}
 	if c.ev != nil {
-		ferr := err
-		if panicked {
-			ferr = ErrFactoryPanic
-		}
-		c.emitFactoryCall(key, time.Duration(now-began), ferr, eager != nil)
+		c.emitFactoryCallCtx(ctx, key, time.Duration(now-began), ferr, eager != nil)
 	}
 	if panicked {
 		c.log.Error("factory panicked", c.keyAttr(key), slog.Any("panic", pv))
@@ -393,7 +467,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
 			return eager.value, nil
 		case fallback:
-			c.serveStale(key, stale, o, FailSafeFactoryError)
+			c.serveStaleCtx(ctx, key, stale, o, FailSafeFactoryError)
 			return stale.value, nil
 		}
 		if late {
@@ -413,7 +487,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			c.log.Warn("factory result kept in memory only", c.keyAttr(key), slog.Any("err", err))
 		}
 	}
-	c.store(e, &eo, enc)
+	c.store(ctx, e, &eo, enc)
 	return e.value, nil
 }
 
@@ -438,9 +512,17 @@ func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]
 // spans, request-scoped loggers) but not its cancellation.
 func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entry, f Factory[T], o *EntryOptions) {
 	lctx := context.WithoutCancel(ctx)
-	c.flight(key, func() (any, error) {
+	c.flight(key, func() (v any, err error) {
+		c.stats.eagerRefreshes.Add(1)
 		if c.ev != nil {
-			c.emitEagerRefresh(key)
+			c.emitEagerRefreshCtx(ctx, key)
+		}
+		if c.tr != nil {
+			// Nobody waits for it: a trace of its own, linked to the hit.
+			var span Span
+			lctx, span = c.startSpan(lctx, SpanEagerRefresh, key, true)
+			lctx = context.WithValue(lctx, opSpanKey{}, span)
+			defer func() { span.End(err) }()
 		}
 		return load(lctx, c, key, f, o, e)
 	})

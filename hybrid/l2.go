@@ -152,6 +152,15 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 	if c.l2 == nil || !c.breaker.allow() {
 		return nil, false
 	}
+	var span Span
+	var failed error // the span's error: a failure of the tier, not a timeout
+	if c.tr != nil {
+		ctx, span = c.startChild(ctx, SpanL2Get, key)
+		defer func() {
+			span.SetAttributes(slog.String(AttrTier, TierL2.String()), slog.Bool(AttrHit, b != nil))
+			span.End(failed)
+		}()
+	}
 	rctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
 		rctx, cancel = context.WithTimeout(ctx, timeout)
@@ -159,6 +168,7 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 	defer cancel()
 	b, err := c.l2.Get(rctx, c.prefix+key)
 	if err != nil {
+		b = nil
 		// The socket deadline can fire just before the context's timer
 		// marks it done: look at the clock too.
 		dl, hasDL := rctx.Deadline()
@@ -166,12 +176,16 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 			// Our own deadline or the caller's cancellation: a miss, not a
 			// fault of the tier.
 			c.stats.l2Timeouts.Add(1)
+			if span != nil {
+				span.SetAttributes(slog.String(AttrTimeout, "l2"))
+			}
 			if c.ev != nil {
-				c.emitL2Error("get", key, L2ErrorTimeout, err)
+				c.emitL2ErrorCtx(ctx, "get", key, L2ErrorTimeout, err)
 			}
 			return nil, false
 		}
-		c.l2Failed("get", key, err)
+		failed = err
+		c.l2FailedCtx(ctx, "get", key, err)
 		return nil, false
 	}
 	c.breaker.succeeded()
@@ -182,6 +196,11 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 // transient error opens the circuit breaker; a configuration error
 // (permissions, wrong type) is logged at most once a minute.
 func (c *Cache) l2Failed(op, key string, err error) {
+	c.l2FailedCtx(context.Background(), op, key, err)
+}
+
+// l2FailedCtx is l2Failed for the operation of ctx (its L2Error event).
+func (c *Cache) l2FailedCtx(ctx context.Context, op, key string, err error) {
 	c.stats.l2Errors.Add(1)
 	kind := redisstore.Classify(err)
 	if c.ev != nil {
@@ -192,13 +211,13 @@ func (c *Cache) l2Failed(op, key string, err error) {
 		case redisstore.KindConfig:
 			class = L2ErrorConfig
 		}
-		c.emitL2Error(op, key, class, err)
+		c.emitL2ErrorCtx(ctx, op, key, class, err)
 	}
 	switch kind {
 	case redisstore.KindTransient:
 		if c.breaker.trip() || c.breaker.d <= 0 && c.transientErrLog.allow() {
 			c.log.Warn("l2 unavailable, circuit breaker open", slog.String("op", op), c.keyAttr(key),
-				slog.Duration("for", c.breaker.d), slog.Any("err", err))
+				slog.String("for", c.breaker.d.String()), slog.Any("err", err))
 		}
 		c.startRecovery()
 	case redisstore.KindConfig:

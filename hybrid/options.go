@@ -239,6 +239,13 @@ type Options struct {
 	// calls, fail-safe, errors; see Events). Nil means none, at the cost of
 	// one pointer check per operation.
 	Events *Events
+	// Tracer starts spans for the operations that do more than a memory
+	// hit (see Tracer; package otelhybrid has the OpenTelemetry one). Nil
+	// means no traces, at the cost of one nil check per such operation.
+	Tracer Tracer
+	// TraceKeys adds the key to the spans (attribute AttrKey). Off by
+	// default: keys are user data. Ignored with RedactKeys.
+	TraceKeys bool
 
 	// L2 is the distributed tier. Nil means memory-only. See NewRedisL2.
 	L2 L2

@@ -1,8 +1,8 @@
 package hybrid
 
 import (
+	"context"
 	"log/slog"
-
 	"sync"
 	"time"
 )
@@ -19,6 +19,7 @@ type recovery struct {
 
 func (c *Cache) enqueue(p pending) {
 	r := &c.recovery
+	var action RecoveryAction
 	r.mu.Lock()
 	cur, ok := r.items[p.key]
 	switch {
@@ -26,14 +27,20 @@ func (c *Cache) enqueue(p pending) {
 		// A newer change for the key is already queued.
 	case !ok && len(r.items) >= r.max:
 		c.stats.recoveryDropped.Add(1)
+		action = RecoveryDropped
 		c.log.Warn("auto-recovery queue full, change dropped", c.keyAttr(p.key), slog.Int("max", r.max))
 	default:
 		if r.items == nil {
 			r.items = make(map[string]pending)
 		}
 		r.items[p.key] = p
+		c.stats.recoveryQueued.Add(1)
+		action = RecoveryQueued
 	}
 	r.mu.Unlock()
+	if action != 0 && c.ev != nil {
+		c.emitRecovery(p.context(), p.key, action)
+	}
 	c.startRecovery()
 }
 
@@ -54,6 +61,7 @@ func (c *Cache) startRecovery() {
 // until the queue is empty or the cache closes.
 func (c *Cache) replay() {
 	r := &c.recovery
+	replayed := 0
 	for {
 		if d := c.breaker.remaining(); d > 0 {
 			t := time.NewTimer(d)
@@ -77,19 +85,28 @@ func (c *Cache) replay() {
 				c.stopRecovery()
 				return
 			}
+			// A trace of its own, linked to the operation that made the
+			// change; the item's events carry the replay's context.
+			rctx, span := p.context(), Span(nil)
+			if c.tr != nil {
+				rctx, span = c.startSpan(rctx, SpanRecovery, p.key, true)
+				span.SetAttributes(slog.String(AttrOp, p.op.String()))
+			}
+			p.ctx = rctx
 			var err error
 			written := true
 			if !p.l2Done && c.l2 != nil {
-				ctx, cancel := c.ioContext(&c.entry)
+				ctx, cancel := c.ioContextFrom(rctx, &c.entry)
 				written, err = c.apply(ctx, p)
 				cancel()
 				if err != nil && transient(err) {
+					endSpan(span, err)
 					c.breaker.trip()
 					failed = true
 					break
 				}
 				if err != nil {
-					c.l2Failed("recover", p.key, err)
+					c.l2FailedCtx(rctx, "recover", p.key, err)
 				}
 			}
 			if err == nil && !written {
@@ -97,6 +114,7 @@ func (c *Cache) replay() {
 			}
 			if err == nil && written && !p.skipBP && c.bp != nil {
 				if perr := c.publishNow(p); perr != nil && !c.configError("publish", p.key, perr) {
+					endSpan(span, perr)
 					r.mu.Lock()
 					if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {
 						cur.l2Done = true
@@ -113,7 +131,12 @@ func (c *Cache) replay() {
 				delete(r.items, p.key)
 			}
 			r.mu.Unlock()
+			endSpan(span, err)
 			c.stats.recovered.Add(1)
+			replayed++
+			if c.ev != nil {
+				c.emitRecovery(rctx, p.key, RecoveryReplayed)
+			}
 		}
 		if !failed {
 			c.breaker.succeeded()
@@ -130,6 +153,10 @@ func (c *Cache) replay() {
 		if len(r.items) == 0 {
 			r.running = false
 			r.mu.Unlock()
+			c.log.Info("auto-recovery queue drained", slog.Int("replayed", replayed))
+			if c.ev != nil {
+				c.emitRecovery(context.Background(), "", RecoveryDrained)
+			}
 			return
 		}
 		r.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -82,7 +83,7 @@ const (
 // scans Redis. Other instances apply it when the message arrives, and an
 // instance that starts later reads it when it first meets the tag. An
 // unknown tag changes nothing but that record.
-func (c *Cache) RemoveByTagWith(ctx context.Context, mode TagRemoval, tags ...string) error {
+func (c *Cache) RemoveByTagWith(ctx context.Context, mode TagRemoval, tags ...string) (err error) {
 	if c.closed.Load() {
 		return ErrClosed
 	}
@@ -98,11 +99,17 @@ func (c *Cache) RemoveByTagWith(ctx context.Context, mode TagRemoval, tags ...st
 			return fmt.Errorf("%w (RemoveByTag)", err)
 		}
 	}
+	if c.tr != nil {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanRemoveByTag, "")
+		span.SetAttributes(slog.Int("strata.tags.count", len(tags)))
+		defer func() { span.End(err) }()
+	}
 	ti := newInvalidation(allowFailSafe)
 	for _, t := range tags {
 		merged := c.mergeStored(ctx, tagKeyPrefix+t, ti)
 		c.invalidate(func(inv *invalidations) { inv.tags[t] = mergeTag(inv.tags[t], merged) })
-		c.propagateInvalidation(tagKeyPrefix+t, merged, allowFailSafe)
+		c.propagateInvalidation(ctx, tagKeyPrefix+t, merged, allowFailSafe)
 	}
 	return nil
 }
@@ -132,16 +139,21 @@ func (c *Cache) mergeStored(ctx context.Context, key string, ti tagInvalidation)
 // allowFailSafe, entries are expired (still fail-safe fallbacks); without,
 // they are removed. Like RemoveByTag it writes one record (as if every
 // entry carried a tag of the cache's own) and never scans Redis.
-func (c *Cache) Clear(ctx context.Context, allowFailSafe bool) error {
+func (c *Cache) Clear(ctx context.Context, allowFailSafe bool) (err error) {
 	if c.closed.Load() {
 		return ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if c.tr != nil {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanClear, "")
+		defer func() { span.End(err) }()
+	}
 	ti := c.mergeStored(ctx, clearKey, newInvalidation(allowFailSafe))
 	c.invalidate(func(inv *invalidations) { inv.applyClear(ti) })
-	c.propagateInvalidation(clearKey, ti, allowFailSafe)
+	c.propagateInvalidation(ctx, clearKey, ti, allowFailSafe)
 	return nil
 }
 
@@ -152,13 +164,13 @@ func (inv *invalidations) applyClear(ti tagInvalidation) {
 
 // propagateInvalidation writes an invalidation record to the distributed
 // tier and announces it as an Expire or Remove of its reserved key.
-func (c *Cache) propagateInvalidation(key string, ti tagInvalidation, allowFailSafe bool) {
+func (c *Cache) propagateInvalidation(ctx context.Context, key string, ti tagInvalidation, allowFailSafe bool) {
 	kind := backplane.KindExpire
 	if !allowFailSafe {
 		kind = backplane.KindRemove
 	}
 	p := pending{op: opSet, key: key, ts: ti.at, bpKind: kind,
-		val: encodeInvalidation(ti), physUntil: nowNano() + int64(c.tagTTL)}
+		val: encodeInvalidation(ti), physUntil: nowNano() + int64(c.tagTTL), ctx: detached(ctx)}
 	c.propagate(p, &c.entry)
 }
 
