@@ -249,7 +249,11 @@ func (c *Cache) loadInvalidation(ctx context.Context, key string, o *EntryOption
 			return record{}, nil
 		}
 		defer c.wg.Done()
-		b, ok := c.getL2(c.ctx, key, l2Timeout(o))
+		// The first caller's values (its span), Close's cancellation.
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		defer context.AfterFunc(c.ctx, cancel)()
+		b, ok := c.getL2(rctx, key, l2Timeout(o))
 		r := record{ok: ok}
 		if ok && b != nil {
 			r.ti, r.found = decodeInvalidation(b)
