@@ -180,7 +180,7 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err err
 	if c.tr != nil {
 		var span Span
 		ctx, span = c.startOp(ctx, SpanRemove, key)
-		defer func() { span.End(err) }()
+		defer func() { span.End(c.spanError(err)) }()
 	}
 	now := stamp()
 	c.l1.set(newTombstone(key, now), 1)
@@ -201,7 +201,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 	if c.tr != nil {
 		var span Span
 		ctx, span = c.startOp(ctx, SpanExpire, key)
-		defer func() { span.End(err) }()
+		defer func() { span.End(c.spanError(err)) }()
 	}
 	ts, now := stamp(), nowNano()
 	if e := c.l1.get(key); e != nil && !e.tombstone && c.checkEntry(e, c.inv.Load(), false) != invalidGone {

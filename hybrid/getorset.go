@@ -93,7 +93,7 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 	if c.tr != nil {
 		var span Span
 		ctx, span = c.startOp(ctx, SpanGetOrSet, key)
-		defer func() { span.End(err) }()
+		defer func() { span.End(c.spanError(err)) }()
 	}
 	if !o.SkipL1Read {
 		c.miss(ctx, key, TierL1)
@@ -196,7 +196,7 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 	if c.tr != nil && c.l2 != nil {
 		var span Span
 		ctx, span = c.startOp(ctx, SpanTryGet, key)
-		defer func() { span.End(err) }()
+		defer func() { span.End(c.spanError(err)) }()
 	}
 	stale, e := c.memoryAgain(ctx, key, o, nil)
 	if !o.SkipL1Read {
@@ -271,7 +271,7 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 	if c.tr != nil {
 		var span Span
 		ctx, span = c.startOp(ctx, SpanSet, key)
-		defer func() { span.End(err) }()
+		defer func() { span.End(c.spanError(err)) }()
 	}
 	e := newEntry(key, v, stamp(), nowNano(), o, meta{})
 	var enc []byte
@@ -522,7 +522,7 @@ func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entr
 			var span Span
 			lctx, span = c.startSpan(lctx, SpanEagerRefresh, key, true)
 			lctx = context.WithValue(lctx, opSpanKey{}, span)
-			defer func() { span.End(err) }()
+			defer func() { span.End(c.spanError(err)) }()
 		}
 		return load(lctx, c, key, f, o, e)
 	})

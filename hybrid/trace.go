@@ -2,6 +2,7 @@ package hybrid
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 )
 
@@ -142,6 +143,32 @@ func annotate(ctx context.Context, attrs ...slog.Attr) {
 		s.SetAttributes(attrs...)
 	}
 }
+
+// spanError is what the span of an operation records of its error: the
+// error itself when keys are traced; otherwise an error that still wraps it
+// (errors.Is works) but whose message names no key: the sentinel's, or a
+// generic one (the factory's own error is on SpanFactory).
+func (c *Cache) spanError(err error) error {
+	if err == nil || c.traceKeys {
+		return err
+	}
+	for _, s := range []error{ErrFactoryTimeout, ErrTypeMismatch, ErrFactoryPanic, ErrValueTooLarge,
+		context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, s) {
+			return keylessError{s.Error(), err}
+		}
+	}
+	return keylessError{"hybrid: operation failed (keys are not traced)", err}
+}
+
+// keylessError is an error with a message that names no key.
+type keylessError struct {
+	msg string
+	err error
+}
+
+func (e keylessError) Error() string { return e.msg }
+func (e keylessError) Unwrap() error { return e.err }
 
 // endSpan ends s if there is one.
 func endSpan(s Span, err error) {
