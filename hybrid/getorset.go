@@ -2,6 +2,7 @@ package hybrid
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -484,7 +485,13 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	if c.l2 != nil && !eo.SkipL2Write {
 		var err error
 		if enc, err = c.encode(e); err != nil {
-			c.log.Warn("factory result kept in memory only", c.keyAttr(key), slog.Any("err", err))
+			// A serialization error at Error (as FusionCache); a value too
+			// large is a warning.
+			level := slog.LevelError
+			if errors.Is(err, ErrValueTooLarge) {
+				level = slog.LevelWarn
+			}
+			c.log.Log(ctx, level, "factory result kept in memory only", c.keyAttr(key), slog.Any("err", err))
 		}
 	}
 	c.store(ctx, e, &eo, enc)

@@ -91,3 +91,31 @@ func benchHitPath(b *testing.B, n int) {
 	o.Events = &Events{Hit: func(HitEvent) { hits.Add(1) }}
 	b.Run("impl=strata-events", strata(o))
 }
+
+// BenchmarkHitPathParallel is BenchmarkHitPath's 1024-key case from
+// GOMAXPROCS goroutines at once: where a shared counter written on every
+// hit would bounce its cache line between cores (Stats' L1 hit counter is
+// striped for that reason).
+//
+//	go test -run '^$' -bench HitPathParallel -count 8 ./hybrid | benchstat -
+func BenchmarkHitPathParallel(b *testing.B) {
+	keys, idx := hitKeys(1 << 10)
+	ctx := context.Background()
+	c, _ := New(Options{L1MaxEntries: 1 << 17, Entry: EntryOptions{Duration: 1 << 62}})
+	defer c.Close()
+	for i, k := range keys {
+		Set(ctx, c, k, benchValue{ID: int64(i)})
+	}
+	var seed atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seed.Add(1) * 7919)
+		for pb.Next() {
+			if _, ok, _ := TryGet[benchValue](ctx, c, keys[idx[i&(1<<20-1)]]); !ok {
+				b.Error("miss")
+				return
+			}
+			i++
+		}
+	})
+}

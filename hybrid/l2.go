@@ -101,7 +101,8 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	var v T
 	if err := c.ser.Unmarshal(env.Value, &v); err != nil {
 		c.stats.l2Corrupt.Add(1)
-		c.log.Warn("l2 value undecodable", c.keyAttr(key), slog.Any("err", err))
+		// A serialization error, at Error as FusionCache logs them.
+		c.log.Error("l2 value undecodable", c.keyAttr(key), slog.Any("err", err))
 		return nil
 	}
 	e := allocEntry(v)
