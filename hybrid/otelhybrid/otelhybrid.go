@@ -23,6 +23,9 @@
 //	strata.cache.l2.circuit_breaker.open  up/down    1 while the breaker is open, else 0
 //	strata.cache.backplane.messages       counter    direction (sent, received), error (bool)
 //	strata.cache.backplane.gaps           counter
+//	strata.cache.stale_served             counter    (TryGet with AllowStaleOnRead)
+//	strata.cache.factory.timeouts         counter    kind (soft, hard), failsafe (bool)
+//	strata.cache.recovery.changes         counter    action (queued, dropped, replayed)
 //
 // Keys are never attributes: their number is unbounded. The attribute sets
 // are built once per cache (and tier, reason, ...), so that recording a hit
@@ -61,6 +64,9 @@ const (
 	AttrOp        = attribute.Key("op")
 	AttrClass     = attribute.Key("class")
 	AttrDirection = attribute.Key("direction")
+	AttrKind      = attribute.Key("kind")
+	AttrFailSafe  = attribute.Key("failsafe")
+	AttrAction    = attribute.Key("action")
 )
 
 // ErrNilMeterProvider is returned by Events for a nil MeterProvider.
@@ -120,6 +126,9 @@ func Events(mp metric.MeterProvider, opts ...Option) (*hybrid.Events, error) {
 		CircuitBreaker:   r.onCircuitBreaker,
 		BackplaneMessage: r.onBackplaneMessage,
 		BackplaneGap:     r.onBackplaneGap,
+		StaleServed:      r.onStaleServed,
+		FactoryTimeout:   r.onFactoryTimeout,
+		Recovery:         r.onRecovery,
 	}
 	return ev, err
 }
@@ -138,6 +147,9 @@ type recorder struct {
 	breakerOpen     metric.Int64UpDownCounter
 	bpMessages      metric.Int64Counter
 	bpGaps          metric.Int64Counter
+	staleServed     metric.Int64Counter
+	timeouts        metric.Int64Counter
+	recovery        metric.Int64Counter
 
 	extra  []attribute.KeyValue
 	mu     sync.Mutex                            // serializes additions to caches
@@ -164,6 +176,9 @@ func newRecorder(m metric.Meter, cfg config) (*recorder, error) {
 	r.l2Errors = counter("strata.cache.l2.errors", "{error}", "Errors and timeouts of the distributed tier absorbed by the cache.")
 	r.bpMessages = counter("strata.cache.backplane.messages", "{message}", "Backplane messages sent and received.")
 	r.bpGaps = counter("strata.cache.backplane.gaps", "{gap}", "Times backplane messages may have been lost.")
+	r.staleServed = counter("strata.cache.stale_served", "{read}", "Stale values served by reads that allow them.")
+	r.timeouts = counter("strata.cache.factory.timeouts", "{timeout}", "Callers that stopped waiting for a factory at a timeout.")
+	r.recovery = counter("strata.cache.recovery.changes", "{change}", "Changes queued for auto-recovery, dropped, and replayed.")
 
 	h, err := m.Float64Histogram("strata.cache.factory.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long factories ran."), metric.WithExplicitBucketBoundaries(cfg.buckets...))
@@ -196,6 +211,8 @@ type cacheSets struct {
 	failErr, failTO []metric.AddOption // cache, reason
 	sent, sentErr   []metric.AddOption // cache, direction, error
 	received        []metric.AddOption
+	timeouts        [2][2][]metric.AddOption // [hard][failsafe]: cache, kind, failsafe
+	recovery        [3][]metric.AddOption    // queued, dropped, replayed: cache, action
 	l2ErrMu         sync.Mutex
 	l2Err           map[l2ErrKey][]metric.AddOption // cache, op, class; built on first use
 }
@@ -222,7 +239,19 @@ func (r *recorder) newSets(cache string) *cacheSets {
 	dur := func(failed bool) []metric.RecordOption {
 		return []metric.RecordOption{r.set(cache, AttrError.Bool(failed))}
 	}
+	var to [2][2][]metric.AddOption
+	for h, kind := range []hybrid.TimeoutKind{hybrid.TimeoutSoft, hybrid.TimeoutHard} {
+		for f := range 2 {
+			to[h][f] = r.add(cache, AttrKind.String(kind.String()), AttrFailSafe.Bool(f == 1))
+		}
+	}
+	var rec [3][]metric.AddOption
+	for i, a := range []hybrid.RecoveryAction{hybrid.RecoveryQueued, hybrid.RecoveryDropped, hybrid.RecoveryReplayed} {
+		rec[i] = r.add(cache, AttrAction.String(a.String()))
+	}
 	return &cacheSets{
+		timeouts: to,
+		recovery: rec,
 		base:     r.add(cache),
 		l1:       r.add(cache, AttrTier.String(hybrid.TierL1.String())),
 		l2:       r.add(cache, AttrTier.String(hybrid.TierL2.String())),
@@ -268,11 +297,11 @@ func (s *cacheSets) tier(t hybrid.Tier) []metric.AddOption {
 }
 
 func (r *recorder) onHit(e hybrid.HitEvent) {
-	r.hits.Add(context.Background(), 1, r.sets(e.Cache).tier(e.Tier)...)
+	r.hits.Add(ctxOf(e.Ctx), 1, r.sets(e.Cache).tier(e.Tier)...)
 }
 
 func (r *recorder) onMiss(e hybrid.MissEvent) {
-	r.misses.Add(context.Background(), 1, r.sets(e.Cache).tier(e.Tier)...)
+	r.misses.Add(ctxOf(e.Ctx), 1, r.sets(e.Cache).tier(e.Tier)...)
 }
 
 func (r *recorder) onFactoryCall(e hybrid.FactoryCallEvent) {
@@ -281,7 +310,7 @@ func (r *recorder) onFactoryCall(e hybrid.FactoryCallEvent) {
 	if e.Err != nil {
 		add, rec = s.callErr, s.durErr
 	}
-	ctx := context.Background()
+	ctx := ctxOf(e.Ctx)
 	r.factoryCalls.Add(ctx, 1, add...)
 	r.factoryDuration.Record(ctx, e.Duration.Seconds(), rec...)
 }
@@ -292,11 +321,11 @@ func (r *recorder) onFailSafe(e hybrid.FailSafeEvent) {
 	if e.Reason == hybrid.FailSafeFactoryTimeout {
 		opts = s.failTO
 	}
-	r.failSafe.Add(context.Background(), 1, opts...)
+	r.failSafe.Add(ctxOf(e.Ctx), 1, opts...)
 }
 
 func (r *recorder) onEagerRefresh(e hybrid.EagerRefreshEvent) {
-	r.eager.Add(context.Background(), 1, r.sets(e.Cache).base...)
+	r.eager.Add(ctxOf(e.Ctx), 1, r.sets(e.Cache).base...)
 }
 
 func (r *recorder) onL2Error(e hybrid.L2ErrorEvent) {
@@ -309,7 +338,7 @@ func (r *recorder) onL2Error(e hybrid.L2ErrorEvent) {
 		s.l2Err[k] = opts
 	}
 	s.l2ErrMu.Unlock()
-	r.l2Errors.Add(context.Background(), 1, opts...)
+	r.l2Errors.Add(ctxOf(e.Ctx), 1, opts...)
 }
 
 func (r *recorder) onCircuitBreaker(e hybrid.CircuitBreakerEvent) {
@@ -329,9 +358,41 @@ func (r *recorder) onBackplaneMessage(e hybrid.BackplaneMessageEvent) {
 			opts = s.sentErr
 		}
 	}
-	r.bpMessages.Add(context.Background(), 1, opts...)
+	r.bpMessages.Add(ctxOf(e.Ctx), 1, opts...)
 }
 
 func (r *recorder) onBackplaneGap(e hybrid.BackplaneGapEvent) {
 	r.bpGaps.Add(context.Background(), 1, r.sets(e.Cache).base...)
+}
+
+func (r *recorder) onStaleServed(e hybrid.StaleServedEvent) {
+	r.staleServed.Add(ctxOf(e.Ctx), 1, r.sets(e.Cache).base...)
+}
+
+func (r *recorder) onFactoryTimeout(e hybrid.FactoryTimeoutEvent) {
+	h, f := 0, 0
+	if e.Kind == hybrid.TimeoutHard {
+		h = 1
+	}
+	if e.FailSafe {
+		f = 1
+	}
+	r.timeouts.Add(ctxOf(e.Ctx), 1, r.sets(e.Cache).timeouts[h][f]...)
+}
+
+func (r *recorder) onRecovery(e hybrid.RecoveryEvent) {
+	i := int(e.Action) - int(hybrid.RecoveryQueued)
+	if i < 0 || i > 2 {
+		return // drained: a state, not a change
+	}
+	r.recovery.Add(ctxOf(e.Ctx), 1, r.sets(e.Cache).recovery[i]...)
+}
+
+// ctxOf is the event's context for the SDK (exemplars), or
+// context.Background() for an event built without one.
+func ctxOf(ctx context.Context) context.Context {
+	if ctx == nil {
+		return context.Background()
+	}
+	return ctx
 }

@@ -166,6 +166,13 @@ func TestEventsRecordEveryInstrument(t *testing.T) {
 	ev.BackplaneMessage(hybrid.BackplaneMessageEvent{Cache: "a", Key: "k", Direction: hybrid.DirectionSent, Err: errCreate})
 	ev.BackplaneMessage(hybrid.BackplaneMessageEvent{Cache: "a", Key: "k", Direction: hybrid.DirectionReceived})
 	ev.BackplaneGap(hybrid.BackplaneGapEvent{Cache: "a"})
+	ev.StaleServed(hybrid.StaleServedEvent{Cache: "a", Key: "k"})
+	ev.FactoryTimeout(hybrid.FactoryTimeoutEvent{Cache: "a", Key: "k", Kind: hybrid.TimeoutSoft, FailSafe: true})
+	ev.FactoryTimeout(hybrid.FactoryTimeoutEvent{Cache: "a", Key: "k", Kind: hybrid.TimeoutHard})
+	ev.Recovery(hybrid.RecoveryEvent{Cache: "a", Key: "k", Action: hybrid.RecoveryQueued})
+	ev.Recovery(hybrid.RecoveryEvent{Cache: "a", Key: "k", Action: hybrid.RecoveryDropped})
+	ev.Recovery(hybrid.RecoveryEvent{Cache: "a", Key: "k", Action: hybrid.RecoveryReplayed})
+	ev.Recovery(hybrid.RecoveryEvent{Cache: "a", Action: hybrid.RecoveryDrained})
 
 	wantMetrics(t, "every event", p.take(), map[string]float64{
 		"strata.cache.hits{cache=a,region=eu,tier=l1}":                                      2,
@@ -189,6 +196,12 @@ func TestEventsRecordEveryInstrument(t *testing.T) {
 		"strata.cache.backplane.messages{cache=a,direction=sent,error=true,region=eu}":      1,
 		"strata.cache.backplane.messages{cache=a,direction=received,error=false,region=eu}": 1,
 		"strata.cache.backplane.gaps{cache=a,region=eu}":                                    1,
+		"strata.cache.stale_served{cache=a,region=eu}":                                      1,
+		"strata.cache.factory.timeouts{cache=a,failsafe=true,kind=soft,region=eu}":          1,
+		"strata.cache.factory.timeouts{cache=a,failsafe=false,kind=hard,region=eu}":         1,
+		"strata.cache.recovery.changes{action=queued,cache=a,region=eu}":                    1,
+		"strata.cache.recovery.changes{action=dropped,cache=a,region=eu}":                   1,
+		"strata.cache.recovery.changes{action=replayed,cache=a,region=eu}":                  1,
 	})
 	if got := p.units["strata.cache.factory.duration"]; got != "s" {
 		t.Errorf("duration unit: got %q, want s", got)
