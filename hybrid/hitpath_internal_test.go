@@ -119,3 +119,27 @@ func BenchmarkHitPathParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkHitCounter is the L1 hit counter alone, from GOMAXPROCS
+// goroutines: the striped hotCounter against one shared atomic.
+func BenchmarkHitCounter(b *testing.B) {
+	b.Run("impl=striped", func(b *testing.B) {
+		var h hotCounter
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				h.add()
+			}
+		})
+		if h.load() != uint64(b.N) {
+			b.Fatalf("counted %d of %d", h.load(), b.N)
+		}
+	})
+	b.Run("impl=atomic", func(b *testing.B) {
+		var n atomic.Uint64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				n.Add(1)
+			}
+		})
+	})
+}
