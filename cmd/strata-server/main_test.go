@@ -51,7 +51,6 @@ func binary(t *testing.T) string {
 	binOnce.Do(func() {
 		binPath = filepath.Join(binDir, "strata-server")
 		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
