@@ -19,7 +19,7 @@ import (
 
 // testServer runs the server's handler in-process on a loopback
 // httptest.Server, from a YAML configuration and an environment.
-func testServer(t *testing.T, yaml string, env map[string]string) (*httptest.Server, *server) {
+func testServer(t testing.TB, yaml string, env map[string]string) (*httptest.Server, *server) {
 	t.Helper()
 	path := ""
 	if yaml != "" {
