@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,6 +16,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-cache/strata"
+	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/redistest"
 )
 
 // testServer runs the server's handler in-process on a loopback
@@ -512,4 +517,74 @@ caches:
 	if cs["dache"].strict() || cs["dache"].valueType() != valueJSON || time.Duration(*cs["dache"].Duration) != dacheForever {
 		t.Errorf("dache: %+v", cs["dache"])
 	}
+}
+
+// TestGoInterop: values written over HTTP are read from Go through the
+// library, and the other way round, for []byte and json.RawMessage.
+func TestGoInterop(t *testing.T) {
+	rs := redistest.Start(t)
+	ts, _ := testServer(t, "caches:\n  blobs: {}\n  docs:\n    value_type: json\n",
+		map[string]string{"DURABILITY_ENGINE": "redis", "REDIS_URL": rs.URL()})
+	p, err := strata.NewProvider(strata.Settings{
+		Redis:  &strata.RedisSettings{URL: rs.URL()},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	blobs, err := p.Register("blobs", func(s *strata.CacheSettings) { s.Entry.BackgroundL2Operations = false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := p.Register("docs", func(s *strata.CacheSettings) { s.Entry.BackgroundL2Operations = false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// HTTP -> Go.
+	if st, _, _ := do(t, "PUT", ts.URL+"/v1/caches/blobs/keys/b", "\xffraw"); st != 204 {
+		t.Fatal(st)
+	}
+	waitFor(t, 5*time.Second, "the HTTP write in Redis", func() bool {
+		v, ok, err := hybrid.TryGet[[]byte](ctx, blobs, "b")
+		return err == nil && ok && string(v) == "\xffraw"
+	})
+	if st, _, _ := do(t, "PUT", ts.URL+"/v1/caches/docs/keys/d", `{"n":1}`); st != 204 {
+		t.Fatal(st)
+	}
+	waitFor(t, 5*time.Second, "the HTTP JSON write in Redis", func() bool {
+		v, ok, err := hybrid.TryGet[json.RawMessage](ctx, docs, "d")
+		return err == nil && ok && string(v) == `{"n":1}`
+	})
+
+	// Go -> HTTP.
+	if err := hybrid.Set(ctx, blobs, "g", []byte("from go")); err != nil {
+		t.Fatal(err)
+	}
+	if err := hybrid.Set(ctx, docs, "g", json.RawMessage(`[true]`)); err != nil {
+		t.Fatal(err)
+	}
+	if st, body, _ := do(t, "GET", ts.URL+"/v1/caches/blobs/keys/g", ""); st != 200 || body != "from go" {
+		t.Fatalf("bytes from Go: %d %q", st, body)
+	}
+	if st, body, _ := do(t, "GET", ts.URL+"/v1/caches/docs/keys/g", ""); st != 200 || body != `[true]` {
+		t.Fatalf("JSON from Go: %d %q", st, body)
+	}
+	// Another Go type is a miss over HTTP, never converted.
+	if err := hybrid.Set(ctx, docs, "s", "a Go string"); err != nil {
+		t.Fatal(err)
+	}
+	if st, body, _ := do(t, "GET", ts.URL+"/v1/caches/docs/keys/s", ""); st != 404 {
+		t.Fatalf("a string read over HTTP: %d %q", st, body)
+	}
+	// A change from Go reaches the server's memory through the backplane.
+	if err := hybrid.Set(ctx, blobs, "g", []byte("changed")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the server to see the change from Go", func() bool {
+		st, body, _ := do(t, "GET", ts.URL+"/v1/caches/blobs/keys/g", "")
+		return st == 200 && body == "changed"
+	})
 }
