@@ -170,7 +170,7 @@ func TestInvalidationEdgeCases(t *testing.T) {
 	ctx := context.Background()
 	n1 := bpNode(t, fastClient(t, srv, ""))
 	hybrid.Set(ctx, n1, "a", "v", hybrid.WithTags("t"))
-	n1.RemoveByTagWith(ctx, false, "t")
+	n1.RemoveByTagWith(ctx, hybrid.DeleteTagged, "t")
 	n1.RemoveByTag(ctx, "t")
 	if _, ok := get(t, n1, "a", allowStale); ok {
 		t.Fatal("RemoveByTag after RemoveByTagWith(false) revived a removed entry")

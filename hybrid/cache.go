@@ -8,67 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/serializer"
 )
-
-// Options configure a Cache. The zero value is a memory-only cache named
-// "default" with the library defaults.
-type Options struct {
-	// Name identifies the cache in logs, metrics and backplane messages.
-	// Empty means "default".
-	Name string
-	// Entry holds the default options of every entry; per-call Options
-	// override them. Zero fields mean the library defaults (see EntryOptions).
-	Entry EntryOptions
-	// L1MaxEntries is the capacity of the memory tier, in units of
-	// EntryOptions.Size (1 per entry by default). Zero means
-	// DefaultL1MaxEntries.
-	L1MaxEntries int64
-	// MaxKeyLength is the longest key accepted, in bytes. Zero means
-	// DefaultMaxKeyLength (1024).
-	MaxKeyLength int
-	// Logger receives what the cache swallows (a failed background refresh,
-	// a fail-safe activation). Nil means slog.Default().
-	Logger *slog.Logger
-	// RedactKeys replaces keys with "[redacted]" in logs.
-	RedactKeys bool
-	// Events are callbacks that observe the cache (hits, misses, factory
-	// calls, fail-safe, errors; see Events). Nil means none, at the cost of
-	// one pointer check per operation.
-	Events *Events
-
-	// L2 is the distributed tier. Nil means memory-only. See NewRedisL2.
-	L2 L2
-	// KeyPrefix prefixes every key in the distributed tier, so that caches
-	// sharing a store never see each other's keys. Empty means Name + ":".
-	KeyPrefix string
-	// Serializer encodes values for the distributed tier. Nil means
-	// serializer.Msgpack.
-	Serializer serializer.Serializer
-	// MaxValueSize is the largest encoded entry written to the distributed
-	// tier, in bytes; Set returns ErrValueTooLarge above it. Zero means
-	// DefaultMaxValueSize (16 MiB).
-	MaxValueSize int
-	// L2CircuitBreakerDuration is how long the distributed tier is skipped
-	// after a transient error. Zero means DefaultL2CircuitBreakerDuration
-	// (30s).
-	L2CircuitBreakerDuration time.Duration
-	// DisableL2CircuitBreaker keeps calling the distributed tier after
-	// errors.
-	DisableL2CircuitBreaker bool
-	// Backplane tells the other instances of this cache about changes and
-	// applies theirs to the memory tier. Nil means none. The cache takes
-	// ownership: Close closes it.
-	Backplane backplane.Backplane
-	// InstanceID tells this instance's backplane messages from the others'.
-	// Empty means a random id.
-	InstanceID string
-	// AutoRecoveryMaxItems bounds the queue of changes that failed to reach
-	// the distributed tier and are replayed when it is back (one per key).
-	// Zero means DefaultAutoRecoveryMaxItems.
-	AutoRecoveryMaxItems int
-}
 
 // Cache is a named hybrid cache. It is safe for concurrent use. Read and
 // write values with the generic functions GetOrSet, TryGet and Set.
@@ -76,9 +20,9 @@ type Cache struct {
 	name       string
 	entry      EntryOptions // defaults applied
 	l1         *l1
-	ev         *Events // nil: no callbacks; next to l1, which every hit loads
-	flights    flights
-	tagLoads   flights // loads of tag and clear state from the distributed tier
+	ev         *Events            // nil: no callbacks; next to l1, which every hit loads
+	sf         singleflight.Group // loads of keys: see flight
+	tagSF      singleflight.Group // loads of tag and clear records from the distributed tier
 	tagTTL     time.Duration
 	clearKnown atomic.Bool // the distributed tier's Clear state was read
 	readers    readers
@@ -117,45 +61,10 @@ func New(o Options) (*Cache, error) {
 	if o.Name == "" {
 		o.Name = "default"
 	}
-	if err := o.Entry.Validate(); err != nil {
+	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("%w (cache %q)", err, o.Name)
 	}
-	if o.L1MaxEntries < 0 {
-		return nil, fmt.Errorf("%w: L1MaxEntries is negative (cache %q)", ErrInvalidOptions, o.Name)
-	}
-	if o.MaxValueSize < 0 || o.L2CircuitBreakerDuration < 0 || o.AutoRecoveryMaxItems < 0 {
-		return nil, fmt.Errorf("%w: MaxValueSize, L2CircuitBreakerDuration and AutoRecoveryMaxItems must not be negative (cache %q)", ErrInvalidOptions, o.Name)
-	}
-	if o.MaxKeyLength < 0 {
-		return nil, fmt.Errorf("%w: MaxKeyLength is negative (cache %q)", ErrInvalidOptions, o.Name)
-	}
-	if o.L1MaxEntries == 0 {
-		o.L1MaxEntries = DefaultL1MaxEntries
-	}
-	if o.MaxKeyLength == 0 {
-		o.MaxKeyLength = DefaultMaxKeyLength
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.KeyPrefix == "" {
-		o.KeyPrefix = o.Name + ":"
-	}
-	if o.Serializer == nil {
-		o.Serializer = serializer.Msgpack{}
-	}
-	if o.MaxValueSize == 0 {
-		o.MaxValueSize = DefaultMaxValueSize
-	}
-	if o.L2CircuitBreakerDuration == 0 {
-		o.L2CircuitBreakerDuration = DefaultL2CircuitBreakerDuration
-	}
-	if o.DisableL2CircuitBreaker {
-		o.L2CircuitBreakerDuration = 0
-	}
-	if o.AutoRecoveryMaxItems == 0 {
-		o.AutoRecoveryMaxItems = DefaultAutoRecoveryMaxItems
-	}
+	o = o.withDefaults()
 	mem, err := newL1(o.L1MaxEntries)
 	if err != nil {
 		return nil, err
@@ -186,8 +95,9 @@ func New(o Options) (*Cache, error) {
 	c.entry.Tags = append([]string(nil), o.Entry.Tags...)
 	c.inv.Store(&invalidations{})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if err := c.subscribe(); err != nil {
+	if err := c.subscribe(o.WaitForInitialBackplaneSubscribe); err != nil {
 		c.cancel()
+		c.wg.Wait()
 		mem.close()
 		return nil, fmt.Errorf("hybrid: cache %q: subscribe: %w", o.Name, err)
 	}
@@ -280,7 +190,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) error {
 		return err
 	}
 	ts, now := stamp(), nowNano()
-	if e := c.l1.get(key); e != nil && !e.tombstone && c.validity(e, c.inv.Load()) != invalidGone {
+	if e := c.l1.get(key); e != nil && !e.tombstone && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
 		c.l1.set(expiredCopy(e, ts, now), o.Size)
 	}
 	var phys int64 // without fail-safe the distributed copy is deleted
@@ -302,36 +212,4 @@ func expiredCopy(e *entry, ts, now int64) *entry {
 	x.l2Fresh = min(e.l2Fresh, now)
 	x.eagerAt = 0
 	return x
-}
-
-// clockBase anchors nowNano: the wall time at start plus the monotonic
-// time elapsed since.
-var (
-	clockBase     = time.Now()
-	clockBaseUnix = clockBase.UnixNano()
-)
-
-// nowNano is the clock for expiry checks, in unix nanoseconds. It reads
-// only the monotonic clock (time.Now reads two clocks, and a clock read is
-// the largest cost of a hit on some virtual machines); inside a
-// testing/synctest bubble time.Since uses the bubble's clock.
-func nowNano() int64 { return clockBaseUnix + int64(time.Since(clockBase)) }
-
-var lastStamp atomic.Int64
-
-// stamp is the clock for timestamps (creation, removal, invalidation): the
-// wall clock, but strictly increasing within the process, so that a change
-// made after another always carries a later timestamp even if the wall
-// clock steps back or two calls read the same instant.
-func stamp() int64 {
-	for {
-		last := lastStamp.Load()
-		now := time.Now().UnixNano()
-		if now <= last {
-			now = last + 1
-		}
-		if lastStamp.CompareAndSwap(last, now) {
-			return now
-		}
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -36,15 +35,6 @@ func NewRedisL2(client redis.UniversalClient) L2 {
 	return redisstore.New(client)
 }
 
-// DefaultMaxValueSize is the largest serialized value written to the
-// distributed tier when Options.MaxValueSize is zero: 16 MiB.
-const DefaultMaxValueSize = 16 << 20
-
-// DefaultL2CircuitBreakerDuration is how long the distributed tier is
-// skipped after a transient error, when Options.L2CircuitBreakerDuration
-// is zero.
-const DefaultL2CircuitBreakerDuration = 30 * time.Second
-
 // defaultL2IOTimeout bounds a write to the distributed tier when
 // EntryOptions.L2HardTimeout is off.
 const defaultL2IOTimeout = 5 * time.Second
@@ -62,6 +52,9 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 		Timestamp: e.ts, FreshUntil: e.l2Fresh, LastModified: e.lastMod,
 		Type: e.typ, ETag: e.etag, Tags: e.tags, Value: val,
 	}
+	if e.vts < e.ts {
+		env.Created = e.vts
+	}
 	if n := env.Size(); n > c.maxValue {
 		return nil, fmt.Errorf("%w: %q encodes to %d bytes, the maximum is %d", ErrValueTooLarge, e.key, n, c.maxValue)
 	}
@@ -77,6 +70,10 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		c.log.Warn("l2 entry unreadable", c.keyAttr(key), slog.Any("err", err))
 		return nil
 	}
+	if env.Removed {
+		// A removal record: a miss that still wins over older copies.
+		return newTombstone(key, env.Timestamp)
+	}
 	if want := typeName[T](); env.Type != want {
 		c.stats.l2Corrupt.Add(1)
 		c.log.Warn("l2 entry of another type", c.keyAttr(key), slog.String("stored", env.Type), slog.String("want", want))
@@ -90,6 +87,9 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	}
 	e := allocEntry(v)
 	e.key, e.typ, e.ts, e.vts, e.verified = key, env.Type, env.Timestamp, env.Timestamp, now
+	if env.Created != 0 {
+		e.vts = env.Created // an expired copy: invalidations compare with its creation
+	}
 	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
 	e.lastMod, e.etag, e.tags = env.LastModified, env.ETag, env.Tags
 	if o.FailSafe {
@@ -183,6 +183,7 @@ func (c *Cache) l2Failed(op, key string, err error) {
 		}
 		c.startRecovery()
 	case redisstore.KindConfig:
+		c.stats.configErrors.Add(1)
 		if c.configErrLog.allow() {
 			c.log.Error("l2 configuration error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
 		}
@@ -196,155 +197,11 @@ func transient(err error) bool {
 	return redisstore.Classify(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
 }
 
-// breakerProbeInterval is how often an open breaker lets one call through
-// to find out whether the tier is back (half-open).
-const breakerProbeInterval = time.Second
-
-// breaker skips the distributed tier for a while after a transient error.
-// While open it lets one call a second through as a probe: a success
-// closes it at once, so a short outage does not cost the whole duration.
-//
-// With changed set (the CircuitBreaker event), open tracks the state last
-// reported, so that opened and closed alternate: a trip reports opened
-// unless already reported; a success, or the first call let through after
-// the duration ran out, reports closed unless already reported.
-type breaker struct {
-	d       time.Duration // 0: disabled
-	until   atomic.Int64  // unix ns; 0 = closed
-	probe   atomic.Int64  // unix ns: when the next probe may go through
-	changed func(open bool)
-	open    atomic.Bool // the state last reported to changed
-}
-
-// report tells changed about a new state, once per change.
-func (b *breaker) report(open bool) {
-	if b.changed != nil && b.open.Load() != open && b.open.CompareAndSwap(!open, open) {
-		b.changed(open)
+// l2Timeout is how long one operation may wait for the distributed tier:
+// o's hard timeout, or defaultL2IOTimeout when that is off.
+func l2Timeout(o *EntryOptions) time.Duration {
+	if o.L2HardTimeout > 0 {
+		return o.L2HardTimeout
 	}
-}
-
-func (b *breaker) interval() time.Duration { return min(breakerProbeInterval, b.d) }
-
-// isOpen reports whether calls are being skipped.
-func (b *breaker) isOpen() bool {
-	u := b.until.Load()
-	return u != 0 && nowNano() < u
-}
-
-// allow reports whether a call may go to the tier: the breaker is closed,
-// or this call is the probe.
-func (b *breaker) allow() bool {
-	u := b.until.Load()
-	if u == 0 {
-		return true
-	}
-	now := nowNano()
-	if now >= u {
-		b.report(false)
-		return true
-	}
-	p := b.probe.Load()
-	return now >= p && b.probe.CompareAndSwap(p, now+int64(b.interval()))
-}
-
-// trip opens the breaker; it reports whether it was closed before.
-func (b *breaker) trip() bool {
-	if b.d <= 0 {
-		return false
-	}
-	wasClosed := !b.isOpen()
-	now := nowNano()
-	b.probe.Store(now + int64(b.interval()))
-	b.until.Store(now + int64(b.d))
-	b.report(true)
-	return wasClosed
-}
-
-func (b *breaker) succeeded() {
-	b.until.Store(0)
-	b.report(false)
-}
-
-// remaining is how long until a call may go through (the next probe).
-func (b *breaker) remaining() time.Duration {
-	if !b.isOpen() {
-		return 0
-	}
-	return max(0, time.Duration(b.probe.Load()-nowNano()))
-}
-
-// rateLimit allows one event a minute.
-type rateLimit struct{ last atomic.Int64 }
-
-func (r *rateLimit) allow() bool {
-	now := nowNano()
-	last := r.last.Load()
-	return (last == 0 || now-last >= int64(time.Minute)) && r.last.CompareAndSwap(last, now)
-}
-
-// ioContext bounds one write to the distributed tier. It is not tied to
-// the caller: a write the caller started completes even if it leaves.
-func (c *Cache) ioContext(o *EntryOptions) (context.Context, context.CancelFunc) {
-	d := o.L2HardTimeout
-	if d <= 0 {
-		d = defaultL2IOTimeout
-	}
-	return context.WithTimeout(context.Background(), d)
-}
-
-// writeL2 writes one change to the distributed tier, or queues it for
-// auto-recovery when the tier is unavailable.
-func (c *Cache) writeL2(p pending, o *EntryOptions) {
-	if !c.breaker.allow() {
-		c.enqueue(p)
-		return
-	}
-	ctx, cancel := c.ioContext(o)
-	defer cancel()
-	if err := c.apply(ctx, p); err != nil {
-		c.l2Failed(p.op.String(), p.key, err)
-		if transient(err) {
-			c.enqueue(p)
-		}
-		return
-	}
-	c.breaker.succeeded()
-	if !p.skipBP {
-		c.publish(p)
-	}
-}
-
-// apply performs one change on the distributed tier, newest wins.
-func (c *Cache) apply(ctx context.Context, p pending) error {
-	key := c.prefix + p.key
-	switch p.op {
-	case opSet:
-		ttl := time.Duration(p.physUntil - nowNano())
-		if ttl <= 0 {
-			return nil // expired while waiting: nothing to write
-		}
-		_, err := c.l2.Set(ctx, key, p.val, ttl)
-		return err
-	case opRemove, opExpire:
-		b, err := c.l2.Get(ctx, key)
-		if err != nil || b == nil {
-			return err
-		}
-		env, err := envelope.Decode(b)
-		if err != nil {
-			return c.l2.Delete(ctx, key) // unreadable: nothing worth keeping
-		}
-		if env.Timestamp > p.ts {
-			return nil // a newer write since: it wins
-		}
-		if p.op == opRemove || p.physUntil <= nowNano() {
-			return c.l2.Delete(ctx, key)
-		}
-		// The creation timestamp stays: an earlier Clear or RemoveByTag
-		// must still apply to this copy.
-		env.FreshUntil = min(env.FreshUntil, nowNano())
-		_, err = c.l2.Set(ctx, key, env.Append(nil), time.Duration(p.physUntil-nowNano()))
-		return err
-	}
-	return nil
+	return defaultL2IOTimeout
 }

@@ -3,48 +3,9 @@ package hybrid
 import (
 	"log/slog"
 
-	"github.com/strata-cache/strata/backplane"
 	"sync"
 	"time"
 )
-
-// DefaultAutoRecoveryMaxItems bounds the auto-recovery queue when
-// Options.AutoRecoveryMaxItems is zero.
-const DefaultAutoRecoveryMaxItems = 10_000
-
-type op uint8
-
-const (
-	opSet op = iota + 1
-	opRemove
-	opExpire
-)
-
-// String names the operation in logs.
-func (o op) String() string {
-	switch o {
-	case opSet:
-		return "set"
-	case opRemove:
-		return "remove"
-	case opExpire:
-		return "expire"
-	}
-	return "unknown"
-}
-
-// pending is one change to the distributed tier (and its backplane
-// notification) not yet applied.
-type pending struct {
-	op        op
-	key       string
-	ts        int64          // the change's timestamp: newest wins
-	val       []byte         // opSet: the envelope
-	physUntil int64          // opSet: when the value dies; opExpire: physical end of the stale copy
-	l2Done    bool           // the distributed tier has it; only the notification is pending
-	skipBP    bool           // no backplane notification
-	bpKind    backplane.Kind // the message's kind; zero: derived from op
-}
 
 // recovery queues changes that failed because the tier was unavailable:
 // one item per key, newest wins, bounded. A single goroutine replays them
@@ -117,9 +78,10 @@ func (c *Cache) replay() {
 				return
 			}
 			var err error
+			written := true
 			if !p.l2Done && c.l2 != nil {
 				ctx, cancel := c.ioContext(&c.entry)
-				err = c.apply(ctx, p)
+				written, err = c.apply(ctx, p)
 				cancel()
 				if err != nil && transient(err) {
 					c.breaker.trip()
@@ -130,8 +92,11 @@ func (c *Cache) replay() {
 					c.l2Failed("recover", p.key, err)
 				}
 			}
-			if err == nil && !p.skipBP && c.bp != nil {
-				if perr := c.publishNow(p); perr != nil {
+			if err == nil && !written {
+				c.lostToNewer(p) // a newer change reached the tier meanwhile: nothing to announce
+			}
+			if err == nil && written && !p.skipBP && c.bp != nil {
+				if perr := c.publishNow(p); perr != nil && !c.configError("publish", p.key, perr) {
 					r.mu.Lock()
 					if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {
 						cur.l2Done = true
