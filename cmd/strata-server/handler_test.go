@@ -181,6 +181,16 @@ func TestExpireTagsClearBatch(t *testing.T) {
 	if get("a") != 404 || get("b") != 200 {
 		t.Fatalf("after remove-by-tag red: a %d, b %d", get("a"), get("b"))
 	}
+	if st, _, _ := do(t, "GET", base+"keys/a?allow_stale=1", ""); st != 200 {
+		t.Fatalf("mode expire (default): a is not a stale fallback: %d", st)
+	}
+	put("e", `"E"`, "green")
+	if st, body, _ := do(t, "POST", base+"remove-by-tag", `{"tags":["green"],"mode":"delete"}`); st != 204 {
+		t.Fatalf("remove-by-tag delete: %d %s", st, body)
+	}
+	if st, _, _ := do(t, "GET", base+"keys/e?allow_stale=1", ""); st != 404 {
+		t.Fatalf("mode delete: e still served stale: %d", st)
+	}
 	if st, _, _ := do(t, "POST", base+"clear", ""); st != 204 || get("b") != 404 {
 		t.Fatalf("clear: %d, then b %d", st, get("b"))
 	}
@@ -222,6 +232,7 @@ func TestBadRequests(t *testing.T) {
 		{"remove-by-tag no tags", "POST", "/v1/caches/blobs/remove-by-tag", `{"tags":[]}`, nil, 400, "bad_body"},
 		{"remove-by-tag unknown field", "POST", "/v1/caches/blobs/remove-by-tag", `{"tag":"x"}`, nil, 400, "bad_body"},
 		{"remove-by-tag not JSON", "POST", "/v1/caches/blobs/remove-by-tag", `tags=x`, nil, 400, "bad_body"},
+		{"remove-by-tag bad mode", "POST", "/v1/caches/blobs/remove-by-tag", `{"tags":["x"],"mode":"shred"}`, nil, 400, "bad_body"},
 		{"remove-by-tag empty tag", "POST", "/v1/caches/blobs/remove-by-tag", `{"tags":[""]}`, nil, 400, "bad_request"},
 		{"clear bad flag", "POST", "/v1/caches/blobs/clear?allow_fail_safe=perhaps", "", nil, 400, "bad_request"},
 		{"batch no keys", "POST", "/v1/caches/blobs/batch-get", `{"keys":[]}`, nil, 400, "bad_body"},

@@ -310,9 +310,11 @@ func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool 
 	return true
 }
 
+// removeByTagRequest is the body of remove-by-tag. Mode is "expire" (the
+// default: the entries stay fail-safe fallbacks) or "delete" (gone).
 type removeByTagRequest struct {
-	Tags          []string `json:"tags"`
-	AllowFailSafe bool     `json:"allow_fail_safe"`
+	Tags []string `json:"tags"`
+	Mode string   `json:"mode"`
 }
 
 func (s *server) removeByTag(w http.ResponseWriter, r *http.Request, c *cache) {
@@ -324,7 +326,17 @@ func (s *server) removeByTag(w http.ResponseWriter, r *http.Request, c *cache) {
 		writeError(w, http.StatusBadRequest, "bad_body", `"tags" must list at least one tag`)
 		return
 	}
-	if err := c.c.RemoveByTagWith(r.Context(), req.AllowFailSafe, req.Tags...); err != nil {
+	var mode hybrid.TagRemoval
+	switch req.Mode {
+	case "", "expire":
+		mode = hybrid.ExpireTagged
+	case "delete":
+		mode = hybrid.DeleteTagged
+	default:
+		writeError(w, http.StatusBadRequest, "bad_body", `"mode" must be "expire" or "delete"`)
+		return
+	}
+	if err := c.c.RemoveByTagWith(r.Context(), mode, req.Tags...); err != nil {
 		s.cacheError(w, c, err)
 		return
 	}
