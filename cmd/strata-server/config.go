@@ -48,6 +48,12 @@ type Config struct {
 	// Token, when set, is the bearer token every /v1 and /dache request
 	// must carry (a cache's own token is accepted for that cache too).
 	Token string `yaml:"token"`
+	// TLSCertFile and TLSKeyFile (PEM) make the server speak HTTPS.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TLSClientCAFile (PEM), with TLS, requires every client to present a
+	// certificate signed by one of these CAs (mTLS).
+	TLSClientCAFile string `yaml:"tls_client_ca_file"`
 	// MaxBodyBytes bounds a request body. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxBatchKeys bounds the keys of one batch get. Default 1000.
@@ -338,6 +344,18 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 		}
 		c.Listen = net.JoinHostPort(getenv("STRATA_HOST"), port)
 	}
+	for _, e := range []struct {
+		name string
+		dst  *string
+	}{
+		{"STRATA_TLS_CERT_FILE", &c.TLSCertFile},
+		{"STRATA_TLS_KEY_FILE", &c.TLSKeyFile},
+		{"STRATA_TLS_CLIENT_CA_FILE", &c.TLSClientCAFile},
+	} {
+		if v := getenv(e.name); v != "" {
+			*e.dst = v
+		}
+	}
 	if v := getenv("STRATA_TOKEN"); v != "" {
 		c.Token = v
 	}
@@ -414,6 +432,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: DURABILITY_ENGINE=etcd: the etcd tier is not available in this build of strata-server yet; use memory or redis", errConfig)
 	default:
 		return fmt.Errorf("%w: DURABILITY_ENGINE %q: memory or redis expected (postgres and etcd are not available in this build yet)", errConfig, c.Engine)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return fmt.Errorf("%w: set both tls_cert_file and tls_key_file (STRATA_TLS_CERT_FILE, STRATA_TLS_KEY_FILE), or neither", errConfig)
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		return fmt.Errorf("%w: tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file", errConfig)
 	}
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("%w: max_body_bytes is negative", errConfig)

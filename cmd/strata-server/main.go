@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -82,14 +84,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	cancel()
 
+	tlsConfig, err := serverTLS(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "strata-server: listen: %v\n", err)
 		return 1
 	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
 	names := srv.provider.Names()
 	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("engine", cfg.Engine),
-		slog.String("caches", strings.Join(names, ",")), slog.Bool("dache", srv.dache != nil))
+		slog.String("caches", strings.Join(names, ",")), slog.Bool("dache", srv.dache != nil),
+		slog.Bool("tls", tlsConfig != nil), slog.Bool("mtls", cfg.TLSClientCAFile != ""))
 
 	hs := &http.Server{
 		Handler:           srv.handler,
@@ -126,4 +137,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("stopped")
 	return code
+}
+
+// serverTLS returns the TLS configuration of cfg, or nil for plain HTTP.
+func serverTLS(cfg *Config) (*tls.Config, error) {
+	if cfg.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: TLS certificate: %w", errConfig, err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.TLSClientCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: TLS client CA: %w", errConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: TLS client CA %s: no PEM certificate in it", errConfig, cfg.TLSClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }
