@@ -216,6 +216,9 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{"unknown cache", "GET", "/v1/caches/nope/keys/a", "", nil, 404, "unknown_cache"},
 		{"unknown endpoint", "GET", "/v2/x", "", nil, 404, "not_found"},
+		{"method not allowed", "PATCH", "/v1/caches/blobs/keys/a", "x", nil, 405, "method_not_allowed"},
+		{"dache method not allowed", "PUT", "/dache/a", "x", nil, 405, "method_not_allowed"},
+		{"clear by GET", "GET", "/v1/caches/blobs/clear", "", nil, 405, "method_not_allowed"},
 		{"empty key", "PUT", "/v1/caches/blobs/keys/", "x", nil, 400, "bad_key"},
 		{"key too long", "PUT", "/v1/caches/blobs/keys/" + long, "x", nil, 400, "bad_key"},
 		{"reserved key", "GET", "/v1/caches/blobs/keys/__strata:tag:x", "", nil, 400, "bad_key"},

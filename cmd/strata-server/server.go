@@ -128,6 +128,26 @@ func (s *server) routes() http.Handler {
 		mux.HandleFunc("POST /dache/{key...}", s.withDache(s.dachePost))
 		mux.HandleFunc("DELETE /dache/{key...}", s.withDache(s.dacheDelete))
 	}
+	// Other methods on the paths above: a JSON 405 rather than net/http's
+	// plain-text one.
+	allow := map[string]string{
+		"/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/caches": "GET, HEAD",
+		"/v1/caches/{cache}/keys/{key...}":   "GET, HEAD, PUT, DELETE",
+		"/v1/caches/{cache}/expire/{key...}": "POST",
+		"/v1/caches/{cache}/remove-by-tag":   "POST",
+		"/v1/caches/{cache}/clear":           "POST",
+		"/v1/caches/{cache}/batch-get":       "POST",
+	}
+	if s.dache != nil {
+		allow["/health"] = "GET, HEAD"
+		allow["/dache/{key...}"] = "GET, HEAD, POST, DELETE"
+	}
+	for path, methods := range allow {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", methods)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+methods)
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
