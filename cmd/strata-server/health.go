@@ -19,7 +19,8 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 type cacheReadiness struct {
 	Name  string `json:"name"`
 	Ready bool   `json:"ready"`
-	// L2 is "none" (memory only), "ok", or why the tier is not usable.
+	// L2 is "none" (memory only), "ok", or why the tier (or the
+	// backplane's Redis) is not usable.
 	L2 string `json:"l2"`
 	// CircuitOpen reports that the cache skips its distributed tier.
 	CircuitOpen bool `json:"circuit_open"`
@@ -79,12 +80,17 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 
 func (c *cache) readiness(ctx context.Context) cacheReadiness {
 	cr := cacheReadiness{Name: c.name, Ready: true, L2: "none", Backplane: "none"}
-	if !c.hasL2 {
+	if !c.hasL2 && !c.hasBackplane {
 		return cr
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	cr.L2 = "ok"
+	if c.hasL2 {
+		cr.L2 = "ok"
+	}
+	if c.hasBackplane {
+		cr.Backplane = "redis"
+	}
 	if err := c.c.Ping(ctx); err != nil {
 		cr.Ready, cr.L2 = false, "unavailable: "+trimPrefix(err)
 	}
@@ -94,9 +100,6 @@ func (c *cache) readiness(ctx context.Context) cacheReadiness {
 	}
 	st := c.c.Stats()
 	cr.RecoveryPending = st.RecoveryPending
-	if !c.noBackplane {
-		cr.Backplane = "redis"
-	}
 	cr.BackplaneErrors, cr.BackplaneGaps = st.BackplaneErrors, st.BackplaneGaps
 	cr.BackplaneReceived, cr.BackplanePublished = st.BackplaneReceived, st.BackplanePublished
 	return cr

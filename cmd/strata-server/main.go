@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// from memory and /readyz says why), but it is worth a loud line.
 	pctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	for _, c := range srv.caches {
-		if c.hasL2 {
+		if c.hasL2 || c.hasBackplane {
 			if err := c.c.Ping(pctx); err != nil {
 				log.Warn("distributed tier not answering at start", slog.String("cache", c.name), slog.Any("err", err))
 			}

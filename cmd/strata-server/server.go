@@ -36,16 +36,16 @@ type server struct {
 
 // cache is one served cache and the server's settings for it.
 type cache struct {
-	name        string
-	c           *hybrid.Cache
-	json        bool // values are json.RawMessage, else []byte
-	contentType string
-	strict      bool
-	token       string
-	hasL2       bool
-	noBackplane bool
-	origin      *origin
-	watch       writeWatch
+	name         string
+	c            *hybrid.Cache
+	json         bool // values are json.RawMessage, else []byte
+	contentType  string
+	strict       bool
+	token        string
+	hasL2        bool // a distributed tier
+	hasBackplane bool
+	origin       *origin
+	watch        writeWatch
 }
 
 // newServer creates the provider and the caches of cfg. It does not
@@ -78,9 +78,10 @@ func newServer(cfg *Config, log *slog.Logger, reg *prometheus.Registry) (*server
 			json:        cc.valueType() == valueJSON,
 			contentType: cc.contentType(),
 			strict:      cc.strict(),
-			hasL2:       (cfg.Engine == engineRedis || cc.RedisURL != nil && *cc.RedisURL != "") && !(cc.DisableL2 != nil && *cc.DisableL2),
 		}
-		sc.noBackplane = !sc.hasL2 || cc.DisableBackplane != nil && *cc.DisableBackplane
+		redis := cfg.Engine == engineRedis || cc.RedisURL != nil && *cc.RedisURL != ""
+		sc.hasL2 = redis && !(cc.DisableL2 != nil && *cc.DisableL2)
+		sc.hasBackplane = redis && !(cc.DisableBackplane != nil && *cc.DisableBackplane)
 		if cc.Token != nil {
 			sc.token = *cc.Token
 		}
