@@ -105,6 +105,8 @@ type OriginConfig struct {
 // own. A field left out keeps the value of the level below (defaults, then
 // strata.ProductionDefaults).
 type CacheConfig struct {
+	// The fields of hybrid.EntryOptions (the cache's entry defaults), each
+	// named after its field in snake case; see docs/settings.md.
 	Duration                 *Duration `yaml:"duration"`
 	L1Duration               *Duration `yaml:"l1_duration"`
 	JitterMaxDuration        *Duration `yaml:"jitter_max_duration"`
@@ -119,6 +121,7 @@ type CacheConfig struct {
 	EagerRefreshThreshold    *float64  `yaml:"eager_refresh_threshold"`
 	Tags                     []string  `yaml:"tags"`
 
+	// The fields of strata.CacheSettings, named the same way.
 	KeyPrefix                *string   `yaml:"key_prefix"`
 	L1MaxEntries             *int64    `yaml:"l1_max_entries"`
 	DisableL2                *bool     `yaml:"disable_l2"`
