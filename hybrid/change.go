@@ -52,11 +52,15 @@ type pending struct {
 
 // store writes e to the memory tier and, with its envelope enc, to the
 // distributed tier, as o allows.
+//
+// Without a distributed tier (or with SkipL2Write) the change is only
+// announced; with one, a value that could not be encoded (kept in memory
+// only, logged) is neither written nor announced.
 func (c *Cache) store(e *entry, o *EntryOptions, enc []byte) {
 	if !o.SkipL1Write {
 		c.l1.set(e, o.Size)
 	}
-	if enc != nil {
+	if enc != nil || c.l2 == nil || o.SkipL2Write {
 		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil}, o)
 	}
 }

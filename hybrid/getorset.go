@@ -27,6 +27,11 @@ import (
 // Errors: ErrInvalidKey, ErrNilFactory, ErrInvalidOptions, ErrClosed,
 // ErrTypeMismatch (the key holds another type), ErrFactoryTimeout,
 // ctx.Err(), or the factory's error.
+//
+// WARNING: concurrent callers of a key share one factory run, whichever
+// factory each of them passed: the first caller's factory loads the value
+// and the others get its result. Every factory used with a key must compute
+// the same value.
 func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], opts ...Option) (T, error) {
 	var zero T
 	if err := c.check(ctx, key); err != nil {
@@ -198,7 +203,12 @@ func typedValue[T any](key string, e *entry) (v T, ok bool, err error) {
 // overridden by opts. When it returns nil, a read of key on this process
 // sees v (unless capacity evicted it or a newer write replaced it).
 //
-// Errors: ErrInvalidKey, ErrInvalidOptions, ErrClosed, ctx.Err().
+// Errors: ErrInvalidKey, ErrInvalidOptions, ErrClosed, ctx.Err(); with a
+// distributed tier also ErrValueTooLarge (the entry's envelope exceeds
+// Options.MaxValueSize; nothing is stored, in any tier) and the
+// serializer's error, wrapped with the key. A failed write to the
+// distributed tier is not returned: it is logged (and, after a transient
+// error, queued for auto-recovery).
 func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) error {
 	if err := c.check(ctx, key); err != nil {
 		return err

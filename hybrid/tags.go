@@ -78,7 +78,7 @@ const (
 // fallbacks) or DeleteTagged (gone). An unknown mode is ErrInvalidOptions.
 //
 // Each tag gets one small record in the distributed tier (kept for the
-// cache's tag TTL, see docs/tags.md), announced on the backplane; nothing
+// cache's tag TTL, see docs/tags.md in the repository), announced on the backplane; nothing
 // scans Redis. Other instances apply it when the message arrives, and an
 // instance that starts later reads it when it first meets the tag. An
 // unknown tag changes nothing but that record.
