@@ -171,7 +171,7 @@ func TestExpireTagsClearBatch(t *testing.T) {
 	if st, body, _ := do(t, "GET", base+"keys/c?allow_stale=true", ""); st != 200 || body != `"C"` {
 		t.Fatalf("stale after expire: %d %s", st, body)
 	}
-	st, body, _ := do(t, "POST", base+"batch-get", `{"keys":["a","b","zz","a"]}`)
+	st, body, _ := do(t, "POST", base+"batch-get", `{"keys":["a","b","zz","a","zz"]}`)
 	if st != 200 || body != `{"values":{"a":"A","b":"B"},"missing":["zz"]}`+"\n" {
 		t.Fatalf("batch: %d %s", st, body)
 	}

@@ -384,10 +384,12 @@ func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 		return
 	}
 	resp := batchGetResponse{Values: map[string]any{}, Missing: []string{}}
+	seen := make(map[string]struct{}, len(req.Keys))
 	for _, key := range req.Keys {
-		if _, dup := resp.Values[key]; dup {
+		if _, dup := seen[key]; dup {
 			continue
 		}
+		seen[key] = struct{}{}
 		v, found, _, err := c.read(r.Context(), key, false)
 		if err != nil {
 			if errors.Is(err, errOriginNotFound) {
