@@ -417,7 +417,11 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	return e.value, nil
 }
 
-// callFactory runs f, turning a panic into a value.
+// callFactory runs f, turning a panic into a value. The error is not the
+// last result (staticcheck ST1008) on purpose: it is f's error, returned
+// beside whether f panicked, not an error of callFactory.
+//
+//lint:ignore ST1008 f's error, beside the panic it may have raised instead
 func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]) (v T, err error, panicked bool, pv any) {
 	defer func() {
 		if r := recover(); r != nil {
