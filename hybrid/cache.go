@@ -184,7 +184,7 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err err
 	}
 	now := stamp()
 	c.l1.set(newTombstone(key, now), 1)
-	c.propagate(pending{op: opRemove, key: key, ts: now, ctx: detached(ctx)}, o)
+	c.propagate(pending{op: opRemove, key: key, ts: now, ctx: uncancelled(ctx)}, o)
 	return nil
 }
 
@@ -211,7 +211,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 	if o.FailSafe {
 		phys = now + int64(o.FailSafeMaxDuration)
 	}
-	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys, ctx: detached(ctx)}, o)
+	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys, ctx: uncancelled(ctx)}, o)
 	return nil
 }
 

@@ -76,13 +76,13 @@ func (c *Cache) store(ctx context.Context, e *entry, o *EntryOptions, enc []byte
 		c.l1.set(e, o.Size)
 	}
 	if enc != nil || c.l2 == nil || o.SkipL2Write {
-		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, ctx: detached(ctx)}, o)
+		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, ctx: uncancelled(ctx)}, o)
 	}
 }
 
-// detached is ctx without its cancellation, for a change that outlives the
-// call (a background write, the auto-recovery queue).
-func detached(ctx context.Context) context.Context {
+// uncancelled is ctx without its cancellation, for a change that outlives
+// the call (a background write, the auto-recovery queue).
+func uncancelled(ctx context.Context) context.Context {
 	if ctx == nil {
 		return nil
 	}

@@ -170,7 +170,7 @@ func (c *Cache) propagateInvalidation(ctx context.Context, key string, ti tagInv
 		kind = backplane.KindRemove
 	}
 	p := pending{op: opSet, key: key, ts: ti.at, bpKind: kind,
-		val: encodeInvalidation(ti), physUntil: nowNano() + int64(c.tagTTL), ctx: detached(ctx)}
+		val: encodeInvalidation(ti), physUntil: nowNano() + int64(c.tagTTL), ctx: uncancelled(ctx)}
 	c.propagate(p, &c.entry)
 }
 
