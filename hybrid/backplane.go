@@ -1,6 +1,7 @@
 package hybrid
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -62,7 +63,7 @@ func (c *Cache) publishNow(p pending) error {
 	m := backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}
 	pctx := p.context()
 	sctx, span := c.startChild(pctx, SpanPublish, p.key)
-	ctx, cancel := c.ioContextFrom(sctx, &c.entry)
+	ctx, cancel := c.ioContext(sctx, &c.entry)
 	err := c.bp.Publish(ctx, m)
 	cancel()
 	if span != nil {
@@ -75,7 +76,7 @@ func (c *Cache) publishNow(p pending) error {
 		c.stats.bpPublished.Add(1)
 	}
 	if c.ev != nil {
-		c.emitBackplaneMessageCtx(pctx, p.key, DirectionSent, kind, err)
+		c.emitBackplaneMessage(pctx, p.key, DirectionSent, kind, err)
 	}
 	return err
 }
@@ -129,7 +130,7 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 func (c *Cache) received(m backplane.Message) {
 	c.stats.bpReceived.Add(1)
 	if c.ev != nil {
-		c.emitBackplaneMessage(m.Key, DirectionReceived, m.Kind, nil)
+		c.emitBackplaneMessage(context.Background(), m.Key, DirectionReceived, m.Kind, nil)
 	}
 }
 

@@ -112,15 +112,11 @@ func (c *Cache) propagate(p pending, o *EntryOptions) {
 	c.writeL2(p, o)
 }
 
-// ioContext bounds one write to the distributed tier. It is not tied to
-// the caller: a write the caller started completes even if it leaves.
-func (c *Cache) ioContext(o *EntryOptions) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), l2Timeout(o))
-}
-
-// ioContextFrom is ioContext with the values (the span) of parent, but not
-// its cancellation.
-func (c *Cache) ioContextFrom(parent context.Context, o *EntryOptions) (context.Context, context.CancelFunc) {
+// ioContext bounds one write to the distributed tier (or one publish). It
+// keeps the values of parent (the span of the operation, for the spans of
+// the Redis client) but not its cancellation: a write the caller started
+// completes even if it leaves.
+func (c *Cache) ioContext(parent context.Context, o *EntryOptions) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(parent), l2Timeout(o))
 }
 
@@ -136,7 +132,7 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 	}
 	pctx := p.context()
 	sctx, span := c.startChild(pctx, SpanL2Set, p.key)
-	ctx, cancel := c.ioContextFrom(sctx, o)
+	ctx, cancel := c.ioContext(sctx, o)
 	written, err := c.apply(ctx, p)
 	cancel()
 	if span != nil {
@@ -144,7 +140,7 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 		span.End(err)
 	}
 	if err != nil {
-		c.l2FailedCtx(pctx, p.op.String(), p.key, err)
+		c.l2Failed(pctx, p.op.String(), p.key, err)
 		if transient(err) {
 			c.enqueue(p)
 		}

@@ -395,31 +395,22 @@ func (c *Cache) hookPanicked(r any) {
 	}
 }
 
-// The emitters below are called only when c.ev is not nil. Those without
-// a ctx parameter are for callers that have none (batch.go until it passes
-// one): their events carry context.Background().
+// The emitters below are called only when c.ev is not nil; ctx is the
+// caller's, or context.Background() for work without a caller.
 
-func (c *Cache) emitHit(key string, t Tier) { c.emitHitCtx(context.Background(), key, t) }
-
-func (c *Cache) emitHitCtx(ctx context.Context, key string, t Tier) {
+func (c *Cache) emitHit(ctx context.Context, key string, t Tier) {
 	if f := c.ev.Hit; f != nil {
 		fire(c, f, HitEvent{Ctx: ctx, Cache: c.name, Key: key, Tier: t})
 	}
 }
 
-func (c *Cache) emitMiss(key string, t Tier) { c.emitMissCtx(context.Background(), key, t) }
-
-func (c *Cache) emitMissCtx(ctx context.Context, key string, t Tier) {
+func (c *Cache) emitMiss(ctx context.Context, key string, t Tier) {
 	if f := c.ev.Miss; f != nil {
 		fire(c, f, MissEvent{Ctx: ctx, Cache: c.name, Key: key, Tier: t})
 	}
 }
 
-func (c *Cache) emitFactoryCall(key string, d time.Duration, err error, eager bool) {
-	c.emitFactoryCallCtx(context.Background(), key, d, err, eager)
-}
-
-func (c *Cache) emitFactoryCallCtx(ctx context.Context, key string, d time.Duration, err error, eager bool) {
+func (c *Cache) emitFactoryCall(ctx context.Context, key string, d time.Duration, err error, eager bool) {
 	if f := c.ev.FactoryCall; f != nil {
 		fire(c, f, FactoryCallEvent{Ctx: ctx, Cache: c.name, Key: key, Duration: d, Err: err, Eager: eager})
 	}
@@ -431,19 +422,13 @@ func (c *Cache) emitFailSafe(ctx context.Context, key string, r FailSafeReason) 
 	}
 }
 
-func (c *Cache) emitEagerRefresh(key string) { c.emitEagerRefreshCtx(context.Background(), key) }
-
-func (c *Cache) emitEagerRefreshCtx(ctx context.Context, key string) {
+func (c *Cache) emitEagerRefresh(ctx context.Context, key string) {
 	if f := c.ev.EagerRefresh; f != nil {
 		fire(c, f, EagerRefreshEvent{Ctx: ctx, Cache: c.name, Key: key})
 	}
 }
 
-func (c *Cache) emitL2Error(op, key string, class L2ErrorClass, err error) {
-	c.emitL2ErrorCtx(context.Background(), op, key, class, err)
-}
-
-func (c *Cache) emitL2ErrorCtx(ctx context.Context, op, key string, class L2ErrorClass, err error) {
+func (c *Cache) emitL2Error(ctx context.Context, op, key string, class L2ErrorClass, err error) {
 	if f := c.ev.L2Error; f != nil {
 		fire(c, f, L2ErrorEvent{Ctx: ctx, Cache: c.name, Key: key, Op: op, Class: class, Err: err})
 	}
@@ -460,11 +445,7 @@ func (c *Cache) breakerChanged(open bool) {
 	}
 }
 
-func (c *Cache) emitBackplaneMessage(key string, d Direction, k backplane.Kind, err error) {
-	c.emitBackplaneMessageCtx(context.Background(), key, d, k, err)
-}
-
-func (c *Cache) emitBackplaneMessageCtx(ctx context.Context, key string, d Direction, k backplane.Kind, err error) {
+func (c *Cache) emitBackplaneMessage(ctx context.Context, key string, d Direction, k backplane.Kind, err error) {
 	if f := c.ev.BackplaneMessage; f != nil {
 		fire(c, f, BackplaneMessageEvent{Ctx: ctx, Cache: c.name, Key: key, Direction: d, Kind: k, Err: err})
 	}

@@ -16,14 +16,9 @@ import (
 // serves: the usable stale value of key in memory (the load stores the
 // distributed tier's stale entry there before it calls the factory), kept
 // as fresh for the throttle. ok is false without fail-safe or without a
-// usable stale value of type T.
-func fallbackFor[T any](c *Cache, key string, o *EntryOptions) (v T, ok bool) {
-	return fallbackForCtx[T](context.Background(), c, key, o)
-}
-
-// fallbackForCtx is fallbackFor for the caller whose ctx the FailSafe
-// event carries.
-func fallbackForCtx[T any](ctx context.Context, c *Cache, key string, o *EntryOptions) (v T, ok bool) {
+// usable stale value of type T. ctx is the caller's (its span, the
+// FailSafe event).
+func fallbackFor[T any](ctx context.Context, c *Cache, key string, o *EntryOptions) (v T, ok bool) {
 	if !o.FailSafe {
 		return v, false
 	}
@@ -34,23 +29,18 @@ func fallbackForCtx[T any](ctx context.Context, c *Cache, key string, o *EntryOp
 	if v, ok = valueOf[T](e); !ok {
 		return v, false
 	}
-	c.serveStaleCtx(ctx, key, e, o, FailSafeFactoryTimeout)
+	c.serveStale(ctx, key, e, o, FailSafeFactoryTimeout)
 	return v, true
 }
 
 // serveStale keeps the stale entry as fresh in memory for the throttle
-// duration, and logs and reports the fail-safe activation. The copy passes
+// duration, and logs and reports the fail-safe activation (on the span of
+// ctx's operation and in the FailSafe event). The copy passes
 // invalidations made before now (Clear, RemoveByTag) for the throttle's
 // length, or the throttle would not hold after them. An entry that is
 // already fresh (the throttled copy of another caller, a Set meanwhile, an
 // eager refresh that timed out) is served as it is, silently.
-func (c *Cache) serveStale(key string, stale *entry, o *EntryOptions, why FailSafeReason) {
-	c.serveStaleCtx(context.Background(), key, stale, o, why)
-}
-
-// serveStaleCtx is serveStale for the operation of ctx (its span and the
-// FailSafe event).
-func (c *Cache) serveStaleCtx(ctx context.Context, key string, stale *entry, o *EntryOptions, why FailSafeReason) {
+func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *EntryOptions, why FailSafeReason) {
 	if c.tr != nil {
 		annotate(ctx, slog.Bool(AttrStale, true), slog.String(AttrFailSafe, why.String()))
 	}

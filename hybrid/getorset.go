@@ -58,12 +58,6 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 	return getOrSetSlow(ctx, c, key, f, o)
 }
 
-// memoryHit is hitL1 for a caller without a ctx (batch.go until it passes
-// one): its Hit event carries context.Background().
-func (c *Cache) memoryHit(key string, o *EntryOptions) (*entry, int64) {
-	return c.hitL1(context.Background(), key, o)
-}
-
 // hitL1 returns the fresh, valid memory entry of key (and the time it
 // was read at), or nil: the hit path, a lookup and a pure check, then the
 // hit counted (a striped counter) and reported.
@@ -81,7 +75,7 @@ func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry,
 	}
 	c.stats.l1Hits.add()
 	if c.ev != nil {
-		c.emitHitCtx(ctx, key, TierL1)
+		c.emitHit(ctx, key, TierL1)
 	}
 	return e, now
 }
@@ -136,14 +130,14 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 			return zero, ctx.Err()
 		case <-w.soft:
 			w.soft = nil
-			if v, ok := fallbackForCtx[T](ctx, c, key, o); ok {
+			if v, ok := fallbackFor[T](ctx, c, key, o); ok {
 				c.factoryTimedOut(ctx, key, o, TimeoutSoft, true)
 				c.timedOut(key, o)
 				return v, nil
 			}
 		case <-w.hard:
 			c.timedOut(key, o)
-			v, ok := fallbackForCtx[T](ctx, c, key, o)
+			v, ok := fallbackFor[T](ctx, c, key, o)
 			c.factoryTimedOut(ctx, key, o, TimeoutHard, ok)
 			if ok {
 				return v, nil
@@ -457,7 +451,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 		fspan.End(ferr)
 	}
 	if c.ev != nil {
-		c.emitFactoryCallCtx(ctx, key, time.Duration(now-began), ferr, eager != nil)
+		c.emitFactoryCall(ctx, key, time.Duration(now-began), ferr, eager != nil)
 	}
 	if panicked {
 		c.log.Error("factory panicked", c.keyAttr(key), slog.Any("panic", pv))
@@ -484,7 +478,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
 			return eager.value, nil
 		case fallback && o.failSafeFor(err):
-			c.serveStaleCtx(ctx, key, stale, o, FailSafeFactoryError)
+			c.serveStale(ctx, key, stale, o, FailSafeFactoryError)
 			return stale.value, nil
 		}
 		if late {
@@ -541,7 +535,7 @@ func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entr
 	c.flight(key, func() (v any, err error) {
 		c.stats.eagerRefreshes.Add(1)
 		if c.ev != nil {
-			c.emitEagerRefreshCtx(ctx, key)
+			c.emitEagerRefresh(ctx, key)
 		}
 		if c.tr != nil {
 			// Nobody waits for it: a trace of its own, linked to the hit.

@@ -181,12 +181,12 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 				span.SetAttributes(slog.String(AttrTimeout, "l2"))
 			}
 			if c.ev != nil {
-				c.emitL2ErrorCtx(ctx, "get", key, L2ErrorTimeout, err)
+				c.emitL2Error(ctx, "get", key, L2ErrorTimeout, err)
 			}
 			return nil, false
 		}
 		failed = err
-		c.l2FailedCtx(ctx, "get", key, err)
+		c.l2Failed(ctx, "get", key, err)
 		return nil, false
 	}
 	c.breaker.succeeded()
@@ -195,13 +195,9 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 
 // l2Failed logs and classifies an error of the distributed tier. A
 // transient error opens the circuit breaker; a configuration error
-// (permissions, wrong type) is logged at most once a minute.
-func (c *Cache) l2Failed(op, key string, err error) {
-	c.l2FailedCtx(context.Background(), op, key, err)
-}
-
-// l2FailedCtx is l2Failed for the operation of ctx (its L2Error event).
-func (c *Cache) l2FailedCtx(ctx context.Context, op, key string, err error) {
+// (permissions, wrong type) is logged at most once a minute. ctx is the
+// operation's (its L2Error event).
+func (c *Cache) l2Failed(ctx context.Context, op, key string, err error) {
 	c.stats.l2Errors.Add(1)
 	kind := redisstore.Classify(err)
 	if c.ev != nil {
@@ -212,7 +208,7 @@ func (c *Cache) l2FailedCtx(ctx context.Context, op, key string, err error) {
 		case redisstore.KindConfig:
 			class = L2ErrorConfig
 		}
-		c.emitL2ErrorCtx(ctx, op, key, class, err)
+		c.emitL2Error(ctx, op, key, class, err)
 	}
 	switch kind {
 	case redisstore.KindTransient:

@@ -96,7 +96,7 @@ func (c *Cache) replay() {
 			var err error
 			written := true
 			if !p.l2Done && c.l2 != nil {
-				ctx, cancel := c.ioContextFrom(rctx, &c.entry)
+				ctx, cancel := c.ioContext(rctx, &c.entry)
 				written, err = c.apply(ctx, p)
 				cancel()
 				if err != nil && transient(err) {
@@ -106,7 +106,7 @@ func (c *Cache) replay() {
 					break
 				}
 				if err != nil {
-					c.l2FailedCtx(rctx, "recover", p.key, err)
+					c.l2Failed(rctx, "recover", p.key, err)
 				}
 			}
 			if err == nil && !written {

@@ -189,7 +189,7 @@ func (c *Cache) hit(ctx context.Context, key string, t Tier) {
 		c.stats.l2Hits.Add(1)
 	}
 	if c.ev != nil {
-		c.emitHitCtx(ctx, key, t)
+		c.emitHit(ctx, key, t)
 	}
 }
 
@@ -201,6 +201,6 @@ func (c *Cache) miss(ctx context.Context, key string, t Tier) {
 		c.stats.l2Misses.Add(1)
 	}
 	if c.ev != nil {
-		c.emitMissCtx(ctx, key, t)
+		c.emitMiss(ctx, key, t)
 	}
 }

@@ -54,7 +54,7 @@ func tree(spans []sdktrace.ReadOnlySpan) []string {
 		var kv []string
 		for _, a := range s.Attributes() {
 			if a.Key != hybrid.AttrCacheName {
-				kv = append(kv, string(a.Key)+"="+a.Value.Emit())
+				kv = append(kv, string(a.Key)+"="+a.Value.String())
 			}
 		}
 		slices.Sort(kv)
