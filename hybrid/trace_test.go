@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
@@ -180,4 +182,26 @@ func TestTracerKeys(t *testing.T) {
 		hybrid.Set(context.Background(), c, "secret", 1)
 		wantSpans(t, fmt.Sprintf("TraceKeys=%v RedactKeys=%v", tc.traceKeys, tc.redact), tt.take(t), tc.want)
 	}
+}
+
+// TestTracerRecoveryLinked: the replay of a queued change is a span of its
+// own, linked to the operation that made the change.
+func TestTracerRecoveryLinked(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l2 := &flakyL2{}
+		var tt testTracer
+		c := newCache(t, hybrid.Options{Tracer: &tt, L2: l2, Logger: quietLogger(), L2CircuitBreakerDuration: 10 * time.Second})
+		defer c.Close()
+		l2.down.Store(true)
+		hybrid.Set(context.Background(), c, "k", "v")
+		wantSpans(t, "Set with L2 down", tt.take(t),
+			"- > set to cache {}",
+			"set to cache > set to cache level {strata.operation.change=set strata.operation.level=l2} err",
+		)
+		l2.down.Store(false)
+		time.Sleep(2 * time.Second) // the breaker's next probe
+		synctest.Wait()
+		wantSpans(t, "replay", tt.take(t), "link:set to cache > process auto-recovery item {strata.operation.change=set}")
+	})
 }
