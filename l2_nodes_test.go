@@ -365,3 +365,24 @@ func TestNotFoundSharedThroughL2(t *testing.T) {
 		t.Fatalf("node 2: err = %v, want the not found from Redis", err)
 	}
 }
+
+// TestAutoCloneFromL2: an entry read from Redis into a cache with
+// AutoClone gives each reader its own copy too.
+func TestAutoCloneFromL2(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	entry := hybrid.EntryOptions{Duration: time.Hour, AutoClone: true}
+	n1 := engineNode(t, srv.FastClient(t, ""), entry)
+	n2 := engineNode(t, srv.FastClient(t, ""), entry)
+	if err := hybrid.Set(ctx, n1, "k", map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	a, ok := mustGet[map[string]int](t, n2, "k")
+	if !ok {
+		t.Fatal("miss")
+	}
+	a["a"] = 99
+	if b, _ := mustGet[map[string]int](t, n2, "k"); b["a"] != 1 {
+		t.Fatalf("a reader's change reached the next reader on node 2: %v", b)
+	}
+}

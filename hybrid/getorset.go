@@ -231,6 +231,9 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 		return err
 	}
 	e := newEntry(key, v, stamp(), nowNano(), o, meta{})
+	if err := makeAutoClone(e, v, o, c.ser); err != nil {
+		return err
+	}
 	var enc []byte
 	if c.l2 != nil && !o.SkipL2Write {
 		if enc, err = c.encode(e); err != nil {
@@ -434,6 +437,9 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 		v = fc.stale
 	}
 	e := newEntry(key, v, start, now, &eo, fc.meta())
+	if err := makeAutoClone(e, v, &eo, c.ser); err != nil {
+		return nil, err
+	}
 	var enc []byte
 	if c.l2 != nil && !eo.SkipL2Write {
 		var err error
@@ -481,6 +487,9 @@ func mismatch[T any](key string, got any) error {
 		return fmt.Errorf("%w: key %q", ErrNotFound, key)
 	}
 	held := strings.TrimPrefix(fmt.Sprintf("%T", got), "*")
+	if ac, ok := got.(*autoClone); ok {
+		held = ac.typ
+	}
 	return fmt.Errorf("%w: key %q holds %s, read as %T", ErrTypeMismatch, key, held, *new(T))
 }
 

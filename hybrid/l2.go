@@ -67,7 +67,9 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 		Timestamp: e.ts, FreshUntil: e.l2Fresh, LastModified: e.lastMod,
 		Type: e.typ, ETag: e.etag, Tags: e.tags, NotFound: e.value == notFoundValue,
 	}
-	if !env.NotFound {
+	if ac, ok := e.value.(*autoClone); ok {
+		env.Value = ac.raw // serialized once, when stored
+	} else if !env.NotFound {
 		val, err := c.ser.Marshal(e.value)
 		if err != nil {
 			return nil, fmt.Errorf("hybrid: serialize %q: %w", e.key, err)
@@ -116,6 +118,9 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		return nil
 	}
 	e := allocEntry(v)
+	if o.AutoClone {
+		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type} // env.Value is ours (DecodeShared)
+	}
 	e.key, e.typ, e.ts, e.vts, e.verified = key, env.Type, env.Timestamp, env.Timestamp, now
 	if env.Created != 0 {
 		e.vts = env.Created // an expired copy: invalidations compare with its creation

@@ -86,6 +86,14 @@ type EntryOptions struct {
 	Tags []string
 	// AllowStaleOnRead lets TryGet return a stale (fail-safe) entry.
 	AllowStaleOnRead bool
+	// AutoClone gives every reader its own copy of the value: the value is
+	// serialized once when it is stored (with the cache's serializer) and
+	// decoded for each read, so that a reader that changes what it got (a
+	// slice, a map, a struct behind a pointer) cannot corrupt the copy of
+	// another (FusionCache's EnableAutoClone). It costs a decode per read;
+	// entries without it pay nothing. WARNING: without it, every reader of
+	// a key shares one value: treat it as read-only.
+	AutoClone bool
 	// NotFoundDuration is how long a "not found" answered by a factory
 	// (FactoryContext.NotFound) is cached, in memory and in the distributed
 	// tier, so that a missing record does not reach the source on every
