@@ -80,6 +80,12 @@ type CacheSettings struct {
 	// Set returns hybrid.ErrValueTooLarge above it. Zero means
 	// hybrid.DefaultMaxValueSize (16 MiB). It is the only value-size limit.
 	MaxValueSize int
+	// Compressor compresses large values in Redis (hybrid.Options.Compressor);
+	// nil means none. Every process of a cache must use the same one.
+	Compressor serializer.Compressor
+	// CompressMinSize is the smallest serialized value compressed. Zero
+	// means hybrid.DefaultCompressMinSize (1 KiB).
+	CompressMinSize int
 	// L2CircuitBreakerDuration is how long Redis is skipped after a
 	// transient error (one probe a second still goes through). Zero means
 	// hybrid.DefaultL2CircuitBreakerDuration (30s).
@@ -113,6 +119,8 @@ func (s *CacheSettings) options(name string) hybrid.Options {
 		MaxKeyLength:                     s.MaxKeyLength,
 		KeyPrefix:                        keyPrefix,
 		Serializer:                       s.Serializer,
+		Compressor:                       s.Compressor,
+		CompressMinSize:                  s.CompressMinSize,
 		MaxValueSize:                     s.MaxValueSize,
 		L2CircuitBreakerDuration:         s.L2CircuitBreakerDuration,
 		DisableL2CircuitBreaker:          s.DisableL2CircuitBreaker,

@@ -33,6 +33,8 @@ type Cache struct {
 	l2              L2
 	prefix          string
 	ser             serializer.Serializer
+	comp            serializer.Compressor // nil: none
+	compMin         int
 	maxValue        int
 	breaker         breaker
 	recovery        recovery
@@ -80,6 +82,8 @@ func New(o Options) (*Cache, error) {
 		l2:         o.L2,
 		prefix:     o.KeyPrefix,
 		ser:        o.Serializer,
+		comp:       o.Compressor,
+		compMin:    o.CompressMinSize,
 		maxValue:   o.MaxValueSize,
 	}
 	c.bp, c.id = o.Backplane, o.InstanceID
