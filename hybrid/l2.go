@@ -164,7 +164,7 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 // (permissions, wrong type) is logged at most once a minute.
 func (c *Cache) l2Failed(op, key string, err error) {
 	c.stats.l2Errors.Add(1)
-	kind := redisstore.Classify(err)
+	kind := classifyL2(err)
 	if c.ev != nil {
 		class := L2ErrorOther
 		switch kind {
@@ -193,7 +193,7 @@ func (c *Cache) l2Failed(op, key string, err error) {
 
 // transient reports whether err is worth a retry when the tier is back.
 func transient(err error) bool {
-	return redisstore.Classify(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
+	return classifyL2(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
 }
 
 // breakerProbeInterval is how often an open breaker lets one call through
@@ -301,7 +301,8 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 	}
 	ctx, cancel := c.ioContext(o)
 	defer cancel()
-	if err := c.apply(ctx, p); err != nil {
+	announced, err := c.applyFeed(ctx, p)
+	if err != nil {
 		c.l2Failed(p.op.String(), p.key, err)
 		if transient(err) {
 			c.enqueue(p)
@@ -309,7 +310,7 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 		return
 	}
 	c.breaker.succeeded()
-	if !p.skipBP {
+	if !p.skipBP && !announced {
 		c.publish(p)
 	}
 }

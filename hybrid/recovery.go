@@ -117,9 +117,10 @@ func (c *Cache) replay() {
 				return
 			}
 			var err error
+			announced := false
 			if !p.l2Done && c.l2 != nil {
 				ctx, cancel := c.ioContext(&c.entry)
-				err = c.apply(ctx, p)
+				announced, err = c.applyFeed(ctx, p)
 				cancel()
 				if err != nil && transient(err) {
 					c.breaker.trip()
@@ -130,7 +131,7 @@ func (c *Cache) replay() {
 					c.l2Failed("recover", p.key, err)
 				}
 			}
-			if err == nil && !p.skipBP && c.bp != nil {
+			if err == nil && !p.skipBP && !announced && c.bp != nil {
 				if perr := c.publishNow(p); perr != nil {
 					r.mu.Lock()
 					if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {
