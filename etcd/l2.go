@@ -180,7 +180,7 @@ func (s *L2) Set(ctx context.Context, key string, val []byte, ttl time.Duration)
 		}
 		written, err = s.set(ctx, c, key, val, ts, lease, feedOp)
 		if err == nil {
-			if feedOp != nil {
+			if feedOp != nil && written {
 				ch.MarkAnnounced()
 			}
 			return written, nil
@@ -198,8 +198,9 @@ func (s *L2) set(ctx context.Context, c *clientv3.Client, key string, val []byte
 	puts := []clientv3.Op{clientv3.OpPut(key, string(val), clientv3.WithLease(lease))}
 	kept := []clientv3.Op{clientv3.OpGet(key)}
 	if feedOp != nil {
+		// Only a write is announced: a change that loses to a newer one
+		// is not (the engine does not publish it either).
 		puts = append(puts, *feedOp)
-		kept = append(kept, *feedOp)
 	}
 	// newestWins writes unless the stored header is newer; it returns the
 	// stored value when it did not write.

@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/redisstore"
 )
 
 // newInstanceID returns a random id that tells this cache instance's
@@ -18,16 +20,37 @@ func newInstanceID() string {
 }
 
 // publish announces a change that reached the distributed tier (or the
-// memory tier, without one). A failed publish is queued for auto-recovery.
+// memory tier, without one). A publish that failed for a transient reason
+// is queued for auto-recovery; one refused by configuration (NOPERM: the
+// Redis user may not publish on the channel) is logged at Error, at most
+// once a minute, and counted, but not queued: retrying cannot fix it, and
+// it must not stop a healthy distributed tier.
 func (c *Cache) publish(p pending) {
 	if c.bp == nil {
 		return
 	}
 	if err := c.publishNow(p); err != nil {
+		if c.configError("publish", p.key, err) {
+			return
+		}
 		c.log.Warn("backplane publish failed", c.keyAttr(p.key), slog.Any("err", err))
 		p.l2Done = true
 		c.enqueue(p)
 	}
+}
+
+// configError reports whether err is a configuration error (see
+// redisstore.KindConfig), and if so logs it at Error at most once a minute
+// and counts it.
+func (c *Cache) configError(op, key string, err error) bool {
+	if classifyL2(err) != redisstore.KindConfig {
+		return false
+	}
+	c.stats.configErrors.Add(1)
+	if c.configErrLog.allow() {
+		c.log.Error("configuration error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
+	}
+	return true
 }
 
 // publishNow sends the message of p once.
@@ -78,7 +101,7 @@ type bpHandler struct{ c *Cache }
 // tombstone keeps that read from storing what it fetched before the change.
 func (h bpHandler) HandleMessage(m backplane.Message) {
 	c := h.c
-	if m.Source == c.id || m.Cache != c.name || c.closed.Load() {
+	if m.Source == c.id || m.Cache != c.name || m.Key == pingKey || c.closed.Load() {
 		return
 	}
 	defer c.received(m) // counted once applied
@@ -90,7 +113,7 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	// checks has already stored its entry, and one that starts after the
 	// first reads the distributed tier after the change (it is published
 	// once the distributed tier has it).
-	reading := c.flights.has(m.Key) || c.readers.has(m.Key)
+	reading := c.readers.has(m.Key)
 	e := c.l1.get(m.Key)
 	switch {
 	case e == nil:
@@ -131,20 +154,63 @@ func (h bpHandler) HandleGap() {
 	}
 }
 
-// subscribe starts receiving. A subscription not yet confirmed (Redis down)
-// is not an error: the backplane keeps trying and reports a gap when it
+// asyncSubscriber is a backplane whose subscription needs the network
+// (backplane.Redis): StartSubscribe returns at once, and ready is closed
+// once the subscription is confirmed.
+type asyncSubscriber interface {
+	StartSubscribe(h backplane.Handler) (ready <-chan struct{}, err error)
+}
+
+// subscribe starts receiving. It never waits for the network unless wait
+// is positive: with a backplane over Redis (asyncSubscriber) the
+// subscription completes in the background while the cache serves from
+// memory (Redis may be down at start-up). With wait > 0 it waits up to that
+// long for the confirmation, then goes on regardless.
+//
+// Messages sent before the confirmation are not received, so when it comes
+// after New returned, every entry written before it is verified against
+// the distributed tier before it is served again (as after a gap, without
+// the gap's warning and event: nothing was received yet to have a gap in).
+//
+// A backplane without StartSubscribe (the memory hub, a user's own) is
+// subscribed synchronously, as its Subscribe says; a Subscribe timeout is
+// not an error: the backplane keeps trying and reports a gap when it
 // succeeds.
-func (c *Cache) subscribe() error {
+func (c *Cache) subscribe(wait time.Duration) error {
 	if c.bp == nil {
 		return nil
 	}
-	err := c.bp.Subscribe(bpHandler{c})
-	if err != nil && errors.Is(err, backplane.ErrSubscribeTimeout) {
-		c.log.Warn("backplane subscription not confirmed yet", slog.Any("err", err))
-		c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, stamp()) })
-		return nil
+	as, ok := c.bp.(asyncSubscriber)
+	if !ok {
+		err := c.bp.Subscribe(bpHandler{c})
+		if err != nil && errors.Is(err, backplane.ErrSubscribeTimeout) {
+			c.log.Warn("backplane subscription not confirmed yet", slog.Any("err", err))
+			c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, stamp()) })
+			return nil
+		}
+		return err
 	}
-	return err
+	ready, err := as.StartSubscribe(bpHandler{c})
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ready:
+			return nil // nothing stored yet: nothing to verify
+		case <-t.C:
+		}
+	}
+	c.wg.Go(func() { // ends on Close at the latest
+		select {
+		case <-ready:
+			c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, stamp()) })
+		case <-c.ctx.Done():
+		}
+	})
+	return nil
 }
 
 var _ backplane.Handler = bpHandler{}

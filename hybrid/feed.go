@@ -55,24 +55,25 @@ func ChangeFromContext(ctx context.Context) (ch *Change, ok bool) {
 // applyFeed is apply, with the change's message in the context when the
 // distributed tier announces its writes. announced reports whether the
 // store wrote the message, so the cache must not publish it.
-func (c *Cache) applyFeed(ctx context.Context, p pending) (announced bool, err error) {
+func (c *Cache) applyFeed(ctx context.Context, p pending) (written, announced bool, err error) {
 	if !c.l2Feeds || p.skipBP {
-		return false, c.apply(ctx, p)
+		written, err = c.apply(ctx, p)
+		return written, false, err
 	}
 	kind := p.bpKind
 	if kind == 0 {
 		kind = p.op.kind()
 	}
 	ch := &Change{Message: backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}}
-	err = c.apply(context.WithValue(ctx, changeKey{}, ch), p)
-	if err == nil && ch.announced.Load() {
+	written, err = c.apply(context.WithValue(ctx, changeKey{}, ch), p)
+	if err == nil && written && ch.announced.Load() {
 		c.stats.bpPublished.Add(1)
 		if c.ev != nil {
 			c.emitBackplaneMessage(p.key, DirectionSent, kind, nil)
 		}
-		return true, nil
+		return true, true, nil
 	}
-	return false, err
+	return written, false, err
 }
 
 // feeds reports whether l2 announces its writes on bp.

@@ -117,10 +117,10 @@ func (c *Cache) replay() {
 				return
 			}
 			var err error
-			announced := false
+			written, announced := true, false
 			if !p.l2Done && c.l2 != nil {
 				ctx, cancel := c.ioContext(&c.entry)
-				announced, err = c.applyFeed(ctx, p)
+				written, announced, err = c.applyFeed(ctx, p)
 				cancel()
 				if err != nil && transient(err) {
 					c.breaker.trip()
@@ -131,8 +131,11 @@ func (c *Cache) replay() {
 					c.l2Failed("recover", p.key, err)
 				}
 			}
-			if err == nil && !p.skipBP && !announced && c.bp != nil {
-				if perr := c.publishNow(p); perr != nil {
+			if err == nil && !written {
+				c.lostToNewer(p) // a newer change reached the tier meanwhile: nothing to announce
+			}
+			if err == nil && written && !p.skipBP && !announced && c.bp != nil {
+				if perr := c.publishNow(p); perr != nil && !c.configError("publish", p.key, perr) {
 					r.mu.Lock()
 					if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {
 						cur.l2Done = true
