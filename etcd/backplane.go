@@ -65,7 +65,7 @@ type Backplane struct {
 	wg         sync.WaitGroup
 
 	last       atomic.Int64 // revision of the last record applied (or of the start)
-	firstState atomic.Int32 // 0 pending, 1 started in time, 2 Subscribe gave up
+	firstState atomic.Int32 // 0 pending, 1 started in time, 2 Subscribe gave up, 3 StartSubscribe
 
 	published, received, corrupt, gaps, rewatches atomic.Uint64
 }
@@ -124,6 +124,9 @@ func (b *Backplane) Publish(ctx context.Context, m backplane.Message) error {
 		return fmt.Errorf("%w: unknown kind %d", backplane.ErrInvalidMessage, m.Kind)
 	}
 	c, err := b.src.get(ctx)
+	if err == nil && unreachable(ctx, c) {
+		err = errUnreachable
+	}
 	if err != nil {
 		return wrap("publish", b.feedKey, err)
 	}
@@ -147,38 +150,56 @@ func (b *Backplane) Publish(ctx context.Context, m backplane.Message) error {
 //
 // WARNING: h must not call Close; Close waits for the goroutine that calls h.
 func (b *Backplane) Subscribe(h backplane.Handler) error {
-	if h == nil {
-		return errors.New("etcd: nil handler")
+	ready, err := b.start(h, false)
+	if err != nil {
+		return err
 	}
-	b.mu.Lock()
-	if b.closed.Load() {
-		b.mu.Unlock()
-		return backplane.ErrClosed
-	}
-	if b.subscribed {
-		b.mu.Unlock()
-		return backplane.ErrSubscribed
-	}
-	b.subscribed = true
-	ctx, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
-	ready := make(chan struct{})
-	b.wg.Go(func() { b.run(ctx, h, ready) })
-	b.mu.Unlock()
-
 	t := time.NewTimer(b.subscribeTimeout)
 	defer t.Stop()
 	select {
 	case <-ready:
 		return nil
-	case <-ctx.Done():
-		return backplane.ErrClosed
 	case <-t.C:
 		if b.firstState.CompareAndSwap(0, 2) {
 			return fmt.Errorf("etcd: subscribe %q: %w after %s", b.feedKey, backplane.ErrSubscribeTimeout, b.subscribeTimeout)
 		}
 		return nil
 	}
+}
+
+// StartSubscribe is Subscribe without the wait: it starts delivery to h and
+// returns at once, without a round trip. ready is closed once etcd has told
+// the revision delivery starts from; records put before that are not
+// delivered, and that late start is not reported as a gap (the cache
+// engine, which calls StartSubscribe so that creating a cache never waits
+// for etcd, verifies what it stored meanwhile). Later gaps are reported as
+// with Subscribe. It returns backplane.ErrSubscribed on a second call (of
+// either method) and backplane.ErrClosed after Close.
+func (b *Backplane) StartSubscribe(h backplane.Handler) (ready <-chan struct{}, err error) {
+	return b.start(h, true)
+}
+
+func (b *Backplane) start(h backplane.Handler, async bool) (chan struct{}, error) {
+	if h == nil {
+		return nil, errors.New("etcd: nil handler")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return nil, backplane.ErrClosed
+	}
+	if b.subscribed {
+		return nil, backplane.ErrSubscribed
+	}
+	b.subscribed = true
+	if async {
+		b.firstState.Store(3)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	ready := make(chan struct{})
+	b.wg.Go(func() { b.run(ctx, h, ready) })
+	return ready, nil
 }
 
 // sleep waits d or until ctx is done; it reports whether ctx is still live.
@@ -211,9 +232,11 @@ func (b *Backplane) run(ctx context.Context, h backplane.Handler, ready chan str
 		}
 		delay = min(2*delay, maxRetryDelay)
 	}
-	if b.firstState.CompareAndSwap(0, 1) {
+	switch {
+	case b.firstState.CompareAndSwap(0, 1), b.firstState.Load() == 3:
 		close(ready)
-	} else {
+	default: // Subscribe gave up waiting: what was put meanwhile is lost
+		close(ready)
 		b.gap(h, "backplane subscribed late")
 	}
 	delay = 50 * time.Millisecond

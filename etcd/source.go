@@ -2,7 +2,6 @@ package etcd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -15,6 +14,10 @@ import (
 // errNotConnected is returned while a client that authenticates with a user
 // and password is still being created (etcd unreachable at start-up).
 var errNotConnected = fmt.Errorf("%w: etcd client not connected yet", hybrid.ErrL2Unavailable)
+
+// connectGrace is how long an operation waits for a connection that is
+// being established before it fails as unavailable.
+const connectGrace = 250 * time.Millisecond
 
 // source hands out the etcd client. A client given by the caller is there
 // at once. A client this package creates with a user and password needs a
@@ -53,7 +56,13 @@ func dialSource(cfg clientv3.Config) (*source, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = defaultDialTimeout
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg.Context = ctx // cancelled by close: clientv3.New stops waiting
 	s.wg.Go(func() { s.dial(cfg) })
+	s.wg.Go(func() { // the client lives in ctx: cancel it only on close
+		<-s.done
+		cancel()
+	})
 	return s, nil
 }
 
@@ -85,30 +94,48 @@ func (s *source) dial(cfg clientv3.Config) {
 	}
 }
 
-// get returns the client, waiting for it within ctx.
+// get returns the client. While it is being created, get fails at once
+// with the last creation error, if any, and otherwise waits for it at most
+// connectGrace within ctx (the first authentication takes a round trip):
+// the caller's circuit breaker, not its deadline, absorbs an etcd that is
+// down at start-up.
 func (s *source) get(ctx context.Context) (*clientv3.Client, error) {
 	select {
 	case <-s.ready:
 		return s.client, nil
 	default:
 	}
+	if err := s.lastErr(); err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(connectGrace)
+	defer t.Stop()
 	select {
 	case <-s.ready:
 		return s.client, nil
 	case <-s.done:
 		return nil, fmt.Errorf("%w: etcd: closed", hybrid.ErrL2Config)
+	case <-t.C:
 	case <-ctx.Done():
-		s.mu.Lock()
-		err := s.err
-		s.mu.Unlock()
-		if err != nil && Classify(err) == KindConfig {
-			return nil, fmt.Errorf("%w: etcd: connect: %w", hybrid.ErrL2Config, err)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errNotConnected, err)
-		}
-		return nil, errors.Join(errNotConnected, ctx.Err())
 	}
+	if err := s.lastErr(); err != nil {
+		return nil, err
+	}
+	return nil, errNotConnected
+}
+
+// lastErr returns the last creation error, classified for the cache.
+func (s *source) lastErr() error {
+	s.mu.Lock()
+	err := s.err
+	s.mu.Unlock()
+	switch {
+	case err == nil:
+		return nil
+	case Classify(err) == KindConfig:
+		return fmt.Errorf("%w: etcd: connect: %w", hybrid.ErrL2Config, err)
+	}
+	return fmt.Errorf("%w: %w", errNotConnected, err)
 }
 
 // close stops the background creation and closes the client if owned.
