@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/strata-cache/strata/internal/envelope"
 )
 
@@ -40,3 +42,6 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// myEtcdClient stands for the application's own client in examples.
+func myEtcdClient() *clientv3.Client { return nil }
