@@ -239,7 +239,7 @@ func (h *countingHandler) HandleMessage(m backplane.Message) {
 	h.mu.Unlock()
 }
 func (h *countingHandler) HandleGap() { h.mu.Lock(); h.gaps++; h.mu.Unlock() }
-func (h *countingHandler) count() int  { h.mu.Lock(); defer h.mu.Unlock(); return len(h.keys) }
+func (h *countingHandler) count() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.keys) }
 
 // BenchmarkLostAfterDisconnect: a watcher is cut off (its connections
 // reset, new ones held) while another node writes 1,000 changes; then it is

@@ -27,7 +27,7 @@ const (
 	requestOverhead = 512
 	// maxSetAttempts bounds the compare-and-swap loop of Set when a corrupt
 	// value keeps changing under it.
-	maxSetAttempts = 8
+	maxSetAttempts     = 8
 	defaultDialTimeout = 5 * time.Second
 )
 

@@ -20,7 +20,7 @@ const (
 	maxBucket    = time.Hour
 	bucketShare  = 16
 	leaseMargin  = time.Second
-	sweepEvery   = 64 // grants between two sweeps of expired leases
+	sweepEvery   = 64                   // grants between two sweeps of expired leases
 	maxLeaseTTLs = int64(9_000_000_000) // etcd's maximum lease TTL, seconds
 )
 

@@ -251,4 +251,3 @@ func unreachable(ctx context.Context, c *clientv3.Client) bool {
 }
 
 var errUnreachable = fmt.Errorf("%w: etcd unreachable (connection in transient failure)", hybrid.ErrL2Unavailable)
-
