@@ -226,7 +226,13 @@ func (b *Backplane) run(ctx context.Context, h backplane.Handler, ready chan str
 		if ctx.Err() != nil {
 			return
 		}
-		b.log.Warn("etcd backplane: cannot read the feed's revision yet", "feed", b.feedKey, "err", err)
+		lvl := slog.LevelWarn
+		if Classify(err) == KindConfig {
+			lvl = slog.LevelError // a wrong password or a missing permission: needs a person
+		}
+		if delay == maxRetryDelay || lvl == slog.LevelError || delay == 50*time.Millisecond {
+			b.log.Log(ctx, lvl, "etcd backplane: cannot read the feed's revision yet", "feed", b.feedKey, "err", err)
+		}
 		if !sleep(ctx, delay) {
 			return
 		}
