@@ -1,7 +1,3 @@
-// Package strata is a provider of named, isolated hybrid caches: each cache
-// has a memory tier, an optional Redis tier (shared with the other caches or
-// on its own client) and a backplane that keeps the memory tiers of many
-// processes coherent. See package hybrid for the cache itself.
 package strata
 
 import (
@@ -70,7 +66,7 @@ func NewProvider(s Settings) (*Provider, error) {
 		p.defaults = ProductionDefaults()
 	}
 	if err := p.defaults.validate(); err != nil {
-		return nil, fmt.Errorf("strata: Defaults: %w", err)
+		return nil, fmt.Errorf("%w (in Defaults)", err)
 	}
 	if s.Redis != nil {
 		if err := s.Redis.validate(); err != nil {
@@ -108,7 +104,7 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 		}
 	}
 	if err := cs.validate(); err != nil {
-		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+		return nil, fmt.Errorf("%w (cache %q)", err, name)
 	}
 	opts := cs.options(name)
 	opts.Logger, opts.RedactKeys, opts.Events = p.logger, p.redactKeys, p.events
@@ -130,7 +126,7 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	if cs.Redis != nil {
 		c, owned, err := cs.Redis.newClient()
 		if err != nil {
-			return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+			return nil, fmt.Errorf("%w (cache %q)", err, name)
 		}
 		client = c
 		if owned {
@@ -139,12 +135,12 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	}
 	if err := p.wire(&opts, &cs, client); err != nil {
 		closeClient(own)
-		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+		return nil, fmt.Errorf("%w (cache %q)", err, name)
 	}
 	c, err := hybrid.New(opts)
 	if err != nil {
 		closeClient(own)
-		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+		return nil, err // it names the cache
 	}
 	if own != nil {
 		p.owned = append(p.owned, own)

@@ -107,7 +107,7 @@ func (p *Provider) wireTier(o *hybrid.Options, cs *CacheSettings, tier Tier) err
 		Logger: p.logger.With("cache", o.Name),
 	})
 	if err != nil {
-		return fmt.Errorf("tier: %w", err)
+		return fmt.Errorf("strata: tier: %w", err)
 	}
 	if tc.L2 != nil && !cs.DisableL2 {
 		o.L2 = tc.L2
@@ -149,7 +149,7 @@ func (p *Provider) registerOnTier(name string, opts hybrid.Options, cs *CacheSet
 	if cs.Tier != nil {
 		t, owned, err := cs.Tier.build()
 		if err != nil {
-			return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+			return nil, fmt.Errorf("%w (cache %q)", err, name)
 		}
 		tier = t
 		if owned {
@@ -160,17 +160,17 @@ func (p *Provider) registerOnTier(name string, opts hybrid.Options, cs *CacheSet
 		if own != nil {
 			own.Close()
 		}
-		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+		return nil, err
 	}
 	if err := p.wireTier(&opts, cs, tier); err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("%w (cache %q)", err, name))
 	}
 	c, err := hybrid.New(opts)
 	if err != nil {
 		if opts.Backplane != nil {
 			opts.Backplane.Close()
 		}
-		return fail(err)
+		return fail(err) // it names the cache
 	}
 	if own != nil {
 		p.ownedTiers = append(p.ownedTiers, own)
