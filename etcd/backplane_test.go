@@ -103,7 +103,7 @@ func TestBackplaneThreeNodes(t *testing.T) {
 	if p := a.bp.Stats().Published; p != 0 {
 		t.Errorf("the backplane published %d messages itself; the L2 writes announce them", p)
 	}
-	if err := a.c.RemoveByTagWith(c, false, "t"); err != nil {
+	if err := a.c.RemoveByTagWith(c, hybrid.DeleteTagged, "t"); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range others {
