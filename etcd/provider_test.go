@@ -139,7 +139,11 @@ func TestProviderAuth(t *testing.T) {
 	}
 	hybrid.Set(cx, c, "k", "v")
 	p2 := newProvider(t, strata.Settings{Tier: etcd.Settings(good)})
-	if v := fromL2(t, register(t, p2, "users", inPrefix), "k"); v != "v" {
+	users2 := register(t, p2, "users", inPrefix)
+	// The client authenticates in the background; Ping (as at start-up)
+	// until it is there, before the first read.
+	waitFor(t, 10*time.Second, "the second provider to authenticate", func() bool { return users2.Ping(cx) == nil })
+	if v := fromL2(t, users2, "k"); v != "v" {
 		t.Fatalf("second provider read %q; want v", v)
 	}
 
