@@ -83,7 +83,7 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 // decodeL2 turns what the distributed tier holds into an entry of type T.
 // A corrupt payload or one of another type is a miss, logged and counted.
 func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64) *entry {
-	env, err := envelope.Decode(b)
+	env, err := envelope.DecodeShared(b) // b is the GET's reply: ours alone
 	if err != nil {
 		c.stats.l2Corrupt.Add(1)
 		c.log.Warn("l2 entry unreadable", c.keyAttr(key), slog.Any("err", err))

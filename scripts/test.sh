@@ -24,6 +24,7 @@ needs=(
 	redis-server:redis-server
 	redis-cli:redis-tools
 	etcd:etcd-server
+	curl:curl # cmd/strata-server: the dache interface driven by a client that is not Go
 )
 
 install_packages() {
