@@ -19,6 +19,11 @@ var errNotConnected = fmt.Errorf("%w: etcd client not connected yet", hybrid.Err
 // being established before it fails as unavailable.
 const connectGrace = 250 * time.Millisecond
 
+// startGrace is how long after the tier's creation operations wait for the
+// first authentication (within their own context); later they fail at once
+// while the client is still missing.
+const startGrace = time.Second
+
 // source hands out the etcd client. A client given by the caller is there
 // at once. A client this package creates with a user and password needs a
 // round trip (clientv3.New authenticates before returning), so it is created
@@ -33,6 +38,7 @@ type source struct {
 	wg     sync.WaitGroup
 	owned  bool
 	closed bool
+	start  time.Time // when the background creation began
 }
 
 // fixedSource is a source on an existing client.
@@ -52,7 +58,7 @@ func dialSource(cfg clientv3.Config) (*source, error) {
 		}
 		return fixedSource(c, true), nil
 	}
-	s := &source{ready: make(chan struct{}), done: make(chan struct{}), owned: true}
+	s := &source{ready: make(chan struct{}), done: make(chan struct{}), owned: true, start: time.Now()}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = defaultDialTimeout
 	}
@@ -95,10 +101,11 @@ func (s *source) dial(cfg clientv3.Config) {
 }
 
 // get returns the client. While it is being created, get fails at once
-// with the last creation error, if any, and otherwise waits for it at most
-// connectGrace within ctx (the first authentication takes a round trip):
-// the caller's circuit breaker, not its deadline, absorbs an etcd that is
-// down at start-up.
+// with the last creation error, if any; otherwise it waits for it, within
+// ctx, until startGrace after the tier was created (the first
+// authentication takes a round trip), and fails at once after that: the
+// caller's circuit breaker, not its deadline, absorbs an etcd that is down
+// at start-up.
 func (s *source) get(ctx context.Context) (*clientv3.Client, error) {
 	select {
 	case <-s.ready:
@@ -108,7 +115,11 @@ func (s *source) get(ctx context.Context) (*clientv3.Client, error) {
 	if err := s.lastErr(); err != nil {
 		return nil, err
 	}
-	t := time.NewTimer(connectGrace)
+	wait := time.Until(s.start.Add(startGrace))
+	if wait <= 0 {
+		return nil, errNotConnected
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-s.ready:
