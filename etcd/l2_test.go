@@ -179,19 +179,25 @@ func TestL2LeaseBuckets(t *testing.T) {
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
+	elapsed := time.Since(start)
 	resp, err := cli.Leases(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 10 s keys span at most 3 one-second buckets, 60 s keys at most 2
-	// four-second buckets, 1 h keys at most 2 buckets.
-	if got := len(resp.Leases); got > 7 || got < 3 {
-		t.Fatalf("%d keys with 3 lifetimes hold %d leases; want 3..7 (one per bucket)", n, got)
+	// Buckets are 1 s wide for 10 s keys, 4 s for 1 min keys and 4 min for
+	// 1 h keys: the deadlines written during elapsed fall in at most
+	// elapsed/width + 2 buckets of each width.
+	most := 0
+	for _, w := range []time.Duration{time.Second, 4 * time.Second, 4 * time.Minute} {
+		most += int(elapsed/w) + 2
+	}
+	if got := len(resp.Leases); got > most || got < 3 {
+		t.Fatalf("%d keys with 3 lifetimes written over %s hold %d leases; want 3..%d (one per bucket)", n, elapsed, got, most)
 	}
 	if s.Leases() != len(resp.Leases) {
 		t.Errorf("the store counts %d leases, etcd has %d", s.Leases(), len(resp.Leases))
 	}
-	t.Logf("%d keys, %d leases", n, len(resp.Leases))
+	t.Logf("%d keys over %s, %d leases", n, elapsed, len(resp.Leases))
 }
 
 func TestL2ExpiresByLease(t *testing.T) {
