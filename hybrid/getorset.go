@@ -125,6 +125,9 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 			if v, ok := fallbackFor[T](c, key, o); ok {
 				return v, nil
 			}
+			if d, ok := failSafeDefault[T](o); ok {
+				return *d, nil
+			}
 			return zero, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, o.FactoryHardTimeout)
 		}
 	}
@@ -402,12 +405,15 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			c.l1.set(x, o.Size)
 			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
 			return eager.value, nil
-		case fallback:
+		case fallback && o.failSafeFor(err):
 			c.serveStale(key, stale, o, FailSafeFactoryError)
 			return stale.value, nil
 		}
 		if late {
 			c.log.Warn("background factory failed", c.keyAttr(key), slog.Any("err", err))
+		}
+		if d, ok := failSafeDefault[T](o); ok && stale == nil && o.failSafeFor(err) {
+			return d, nil
 		}
 		return nil, fmt.Errorf("hybrid: factory %q: %w", key, err)
 	}
