@@ -347,3 +347,21 @@ func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestNotFoundSharedThroughL2: a "not found" cached by one node is read
+// from Redis by another, which does not ask the source.
+func TestNotFoundSharedThroughL2(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	entry := hybrid.EntryOptions{Duration: time.Hour, NotFoundDuration: time.Minute}
+	n1 := engineNode(t, srv.FastClient(t, ""), entry)
+	n2 := engineNode(t, srv.FastClient(t, ""), entry)
+	if _, err := hybrid.GetOrSet(ctx, n1, "user:9", func(ctx context.Context, fc *hybrid.FactoryContext[string]) (string, error) {
+		return fc.NotFound()
+	}); !errors.Is(err, hybrid.ErrNotFound) {
+		t.Fatalf("node 1: %v", err)
+	}
+	if _, err := hybrid.GetOrSet(ctx, n2, "user:9", neverCalled(t)); !errors.Is(err, hybrid.ErrNotFound) {
+		t.Fatalf("node 2: err = %v, want the not found from Redis", err)
+	}
+}

@@ -63,8 +63,24 @@ func (e *entry) fresh(now int64) bool {
 }
 
 // usableStale reports whether e can serve as a fail-safe fallback at now.
+// A cached "not found" cannot.
 func (e *entry) usableStale(now int64) bool {
-	return e != nil && !e.tombstone && now < e.physUntil
+	return e != nil && !e.tombstone && now < e.physUntil && e.value != notFoundValue
+}
+
+// notFound is the value of a cached "not found" (FactoryContext.NotFound).
+type notFound struct{}
+
+// notFoundValue is the value of every "not found" entry; reading it as any
+// T gives ErrNotFound (see mismatch).
+var notFoundValue any = &notFound{}
+
+// newNotFound is the entry of a "not found" answered for key by a factory
+// that started at ts, stored at now, cached for o.NotFoundDuration.
+func newNotFound[T any](key string, ts, now int64, o *EntryOptions) *entry {
+	until := now + int64(o.NotFoundDuration)
+	return &entry{key: key, typ: typeName[T](), ts: ts, vts: ts, verified: ts,
+		freshUntil: until, l2Fresh: until, physUntil: until, tags: o.Tags, value: notFoundValue}
 }
 
 // newer reports whether e was created after o (a nil o is older than anything).

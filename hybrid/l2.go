@@ -63,13 +63,16 @@ func typeName[T any]() string { return reflect.TypeFor[T]().String() }
 
 // encode returns the envelope of e, or ErrValueTooLarge.
 func (c *Cache) encode(e *entry) ([]byte, error) {
-	val, err := c.ser.Marshal(e.value)
-	if err != nil {
-		return nil, fmt.Errorf("hybrid: serialize %q: %w", e.key, err)
-	}
 	env := envelope.Envelope{
 		Timestamp: e.ts, FreshUntil: e.l2Fresh, LastModified: e.lastMod,
-		Type: e.typ, ETag: e.etag, Tags: e.tags, Value: val,
+		Type: e.typ, ETag: e.etag, Tags: e.tags, NotFound: e.value == notFoundValue,
+	}
+	if !env.NotFound {
+		val, err := c.ser.Marshal(e.value)
+		if err != nil {
+			return nil, fmt.Errorf("hybrid: serialize %q: %w", e.key, err)
+		}
+		env.Value = val
 	}
 	if e.vts < e.ts {
 		env.Created = e.vts
@@ -92,6 +95,14 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	if env.Removed {
 		// A removal record: a miss that still wins over older copies.
 		return newTombstone(key, env.Timestamp)
+	}
+	if env.NotFound {
+		e := &entry{key: key, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp, verified: now,
+			freshUntil: env.FreshUntil, l2Fresh: env.FreshUntil, physUntil: env.FreshUntil, tags: env.Tags, value: notFoundValue}
+		if o.L1Duration > 0 {
+			e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
+		}
+		return e
 	}
 	if want := typeName[T](); env.Type != want {
 		c.stats.l2Corrupt.Add(1)

@@ -86,6 +86,11 @@ type EntryOptions struct {
 	Tags []string
 	// AllowStaleOnRead lets TryGet return a stale (fail-safe) entry.
 	AllowStaleOnRead bool
+	// NotFoundDuration is how long a "not found" answered by a factory
+	// (FactoryContext.NotFound) is cached, in memory and in the distributed
+	// tier, so that a missing record does not reach the source on every
+	// request. Zero means it is not cached.
+	NotFoundDuration time.Duration
 	// FailSafeErrorFilter, when set, decides which factory errors activate
 	// fail-safe: it is called with the factory's error, and false returns
 	// the error to the callers even if a stale value exists (a "not found"
@@ -178,6 +183,7 @@ func (o *EntryOptions) Validate() error {
 		{"FactoryHardTimeout", o.FactoryHardTimeout},
 		{"L2SoftTimeout", o.L2SoftTimeout},
 		{"L2HardTimeout", o.L2HardTimeout},
+		{"NotFoundDuration", o.NotFoundDuration},
 	}
 	for _, d := range durations {
 		if d.d < 0 {
