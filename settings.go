@@ -20,6 +20,10 @@ type Settings struct {
 	// Redis is the Redis shared by every cache (distributed tier and
 	// backplane). Nil means memory-only caches.
 	Redis *RedisSettings
+	// Tier is a distributed tier other than Redis (etcd: see module
+	// github.com/strata-cache/strata/etcd) shared by every cache, instead of
+	// Redis. Set at most one of Redis and Tier.
+	Tier *TierSettings
 	// Defaults is the template every registered cache starts from. Nil means
 	// ProductionDefaults().
 	Defaults *CacheSettings
@@ -71,6 +75,10 @@ type CacheSettings struct {
 	// Redis, when set, gives the cache its own client, distributed tier and
 	// backplane, isolated from the provider's shared Redis.
 	Redis *RedisSettings
+	// Tier, when set, puts the cache on a tier of its own other than Redis
+	// (etcd, ...), isolated from the provider's shared store. Set at most
+	// one of Redis and Tier.
+	Tier *TierSettings
 	// Serializer encodes values for Redis. Nil means serializer.Msgpack.
 	Serializer serializer.Serializer
 	// MaxKeyLength is the longest key accepted, in bytes. Zero means
@@ -198,6 +206,14 @@ func (s *CacheSettings) validate() error {
 	}
 	if s.Redis != nil {
 		if err := s.Redis.validate(); err != nil {
+			return err
+		}
+	}
+	if s.Tier != nil {
+		if s.Redis != nil {
+			return fmt.Errorf("%w: set at most one of Redis and Tier", ErrInvalidSettings)
+		}
+		if err := s.Tier.validate(); err != nil {
 			return err
 		}
 	}

@@ -42,6 +42,7 @@ type Cache struct {
 	transientErrLog rateLimit
 	stats           stats
 	bp              backplane.Backplane
+	l2Feeds         bool // l2 announces its writes on bp (FeedL2)
 	id              string
 
 	inv   atomic.Pointer[invalidations]
@@ -87,6 +88,7 @@ func New(o Options) (*Cache, error) {
 		maxValue:   o.MaxValueSize,
 	}
 	c.bp, c.id = o.Backplane, o.InstanceID
+	c.l2Feeds = feeds(o.L2, o.Backplane)
 	if c.id == "" {
 		c.id = newInstanceID()
 	}

@@ -224,7 +224,7 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 // (permissions, wrong type) is logged at most once a minute.
 func (c *Cache) l2Failed(op, key string, err error) {
 	c.stats.l2Errors.Add(1)
-	kind := redisstore.Classify(err)
+	kind := classifyL2(err)
 	if c.ev != nil {
 		class := L2ErrorOther
 		switch kind {
@@ -254,7 +254,7 @@ func (c *Cache) l2Failed(op, key string, err error) {
 
 // transient reports whether err is worth a retry when the tier is back.
 func transient(err error) bool {
-	return redisstore.Classify(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
+	return classifyL2(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
 }
 
 // l2Timeout is how long one operation may wait for the distributed tier:
