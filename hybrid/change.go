@@ -133,7 +133,7 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 	pctx := p.context()
 	sctx, span := c.startChild(pctx, SpanL2Set, p.key)
 	ctx, cancel := c.ioContext(sctx, o)
-	written, err := c.apply(ctx, p)
+	written, announced, err := c.applyFeed(ctx, p)
 	cancel()
 	if span != nil {
 		span.SetAttributes(slog.String(AttrTier, TierL2.String()), slog.String(AttrOp, p.op.String()))
@@ -151,7 +151,7 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 		c.lostToNewer(p)
 		return
 	}
-	if !p.skipBP {
+	if !p.skipBP && !announced {
 		c.publish(p)
 	}
 }

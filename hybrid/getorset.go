@@ -190,11 +190,7 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 		return v, false, err
 	}
 	if e, _ := c.hitL1(ctx, key, o); e != nil {
-		v, ok := valueOf[T](e)
-		if !ok {
-			return v, false, mismatch[T](key, e.value)
-		}
-		return v, true, nil
+		return typedValue[T](key, e)
 	}
 	return tryGetSlow[T](ctx, c, key, o)
 }
@@ -252,10 +248,14 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 	return v, false, nil
 }
 
-// typedValue returns e's value as a T, or ErrTypeMismatch.
+// typedValue returns e's value as a T for TryGet: a cached "not found" is
+// a miss, a value of another type ErrTypeMismatch.
 func typedValue[T any](key string, e *entry) (v T, ok bool, err error) {
 	v, ok = valueOf[T](e)
 	if !ok {
+		if e.value == notFoundValue {
+			return v, false, nil
+		}
 		return v, false, mismatch[T](key, e.value)
 	}
 	return v, true, nil
@@ -285,6 +285,9 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 		defer func() { span.End(c.spanError(err)) }()
 	}
 	e := newEntry(key, v, stamp(), nowNano(), o, meta{})
+	if err := makeAutoClone(e, v, o, c.ser); err != nil {
+		return err
+	}
 	var enc []byte
 	if c.l2 != nil && !o.SkipL2Write {
 		if enc, err = c.encode(e); err != nil {
@@ -489,11 +492,26 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 		}
 		return nil, fmt.Errorf("hybrid: factory %q: %w", key, err)
 	}
+	eo := fc.opts.withDefaults()
+	if fc.notFound {
+		if eo.NotFoundDuration <= 0 {
+			return notFoundValue, nil // answered, not cached
+		}
+		e := newNotFound[T](key, start, now, &eo)
+		var enc []byte
+		if c.l2 != nil && !eo.SkipL2Write {
+			enc, _ = c.encode(e) // a record without a value cannot be too large
+		}
+		c.store(ctx, e, &eo, enc)
+		return e.value, nil
+	}
 	if fc.notModified {
 		v = fc.stale
 	}
-	eo := fc.opts.withDefaults()
 	e := newEntry(key, v, start, now, &eo, fc.meta())
+	if err := makeAutoClone(e, v, &eo, c.ser); err != nil {
+		return nil, err
+	}
 	var enc []byte
 	if c.l2 != nil && !eo.SkipL2Write {
 		var err error
@@ -548,9 +566,16 @@ func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entr
 	})
 }
 
-// mismatch reports that key holds got (a *X, or nil) and was read as T.
+// mismatch reports that key holds got (a *X, or nil) and was read as T;
+// for a cached "not found" it is ErrNotFound.
 func mismatch[T any](key string, got any) error {
+	if got == notFoundValue {
+		return fmt.Errorf("%w: key %q", ErrNotFound, key)
+	}
 	held := strings.TrimPrefix(fmt.Sprintf("%T", got), "*")
+	if ac, ok := got.(*autoClone); ok {
+		held = ac.typ
+	}
 	return fmt.Errorf("%w: key %q holds %s, read as %T", ErrTypeMismatch, key, held, *new(T))
 }
 

@@ -94,10 +94,10 @@ func (c *Cache) replay() {
 			}
 			p.ctx = rctx
 			var err error
-			written := true
+			written, announced := true, false
 			if !p.l2Done && c.l2 != nil {
 				ctx, cancel := c.ioContext(rctx, &c.entry)
-				written, err = c.apply(ctx, p)
+				written, announced, err = c.applyFeed(ctx, p)
 				cancel()
 				if err != nil && transient(err) {
 					endSpan(span, err)
@@ -112,7 +112,7 @@ func (c *Cache) replay() {
 			if err == nil && !written {
 				c.lostToNewer(p) // a newer change reached the tier meanwhile: nothing to announce
 			}
-			if err == nil && written && !p.skipBP && c.bp != nil {
+			if err == nil && written && !p.skipBP && !announced && c.bp != nil {
 				if perr := c.publishNow(p); perr != nil && !c.configError("publish", p.key, perr) {
 					endSpan(span, perr)
 					r.mu.Lock()
