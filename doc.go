@@ -44,7 +44,7 @@
 // errors. Package github.com/strata-cache/strata/backplane has the
 // backplane, and the separate module
 // github.com/strata-cache/strata/hybrid/otelhybrid the OpenTelemetry
-// metrics.
+// metrics and traces.
 //
 // # Examples
 //

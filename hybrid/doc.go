@@ -35,9 +35,12 @@
 //   - RemoveByTag and Clear invalidate by timestamp, without scanning.
 //
 // Observability: log/slog for what the cache swallows, Cache.Stats for
-// counters, and Options.Events for callbacks on hits, misses, factory
-// calls, fail-safe, L2 errors, the circuit breaker and the backplane;
-// package otelhybrid turns those into OpenTelemetry metrics (it is the
+// counters (hits and misses per tier, factory calls, fail-safe...),
+// Options.Events for callbacks on hits, misses, factory calls, fail-safe,
+// timeouts, L2 errors, the circuit breaker, the backplane and the
+// auto-recovery queue, each with the caller's context, and Options.Tracer
+// for spans of the operations that do more than a memory hit; package
+// otelhybrid turns those into OpenTelemetry metrics and traces (it is the
 // module github.com/strata-cache/strata/hybrid/otelhybrid, apart, so that
 // this module requires no OpenTelemetry).
 //

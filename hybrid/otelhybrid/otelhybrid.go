@@ -1,6 +1,8 @@
 // Package otelhybrid records the events of hybrid caches as OpenTelemetry
-// metrics, through the OpenTelemetry API only: the application brings its
-// own SDK (a MeterProvider with its readers and exporters), as it does for
+// metrics, and their spans as OpenTelemetry traces (NewTracer, for
+// hybrid.Options.Tracer or strata.Settings.Tracer), through the
+// OpenTelemetry API only: the application brings its own SDK (a
+// MeterProvider and a TracerProvider with their exporters), as it does for
 // go-redis with extra/redisotel.
 //
 // Events returns a *hybrid.Events to set as hybrid.Options.Events, or as
