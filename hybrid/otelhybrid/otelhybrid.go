@@ -49,6 +49,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-cache/strata/hybrid"
 )
@@ -82,8 +83,18 @@ var DefaultDurationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 type Option func(*config)
 
 type config struct {
-	attrs   []attribute.KeyValue
-	buckets []float64
+	attrs      []attribute.KeyValue
+	buckets    []float64
+	spanEvents bool
+}
+
+// WithHitSpanEvents adds an event named "strata.cache.hit" (attributes
+// strata.cache.name and strata.operation.level) to the caller's span, when
+// it is recording, for every hit, memory hits included: a memory hit never
+// starts a span of its own (it is the hot path), and this shows it in the
+// caller's trace. Off by default: it costs the SDK's AddEvent on each hit.
+func WithHitSpanEvents() Option {
+	return func(c *config) { c.spanEvents = true }
 }
 
 // WithAttributes adds attributes to every measurement (a deployment, a
@@ -153,13 +164,14 @@ type recorder struct {
 	timeouts        metric.Int64Counter
 	recovery        metric.Int64Counter
 
-	extra  []attribute.KeyValue
-	mu     sync.Mutex                            // serializes additions to caches
-	caches atomic.Pointer[map[string]*cacheSets] // copy on write: read without a lock
+	extra      []attribute.KeyValue
+	spanEvents bool
+	mu         sync.Mutex                            // serializes additions to caches
+	caches     atomic.Pointer[map[string]*cacheSets] // copy on write: read without a lock
 }
 
 func newRecorder(m metric.Meter, cfg config) (*recorder, error) {
-	r := &recorder{extra: cfg.attrs}
+	r := &recorder{extra: cfg.attrs, spanEvents: cfg.spanEvents}
 	r.caches.Store(&map[string]*cacheSets{})
 	var errs []error
 	counter := func(name, unit, desc string) metric.Int64Counter {
@@ -299,7 +311,14 @@ func (s *cacheSets) tier(t hybrid.Tier) []metric.AddOption {
 }
 
 func (r *recorder) onHit(e hybrid.HitEvent) {
-	r.hits.Add(ctxOf(e.Ctx), 1, r.sets(e.Cache).tier(e.Tier)...)
+	ctx := ctxOf(e.Ctx)
+	r.hits.Add(ctx, 1, r.sets(e.Cache).tier(e.Tier)...)
+	if r.spanEvents {
+		if s := trace.SpanFromContext(ctx); s.IsRecording() {
+			s.AddEvent("strata.cache.hit", trace.WithAttributes(
+				attribute.String(hybrid.AttrCacheName, e.Cache), attribute.String(hybrid.AttrTier, e.Tier.String())))
+		}
+	}
 }
 
 func (r *recorder) onMiss(e hybrid.MissEvent) {

@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric/noop"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -224,3 +225,41 @@ func TestNewTracerNil(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestHitSpanEvents: with WithHitSpanEvents a memory hit, which starts no
+// span, shows as an event on the caller's span.
+func TestHitSpanEvents(t *testing.T) {
+	rec, tp, _ := newTracing(t)
+	ev, err := otelhybrid.Events(noopMeter{}, otelhybrid.WithHitSpanEvents())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := hybrid.New(hybrid.Options{Name: "users", Events: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	hybrid.Set(context.Background(), c, "k", 1)
+	ctx, req := tp.Tracer("test").Start(context.Background(), "request")
+	if _, ok, _ := hybrid.TryGet[int](ctx, c, "k"); !ok {
+		t.Fatal("miss")
+	}
+	req.End()
+	spans := rec.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("got %d spans, want the request's only", len(spans))
+	}
+	evs := spans[0].Events()
+	if len(evs) != 1 || evs[0].Name != "strata.cache.hit" {
+		t.Fatalf("events of the request's span: %+v", evs)
+	}
+	got := map[string]string{}
+	for _, a := range evs[0].Attributes {
+		got[string(a.Key)] = a.Value.String()
+	}
+	if got[hybrid.AttrCacheName] != "users" || got[hybrid.AttrTier] != "l1" {
+		t.Fatalf("event attributes: %v", got)
+	}
+}
+
+type noopMeter struct{ noop.MeterProvider }
