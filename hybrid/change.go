@@ -133,8 +133,12 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 	pctx := p.context()
 	sctx, span := c.startChild(pctx, SpanL2Set, p.key)
 	ctx, cancel := c.ioContext(sctx, o)
+	began := nowNano()
 	written, announced, err := c.applyFeed(ctx, p)
 	cancel()
+	if c.ev != nil {
+		c.emitL2Call(pctx, p.op.String(), p.key, time.Duration(nowNano()-began), err)
+	}
 	if span != nil {
 		span.SetAttributes(slog.String(AttrTier, TierL2.String()), slog.String(AttrOp, p.op.String()))
 		span.End(err)

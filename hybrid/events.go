@@ -89,6 +89,11 @@ type Events struct {
 	// distributed tier or the backplane was unavailable), dropped because
 	// the queue was full, or replayed, and when the queue drains.
 	Recovery func(RecoveryEvent)
+	// L2Call is called after each call to the distributed tier for an
+	// entry (a read, a write, a replayed change), with how long it took:
+	// the histogram of L2 durations. A call skipped by the open circuit
+	// breaker is not a call.
+	L2Call func(L2CallEvent)
 }
 
 // Tier is a tier of the cache, in events.
@@ -365,12 +370,24 @@ type RecoveryEvent struct {
 	Action RecoveryAction
 }
 
+// L2CallEvent reports one call to the distributed tier.
+type L2CallEvent struct {
+	Ctx   context.Context // the caller's context (or the replay's)
+	Cache string          // the cache's name
+	Key   string          // the cache key, or a reserved key for tag and Clear records
+	// Op is "get", "set", "remove", "expire" or "recover".
+	Op       string
+	Duration time.Duration
+	// Err is the call's error (a timeout included), or nil.
+	Err error
+}
+
 // newEvents returns the cache's copy of ev, or nil if no callback is set.
 func newEvents(ev *Events) *Events {
 	if ev == nil || ev.Hit == nil && ev.Miss == nil && ev.FactoryCall == nil && ev.FailSafe == nil &&
 		ev.EagerRefresh == nil && ev.L2Error == nil && ev.CircuitBreaker == nil &&
 		ev.BackplaneMessage == nil && ev.BackplaneGap == nil && ev.StaleServed == nil &&
-		ev.FactoryTimeout == nil && ev.Recovery == nil {
+		ev.FactoryTimeout == nil && ev.Recovery == nil && ev.L2Call == nil {
 		return nil
 	}
 	cp := *ev
@@ -472,5 +489,11 @@ func (c *Cache) emitFactoryTimeout(ctx context.Context, key string, k TimeoutKin
 func (c *Cache) emitRecovery(ctx context.Context, key string, a RecoveryAction) {
 	if f := c.ev.Recovery; f != nil {
 		fire(c, f, RecoveryEvent{Ctx: ctx, Cache: c.name, Key: key, Action: a})
+	}
+}
+
+func (c *Cache) emitL2Call(ctx context.Context, op, key string, d time.Duration, err error) {
+	if f := c.ev.L2Call; f != nil {
+		fire(c, f, L2CallEvent{Ctx: ctx, Cache: c.name, Key: key, Op: op, Duration: d, Err: err})
 	}
 }

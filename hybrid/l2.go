@@ -208,7 +208,11 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 		rctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
+	began := nowNano()
 	b, err := c.l2.Get(rctx, c.prefix+key)
+	if c.ev != nil {
+		c.emitL2Call(ctx, "get", key, time.Duration(nowNano()-began), err)
+	}
 	if err != nil {
 		b = nil
 		// The socket deadline can fire just before the context's timer

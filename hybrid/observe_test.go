@@ -266,3 +266,32 @@ func TestStatsCountReads(t *testing.T) {
 		t.Fatalf("Stats:\n got %+v\nwant %+v", s, want)
 	}
 }
+
+// TestEventsL2Call: every call to the distributed tier is reported with
+// its duration, its error and the caller's ctx.
+func TestEventsL2Call(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l2 := &flakyL2{}
+		var mu sync.Mutex
+		var got []string
+		ev := &hybrid.Events{L2Call: func(e hybrid.L2CallEvent) {
+			mu.Lock()
+			got = append(got, fmt.Sprintf("%s %s %v err=%v @%s", e.Op, e.Key, e.Duration, e.Err != nil, reqOf(e.Ctx)))
+			mu.Unlock()
+		}}
+		c := newCache(t, hybrid.Options{Events: ev, L2: l2, Logger: quietLogger(), DisableL2CircuitBreaker: true})
+		defer c.Close()
+		var k counter
+		hybrid.GetOrSet(reqCtx("a"), c, "k", k.factory("v", nil))
+		l2.slow.Store(true)
+		mustGetCtx[string](t, reqCtx("b"), c, "x", hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.L2HardTimeout = time.Second }))
+		l2.slow.Store(false)
+		l2.down.Store(true)
+		c.Remove(reqCtx("c"), "k")
+		mu.Lock()
+		defer mu.Unlock()
+		wantEvents(t, "L2 calls", got, "get k 0s err=false @a", "set k 0s err=false @a",
+			"get x 1s err=true @b", "remove k 0s err=true @c")
+	})
+}

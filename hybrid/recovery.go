@@ -97,8 +97,12 @@ func (c *Cache) replay() {
 			written, announced := true, false
 			if !p.l2Done && c.l2 != nil {
 				ctx, cancel := c.ioContext(rctx, &c.entry)
+				began := nowNano()
 				written, announced, err = c.applyFeed(ctx, p)
 				cancel()
+				if c.ev != nil {
+					c.emitL2Call(rctx, "recover", p.key, time.Duration(nowNano()-began), err)
+				}
 				if err != nil && transient(err) {
 					endSpan(span, err)
 					c.breaker.trip()

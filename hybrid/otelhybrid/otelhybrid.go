@@ -28,6 +28,8 @@
 //	strata.cache.stale_served             counter    (TryGet with AllowStaleOnRead)
 //	strata.cache.factory.timeouts         counter    kind (soft, hard), failsafe (bool)
 //	strata.cache.recovery.changes         counter    action (queued, dropped, replayed)
+//	strata.cache.l2.duration              histogram  op (get, set, remove, expire, recover),
+//	                                                 error (bool), in seconds
 //
 // Keys are never attributes: their number is unbounded. The attribute sets
 // are built once per cache (and tier, reason, ...), so that recording a hit
@@ -79,13 +81,26 @@ var ErrNilMeterProvider = errors.New("otelhybrid: nil MeterProvider")
 // strata.cache.factory.duration, in seconds: 1ms to 10s.
 var DefaultDurationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
+// DefaultL2DurationBuckets are the bucket boundaries of
+// strata.cache.l2.duration, in seconds: 100µs to 1s (a Redis call on a
+// network is a fraction of a millisecond to a few).
+var DefaultL2DurationBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
+
 // Option changes how Events builds its instruments.
 type Option func(*config)
 
 type config struct {
 	attrs      []attribute.KeyValue
 	buckets    []float64
+	l2Buckets  []float64
 	spanEvents bool
+}
+
+// WithL2DurationBuckets sets the bucket boundaries of
+// strata.cache.l2.duration, in seconds, instead of
+// DefaultL2DurationBuckets.
+func WithL2DurationBuckets(bounds ...float64) Option {
+	return func(c *config) { c.l2Buckets = append([]float64(nil), bounds...) }
 }
 
 // WithHitSpanEvents adds an event named "strata.cache.hit" (attributes
@@ -119,7 +134,7 @@ func WithDurationBuckets(bounds ...float64) Option {
 // error if an instrument cannot be created; the Events then record through
 // the instruments that could.
 func Events(mp metric.MeterProvider, opts ...Option) (*hybrid.Events, error) {
-	cfg := config{buckets: DefaultDurationBuckets}
+	cfg := config{buckets: DefaultDurationBuckets, l2Buckets: DefaultL2DurationBuckets}
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
@@ -142,6 +157,7 @@ func Events(mp metric.MeterProvider, opts ...Option) (*hybrid.Events, error) {
 		StaleServed:      r.onStaleServed,
 		FactoryTimeout:   r.onFactoryTimeout,
 		Recovery:         r.onRecovery,
+		L2Call:           r.onL2Call,
 	}
 	return ev, err
 }
@@ -154,6 +170,7 @@ type recorder struct {
 	hits, misses    metric.Int64Counter
 	factoryCalls    metric.Int64Counter
 	factoryDuration metric.Float64Histogram
+	l2Duration      metric.Float64Histogram
 	failSafe        metric.Int64Counter
 	eager           metric.Int64Counter
 	l2Errors        metric.Int64Counter
@@ -202,6 +219,14 @@ func newRecorder(m metric.Meter, cfg config) (*recorder, error) {
 	}
 	r.factoryDuration = h
 
+	h, err = m.Float64Histogram("strata.cache.l2.duration", metric.WithUnit("s"),
+		metric.WithDescription("How long calls to the distributed tier took."), metric.WithExplicitBucketBoundaries(cfg.l2Buckets...))
+	errs = append(errs, err)
+	if h == nil {
+		h, _ = nopMeter.Float64Histogram("strata.cache.l2.duration")
+	}
+	r.l2Duration = h
+
 	u, err := m.Int64UpDownCounter("strata.cache.l2.circuit_breaker.open", metric.WithUnit("{breaker}"),
 		metric.WithDescription("1 while the circuit breaker of the distributed tier is open, else 0."))
 	errs = append(errs, err)
@@ -228,7 +253,13 @@ type cacheSets struct {
 	timeouts        [2][2][]metric.AddOption // [hard][failsafe]: cache, kind, failsafe
 	recovery        [3][]metric.AddOption    // queued, dropped, replayed: cache, action
 	l2ErrMu         sync.Mutex
-	l2Err           map[l2ErrKey][]metric.AddOption // cache, op, class; built on first use
+	l2Err           map[l2ErrKey][]metric.AddOption    // cache, op, class; built on first use
+	l2Dur           map[l2DurKey][]metric.RecordOption // cache, op, error; built on first use
+}
+
+type l2DurKey struct {
+	op     string
+	failed bool
 }
 
 type l2ErrKey struct {
@@ -279,6 +310,7 @@ func (r *recorder) newSets(cache string) *cacheSets {
 		sentErr:  r.add(cache, AttrDirection.String(hybrid.DirectionSent.String()), AttrError.Bool(true)),
 		received: r.add(cache, AttrDirection.String(hybrid.DirectionReceived.String()), AttrError.Bool(false)),
 		l2Err:    make(map[l2ErrKey][]metric.AddOption),
+		l2Dur:    make(map[l2DurKey][]metric.RecordOption),
 	}
 }
 
@@ -416,4 +448,17 @@ func ctxOf(ctx context.Context) context.Context {
 		return context.Background()
 	}
 	return ctx
+}
+
+func (r *recorder) onL2Call(e hybrid.L2CallEvent) {
+	s := r.sets(e.Cache)
+	k := l2DurKey{op: e.Op, failed: e.Err != nil}
+	s.l2ErrMu.Lock()
+	opts, ok := s.l2Dur[k]
+	if !ok {
+		opts = []metric.RecordOption{r.set(e.Cache, AttrOp.String(e.Op), AttrError.Bool(k.failed))}
+		s.l2Dur[k] = opts
+	}
+	s.l2ErrMu.Unlock()
+	r.l2Duration.Record(ctxOf(e.Ctx), e.Duration.Seconds(), opts...)
 }

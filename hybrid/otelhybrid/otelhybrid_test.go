@@ -26,11 +26,12 @@ type fakeProvider struct {
 	noop.MeterProvider
 	fail string // the name of an instrument whose creation fails
 
-	mu     sync.Mutex
-	scope  string
-	units  map[string]string
-	got    map[string]float64
-	bounds []float64
+	mu       sync.Mutex
+	scope    string
+	units    map[string]string
+	got      map[string]float64
+	bounds   []float64 // of strata.cache.factory.duration
+	l2Bounds []float64 // of strata.cache.l2.duration
 }
 
 func newFakeProvider() *fakeProvider {
@@ -91,7 +92,11 @@ func (m fakeMeter) Float64Histogram(name string, opts ...metric.Float64Histogram
 	cfg := metric.NewFloat64HistogramConfig(opts...)
 	m.p.mu.Lock()
 	m.p.units[name] = cfg.Unit()
-	m.p.bounds = cfg.ExplicitBucketBoundaries()
+	if name == "strata.cache.factory.duration" {
+		m.p.bounds = cfg.ExplicitBucketBoundaries()
+	} else {
+		m.p.l2Bounds = cfg.ExplicitBucketBoundaries()
+	}
 	m.p.mu.Unlock()
 	return fakeHistogram{p: m.p, name: name}, nil
 }
@@ -173,6 +178,9 @@ func TestEventsRecordEveryInstrument(t *testing.T) {
 	ev.Recovery(hybrid.RecoveryEvent{Cache: "a", Key: "k", Action: hybrid.RecoveryDropped})
 	ev.Recovery(hybrid.RecoveryEvent{Cache: "a", Key: "k", Action: hybrid.RecoveryReplayed})
 	ev.Recovery(hybrid.RecoveryEvent{Cache: "a", Action: hybrid.RecoveryDrained})
+	ev.L2Call(hybrid.L2CallEvent{Cache: "a", Key: "k", Op: "get", Duration: 2 * time.Millisecond})
+	ev.L2Call(hybrid.L2CallEvent{Cache: "a", Key: "k", Op: "get", Duration: 3 * time.Millisecond})
+	ev.L2Call(hybrid.L2CallEvent{Cache: "a", Key: "k", Op: "set", Duration: time.Second, Err: errCreate})
 
 	wantMetrics(t, "every event", p.take(), map[string]float64{
 		"strata.cache.hits{cache=a,region=eu,tier=l1}":                                      2,
@@ -202,12 +210,19 @@ func TestEventsRecordEveryInstrument(t *testing.T) {
 		"strata.cache.recovery.changes{action=queued,cache=a,region=eu}":                    1,
 		"strata.cache.recovery.changes{action=dropped,cache=a,region=eu}":                   1,
 		"strata.cache.recovery.changes{action=replayed,cache=a,region=eu}":                  1,
+		"strata.cache.l2.duration.count{cache=a,error=false,op=get,region=eu}":              2,
+		"strata.cache.l2.duration.sum{cache=a,error=false,op=get,region=eu}":                0.005,
+		"strata.cache.l2.duration.count{cache=a,error=true,op=set,region=eu}":               1,
+		"strata.cache.l2.duration.sum{cache=a,error=true,op=set,region=eu}":                 1,
 	})
 	if got := p.units["strata.cache.factory.duration"]; got != "s" {
 		t.Errorf("duration unit: got %q, want s", got)
 	}
 	if !slices.Equal(p.bounds, otelhybrid.DefaultDurationBuckets) {
 		t.Errorf("buckets: got %v, want the defaults", p.bounds)
+	}
+	if !slices.Equal(p.l2Bounds, otelhybrid.DefaultL2DurationBuckets) || p.units["strata.cache.l2.duration"] != "s" {
+		t.Errorf("L2 buckets: got %v in %q, want the defaults in s", p.l2Bounds, p.units["strata.cache.l2.duration"])
 	}
 }
 
@@ -246,11 +261,14 @@ func TestEventsOptions(t *testing.T) {
 		t.Fatalf("nil provider: got %v, want ErrNilMeterProvider", err)
 	}
 	p := newFakeProvider()
-	if _, err := otelhybrid.Events(p, otelhybrid.WithDurationBuckets(0.1, 1), nil); err != nil {
+	if _, err := otelhybrid.Events(p, otelhybrid.WithDurationBuckets(0.1, 1), otelhybrid.WithL2DurationBuckets(0.001, 0.01), nil); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(p.bounds, []float64{0.1, 1}) {
 		t.Fatalf("buckets: got %v, want [0.1 1]", p.bounds)
+	}
+	if !slices.Equal(p.l2Bounds, []float64{0.001, 0.01}) {
+		t.Fatalf("L2 buckets: got %v, want [0.001 0.01]", p.l2Bounds)
 	}
 }
 
