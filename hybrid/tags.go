@@ -102,7 +102,7 @@ func (c *Cache) RemoveByTagWith(ctx context.Context, mode TagRemoval, tags ...st
 	if c.tr != nil {
 		var span Span
 		ctx, span = c.startOp(ctx, SpanRemoveByTag, "")
-		span.SetAttributes(slog.Int("strata.tags.count", len(tags)))
+		span.SetAttributes(slog.Int(AttrTagsCount, len(tags)))
 		defer func() { span.End(err) }()
 	}
 	ti := newInvalidation(allowFailSafe)

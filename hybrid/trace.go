@@ -102,6 +102,8 @@ const (
 	AttrOp = "strata.operation.change"
 	// AttrMessageKind (string): on SpanPublish, the message's kind.
 	AttrMessageKind = "strata.backplane.message_action"
+	// AttrTagsCount (int): on SpanRemoveByTag, how many tags.
+	AttrTagsCount = "strata.tags.count"
 )
 
 // opSpanKey is the context key of the span of the operation in progress,
