@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -81,10 +83,42 @@ type svcNode interface {
 // nodes of one run share (a key prefix, and Strata's channel), and the
 // loader.
 type svcEnv struct {
-	rdb  *redis.Client
-	name string
-	load svcLoader
+	rdb    *redis.Client
+	name   string
+	load   svcLoader
+	logger *slog.Logger // for the contenders that log (Strata)
 }
+
+// countingHandler is a slog handler that counts the records of level Warn
+// and above and keeps the first one's message, so that the logs of a
+// benchmark neither interleave with its result lines nor go unnoticed.
+type countingHandler struct {
+	n     *atomic.Int64
+	once  *sync.Once
+	first *string
+}
+
+func newCountingHandler() countingHandler {
+	return countingHandler{n: new(atomic.Int64), once: new(sync.Once), first: new(string)}
+}
+
+func (h countingHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if h.n.Add(1) == 1 {
+		var b strings.Builder
+		b.WriteString(r.Message)
+		r.Attrs(func(a slog.Attr) bool {
+			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+			return true
+		})
+		h.once.Do(func() { *h.first = b.String() })
+	}
+	return nil
+}
+
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
 
 // strataNode is a Strata node as a production service builds it: a provider
 // on the node's client with ProductionDefaults (30 min entries, fail-safe,
@@ -112,7 +146,7 @@ func newStrataSyncNode(e svcEnv) (svcNode, error) { return newStrataNodeBG(e, fa
 func newStrataNodeBG(e svcEnv, background bool) (svcNode, error) {
 	p, err := strata.NewProvider(strata.Settings{
 		Redis:  &strata.RedisSettings{Client: e.rdb},
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: e.logger,
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -47,8 +48,10 @@ var svcRuns atomic.Int64
 // instance, G goroutines per node, keys drawn Zipf (s=1.1) over svcKeys keys
 // with a fixed seed per goroutine, 95% GetOrSet (the loader returns a 1 KiB
 // value built from the key and the source's current version) and 5% Set of
-// a new version. b.N operations in all, shared out between the goroutines;
-// every run starts cold, on keys of its own.
+// a new version. b.N operations in all, shared out between the goroutines,
+// measured after an untimed warm-up of as many operations (every run of the
+// function starts from empty caches, on keys of its own). Each node reads
+// its own write back before anything runs.
 //
 // Metrics: ops/s; p50-ns and p99-ns of an operation (every operation's
 // duration, all goroutines merged); stale-frac, the fraction of GetOrSet
@@ -125,6 +128,7 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	src := &svcSource{version: make([]atomic.Int64, svcKeys), completed: make([]atomic.Int64, svcKeys)}
 	ctx := context.Background()
 
+	logs := newCountingHandler()
 	nodes := make([]svcNode, svcNodes)
 	clients := make([]*redis.Client, svcNodes)
 	defer func() {
@@ -140,7 +144,7 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	}()
 	for i := range nodes {
 		clients[i] = newRedisClient(addr)
-		n, err := build(svcEnv{rdb: clients[i], name: name, load: src.load})
+		n, err := build(svcEnv{rdb: clients[i], name: name, load: src.load, logger: slog.New(logs)})
 		if err != nil {
 			b.Fatalf("node %d: %v", i, err)
 		}
@@ -162,7 +166,7 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	workers := svcNodes * g
 	stats := make([]svcStats, workers)
 	start := make(chan struct{})
-	var wg sync.WaitGroup
+	var warmed, wg sync.WaitGroup
 	for w := range workers {
 		ops := b.N / workers
 		if w < b.N%workers {
@@ -171,47 +175,30 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 		node := nodes[w%svcNodes]
 		st := &stats[w]
 		st.durs = make([]time.Duration, 0, ops)
+		warmed.Add(1)
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(seed, uint64(w)))
 			z := rand.NewZipf(r, 1.1, 1, svcKeys-1)
+			// The warm-up: as many operations as the measured loop,
+			// untimed and uncounted, so that the figures are those of a
+			// service that has been running, not of a cold start.
+			var warm svcStats
+			warm.durs = make([]time.Duration, 0, ops)
+			runSvcOps(ctx, node, src, r, z, keys, perm, ops, &warm)
+			st.bad = warm.bad // a wrong value fails the run, warm-up or not
+			warmed.Done()
 			<-start
-			for range ops {
-				i := perm[z.Uint64()]
-				key := keys[i]
-				if r.IntN(100) < svcSetPercent {
-					v := src.version[i].Add(1)
-					t0 := time.Now()
-					err := node.Set(ctx, key, newSvcValue(key, v))
-					st.durs = append(st.durs, time.Since(t0))
-					if err != nil {
-						st.errs++
-						st.firstErr = cmpErr(st.firstErr, err)
-						continue
-					}
-					src.complete(i, v)
-					continue
-				}
-				want := src.completed[i].Load()
-				t0 := time.Now()
-				got, err := node.GetOrSet(ctx, key)
-				st.durs = append(st.durs, time.Since(t0))
-				st.reads++
-				switch {
-				case err != nil:
-					st.errs++
-					st.firstErr = cmpErr(st.firstErr, err)
-				case got.Key != key:
-					st.bad++
-				case got.Version < want:
-					st.stale++
-				}
-			}
+			runSvcOps(ctx, node, src, r, z, keys, perm, ops, st)
 		})
 	}
+	warmed.Wait()
+	src.loads.Store(0)
+	warnsBefore := logs.n.Load()
 	b.ResetTimer()
 	close(start)
 	wg.Wait()
 	b.StopTimer()
+	warns := logs.n.Load() - warnsBefore
 
 	var all svcStats
 	all.durs = make([]time.Duration, 0, b.N)
@@ -242,6 +229,46 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 		b.ReportMetric(float64(all.stale)/float64(all.reads), "stale-frac")
 	}
 	b.ReportMetric(float64(src.loads.Load())/float64(b.N), "loads/op")
+	b.ReportMetric(float64(warns)/float64(b.N), "warns/op")
+	if warns > 0 {
+		b.Logf("%d warnings logged while measuring; first of the run: %s", warns, *logs.first)
+	}
+}
+
+// runSvcOps runs ops operations of the mix on node, keys drawn from z, the
+// operation chosen with r, and counts them in st.
+func runSvcOps(ctx context.Context, node svcNode, src *svcSource, r *rand.Rand, z *rand.Zipf, keys []string, perm []int, ops int, st *svcStats) {
+	for range ops {
+		i := perm[z.Uint64()]
+		key := keys[i]
+		if r.IntN(100) < svcSetPercent {
+			v := src.version[i].Add(1)
+			t0 := time.Now()
+			err := node.Set(ctx, key, newSvcValue(key, v))
+			st.durs = append(st.durs, time.Since(t0))
+			if err != nil {
+				st.errs++
+				st.firstErr = cmpErr(st.firstErr, err)
+				continue
+			}
+			src.complete(i, v)
+			continue
+		}
+		want := src.completed[i].Load()
+		t0 := time.Now()
+		got, err := node.GetOrSet(ctx, key)
+		st.durs = append(st.durs, time.Since(t0))
+		st.reads++
+		switch {
+		case err != nil:
+			st.errs++
+			st.firstErr = cmpErr(st.firstErr, err)
+		case got.Key != key:
+			st.bad++
+		case got.Version < want:
+			st.stale++
+		}
+	}
 }
 
 // cmpErr keeps the first non-nil error.
