@@ -56,7 +56,9 @@ var svcRuns atomic.Int64
 // Metrics: ops/s; p50-ns and p99-ns of an operation (every operation's
 // duration, all goroutines merged); stale-frac, the fraction of GetOrSet
 // results older than the newest version whose Set had completed before the
-// read started; loads/op, loader calls per operation.
+// read started; loads/op, loader calls per operation; reloads/op, loader
+// calls for a key that had been loaded or Set before (so was in Redis);
+// warns/op, records of level Warn and above that the caches logged.
 func BenchmarkServiceMix(b *testing.B) {
 	addr, own := svcRedis(b)
 	keys := make([]string, svcKeys)
@@ -90,7 +92,9 @@ func svcRedis(b *testing.B) (addr string, own bool) {
 type svcSource struct {
 	version   []atomic.Int64
 	completed []atomic.Int64
+	seen      []atomic.Bool // the key was loaded or Set before (it is in Redis)
 	loads     atomic.Int64
+	reloads   atomic.Int64 // loads of a key already seen
 }
 
 // load returns key's value at the source's current version; a key outside
@@ -101,6 +105,9 @@ func (s *svcSource) load(_ context.Context, key string) (svcValue, error) {
 	i, err := strconv.Atoi(n)
 	if !ok || err != nil || i < 0 || i >= len(s.version) {
 		return newSvcValue(key, -1), nil
+	}
+	if s.seen[i].Swap(true) {
+		s.reloads.Add(1)
 	}
 	return newSvcValue(key, s.version[i].Load()), nil
 }
@@ -125,7 +132,7 @@ type svcStats struct {
 func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcNode, error), g int, keys []string, perm []int) {
 	run := svcRuns.Add(1)
 	name := fmt.Sprintf("svc-%d-%d", time.Now().UnixNano(), run)
-	src := &svcSource{version: make([]atomic.Int64, svcKeys), completed: make([]atomic.Int64, svcKeys)}
+	src := &svcSource{version: make([]atomic.Int64, svcKeys), completed: make([]atomic.Int64, svcKeys), seen: make([]atomic.Bool, svcKeys)}
 	ctx := context.Background()
 
 	logs := newCountingHandler()
@@ -193,6 +200,7 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	}
 	warmed.Wait()
 	src.loads.Store(0)
+	src.reloads.Store(0)
 	warnsBefore := logs.n.Load()
 	b.ResetTimer()
 	close(start)
@@ -229,6 +237,7 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 		b.ReportMetric(float64(all.stale)/float64(all.reads), "stale-frac")
 	}
 	b.ReportMetric(float64(src.loads.Load())/float64(b.N), "loads/op")
+	b.ReportMetric(float64(src.reloads.Load())/float64(b.N), "reloads/op")
 	b.ReportMetric(float64(warns)/float64(b.N), "warns/op")
 	if warns > 0 {
 		b.Logf("%d warnings logged while measuring; first of the run: %s", warns, *logs.first)
@@ -252,6 +261,7 @@ func runSvcOps(ctx context.Context, node svcNode, src *svcSource, r *rand.Rand, 
 				continue
 			}
 			src.complete(i, v)
+			src.seen[i].Store(true)
 			continue
 		}
 		want := src.completed[i].Load()
