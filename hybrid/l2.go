@@ -63,13 +63,29 @@ func typeName[T any]() string { return reflect.TypeFor[T]().String() }
 
 // encode returns the envelope of e, or ErrValueTooLarge.
 func (c *Cache) encode(e *entry) ([]byte, error) {
-	val, err := c.ser.Marshal(e.value)
-	if err != nil {
-		return nil, fmt.Errorf("hybrid: serialize %q: %w", e.key, err)
-	}
 	env := envelope.Envelope{
 		Timestamp: e.ts, FreshUntil: e.l2Fresh, LastModified: e.lastMod,
-		Type: e.typ, ETag: e.etag, Tags: e.tags, Value: val,
+		Type: e.typ, ETag: e.etag, Tags: e.tags, NotFound: e.value == notFoundValue,
+	}
+	if ac, ok := e.value.(*autoClone); ok {
+		env.Value = ac.raw // serialized once, when stored
+	} else if !env.NotFound {
+		val, err := c.ser.Marshal(e.value)
+		if err != nil {
+			return nil, fmt.Errorf("hybrid: serialize %q: %w", e.key, err)
+		}
+		env.Value = val
+	}
+	if c.comp != nil && len(env.Value) >= c.compMin && len(env.Value) <= c.maxValue {
+		// (A value above the limit is refused below either way; readers
+		// decompress at most MaxValueSize bytes.)
+		z, err := c.comp.Compress(env.Value)
+		if err != nil {
+			return nil, fmt.Errorf("hybrid: compress %q: %w", e.key, err)
+		}
+		if len(z) < len(env.Value) {
+			env.Value, env.Compressed = z, true
+		}
 	}
 	if e.vts < e.ts {
 		env.Created = e.vts
@@ -83,7 +99,7 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 // decodeL2 turns what the distributed tier holds into an entry of type T.
 // A corrupt payload or one of another type is a miss, logged and counted.
 func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64) *entry {
-	env, err := envelope.Decode(b)
+	env, err := envelope.DecodeShared(b) // b is the GET's reply: ours alone
 	if err != nil {
 		c.stats.l2Corrupt.Add(1)
 		c.log.Warn("l2 entry unreadable", c.keyAttr(key), slog.Any("err", err))
@@ -92,6 +108,28 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	if env.Removed {
 		// A removal record: a miss that still wins over older copies.
 		return newTombstone(key, env.Timestamp)
+	}
+	if env.Compressed {
+		if c.comp == nil {
+			c.stats.l2Corrupt.Add(1)
+			c.log.Warn("l2 entry compressed, and this cache has no compressor", c.keyAttr(key))
+			return nil
+		}
+		raw, err := c.comp.Decompress(env.Value, c.maxValue)
+		if err != nil {
+			c.stats.l2Corrupt.Add(1)
+			c.log.Warn("l2 value undecompressable", c.keyAttr(key), slog.Any("err", err))
+			return nil
+		}
+		env.Value = raw
+	}
+	if env.NotFound {
+		e := &entry{key: key, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp, verified: now,
+			freshUntil: env.FreshUntil, l2Fresh: env.FreshUntil, physUntil: env.FreshUntil, tags: env.Tags, value: notFoundValue}
+		if o.L1Duration > 0 {
+			e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
+		}
+		return e
 	}
 	if want := typeName[T](); env.Type != want {
 		c.stats.l2Corrupt.Add(1)
@@ -105,6 +143,9 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		return nil
 	}
 	e := allocEntry(v)
+	if o.AutoClone {
+		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type} // env.Value is ours (DecodeShared)
+	}
 	e.key, e.typ, e.ts, e.vts, e.verified = key, env.Type, env.Timestamp, env.Timestamp, now
 	if env.Created != 0 {
 		e.vts = env.Created // an expired copy: invalidations compare with its creation
@@ -183,7 +224,7 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 // (permissions, wrong type) is logged at most once a minute.
 func (c *Cache) l2Failed(op, key string, err error) {
 	c.stats.l2Errors.Add(1)
-	kind := redisstore.Classify(err)
+	kind := classifyL2(err)
 	if c.ev != nil {
 		class := L2ErrorOther
 		switch kind {
@@ -213,7 +254,7 @@ func (c *Cache) l2Failed(op, key string, err error) {
 
 // transient reports whether err is worth a retry when the tier is back.
 func transient(err error) bool {
-	return redisstore.Classify(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
+	return classifyL2(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
 }
 
 // l2Timeout is how long one operation may wait for the distributed tier:

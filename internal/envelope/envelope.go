@@ -34,8 +34,14 @@ const (
 	FlagRemoved byte = 1 << 0
 	// FlagCreated says that 8 bytes of Created follow the value.
 	FlagCreated byte = 1 << 1
+	// FlagNotFound marks a cached "not found": the source has no value for
+	// the key. It carries no value.
+	FlagNotFound byte = 1 << 2
+	// FlagCompressed says that Value is compressed (with the cache's
+	// compressor).
+	FlagCompressed byte = 1 << 3
 
-	knownFlags = FlagRemoved | FlagCreated
+	knownFlags = FlagRemoved | FlagCreated | FlagNotFound | FlagCompressed
 )
 
 var (
@@ -73,6 +79,10 @@ type Envelope struct {
 	Value []byte
 	// Removed marks a removal record (FlagRemoved): Value is empty.
 	Removed bool
+	// NotFound marks a cached "not found" (FlagNotFound): Value is empty.
+	NotFound bool
+	// Compressed says that Value is compressed (FlagCompressed).
+	Compressed bool
 	// Created, when non-zero, is when the value was created, if that is
 	// earlier than Timestamp: an expired copy takes the expiry's time as
 	// Timestamp (so that older writes lose against it) and keeps its
@@ -85,6 +95,12 @@ func (e *Envelope) flags() byte {
 	var f byte
 	if e.Removed {
 		f |= FlagRemoved
+	}
+	if e.NotFound {
+		f |= FlagNotFound
+	}
+	if e.Compressed {
+		f |= FlagCompressed
 	}
 	if e.Created != 0 {
 		f |= FlagCreated
@@ -158,6 +174,20 @@ func Timestamp(b []byte) (int64, bool) {
 // unknown version, and an error wrapping ErrCorrupt, with the detail, for
 // anything else that is malformed. Decode never panics.
 func Decode(b []byte) (Envelope, error) {
+	e, err := decode(b)
+	if err == nil && len(e.Value) > 0 {
+		e.Value = slices.Clone(e.Value)
+	}
+	return e, err
+}
+
+// DecodeShared is Decode without the copy of the value: the result's Value
+// aliases b, so the caller must not change b while it uses Value. For a
+// buffer that nobody else holds (the reply of a GET), it saves an
+// allocation and a copy of the value on every read.
+func DecodeShared(b []byte) (Envelope, error) { return decode(b) }
+
+func decode(b []byte) (Envelope, error) {
 	var e Envelope
 	if len(b) < 2 {
 		return e, corrupt("%d bytes, shorter than the header", len(b))
@@ -186,6 +216,8 @@ func Decode(b []byte) (Envelope, error) {
 		return Envelope{}, corrupt("unknown flags 0x%02x", flags)
 	}
 	e.Removed = flags&FlagRemoved != 0
+	e.NotFound = flags&FlagNotFound != 0
+	e.Compressed = flags&FlagCompressed != 0
 
 	r := reader{b: body, off: HeaderSize}
 	typ := r.bytes("type")
@@ -218,6 +250,9 @@ func Decode(b []byte) (Envelope, error) {
 	if r.err == nil && e.Removed && len(value) > 0 {
 		r.fail("removal record with a value")
 	}
+	if r.err == nil && e.NotFound && (len(value) > 0 || e.Removed) {
+		r.fail("not-found record with a value or a removal")
+	}
 	if r.err == nil && r.off != len(r.b) {
 		r.fail("%d trailing bytes after the value", len(r.b)-r.off)
 	}
@@ -228,7 +263,7 @@ func Decode(b []byte) (Envelope, error) {
 	e.ETag = string(etag)
 	e.Tags = tags
 	if len(value) > 0 {
-		e.Value = slices.Clone(value)
+		e.Value = value
 	}
 	return e, nil
 }
