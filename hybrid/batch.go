@@ -1,0 +1,840 @@
+package hybrid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// MaxBatchKeys is the most keys one batch call accepts (duplicates
+// included); more fail the call with ErrTooManyKeys. It bounds the size of
+// one MGET, one pipeline and one burst of backplane messages (each
+// receiver queues them; see backplane.RedisOptions.QueueSize).
+const MaxBatchKeys = 1000
+
+var (
+	// ErrTooManyKeys is returned by the batch functions for more than
+	// MaxBatchKeys keys. Nothing is done.
+	ErrTooManyKeys = errors.New("hybrid: too many keys")
+	// ErrNotFound is returned by GetOrSet when the load it waited for was
+	// part of a batch whose factory did not return the key. The batch
+	// functions report it as Result.Found == false, not as an error.
+	ErrNotFound = errors.New("hybrid: not found")
+)
+
+// Result is the outcome of one key of a batch call.
+//
+// Found reports whether Value is the key's value. Found is false with a
+// nil Err for a miss: TryGetMany found no value, or GetOrSetMany's
+// factory did not return the key. Err is the key's own error (an invalid
+// key, a type mismatch, the factory's error, a timeout); the other keys
+// of the call are not affected by it.
+type Result[T any] struct {
+	Value T
+	Found bool
+	Err   error
+}
+
+// BatchFactory loads the values of many keys in one call, such as one
+// `WHERE id IN (...)` query. It is asked only for the keys that neither
+// tier could answer and that no other load (single-key or batch) is
+// loading already; bc.Keys lists them, without duplicates. It returns the
+// values it found; a key it leaves out is a miss, not cached (to cache a
+// "not found", return a value that says so, such as a nil pointer, with a
+// short bc.For(key).SetDuration). Keys it returns that it was not asked
+// for are ignored and logged.
+//
+// An error fails every key of the call: each key with a stale value gets
+// it (fail-safe), the others get the error. Its context is detached from
+// the callers' cancellation, as a Factory's is.
+type BatchFactory[T any] func(ctx context.Context, bc *BatchContext[T]) (map[string]T, error)
+
+// BatchContext is handed to a BatchFactory: the keys to load and, per key,
+// a FactoryContext with what the cache holds for it (stale value, ETag,
+// last-modified time) and the options of the entry to produce (duration,
+// fail-safe, tags, ETag: adaptive caching per key).
+type BatchContext[T any] struct {
+	keys []string
+	fcs  map[string]*FactoryContext[T]
+}
+
+// Keys returns the keys to load, each once. The slice must not be changed.
+func (bc *BatchContext[T]) Keys() []string { return bc.keys }
+
+// For returns the FactoryContext of key: its stale value and metadata, and
+// the options of its entry. For a key that was not asked for it returns a
+// context whose changes are ignored.
+func (bc *BatchContext[T]) For(key string) *FactoryContext[T] {
+	if fc, ok := bc.fcs[key]; ok {
+		return fc
+	}
+	return &FactoryContext[T]{key: key}
+}
+
+// Stale returns the stale value the cache holds for key, if any. It is
+// bc.For(key).Stale().
+func (bc *BatchContext[T]) Stale(key string) (T, bool) { return bc.For(key).Stale() }
+
+// batchKeys checks the keys of a batch call. It returns the distinct keys
+// (in the order of first appearance), the index of each key's distinct
+// key in it (-1 for an invalid key, whose error is in errs).
+func (c *Cache) batchKeys(ctx context.Context, keys []string) (distinct []string, idx []int, errs map[int]error, err error) {
+	if len(keys) > MaxBatchKeys {
+		return nil, nil, nil, fmt.Errorf("%w: %d, the maximum is %d", ErrTooManyKeys, len(keys), MaxBatchKeys)
+	}
+	if c.closed.Load() {
+		return nil, nil, nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
+	}
+	idx = make([]int, len(keys))
+	seen := make(map[string]int, len(keys))
+	distinct = make([]string, 0, len(keys))
+	for i, k := range keys {
+		if j, ok := seen[k]; ok {
+			idx[i] = j
+			continue
+		}
+		if err := c.check(ctx, k); err != nil {
+			if errs == nil {
+				errs = make(map[int]error)
+			}
+			errs[i] = err
+			idx[i] = -1
+			continue
+		}
+		seen[k] = len(distinct)
+		idx[i] = len(distinct)
+		distinct = append(distinct, k)
+	}
+	return distinct, idx, errs, nil
+}
+
+// spread returns the results of the distinct keys laid out along the keys
+// of the call, duplicates included.
+func spread[T any](res []Result[T], idx []int, errs map[int]error) []Result[T] {
+	out := make([]Result[T], len(idx))
+	for i, j := range idx {
+		if j < 0 {
+			out[i].Err = errs[i]
+			continue
+		}
+		out[i] = res[j]
+	}
+	return out
+}
+
+// GetOrSetMany is GetOrSet for many keys. It returns one Result per key,
+// aligned with keys; a key listed twice is looked up and loaded once and
+// its Result repeated. The keys the memory tier does not answer are read
+// from the distributed tier in one round trip, and the keys neither tier
+// answers are loaded with one call of f, whose results are written to the
+// distributed tier in one pipeline and announced on the backplane in one
+// batch.
+//
+// Every rule of GetOrSet holds per key: a key already being loaded (by
+// GetOrSet or another batch) is not asked of f again, the call waits for
+// that load; fail-safe, the factory timeouts and the throttle apply to
+// each key with its own stale value; eager refresh starts one background
+// batch for the keys that reached their threshold.
+//
+// The call's error is non-nil when nothing was done: ErrNilFactory,
+// ErrTooManyKeys, ErrInvalidOptions, ErrClosed, or ctx.Err() on entry.
+// It is ctx.Err() too when ctx ended while the call waited; then the keys
+// answered by then have their Results and the others carry ctx.Err(). An
+// empty keys returns an empty slice and nil. An invalid key gets
+// ErrInvalidKey in its Result and the other keys are served.
+//
+// If f panics, a caller that started the load of one of the keys panics
+// with the same value; the other callers get ErrFactoryPanic for those
+// keys.
+func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFactory[T], opts ...Option) ([]Result[T], error) {
+	if f == nil {
+		return nil, ErrNilFactory
+	}
+	if len(keys) == 0 {
+		return []Result[T]{}, nil
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return nil, err
+	}
+	distinct, idx, kerrs, err := c.batchKeys(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]Result[T], len(distinct))
+	type wait struct {
+		i      int
+		cl     *call
+		leader bool
+	}
+	var waits []wait
+	var owned []*batchKey
+	var eager []*batchKey
+	now := nowNano()
+	for i, key := range distinct {
+		if !o.SkipL1Read {
+			if e := c.l1.get(key); e != nil && e.fresh(now) && c.valid(e) {
+				if c.ev != nil {
+					c.emitHit(key, TierL1)
+				}
+				v, ok := valueOf[T](e)
+				if !ok {
+					res[i].Err = mismatch[T](key, e.value)
+					continue
+				}
+				res[i] = Result[T]{Value: v, Found: true}
+				if e.eagerAt != 0 && now >= e.eagerAt {
+					if cl, leader := c.flights.join(key); leader {
+						eager = append(eager, &batchKey{key: key, cl: cl, eager: e})
+					}
+				}
+				continue
+			}
+			if c.ev != nil {
+				c.emitMiss(key, TierL1)
+			}
+		}
+		cl, leader := c.flights.join(key)
+		waits = append(waits, wait{i: i, cl: cl, leader: leader})
+		if leader {
+			owned = append(owned, &batchKey{key: key, cl: cl})
+		}
+	}
+	if len(eager) > 0 {
+		if c.goBackground(func() { loadMany(context.Background(), c, eager, f, o) }) {
+			if c.ev != nil {
+				for _, k := range eager {
+					c.emitEagerRefresh(k.key)
+				}
+			}
+		} else {
+			abandon(c, eager, ErrClosed)
+		}
+	}
+	if len(owned) > 0 {
+		lctx := context.WithoutCancel(ctx)
+		if !c.goBackground(func() { loadMany(lctx, c, owned, f, o) }) {
+			abandon(c, owned, ErrClosed)
+		}
+	}
+	var cut error
+	var panicVal any
+	panicked := false
+	for _, w := range waits {
+		key := distinct[w.i]
+		if cut == nil {
+			select {
+			case <-w.cl.done:
+			case <-ctx.Done():
+				cut = ctx.Err()
+			}
+		}
+		if cut != nil && !isClosed(w.cl.done) {
+			res[w.i].Err = cut
+			continue
+		}
+		switch {
+		case w.cl.panicked:
+			if w.leader && !panicked {
+				panicked, panicVal = true, w.cl.panicVal
+			}
+			res[w.i].Err = fmt.Errorf("%w: key %q", ErrFactoryPanic, key)
+		case errors.Is(w.cl.err, ErrNotFound):
+		case w.cl.err != nil:
+			res[w.i].Err = w.cl.err
+		default:
+			p, ok := w.cl.val.(*T)
+			if !ok {
+				res[w.i].Err = mismatch[T](key, w.cl.val)
+				continue
+			}
+			res[w.i] = Result[T]{Value: *p, Found: true}
+		}
+	}
+	if panicked {
+		panic(panicVal)
+	}
+	return spread(res, idx, kerrs), cut
+}
+
+// abandon ends the loads of ks that could not start.
+func abandon(c *Cache, ks []*batchKey, err error) {
+	for _, k := range ks {
+		k.cl.deliver(nil, err)
+		c.flights.release(k.key, k.cl)
+	}
+}
+
+// batchKey is one key of a batch load.
+type batchKey struct {
+	key      string
+	cl       *call
+	eager    *entry // an eager refresh of this entry
+	stale    *entry
+	fallback bool        // fail-safe on and a stale value
+	timedOut atomic.Bool // a timeout answered the callers
+	out      bool        // answered from a tier; not asked of the factory
+}
+
+// loadMany is load for many keys, run on a background goroutine for the
+// callers waiting on each key's call: the memory tier again, one read of
+// the distributed tier for the keys still unanswered, then one factory
+// call for the rest. Each key's call is answered and released on its own.
+func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFactory[T], o *EntryOptions) {
+	defer func() {
+		for _, k := range ks {
+			c.flights.release(k.key, k.cl)
+		}
+	}()
+	answer := func(k *batchKey, v any) {
+		k.out = true
+		c.flights.release(k.key, k.cl) // a finished load: new callers start afresh
+		k.cl.deliver(v, nil)
+	}
+	now := nowNano()
+	haveAllStale := true
+	for _, k := range ks {
+		if k.eager != nil {
+			k.stale = k.eager
+			continue
+		}
+		if !o.SkipL1Read {
+			if e := c.l1.get(k.key); e != nil {
+				switch c.validity(e, c.inv.Load()) {
+				case valid:
+					if e.fresh(now) {
+						answer(k, e.value)
+						continue
+					}
+					k.stale = e
+				case invalidStale:
+					k.stale = e
+				}
+			}
+		}
+		if !k.stale.usableStale(now) {
+			k.stale = nil
+		}
+		if k.stale == nil {
+			haveAllStale = false
+		}
+	}
+
+	// The distributed tier: one read for every key still open.
+	if c.readsL2(o) {
+		var read []*batchKey
+		for _, k := range ks {
+			if !k.out {
+				read = append(read, k)
+			}
+		}
+		if len(read) > 0 {
+			timeout := o.L2HardTimeout
+			if haveAllStale && o.L2SoftTimeout > 0 && (timeout == 0 || o.L2SoftTimeout < timeout) {
+				timeout = o.L2SoftTimeout
+			}
+			names := make([]string, len(read))
+			for i, k := range read {
+				names[i] = k.key
+			}
+			start := stamp()
+			vals, _ := c.getL2Many(ctx, names, timeout)
+			var hits []*entry
+			var hitKeys []*batchKey
+			for i, k := range read {
+				if vals[i] == nil {
+					continue
+				}
+				l2e := decodeL2[T](c, k.key, vals[i], o, start)
+				if l2e == nil {
+					continue
+				}
+				now = nowNano()
+				if cur := c.l1.get(k.key); cur != nil && l2e.ts < cur.ts {
+					continue // newest wins, tombstones included
+				}
+				switch c.validity(l2e, c.inv.Load()) {
+				case valid:
+					if l2e.fresh(now) && (k.eager == nil || l2e.ts > k.eager.ts) {
+						hits = append(hits, l2e)
+						hitKeys = append(hitKeys, k)
+						continue
+					}
+					if k.eager == nil && l2e.usableStale(now) && l2e.newer(k.stale) {
+						k.stale = l2e
+					}
+				case invalidStale:
+					if k.eager == nil && l2e.usableStale(now) && l2e.newer(k.stale) {
+						k.stale = l2e
+					}
+				}
+			}
+			if !o.SkipL1Write {
+				c.l1.setMany(hits, o.Size)
+			}
+			for i, k := range hitKeys {
+				if c.ev != nil {
+					c.emitHit(k.key, TierL2)
+				}
+				answer(k, hits[i].value)
+			}
+		}
+	}
+
+	// The factory: one call for every key still open.
+	bc := &BatchContext[T]{fcs: make(map[string]*FactoryContext[T])}
+	var need []*batchKey
+	anyFallback, allFallback := false, true
+	for _, k := range ks {
+		if k.out {
+			continue
+		}
+		if c.ev != nil && c.readsL2(o) {
+			c.emitMiss(k.key, TierL2)
+		}
+		fc := &FactoryContext[T]{key: k.key, opts: *o}
+		if k.stale != nil {
+			if v, ok := valueOf[T](k.stale); ok {
+				fc.stale, fc.hasStale = v, true
+				fc.staleETag, fc.staleLastMod = k.stale.etag, k.stale.lastMod
+			} else {
+				k.stale = nil
+			}
+		}
+		k.fallback = o.FailSafe && k.stale != nil
+		anyFallback = anyFallback || k.fallback
+		allFallback = allFallback && k.fallback
+		bc.keys = append(bc.keys, k.key)
+		bc.fcs[k.key] = fc
+		need = append(need, k)
+	}
+	if len(need) == 0 {
+		return
+	}
+
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel) // Close cancels the factory
+	defer stop()
+
+	hard := o.FactoryHardTimeout
+	soft := o.FactorySoftTimeout
+	if !anyFallback || soft <= 0 || hard > 0 && soft >= hard {
+		soft = 0 // no key can use the soft timeout
+	}
+	if soft > 0 {
+		t := time.AfterFunc(soft, func() {
+			for _, k := range need {
+				if k.fallback && !isClosed(k.cl.done) {
+					k.timedOut.Store(true)
+					c.serveFallback(k.cl, k.key, k.stale, o, FailSafeFactoryTimeout, false)
+					if o.DisableBackgroundCompletion {
+						c.flights.release(k.key, k.cl)
+					}
+				}
+			}
+			if o.DisableBackgroundCompletion && allFallback {
+				cancel()
+			}
+		})
+		defer t.Stop()
+	}
+	if hard > 0 {
+		t := time.AfterFunc(hard, func() {
+			for _, k := range need {
+				if isClosed(k.cl.done) {
+					continue
+				}
+				k.timedOut.Store(true)
+				if k.fallback {
+					c.serveFallback(k.cl, k.key, k.stale, o, FailSafeFactoryTimeout, false)
+				} else {
+					k.cl.deliver(nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, k.key, hard))
+				}
+				if o.DisableBackgroundCompletion {
+					c.flights.release(k.key, k.cl)
+				}
+			}
+			if o.DisableBackgroundCompletion {
+				cancel()
+			}
+		})
+		defer t.Stop()
+	}
+
+	var began int64
+	if c.ev != nil {
+		began = nowNano()
+	}
+	start := stamp()
+	vals, err, panicked, pv := callBatchFactory(fctx, f, bc)
+	now = nowNano()
+	if c.ev != nil {
+		ferr := err
+		if panicked {
+			ferr = ErrFactoryPanic
+		}
+		for _, k := range need {
+			c.emitFactoryCall(k.key, time.Duration(now-began), ferr, k.eager != nil)
+		}
+	}
+	if panicked {
+		c.log.Error("batch factory panicked", slog.Int("keys", len(need)), c.keyAttr(need[0].key), slog.Any("panic", pv))
+		for _, k := range need {
+			c.flights.release(k.key, k.cl)
+			k.cl.deliverPanic(pv)
+		}
+		return
+	}
+	if err == nil {
+		if extra := len(vals) - countAsked(vals, bc); extra > 0 {
+			c.log.Warn("batch factory returned keys it was not asked for; ignored", slog.Int("count", extra))
+		}
+	}
+	var entries []*entry
+	var entryKeys []*batchKey
+	var writes []pending
+	for _, k := range need {
+		if o.DisableBackgroundCompletion && k.timedOut.Load() {
+			continue // the callers got the fallback or the timeout; drop the result
+		}
+		fc := bc.fcs[k.key]
+		kerr := err
+		v, found := vals[k.key]
+		if kerr == nil {
+			if fc.notModified && !found {
+				v, found = fc.stale, true
+			}
+			if found {
+				kerr = fc.opts.Validate()
+			}
+		}
+		if kerr != nil {
+			failKey(c, k, o, kerr)
+			continue
+		}
+		if !found {
+			if k.eager != nil {
+				keepWithoutEager(c, k, o)
+				continue
+			}
+			c.flights.release(k.key, k.cl)
+			k.cl.deliver(nil, fmt.Errorf("%w: key %q (the batch factory did not return it)", ErrNotFound, k.key))
+			continue
+		}
+		if fc.notModified {
+			v = fc.stale
+		}
+		eo := fc.opts.withDefaults()
+		e := newEntry(k.key, v, start, now, &eo, fc.meta())
+		if c.l2 != nil && !eo.SkipL2Write {
+			enc, err := c.encode(e)
+			if err != nil {
+				c.log.Warn("factory result kept in memory only", c.keyAttr(k.key), slog.Any("err", err))
+			} else {
+				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil})
+			}
+		}
+		entries = append(entries, e)
+		entryKeys = append(entryKeys, k)
+	}
+	if !o.SkipL1Write {
+		c.l1.setMany(entries, o.Size)
+	}
+	c.propagateMany(writes, o)
+	for i, k := range entryKeys {
+		c.flights.release(k.key, k.cl) // a finished load: new callers start afresh
+		k.cl.deliver(entries[i].value, nil)
+	}
+}
+
+// failKey answers a key whose load failed with err, as load does.
+func failKey(c *Cache, k *batchKey, o *EntryOptions, err error) {
+	switch {
+	case k.eager != nil:
+		keepWithoutEager(c, k, o)
+		c.log.Warn("eager refresh failed", c.keyAttr(k.key), slog.Any("err", err))
+	case k.fallback:
+		c.serveFallback(k.cl, k.key, k.stale, o, FailSafeFactoryError, true)
+	default:
+		c.flights.release(k.key, k.cl)
+		if !k.cl.deliver(nil, fmt.Errorf("hybrid: batch factory %q: %w", k.key, err)) {
+			c.log.Warn("background factory failed", c.keyAttr(k.key), slog.Any("err", err))
+		}
+	}
+}
+
+// keepWithoutEager keeps an eagerly refreshed entry as it was, minus its
+// eager refresh point, so that hits do not retry on every read.
+func keepWithoutEager(c *Cache, k *batchKey, o *EntryOptions) {
+	x := k.eager.clone()
+	x.eagerAt = 0
+	c.l1.set(x, o.Size)
+	c.flights.release(k.key, k.cl)
+	k.cl.deliver(k.eager.value, nil)
+}
+
+func countAsked[T any](vals map[string]T, bc *BatchContext[T]) int {
+	n := 0
+	for k := range vals {
+		if _, ok := bc.fcs[k]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+// callBatchFactory runs f, turning a panic into a value.
+func callBatchFactory[T any](ctx context.Context, f BatchFactory[T], bc *BatchContext[T]) (vals map[string]T, err error, panicked bool, pv any) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked, pv = true, r
+		}
+	}()
+	vals, err = f(ctx, bc)
+	return vals, err, false, nil
+}
+
+// TryGetMany is TryGet for many keys: one Result per key, aligned with
+// keys (duplicates answered once and repeated), Found false on a miss. The
+// keys the memory tier does not answer are read from the distributed tier
+// in one round trip. It never calls a factory.
+//
+// The call's error is ErrTooManyKeys, ErrInvalidOptions, ErrClosed or
+// ctx.Err(), and then nothing was done; an empty keys returns an empty
+// slice and nil. An invalid key gets ErrInvalidKey in its Result.
+func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Option) ([]Result[T], error) {
+	if len(keys) == 0 {
+		return []Result[T]{}, nil
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return nil, err
+	}
+	distinct, idx, kerrs, err := c.batchKeys(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]Result[T], len(distinct))
+	stale := make([]*entry, len(distinct))
+	var miss []int
+	now := nowNano()
+	for i, key := range distinct {
+		var e *entry
+		if !o.SkipL1Read {
+			e = c.l1.get(key)
+			if e != nil && e.fresh(now) && c.valid(e) {
+				if c.ev != nil {
+					c.emitHit(key, TierL1)
+				}
+				v, ok := valueOf[T](e)
+				if !ok {
+					res[i].Err = mismatch[T](key, e.value)
+					continue
+				}
+				res[i] = Result[T]{Value: v, Found: true}
+				continue
+			}
+			if c.ev != nil {
+				c.emitMiss(key, TierL1)
+			}
+		}
+		if e != nil && e.usableStale(now) && c.validity(e, c.inv.Load()) != invalidGone {
+			stale[i] = e
+		}
+		miss = append(miss, i)
+	}
+	if len(miss) > 0 && c.readsL2(o) {
+		names := make([]string, len(miss))
+		haveAllStale := o.AllowStaleOnRead
+		for j, i := range miss {
+			names[j] = distinct[i]
+			haveAllStale = haveAllStale && stale[i] != nil
+		}
+		if c.bp != nil {
+			for _, k := range names {
+				c.readers.add(k)
+			}
+			defer func() {
+				for _, k := range names {
+					c.readers.done(k)
+				}
+			}()
+		}
+		timeout := o.L2HardTimeout
+		if haveAllStale && o.L2SoftTimeout > 0 && (timeout == 0 || o.L2SoftTimeout < timeout) {
+			timeout = o.L2SoftTimeout
+		}
+		start := stamp()
+		vals, _ := c.getL2Many(ctx, names, timeout)
+		var hits []*entry
+		for j, i := range miss {
+			key := distinct[i]
+			if vals[j] == nil {
+				continue
+			}
+			l2e := decodeL2[T](c, key, vals[j], o, start)
+			if l2e == nil {
+				continue
+			}
+			if cur := c.l1.get(key); cur != nil && cur.ts > l2e.ts {
+				continue // a newer change (or a removal) arrived meanwhile
+			}
+			now = nowNano()
+			switch c.validity(l2e, c.inv.Load()) {
+			case valid:
+				if l2e.fresh(now) {
+					hits = append(hits, l2e)
+					v, _ := valueOf[T](l2e)
+					res[i] = Result[T]{Value: v, Found: true}
+					if c.ev != nil {
+						c.emitHit(key, TierL2)
+					}
+					continue
+				}
+				if l2e.usableStale(now) && l2e.newer(stale[i]) {
+					stale[i] = l2e
+				}
+			case invalidStale:
+				if l2e.usableStale(now) && l2e.newer(stale[i]) {
+					stale[i] = l2e
+				}
+			}
+		}
+		if !o.SkipL1Write {
+			c.l1.setMany(hits, o.Size)
+		}
+	}
+	for _, i := range miss {
+		if res[i].Found {
+			continue
+		}
+		if c.ev != nil && c.readsL2(o) {
+			c.emitMiss(distinct[i], TierL2)
+		}
+		if o.AllowStaleOnRead && stale[i] != nil {
+			v, ok := valueOf[T](stale[i])
+			if !ok {
+				res[i].Err = mismatch[T](distinct[i], stale[i].value)
+				continue
+			}
+			res[i] = Result[T]{Value: v, Found: true}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return spread(res, idx, kerrs), err
+	}
+	return spread(res, idx, kerrs), nil
+}
+
+// SetMany stores every value of values under its key, in every tier, as
+// Set does for one: the memory tier at once, the distributed tier in one
+// pipelined newest-wins write, the backplane in one batch.
+//
+// It checks everything first: if a key is invalid or a value cannot be
+// encoded (ErrInvalidKey, ErrValueTooLarge, a serializer error), it
+// returns that error, naming the key, and stores nothing. An empty map
+// does nothing. Errors: ErrTooManyKeys, ErrInvalidKey, ErrInvalidOptions,
+// ErrClosed, ErrValueTooLarge, ctx.Err().
+func SetMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...Option) error {
+	if len(values) == 0 {
+		return nil
+	}
+	if len(values) > MaxBatchKeys {
+		return fmt.Errorf("%w: %d, the maximum is %d", ErrTooManyKeys, len(values), MaxBatchKeys)
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return err
+	}
+	for k := range values {
+		if err := c.checkOne(ctx, k); err != nil {
+			return err
+		}
+	}
+	entries := make([]*entry, 0, len(values))
+	var writes []pending
+	for k, v := range values {
+		e := newEntry(k, v, stamp(), nowNano(), o, meta{})
+		if c.l2 != nil && !o.SkipL2Write {
+			enc, err := c.encode(e)
+			if err != nil {
+				return err
+			}
+			writes = append(writes, pending{op: opSet, key: k, ts: e.ts, val: enc, physUntil: e.physUntil})
+		} else if c.bp != nil && !o.SkipBackplane {
+			writes = append(writes, pending{op: opSet, key: k, ts: e.ts})
+		}
+		entries = append(entries, e)
+	}
+	if !o.SkipL1Write {
+		c.l1.setMany(entries, o.Size)
+	}
+	c.propagateMany(writes, o)
+	return nil
+}
+
+// RemoveMany removes every key of keys, as Remove does for one: a
+// tombstone in the memory tier at once (a read that raced the removal
+// cannot put the old value back), then the distributed tier and one batch
+// of backplane notifications. Duplicates are removed once.
+//
+// It checks every key first: for an invalid key it returns ErrInvalidKey,
+// naming the key, and removes nothing. Errors: ErrTooManyKeys,
+// ErrInvalidKey, ErrInvalidOptions, ErrClosed, ctx.Err().
+func (c *Cache) RemoveMany(ctx context.Context, keys []string, opts ...Option) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if len(keys) > MaxBatchKeys {
+		return fmt.Errorf("%w: %d, the maximum is %d", ErrTooManyKeys, len(keys), MaxBatchKeys)
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if err := c.checkOne(ctx, k); err != nil {
+			return err
+		}
+		seen[k] = true
+	}
+	tombs := make([]*entry, 0, len(seen))
+	ps := make([]pending, 0, len(seen))
+	for _, k := range keys {
+		if !seen[k] {
+			continue
+		}
+		seen[k] = false
+		now := stamp()
+		tombs = append(tombs, newTombstone(k, now))
+		ps = append(ps, pending{op: opRemove, key: k, ts: now})
+	}
+	c.l1.setMany(tombs, 1)
+	c.propagateMany(ps, o)
+	return nil
+}
+
+// checkOne is check for one key of a batch: an invalid key's error names it.
+func (c *Cache) checkOne(ctx context.Context, k string) error {
+	err := c.check(ctx, k)
+	if err != nil && errors.Is(err, ErrInvalidKey) {
+		return fmt.Errorf("%w (key %q)", err, truncate(k))
+	}
+	return err
+}
+
+// truncate shortens a key for an error message.
+func truncate(k string) string {
+	if len(k) > 64 {
+		return k[:64] + "..."
+	}
+	return k
+}
