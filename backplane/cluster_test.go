@@ -2,7 +2,10 @@ package backplane_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -65,58 +68,12 @@ func TestRedisClusterSlotMigration(t *testing.T) {
 	sub := newRedisBackplane(t, cluster.Client(t), backplane.RedisOptions{Channel: ch}, r)
 	pub := newRedisBackplane(t, cluster.Client(t), backplane.RedisOptions{Channel: ch}, nil)
 
-	nodes := cluster.Nodes()
-	clients := make([]*redis.Client, len(nodes))
-	ids := make([]string, len(nodes))
-	src := -1
-	for i, n := range nodes {
-		clients[i] = n.Client(t)
-		id, err := clients[i].Do(ctx, "CLUSTER", "MYID").Text()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = id
-		subs, err := clients[i].PubSubShardNumSub(ctx, ch).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if subs[ch] == 1 {
-			src = i
-		}
-	}
-	if src < 0 {
-		t.Fatal("no node holds the sharded subscription")
-	}
-	dst := (src + 1) % len(nodes)
-	slot, err := clients[0].ClusterKeySlot(ctx, ch).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	steps := []struct {
-		node int
-		args []any
-	}{
-		{dst, []any{"CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]}},
-		{src, []any{"CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]}},
-		{dst, []any{"CLUSTER", "SETSLOT", slot, "NODE", ids[dst]}},
-		{src, []any{"CLUSTER", "SETSLOT", slot, "NODE", ids[dst]}},
-	}
-	for i := range nodes {
-		if i != src && i != dst {
-			steps = append(steps, struct {
-				node int
-				args []any
-			}{i, []any{"CLUSTER", "SETSLOT", slot, "NODE", ids[dst]}})
-		}
-	}
-	for _, s := range steps {
-		if err := clients[s.node].Do(ctx, s.args...).Err(); err != nil {
-			t.Fatalf("%v on node %d: %v", s.args, s.node, err)
-		}
-	}
+	mig := newSlotMigration(t, cluster, ch)
+	mig.prepare(t)
+	mig.finish(t)
 	r.wantGap(t)
 	eventually(t, "the subscription on the new owner", func() bool {
-		subs, err := clients[dst].PubSubShardNumSub(ctx, ch).Result()
+		subs, err := mig.clients[mig.dst].PubSubShardNumSub(ctx, ch).Result()
 		return err == nil && subs[ch] == 1
 	})
 	m := msg(backplane.KindSet, "after-migration")
@@ -124,5 +81,121 @@ func TestRedisClusterSlotMigration(t *testing.T) {
 	r.wantMessage(t, m)
 	if st := sub.Stats(); st.Resubscribes < 1 {
 		t.Errorf("Stats = %+v, want a resubscribe", st)
+	}
+}
+
+// TestRedisCloseDuringResubscribe closes the backplane while it resubscribes after a
+// slot migration to a master that does not answer (suspended): Close must return, not
+// wait forever for the reader, which needs the backplane's lock to finish the
+// replacement (the reader held up in the new subscription, Close holding the lock).
+func TestRedisCloseDuringResubscribe(t *testing.T) {
+	t.Parallel()
+	cluster := redistest.StartCluster(t, 3)
+	ch := backplane.ChannelName("", "users")
+	logs := &syncBuffer{}
+	client := cluster.Client(t)
+	bp, err := backplane.NewRedis(client, backplane.RedisOptions{
+		Channel: ch, Logger: slog.New(slog.NewTextHandler(logs, nil)), SubscribeTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bp.Subscribe(newRecorder()); err != nil {
+		t.Fatal(err)
+	}
+
+	mig := newSlotMigration(t, cluster, ch)
+	mig.prepare(t)
+	target := cluster.Nodes()[mig.dst]
+	target.Suspend(t)
+	resumed := false
+	defer func() {
+		if !resumed {
+			target.Resume(t)
+		}
+	}()
+	mig.finish(t)
+	eventually(t, "the resubscription to start", func() bool {
+		return strings.Contains(logs.String(), "resubscribing")
+	})
+
+	closed := make(chan struct{})
+	go func() {
+		bp.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return while a resubscription was in progress (deadlock)")
+	}
+	target.Resume(t)
+	resumed = true
+}
+
+// slotMigration moves the slot of a channel from the master that holds the channel's
+// sharded subscription (src) to the next one (dst), in two halves, so that a test can
+// act between them: prepare makes dst the owner on dst itself; finish tells src and the
+// other masters, upon which src drops its sharded subscribers (sunsubscribe).
+type slotMigration struct {
+	clients  []*redis.Client
+	ids      []string
+	src, dst int
+	slot     int64
+}
+
+func newSlotMigration(t *testing.T, cluster *redistest.Cluster, ch string) *slotMigration {
+	t.Helper()
+	ctx := context.Background()
+	nodes := cluster.Nodes()
+	m := &slotMigration{clients: make([]*redis.Client, len(nodes)), ids: make([]string, len(nodes)), src: -1}
+	for i, n := range nodes {
+		m.clients[i] = n.Client(t)
+		id, err := m.clients[i].Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.ids[i] = id
+		subs, err := m.clients[i].PubSubShardNumSub(ctx, ch).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if subs[ch] == 1 {
+			m.src = i
+		}
+	}
+	if m.src < 0 {
+		t.Fatal("no node holds the sharded subscription")
+	}
+	m.dst = (m.src + 1) % len(nodes)
+	slot, err := m.clients[0].ClusterKeySlot(ctx, ch).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.slot = slot
+	return m
+}
+
+func (m *slotMigration) do(t *testing.T, node int, args ...any) {
+	t.Helper()
+	if err := m.clients[node].Do(context.Background(), args...).Err(); err != nil {
+		t.Fatalf("%v on node %d: %v", args, node, err)
+	}
+}
+
+func (m *slotMigration) prepare(t *testing.T) {
+	t.Helper()
+	m.do(t, m.dst, "CLUSTER", "SETSLOT", m.slot, "IMPORTING", m.ids[m.src])
+	m.do(t, m.src, "CLUSTER", "SETSLOT", m.slot, "MIGRATING", m.ids[m.dst])
+	m.do(t, m.dst, "CLUSTER", "SETSLOT", m.slot, "NODE", m.ids[m.dst])
+}
+
+func (m *slotMigration) finish(t *testing.T) {
+	t.Helper()
+	m.do(t, m.src, "CLUSTER", "SETSLOT", m.slot, "NODE", m.ids[m.dst])
+	for i := range m.clients {
+		if i != m.src && i != m.dst {
+			m.do(t, i, "CLUSTER", "SETSLOT", m.slot, "NODE", m.ids[m.dst])
+		}
 	}
 }

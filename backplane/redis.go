@@ -61,11 +61,13 @@ type Redis struct {
 	subscribeTimeout time.Duration
 	log              *slog.Logger
 
-	mu         sync.Mutex // serializes Subscribe and Close
+	mu         sync.Mutex // guards subscribed, ps and the closed transition; never held while waiting
 	subscribed bool
 	ps         *redis.PubSub
 	in         atomic.Pointer[inbox]
-	done       chan struct{} // closed by Close
+	done       chan struct{}   // closed by Close
+	ctx        context.Context // cancelled by Close: bounds the (re)subscribe calls
+	cancel     context.CancelFunc
 	closed     atomic.Bool
 	wg         sync.WaitGroup
 
@@ -101,6 +103,7 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) (*Redis, error) {
 		log:              o.Logger,
 		done:             make(chan struct{}),
 	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if r.queueSize == 0 {
 		r.queueSize = defaultQueueSize
 	}
@@ -202,7 +205,7 @@ func (r *Redis) Subscribe(h Handler) error {
 // written right away; if that fails, the channel is still recorded and the PubSub's
 // receive loop subscribes when it (re)connects.
 func (r *Redis) open() *redis.PubSub {
-	ctx, cancel := context.WithTimeout(context.Background(), r.subscribeTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, r.subscribeTimeout)
 	defer cancel()
 	if r.sharded {
 		return r.client.SSubscribe(ctx, r.channel)
@@ -308,7 +311,7 @@ func (r *Redis) read(ps *redis.PubSub, in *inbox, ready chan struct{}) {
 // the new one's channel. It returns old and false if the backplane is closed.
 func (r *Redis) replace(old <-chan any) (<-chan any, bool) {
 	if cc, ok := r.client.(*redis.ClusterClient); ok {
-		cc.ReloadState(context.Background())
+		cc.ReloadState(r.ctx)
 	}
 	ps := r.open()
 	r.mu.Lock()
@@ -331,20 +334,25 @@ func (r *Redis) replace(old <-chan any) (<-chan any, bool) {
 
 // Close closes the subscription, stops the reader and the dispatcher and waits for
 // them. After Close returns, the handler is not called again. It does not close the
-// client. Close is idempotent and returns nil.
+// client. Close is idempotent and returns nil; it does not wait for Redis, also while a
+// resubscription is in progress (the lock is released before waiting for the reader,
+// which may need it to finish a replacement, and Close cancels the replacement's calls).
 func (r *Redis) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed.Swap(true) {
+		r.mu.Unlock()
 		return nil
 	}
 	close(r.done)
+	r.cancel()
 	if in := r.in.Load(); in != nil {
 		close(in.stop)
 	}
-	if r.ps != nil {
+	ps := r.ps // a replacement made after this point sees closed and closes itself
+	r.mu.Unlock()
+	if ps != nil {
 		// Closing the PubSub makes go-redis close the channel the reader ranges over.
-		_ = r.ps.Close()
+		_ = ps.Close()
 	}
 	r.wg.Wait()
 	return nil
