@@ -173,9 +173,9 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		cl     *call
 		leader bool
 	}
-	var waits []wait
-	var owned []*batchKey
-	var eager []*batchKey
+	waits := make([]wait, 0, len(distinct))
+	var owned, eager []*batchKey
+	var ownedBuf []batchKey // one allocation for the keys this call loads
 	now := nowNano()
 	for i, key := range distinct {
 		if !o.SkipL1Read {
@@ -203,7 +203,12 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		cl, leader := c.flights.join(key)
 		waits = append(waits, wait{i: i, cl: cl, leader: leader})
 		if leader {
-			owned = append(owned, &batchKey{key: key, cl: cl})
+			if ownedBuf == nil {
+				ownedBuf = make([]batchKey, 0, len(distinct)-i)
+				owned = make([]*batchKey, 0, len(distinct)-i)
+			}
+			ownedBuf = append(ownedBuf, batchKey{key: key, cl: cl})
+			owned = append(owned, &ownedBuf[len(ownedBuf)-1])
 		}
 	}
 	if len(eager) > 0 {

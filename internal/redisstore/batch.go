@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -26,7 +27,8 @@ type Item struct {
 // read (wrapped like Get's, see Classify), the others being served.
 //
 // On a single Redis (standalone or failover client) it is one MGET: one
-// round trip. On a *redis.ClusterClient the keys are grouped by hash slot,
+// round trip. The returned slices may share memory with the reply: do not
+// modify them. On a *redis.ClusterClient the keys are grouped by hash slot,
 // one MGET per slot, and the groups are sent as one pipeline, which go-redis
 // splits by node and sends to the nodes in parallel: one round trip per
 // node, at the same time; a node that fails costs only its own keys. On a
@@ -228,10 +230,13 @@ func (s *Store) DeleteMany(ctx context.Context, keys []string) (errs []error) {
 	return errs
 }
 
+// asBytes returns an MGET element as bytes. A string is not copied: the
+// bytes alias it and must not be written to (the engine only decodes them,
+// and envelope.Decode copies what it keeps).
 func asBytes(r any) []byte {
 	switch v := r.(type) {
 	case string:
-		return []byte(v)
+		return unsafe.Slice(unsafe.StringData(v), len(v))
 	case []byte:
 		return v
 	}
