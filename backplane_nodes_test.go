@@ -27,7 +27,9 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // through its own client.
 func bpNode(t *testing.T, client redis.UniversalClient, configure ...func(*strata.CacheSettings)) *hybrid.Cache {
 	t.Helper()
-	d := strata.CacheSettings{Entry: hybrid.EntryOptions{Duration: time.Hour, FailSafe: true}}
+	// These tests count on the messages sent right after Register: wait for
+	// the subscription (Register does not, by default).
+	d := strata.CacheSettings{Entry: hybrid.EntryOptions{Duration: time.Hour, FailSafe: true}, WaitForInitialBackplaneSubscribe: 10 * time.Second}
 	p := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Client: client}, Defaults: &d, Logger: quiet})
 	c, err := p.Register("app", configure...)
 	if err != nil {

@@ -48,7 +48,10 @@ type Provider struct {
 }
 
 // NewProvider validates s and creates a provider. With s.Redis set it
-// creates (or takes) the shared client; it does not contact Redis.
+// creates (or takes) the shared client; it does not contact Redis, and
+// neither does Register (unless a cache asks to wait for its backplane
+// subscription): a service starts at once and serves from memory while
+// Redis is away.
 func NewProvider(s Settings) (*Provider, error) {
 	p := &Provider{caches: make(map[string]*hybrid.Cache), logger: s.Logger, redactKeys: s.RedactKeys}
 	if p.logger == nil {
@@ -96,9 +99,9 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	if err := cs.validate(); err != nil {
 		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
 	}
-	if cs.KeyPrefix == "" {
-		cs.KeyPrefix = name + ":"
-	}
+	opts := cs.options(name)
+	opts.Logger, opts.RedactKeys, opts.Events = p.logger, p.redactKeys, p.events
+	cs.KeyPrefix = opts.KeyPrefix
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -107,18 +110,6 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	}
 	if _, dup := p.caches[name]; dup {
 		return nil, fmt.Errorf("%w: %q", ErrDuplicateName, name)
-	}
-	opts := hybrid.Options{
-		Name:         name,
-		Entry:        cs.Entry,
-		L1MaxEntries: cs.L1MaxEntries,
-		Logger:       p.logger,
-		RedactKeys:   p.redactKeys,
-		Events:       p.events,
-		Serializer:   cs.Serializer,
-		MaxKeyLength: cs.MaxKeyLength,
-
-		L2CircuitBreakerDuration: cs.L2CircuitBreakerDuration,
 	}
 	client := p.shared
 	var own redis.UniversalClient

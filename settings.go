@@ -1,9 +1,12 @@
 package strata
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,6 +49,13 @@ type RedisSettings struct {
 }
 
 // CacheSettings configure one named cache.
+//
+// Every field of the engine's hybrid.Options that a user may want to set
+// has a field of the same name and meaning here (the provider sets the
+// others: Name, Logger, RedactKeys, Events, and the L2 and Backplane it
+// builds from the Redis settings), and the provider validates them with
+// hybrid.Options.Validate, so a setting means the same and is checked the
+// same whether a cache comes from a provider or from hybrid.New.
 type CacheSettings struct {
 	// Entry holds the default options of every entry of the cache.
 	Entry hybrid.EntryOptions
@@ -66,16 +76,58 @@ type CacheSettings struct {
 	// MaxKeyLength is the longest key accepted, in bytes. Zero means
 	// hybrid.DefaultMaxKeyLength.
 	MaxKeyLength int
+	// MaxValueSize is the largest encoded entry written to Redis, in bytes;
+	// Set returns hybrid.ErrValueTooLarge above it. Zero means
+	// hybrid.DefaultMaxValueSize (16 MiB). It is the only value-size limit.
+	MaxValueSize int
 	// L2CircuitBreakerDuration is how long Redis is skipped after a
 	// transient error (one probe a second still goes through). Zero means
 	// hybrid.DefaultL2CircuitBreakerDuration (30s).
 	L2CircuitBreakerDuration time.Duration
+	// DisableL2CircuitBreaker keeps calling Redis after errors.
+	DisableL2CircuitBreaker bool
+	// AutoRecoveryMaxItems bounds the queue of changes replayed when Redis
+	// is back. Zero means hybrid.DefaultAutoRecoveryMaxItems.
+	AutoRecoveryMaxItems int
+	// InstanceID tells this process's backplane messages from the others'.
+	// Empty means a random id per cache.
+	InstanceID string
+	// WaitForInitialBackplaneSubscribe is how long Register waits for the
+	// backplane subscription to be confirmed. Zero (the default) means
+	// Register does not wait: it never contacts Redis, and the subscription
+	// completes in the background (see hybrid.Options).
+	WaitForInitialBackplaneSubscribe time.Duration
+}
+
+// options returns the engine options of the cache name, without the
+// wiring (L2, Backplane) that the provider adds.
+func (s *CacheSettings) options(name string) hybrid.Options {
+	keyPrefix := s.KeyPrefix
+	if keyPrefix == "" {
+		keyPrefix = name + ":"
+	}
+	return hybrid.Options{
+		Name:                             name,
+		Entry:                            s.Entry,
+		L1MaxEntries:                     s.L1MaxEntries,
+		MaxKeyLength:                     s.MaxKeyLength,
+		KeyPrefix:                        keyPrefix,
+		Serializer:                       s.Serializer,
+		MaxValueSize:                     s.MaxValueSize,
+		L2CircuitBreakerDuration:         s.L2CircuitBreakerDuration,
+		DisableL2CircuitBreaker:          s.DisableL2CircuitBreaker,
+		InstanceID:                       s.InstanceID,
+		AutoRecoveryMaxItems:             s.AutoRecoveryMaxItems,
+		WaitForInitialBackplaneSubscribe: s.WaitForInitialBackplaneSubscribe,
+	}
 }
 
 // ProductionDefaults returns the defaults a provider gives every cache when
-// Settings.Defaults is nil: long-lived entries with fail-safe, a soft
-// factory timeout, background distributed writes, eager refresh and jitter
-// (Bitwarden's and FusionCache's production choices; see docs/settings.md).
+// Settings.Defaults is nil: long-lived entries with fail-safe, soft and hard
+// factory timeouts (100 ms, 1.5 s), background distributed writes, eager
+// refresh and jitter (Bitwarden's ExtendedCache defaults; see
+// docs/settings.md). A factory that outlives a timeout still completes in
+// the background and caches its result.
 func ProductionDefaults() CacheSettings {
 	return CacheSettings{
 		Entry: hybrid.EntryOptions{
@@ -85,6 +137,7 @@ func ProductionDefaults() CacheSettings {
 			FailSafeMaxDuration:      2 * time.Hour,
 			FailSafeThrottleDuration: 30 * time.Second,
 			FactorySoftTimeout:       100 * time.Millisecond,
+			FactoryHardTimeout:       1500 * time.Millisecond,
 			L2SoftTimeout:            time.Second,
 			L2HardTimeout:            2 * time.Second,
 			BackgroundL2Operations:   true,
@@ -127,18 +180,12 @@ func validateName(name string) error {
 	return nil
 }
 
+// validate checks s as the engine would (hybrid.Options.Validate), plus
+// the Redis settings. Errors wrap ErrInvalidSettings and name the field.
 func (s *CacheSettings) validate() error {
-	if err := s.Entry.Validate(); err != nil {
-		return fmt.Errorf("%w: Entry: %w", ErrInvalidSettings, err)
-	}
-	if s.L1MaxEntries < 0 {
-		return fmt.Errorf("%w: L1MaxEntries is negative", ErrInvalidSettings)
-	}
-	if s.MaxKeyLength < 0 {
-		return fmt.Errorf("%w: MaxKeyLength is negative", ErrInvalidSettings)
-	}
-	if s.L2CircuitBreakerDuration < 0 {
-		return fmt.Errorf("%w: L2CircuitBreakerDuration is negative", ErrInvalidSettings)
+	o := s.options("x")
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSettings, err)
 	}
 	if s.Redis != nil {
 		if err := s.Redis.validate(); err != nil {
@@ -170,26 +217,63 @@ func (r *RedisSettings) validate() error {
 	return nil
 }
 
-// redactURLError keeps a password out of an error message.
+// redactURLError keeps the password of raw out of err's message, also when
+// raw is too malformed for url.Parse (the parser's errors quote the URL).
 func redactURLError(raw string, err error) error {
-	u, perr := url.Parse(raw)
-	if perr != nil || u.User == nil {
+	pw := urlPassword(raw)
+	if pw == "" {
 		return err
 	}
-	if _, has := u.User.Password(); !has {
-		return err
+	msg := strings.ReplaceAll(err.Error(), pw, "xxxxx")
+	if q := strconv.Quote(pw); len(q) > 2 {
+		msg = strings.ReplaceAll(msg, q[1:len(q)-1], "xxxxx") // as %q writes it
 	}
-	return fmt.Errorf("%s (in %s)", err, u.Redacted())
+	if e := url.QueryEscape(pw); e != pw {
+		msg = strings.ReplaceAll(msg, e, "xxxxx")
+	}
+	return errors.New(msg)
+}
+
+// urlPassword returns the password of a URL-like string: what stands
+// between the first ':' and the last '@' of the authority, if any. It
+// does not need the URL to parse.
+func urlPassword(raw string) string {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		rest = raw
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		// A password may hold '/' or '?' (unescaped): look for '@' past them.
+		if at := strings.LastIndex(rest, "@"); at > i {
+			i = strings.IndexAny(rest[at:], "/?#")
+			if i < 0 {
+				i = len(rest)
+			} else {
+				i += at
+			}
+		}
+		rest = rest[:i]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return ""
+	}
+	_, pw, _ := strings.Cut(rest[:at], ":")
+	return pw
 }
 
 // Client settings the provider uses for the clients it creates: short
 // timeouts and few retries, because a cache must answer from memory (or
-// fail-safe) rather than wait for Redis. A URL's own query parameters win.
+// fail-safe) rather than wait for Redis. A dead Redis then costs a call at
+// most one dial (500 ms) and one retry, well within the production L2
+// timeouts (1 s soft, 2 s hard), instead of go-redis's five dial attempts
+// with back-off. A URL's own query parameters win.
 const (
-	clientDialTimeout  = time.Second
-	clientReadTimeout  = 500 * time.Millisecond
-	clientWriteTimeout = 500 * time.Millisecond
-	clientMaxRetries   = 1
+	clientDialTimeout   = 500 * time.Millisecond
+	clientDialerRetries = 1 // go-redis counts attempts: one dial, no retry
+	clientReadTimeout   = 500 * time.Millisecond
+	clientWriteTimeout  = 500 * time.Millisecond
+	clientMaxRetries    = 1
 )
 
 // newClient creates the client described by r; owned reports whether the
@@ -202,6 +286,7 @@ func (r *RedisSettings) newClient() (c redis.UniversalClient, owned bool, err er
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs:                      r.Addrs,
 			DialTimeout:                clientDialTimeout,
+			DialerRetries:              clientDialerRetries,
 			ReadTimeout:                clientReadTimeout,
 			WriteTimeout:               clientWriteTimeout,
 			MaxRetries:                 clientMaxRetries,
@@ -213,22 +298,28 @@ func (r *RedisSettings) newClient() (c redis.UniversalClient, owned bool, err er
 		if err != nil {
 			return nil, false, fmt.Errorf("%w: Redis.URL: %v", ErrInvalidSettings, redactURLError(r.URL, err))
 		}
-		q := mustQuery(r.URL)
-		if !q.Has("dial_timeout") {
-			o.DialTimeout = clientDialTimeout
-		}
-		if !q.Has("read_timeout") {
-			o.ReadTimeout = clientReadTimeout
-		}
-		if !q.Has("write_timeout") {
-			o.WriteTimeout = clientWriteTimeout
-		}
-		if !q.Has("max_retries") {
-			o.MaxRetries = clientMaxRetries
-		}
-		o.ContextTimeoutEnabled = true
+		applyClientDefaults(o, mustQuery(r.URL))
 		return redis.NewClient(o), true, nil
 	}
+}
+
+// applyClientDefaults sets the provider's client settings on o where the
+// URL's query q does not set them.
+func applyClientDefaults(o *redis.Options, q url.Values) {
+	if !q.Has("dial_timeout") {
+		o.DialTimeout = clientDialTimeout
+	}
+	o.DialerRetries = clientDialerRetries // not a URL parameter of go-redis
+	if !q.Has("read_timeout") {
+		o.ReadTimeout = clientReadTimeout
+	}
+	if !q.Has("write_timeout") {
+		o.WriteTimeout = clientWriteTimeout
+	}
+	if !q.Has("max_retries") {
+		o.MaxRetries = clientMaxRetries
+	}
+	o.ContextTimeoutEnabled = true
 }
 
 func mustQuery(raw string) url.Values {

@@ -159,33 +159,14 @@ func (r *Redis) Publish(ctx context.Context, m Message) error {
 // down, for example), Subscribe returns an error wrapping [ErrSubscribeTimeout] but
 // delivery stays started: go-redis keeps trying, and when the subscription is finally
 // established the handler gets HandleGap (whatever was published meanwhile is lost).
-// Call Close to give up instead.
+// Call Close to give up instead. [Redis.StartSubscribe] does not wait at all.
 //
 // WARNING: h must not call Close; Close waits for the goroutine that calls h.
 func (r *Redis) Subscribe(h Handler) error {
-	if h == nil {
-		return errNilHandler
+	ready, err := r.StartSubscribe(h)
+	if err != nil {
+		return err
 	}
-	r.mu.Lock()
-	if r.closed.Load() {
-		r.mu.Unlock()
-		return ErrClosed
-	}
-	if r.subscribed {
-		r.mu.Unlock()
-		return ErrSubscribed
-	}
-	r.subscribed = true
-
-	r.ps = r.open()
-	in := newInbox(r.queueSize)
-	r.in.Store(in)
-	ready := make(chan struct{})
-	ps := r.ps
-	r.wg.Go(func() { r.read(ps, in, ready) })
-	r.wg.Go(func() { in.run(h) })
-	r.mu.Unlock()
-
 	t := time.NewTimer(r.subscribeTimeout)
 	defer t.Stop()
 	select {
@@ -199,6 +180,39 @@ func (r *Redis) Subscribe(h Handler) error {
 		}
 		return nil // confirmed at the last moment
 	}
+}
+
+// StartSubscribe is Subscribe without the wait: it starts the subscription and the
+// delivery to h and returns at once, without any network round trip. ready is closed
+// when Redis confirms the first subscription, which may be much later (Redis down at
+// start-up: go-redis keeps trying); messages published before that are not delivered,
+// and that first confirmation is not reported as a gap. Later resubscriptions are, as
+// with Subscribe. The cache engine uses it so that creating a cache never waits for Redis.
+//
+// It returns [ErrSubscribed] on a second call (of either method) and [ErrClosed] after
+// Close. WARNING: h must not call Close.
+func (r *Redis) StartSubscribe(h Handler) (ready <-chan struct{}, err error) {
+	if h == nil {
+		return nil, errNilHandler
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	if r.subscribed {
+		return nil, ErrSubscribed
+	}
+	r.subscribed = true
+
+	r.ps = r.open()
+	in := newInbox(r.queueSize)
+	r.in.Store(in)
+	rc := make(chan struct{})
+	ps := r.ps
+	r.wg.Go(func() { r.read(ps, in, rc) })
+	r.wg.Go(func() { in.run(h) })
+	return rc, nil
 }
 
 // open returns a new PubSub subscribed to the channel. The subscribe command is

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/strata-cache/strata/backplane"
 )
@@ -131,20 +132,63 @@ func (h bpHandler) HandleGap() {
 	}
 }
 
-// subscribe starts receiving. A subscription not yet confirmed (Redis down)
-// is not an error: the backplane keeps trying and reports a gap when it
+// asyncSubscriber is a backplane whose subscription needs the network
+// (backplane.Redis): StartSubscribe returns at once, and ready is closed
+// once the subscription is confirmed.
+type asyncSubscriber interface {
+	StartSubscribe(h backplane.Handler) (ready <-chan struct{}, err error)
+}
+
+// subscribe starts receiving. It never waits for the network unless wait
+// is positive: with a backplane over Redis (asyncSubscriber) the
+// subscription completes in the background while the cache serves from
+// memory (Redis may be down at start-up). With wait > 0 it waits up to that
+// long for the confirmation, then goes on regardless.
+//
+// Messages sent before the confirmation are not received, so when it comes
+// after New returned, every entry written before it is verified against
+// the distributed tier before it is served again (as after a gap, without
+// the gap's warning and event: nothing was received yet to have a gap in).
+//
+// A backplane without StartSubscribe (the memory hub, a user's own) is
+// subscribed synchronously, as its Subscribe says; a Subscribe timeout is
+// not an error: the backplane keeps trying and reports a gap when it
 // succeeds.
-func (c *Cache) subscribe() error {
+func (c *Cache) subscribe(wait time.Duration) error {
 	if c.bp == nil {
 		return nil
 	}
-	err := c.bp.Subscribe(bpHandler{c})
-	if err != nil && errors.Is(err, backplane.ErrSubscribeTimeout) {
-		c.log.Warn("backplane subscription not confirmed yet", slog.Any("err", err))
-		c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, stamp()) })
-		return nil
+	as, ok := c.bp.(asyncSubscriber)
+	if !ok {
+		err := c.bp.Subscribe(bpHandler{c})
+		if err != nil && errors.Is(err, backplane.ErrSubscribeTimeout) {
+			c.log.Warn("backplane subscription not confirmed yet", slog.Any("err", err))
+			c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, stamp()) })
+			return nil
+		}
+		return err
 	}
-	return err
+	ready, err := as.StartSubscribe(bpHandler{c})
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ready:
+			return nil // nothing stored yet: nothing to verify
+		case <-t.C:
+		}
+	}
+	c.wg.Go(func() { // ends on Close at the latest
+		select {
+		case <-ready:
+			c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, stamp()) })
+		case <-c.ctx.Done():
+		}
+	})
+	return nil
 }
 
 var _ backplane.Handler = bpHandler{}

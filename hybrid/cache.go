@@ -64,10 +64,44 @@ type Options struct {
 	// InstanceID tells this instance's backplane messages from the others'.
 	// Empty means a random id.
 	InstanceID string
+	// WaitForInitialBackplaneSubscribe is how long New waits for the
+	// backplane subscription to be confirmed. Zero (the default) means New
+	// does not wait: the subscription completes in the background, and the
+	// cache works from memory (and the distributed tier) meanwhile; what it
+	// stored before the confirmation is verified against the distributed
+	// tier when next read. New never fails because the backplane's server
+	// is unreachable, also after this wait.
+	WaitForInitialBackplaneSubscribe time.Duration
 	// AutoRecoveryMaxItems bounds the queue of changes that failed to reach
 	// the distributed tier and are replayed when it is back (one per key).
 	// Zero means DefaultAutoRecoveryMaxItems.
 	AutoRecoveryMaxItems int
+}
+
+// Validate reports the first field of o that cannot be honoured, or nil.
+// The error wraps ErrInvalidOptions and names the field. New calls it; so
+// does the provider of package strata, for the same fields.
+func (o *Options) Validate() error {
+	if err := o.Entry.Validate(); err != nil {
+		return err
+	}
+	ints := []struct {
+		name string
+		v    int64
+	}{
+		{"L1MaxEntries", o.L1MaxEntries},
+		{"MaxKeyLength", int64(o.MaxKeyLength)},
+		{"MaxValueSize", int64(o.MaxValueSize)},
+		{"L2CircuitBreakerDuration", int64(o.L2CircuitBreakerDuration)},
+		{"AutoRecoveryMaxItems", int64(o.AutoRecoveryMaxItems)},
+		{"WaitForInitialBackplaneSubscribe", int64(o.WaitForInitialBackplaneSubscribe)},
+	}
+	for _, f := range ints {
+		if f.v < 0 {
+			return fmt.Errorf("%w: %s is negative", ErrInvalidOptions, f.name)
+		}
+	}
+	return nil
 }
 
 // Cache is a named hybrid cache. It is safe for concurrent use. Read and
@@ -117,17 +151,8 @@ func New(o Options) (*Cache, error) {
 	if o.Name == "" {
 		o.Name = "default"
 	}
-	if err := o.Entry.Validate(); err != nil {
+	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("%w (cache %q)", err, o.Name)
-	}
-	if o.L1MaxEntries < 0 {
-		return nil, fmt.Errorf("%w: L1MaxEntries is negative (cache %q)", ErrInvalidOptions, o.Name)
-	}
-	if o.MaxValueSize < 0 || o.L2CircuitBreakerDuration < 0 || o.AutoRecoveryMaxItems < 0 {
-		return nil, fmt.Errorf("%w: MaxValueSize, L2CircuitBreakerDuration and AutoRecoveryMaxItems must not be negative (cache %q)", ErrInvalidOptions, o.Name)
-	}
-	if o.MaxKeyLength < 0 {
-		return nil, fmt.Errorf("%w: MaxKeyLength is negative (cache %q)", ErrInvalidOptions, o.Name)
 	}
 	if o.L1MaxEntries == 0 {
 		o.L1MaxEntries = DefaultL1MaxEntries
@@ -186,8 +211,9 @@ func New(o Options) (*Cache, error) {
 	c.entry.Tags = append([]string(nil), o.Entry.Tags...)
 	c.inv.Store(&invalidations{})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if err := c.subscribe(); err != nil {
+	if err := c.subscribe(o.WaitForInitialBackplaneSubscribe); err != nil {
 		c.cancel()
+		c.wg.Wait()
 		mem.close()
 		return nil, fmt.Errorf("hybrid: cache %q: subscribe: %w", o.Name, err)
 	}
@@ -280,7 +306,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) error {
 		return err
 	}
 	ts, now := stamp(), nowNano()
-	if e := c.l1.get(key); e != nil && !e.tombstone && c.validity(e, c.inv.Load()) != invalidGone {
+	if e := c.l1.get(key); e != nil && !e.tombstone && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
 		c.l1.set(expiredCopy(e, ts, now), o.Size)
 	}
 	var phys int64 // without fail-safe the distributed copy is deleted

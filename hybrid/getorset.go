@@ -46,7 +46,7 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 					return zero, mismatch[T](key, e.value)
 				}
 				if e.eagerAt != 0 && now >= e.eagerAt {
-					startEagerRefresh(c, key, e, f, o)
+					startEagerRefresh(ctx, c, key, e, f, o)
 				}
 				return v, nil
 			}
@@ -110,17 +110,22 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 	if !o.SkipL1Read {
 		e = c.l1.get(key)
 		if e != nil && e.fresh(nowNano()) && c.valid(e) {
-			if c.ev != nil {
-				c.emitHit(key, TierL1)
-			}
-			v, ok := valueOf[T](e)
-			if !ok {
-				return v, false, mismatch[T](key, e.value)
-			}
-			return v, true, nil
+			return tryGetHit[T](c, key, e)
 		}
 	}
 	return tryGetSlow[T](ctx, c, key, o, e)
+}
+
+// tryGetHit answers TryGet with the fresh, valid memory entry e.
+func tryGetHit[T any](c *Cache, key string, e *entry) (v T, ok bool, err error) {
+	if c.ev != nil {
+		c.emitHit(key, TierL1)
+	}
+	v, ok = valueOf[T](e)
+	if !ok {
+		return v, false, mismatch[T](key, e.value)
+	}
+	return v, true, nil
 }
 
 // tryGetSlow answers TryGet when the memory tier has no fresh value: the
@@ -131,8 +136,20 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 	}
 	now := nowNano()
 	var stale *entry
-	if e != nil && e.usableStale(now) && c.validity(e, c.inv.Load()) != invalidGone {
-		stale = e
+	if e != nil && (e.fresh(now) || e.usableStale(now)) {
+		switch c.learnThenCheck(ctx, e, o, false) {
+		case valid:
+			if e.fresh(now) {
+				// The hit path could not tell without the distributed
+				// tier's invalidation records; now it can.
+				return tryGetHit[T](c, key, e)
+			}
+			stale = e
+		case invalidStale:
+			if e.usableStale(now) {
+				stale = e
+			}
+		}
 	}
 	if c.l2 != nil && c.bp != nil {
 		c.readers.add(key)
@@ -146,7 +163,7 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 	}
 	if l2e != nil {
 		now = nowNano()
-		switch c.validity(l2e, c.inv.Load()) {
+		switch c.learnThenCheck(ctx, l2e, o, true) {
 		case valid:
 			if l2e.fresh(now) {
 				if !o.SkipL1Write {
@@ -255,7 +272,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 		stale = eager
 	} else if !o.SkipL1Read {
 		if e := c.l1.get(key); e != nil {
-			switch c.validity(e, c.inv.Load()) {
+			switch c.learnThenCheck(ctx, e, o, false) {
 			case valid:
 				if e.fresh(now) {
 					c.flights.release(key, cl) // a finished load: new callers start afresh
@@ -275,7 +292,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 		now = nowNano()
 		cur := c.l1.get(key)
 		if cur == nil || l2e.ts >= cur.ts { // newest wins, tombstones included
-			switch c.validity(l2e, c.inv.Load()) {
+			switch c.learnThenCheck(ctx, l2e, o, true) {
 			case valid:
 				if l2e.fresh(now) && (eager == nil || l2e.ts > eager.ts) {
 					if !o.SkipL1Write {
@@ -455,13 +472,16 @@ func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]
 }
 
 // startEagerRefresh starts one background refresh of e, unless a load of
-// the key is already running.
-func startEagerRefresh[T any](c *Cache, key string, e *entry, f Factory[T], o *EntryOptions) {
+// the key is already running. Like a leader load, the refresh keeps the
+// values of the caller's ctx (trace spans, request-scoped loggers) but not
+// its cancellation.
+func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entry, f Factory[T], o *EntryOptions) {
 	cl, leader := c.flights.join(key)
 	if !leader {
 		return
 	}
-	if !c.goBackground(func() { load(context.Background(), c, cl, key, f, o, e) }) {
+	lctx := context.WithoutCancel(ctx)
+	if !c.goBackground(func() { load(lctx, c, cl, key, f, o, e) }) {
 		cl.deliver(nil, ErrClosed)
 		c.flights.release(key, cl)
 		return

@@ -1,6 +1,9 @@
 package hybrid
 
-import "maps"
+import (
+	"context"
+	"maps"
+)
 
 // invalidations is an immutable snapshot of what Clear and RemoveByTag
 // invalidated; a new one replaces it with a higher generation.
@@ -28,26 +31,49 @@ const (
 	invalidGone
 )
 
-// valid reports whether e survives every invalidation. Once an entry has
-// been checked against a generation, the check costs two atomic loads.
+// valid reports, for the hit path, whether e survives every invalidation
+// known in memory. It is a pure check: it never waits for the network.
+// When the distributed tier may know of an invalidation that concerns e
+// and memory does not (a tag never met, the Clear record not read yet, a
+// backplane gap), it returns false and the caller hands over to the load
+// path, which reads what is missing with the caller's ctx and the L2
+// timeouts (learnThenCheck). Once an entry has passed against a
+// generation, the check costs two atomic loads.
 func (c *Cache) valid(e *entry) bool {
 	inv := c.inv.Load()
 	if e.checked.Load() == inv.gen {
 		return true
 	}
-	return c.validity(e, inv) == valid
+	if c.needsLearn(e, inv) {
+		return false
+	}
+	return c.checkEntry(e, inv, false) == valid
 }
 
-func (c *Cache) validity(e *entry, inv *invalidations) validity {
-	changed, complete := c.learn(e, inv)
-	if changed {
-		inv = c.inv.Load()
-	}
+// learnThenCheck is the load path's check of e: it first reads from the
+// distributed tier what memory does not know of the invalidations that
+// concern e (bounded by ctx and o's L2 timeout), then checks e.
+//
+// fromL2 says that e was just read from the distributed tier: it is then
+// the newest copy as of that read, so a backplane gap does not make it
+// stale for this caller (it is still verified again on a later read if it
+// was read before the gap).
+func (c *Cache) learnThenCheck(ctx context.Context, e *entry, o *EntryOptions, fromL2 bool) validity {
+	c.learn(ctx, e, o)
+	return c.checkEntry(e, c.inv.Load(), fromL2)
+}
+
+// checkEntry is the pure check of e against the snapshot inv. A copy that
+// passes every rule, including the backplane-gap one, is marked as checked
+// against inv's generation, unless the distributed tier could still know
+// more (needsLearn).
+func (c *Cache) checkEntry(e *entry, inv *invalidations, fromL2 bool) validity {
 	if e.vts < inv.removeBefore {
 		return invalidGone
 	}
 	v := valid
-	if e.vts < inv.expireBefore || max(e.ts, e.verified) < inv.verifyBefore {
+	unverified := max(e.ts, e.verified) < inv.verifyBefore
+	if e.vts < inv.expireBefore || unverified && !fromL2 {
 		v = invalidStale
 	}
 	for _, t := range e.tags {
@@ -58,10 +84,44 @@ func (c *Cache) validity(e *entry, inv *invalidations) validity {
 			v = invalidStale
 		}
 	}
-	if v == valid && complete {
+	if v == valid && !unverified && !c.needsLearn(e, inv) {
 		e.checked.Store(inv.gen)
 	}
 	return v
+}
+
+// needsLearn reports whether the distributed tier may hold an
+// invalidation record that concerns e and that memory has not read: the
+// cache's Clear record, or one of e's tags, not read since the last
+// backplane gap. It only reads memory.
+func (c *Cache) needsLearn(e *entry, inv *invalidations) bool {
+	if c.l2 == nil {
+		return false
+	}
+	if !c.clearKnown.Load() {
+		return true
+	}
+	if len(e.tags) == 0 {
+		return false
+	}
+	now := nowNano()
+	for _, t := range e.tags {
+		if !c.tagKnown(t, inv, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// tagKnown reports whether memory knows the state of tag t as of the last
+// backplane gap: an invalidation read or received, or a marker that the
+// distributed tier has no record of it.
+func (c *Cache) tagKnown(t string, inv *invalidations, now int64) bool {
+	if ti, known := inv.tags[t]; known && ti.checked >= inv.verifyBefore {
+		return true
+	}
+	m := c.l1.get(tagCheckPrefix + t)
+	return m != nil && m.fresh(now) && m.ts >= inv.verifyBefore
 }
 
 // invalidate installs a new snapshot built by f from a copy of the current one.

@@ -282,14 +282,19 @@ func (r *rateLimit) allow() bool {
 	return (last == 0 || now-last >= int64(time.Minute)) && r.last.CompareAndSwap(last, now)
 }
 
+// l2Timeout is how long one operation may wait for the distributed tier:
+// o's hard timeout, or defaultL2IOTimeout when that is off.
+func l2Timeout(o *EntryOptions) time.Duration {
+	if o.L2HardTimeout > 0 {
+		return o.L2HardTimeout
+	}
+	return defaultL2IOTimeout
+}
+
 // ioContext bounds one write to the distributed tier. It is not tied to
 // the caller: a write the caller started completes even if it leaves.
 func (c *Cache) ioContext(o *EntryOptions) (context.Context, context.CancelFunc) {
-	d := o.L2HardTimeout
-	if d <= 0 {
-		d = defaultL2IOTimeout
-	}
-	return context.WithTimeout(context.Background(), d)
+	return context.WithTimeout(context.Background(), l2Timeout(o))
 }
 
 // writeL2 writes one change to the distributed tier, or queues it for

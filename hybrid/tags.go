@@ -83,7 +83,7 @@ func (c *Cache) RemoveByTagWith(ctx context.Context, allowFailSafe bool, tags ..
 	}
 	ti := newInvalidation(allowFailSafe)
 	for _, t := range tags {
-		merged := c.mergeStored(tagKeyPrefix+t, ti)
+		merged := c.mergeStored(ctx, tagKeyPrefix+t, ti)
 		c.invalidate(func(inv *invalidations) { inv.tags[t] = mergeTag(inv.tags[t], merged) })
 		c.propagateInvalidation(tagKeyPrefix+t, merged, allowFailSafe)
 	}
@@ -101,11 +101,11 @@ func newInvalidation(allowFailSafe bool) tagInvalidation {
 
 // mergeStored adds what the distributed tier's record of key holds to ti,
 // so that writing the record back keeps an earlier removal.
-func (c *Cache) mergeStored(key string, ti tagInvalidation) tagInvalidation {
+func (c *Cache) mergeStored(ctx context.Context, key string, ti tagInvalidation) tagInvalidation {
 	if c.l2 == nil {
 		return ti
 	}
-	if cur, found, ok := c.loadInvalidation(key); ok && found {
+	if cur, found, ok := c.loadInvalidation(ctx, key, &c.entry); ok && found {
 		ti.removeAt = max(ti.removeAt, cur.removeAt)
 	}
 	return ti
@@ -122,7 +122,7 @@ func (c *Cache) Clear(ctx context.Context, allowFailSafe bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ti := c.mergeStored(clearKey, newInvalidation(allowFailSafe))
+	ti := c.mergeStored(ctx, clearKey, newInvalidation(allowFailSafe))
 	c.invalidate(func(inv *invalidations) { inv.applyClear(ti) })
 	c.propagateInvalidation(clearKey, ti, allowFailSafe)
 	return nil
@@ -161,73 +161,62 @@ func (c *Cache) applyInvalidationMessage(m backplane.Message) {
 }
 
 // learn makes sure the invalidations of the distributed tier that concern
-// e are known locally: the cache's Clear record once, and each of e's tags
-// once (a tag never invalidated is remembered in memory, evictably, for
-// the cache's Duration). After a backplane gap, what was read before it is
-// read again. Each record is read with stampede protection. It reports
-// whether the snapshot changed, and whether every record could be read
-// (if not, the entry must be checked again next time).
-func (c *Cache) learn(e *entry, inv *invalidations) (changed, complete bool) {
+// e are known in memory: the cache's Clear record once, and each of e's
+// tags once (a tag never invalidated is remembered in memory, evictably,
+// for the cache's Duration). After a backplane gap, what was read before
+// it is read again. Each record is read with stampede protection, with
+// ctx and o's L2 hard timeout. A record that cannot be read (the tier is
+// unavailable) stays unknown, so the entry is checked again next time.
+// learn is a step of the load path: the hit path never calls it.
+func (c *Cache) learn(ctx context.Context, e *entry, o *EntryOptions) {
 	if c.l2 == nil {
-		return false, true
+		return
 	}
-	complete = true
 	if !c.clearKnown.Load() {
-		if ti, found, ok := c.loadInvalidation(clearKey); ok {
+		if ti, found, ok := c.loadInvalidation(ctx, clearKey, o); ok {
 			if found {
 				c.invalidate(func(inv *invalidations) { inv.applyClear(ti) })
-				changed = true
 			}
 			c.clearKnown.Store(true)
-		} else {
-			complete = false
 		}
 	}
 	now := nowNano()
 	for _, t := range e.tags {
-		if ti, known := inv.tags[t]; known && ti.checked >= inv.verifyBefore {
-			continue
-		}
-		if m := c.l1.get(tagCheckPrefix + t); m != nil && m.fresh(now) && m.ts >= inv.verifyBefore {
+		inv := c.inv.Load()
+		if c.tagKnown(t, inv, now) {
 			continue
 		}
 		read := stamp()
-		ti, found, ok := c.loadInvalidation(tagKeyPrefix + t)
+		ti, found, ok := c.loadInvalidation(ctx, tagKeyPrefix+t, o)
 		switch {
 		case !ok:
-			complete = false // the tier is unavailable: ask again next time
+			// The tier is unavailable: ask again next time.
 		case found:
 			ti.checked = read
 			c.invalidate(func(inv *invalidations) { inv.tags[t] = mergeTag(inv.tags[t], ti) })
-			changed = true
 		default:
 			if cur, known := inv.tags[t]; known {
 				cur.checked = read
 				c.invalidate(func(inv *invalidations) { inv.tags[t] = mergeTag(inv.tags[t], cur) })
-				changed = true
 				continue
 			}
 			c.l1.set(&entry{key: tagCheckPrefix + t, value: true, ts: read, vts: read, verified: read,
 				freshUntil: now + int64(c.entry.Duration), physUntil: now + int64(c.entry.Duration)}, 1)
 		}
 	}
-	return changed, complete
 }
 
 // loadInvalidation reads one invalidation record, one read per key at a
-// time. ok is false when the tier could not answer.
-func (c *Cache) loadInvalidation(key string) (ti tagInvalidation, found, ok bool) {
+// time, bounded by ctx and o's L2 hard timeout (defaultL2IOTimeout when
+// off). ok is false when the tier could not answer.
+func (c *Cache) loadInvalidation(ctx context.Context, key string, o *EntryOptions) (ti tagInvalidation, found, ok bool) {
 	type result struct {
 		ti        tagInvalidation
 		found, ok bool
 	}
 	cl, leader := c.tagLoads.join(key)
 	if leader {
-		timeout := c.entry.L2HardTimeout
-		if timeout <= 0 {
-			timeout = defaultL2IOTimeout
-		}
-		b, ok := c.getL2(context.Background(), key, timeout)
+		b, ok := c.getL2(ctx, key, l2Timeout(o))
 		r := result{ok: ok}
 		if ok && b != nil {
 			r.ti, r.found = decodeInvalidation(b)
@@ -235,7 +224,11 @@ func (c *Cache) loadInvalidation(key string) (ti tagInvalidation, found, ok bool
 		cl.deliver(r, nil)
 		c.tagLoads.release(key, cl)
 	}
-	<-cl.done
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		return ti, false, false
+	}
 	r := cl.val.(result)
 	return r.ti, r.found, r.ok
 }
