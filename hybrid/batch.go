@@ -212,7 +212,10 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		}
 	}
 	if len(eager) > 0 {
-		if c.goBackground(func() { loadMany(context.Background(), c, eager, f, o) }) {
+		// Like a leader load, the refresh keeps ctx's values, not its
+		// cancellation.
+		ectx := context.WithoutCancel(ctx)
+		if c.goBackground(func() { loadMany(ectx, c, eager, f, o) }) {
 			if c.ev != nil {
 				for _, k := range eager {
 					c.emitEagerRefresh(k.key)
@@ -311,7 +314,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		}
 		if !o.SkipL1Read {
 			if e := c.l1.get(k.key); e != nil {
-				switch c.validity(e, c.inv.Load()) {
+				switch c.learnThenCheck(ctx, e, o, false) {
 				case valid:
 					if e.fresh(now) {
 						answer(k, e.value)
@@ -364,7 +367,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 				if cur := c.l1.get(k.key); cur != nil && l2e.ts < cur.ts {
 					continue // newest wins, tombstones included
 				}
-				switch c.validity(l2e, c.inv.Load()) {
+				switch c.learnThenCheck(ctx, l2e, o, true) {
 				case valid:
 					if l2e.fresh(now) && (k.eager == nil || l2e.ts > k.eager.ts) {
 						hits = append(hits, l2e)
@@ -635,23 +638,28 @@ func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 		if !o.SkipL1Read {
 			e = c.l1.get(key)
 			if e != nil && e.fresh(now) && c.valid(e) {
-				if c.ev != nil {
-					c.emitHit(key, TierL1)
-				}
-				v, ok := valueOf[T](e)
-				if !ok {
-					res[i].Err = mismatch[T](key, e.value)
-					continue
-				}
-				res[i] = Result[T]{Value: v, Found: true}
+				res[i] = tryGetManyHit[T](c, key, e)
 				continue
 			}
 			if c.ev != nil {
 				c.emitMiss(key, TierL1)
 			}
 		}
-		if e != nil && e.usableStale(now) && c.validity(e, c.inv.Load()) != invalidGone {
-			stale[i] = e
+		if e != nil && (e.fresh(now) || e.usableStale(now)) {
+			// The hit check could not tell without the distributed tier's
+			// invalidation records, or e is stale: check it fully.
+			switch c.learnThenCheck(ctx, e, o, false) {
+			case valid:
+				if e.fresh(now) {
+					res[i] = tryGetManyHit[T](c, key, e)
+					continue
+				}
+				stale[i] = e
+			case invalidStale:
+				if e.usableStale(now) {
+					stale[i] = e
+				}
+			}
 		}
 		miss = append(miss, i)
 	}
@@ -692,7 +700,7 @@ func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 				continue // a newer change (or a removal) arrived meanwhile
 			}
 			now = nowNano()
-			switch c.validity(l2e, c.inv.Load()) {
+			switch c.learnThenCheck(ctx, l2e, o, true) {
 			case valid:
 				if l2e.fresh(now) {
 					hits = append(hits, l2e)
@@ -736,6 +744,18 @@ func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 		return spread(res, idx, kerrs), err
 	}
 	return spread(res, idx, kerrs), nil
+}
+
+// tryGetManyHit is the Result of a fresh, valid memory entry e.
+func tryGetManyHit[T any](c *Cache, key string, e *entry) Result[T] {
+	if c.ev != nil {
+		c.emitHit(key, TierL1)
+	}
+	v, ok := valueOf[T](e)
+	if !ok {
+		return Result[T]{Err: mismatch[T](key, e.value)}
+	}
+	return Result[T]{Value: v, Found: true}
 }
 
 // SetMany stores every value of values under its key, in every tier, as
