@@ -117,6 +117,9 @@ func (c *Cache) batchKeys(ctx context.Context, keys []string) (distinct []string
 // spread returns the results of the distinct keys laid out along the keys
 // of the call, duplicates included.
 func spread[T any](res []Result[T], idx []int, errs map[int]error) []Result[T] {
+	if len(res) == len(idx) {
+		return res // no duplicate, no invalid key: already aligned
+	}
 	out := make([]Result[T], len(idx))
 	for i, j := range idx {
 		if j < 0 {

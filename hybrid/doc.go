@@ -33,6 +33,10 @@
 //     against L2, a backplane message against memory, a queued write
 //     against a newer one) the newest wins.
 //   - RemoveByTag and Clear invalidate by timestamp, without scanning.
+//   - GetOrSetMany, TryGetMany, SetMany and Cache.RemoveMany do the same
+//     for many keys in one call: one memory pass, one L2 read (one MGET),
+//     one BatchFactory call for the keys no tier answered, one pipelined
+//     write, with stampede protection and fail-safe per key.
 //
 // Observability: log/slog for what the cache swallows, Cache.Stats for
 // counters, and Options.Events for callbacks on hits, misses, factory
@@ -41,10 +45,11 @@
 //
 // Errors are sentinels matched with errors.Is: ErrInvalidKey, ErrClosed,
 // ErrFactoryTimeout, ErrTypeMismatch, ErrNilFactory, ErrInvalidOptions,
-// ErrFactoryPanic, ErrValueTooLarge, ErrNoStaleValue.
+// ErrFactoryPanic, ErrValueTooLarge, ErrNoStaleValue, ErrTooManyKeys,
+// ErrNotFound.
 //
 // The documentation pages of the repository (docs/) describe each feature
 // in depth: getorset.md, failsafe.md, timeouts.md, eager-refresh.md,
 // jitter.md, adaptive-caching.md, l2.md, backplane.md, tags.md, clear.md,
-// settings.md, errors.md, observability.md and design.md.
+// batch.md, settings.md, errors.md, observability.md and design.md.
 package hybrid
