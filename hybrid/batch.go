@@ -147,8 +147,9 @@ func spread[T any](res []Result[T], idx []int, errs map[int]error) []Result[T] {
 //
 // The call's error is non-nil when nothing was done: ErrNilFactory,
 // ErrTooManyKeys, ErrInvalidOptions, ErrClosed, or ctx.Err() on entry.
-// It is ctx.Err() too when ctx ended while the call waited; then the keys
-// answered by then have their Results and the others carry ctx.Err(). An
+// It is ctx.Err() too when ctx ended before every key was answered; then
+// the keys answered by then have their Results and the others carry
+// ctx.Err() (their loads go on for the other callers). An
 // empty keys returns an empty slice and nil. An invalid key gets
 // ErrInvalidKey in its Result and the other keys are served.
 //
@@ -234,7 +235,8 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 			abandon(c, owned, ErrClosed)
 		}
 	}
-	var cut error
+	var cut error // ctx ended while waiting
+	short := false // and some key was not answered by then
 	var panicVal any
 	panicked := false
 	for _, w := range waits {
@@ -248,6 +250,7 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		}
 		if cut != nil && !isClosed(w.cl.done) {
 			res[w.i].Err = cut
+			short = true
 			continue
 		}
 		switch {
@@ -270,6 +273,9 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	}
 	if panicked {
 		panic(panicVal)
+	}
+	if !short {
+		cut = nil
 	}
 	return spread(res, idx, kerrs), cut
 }
