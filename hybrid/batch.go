@@ -303,6 +303,11 @@ type batchKey struct {
 // callers waiting on each key's call: the memory tier again, one read of
 // the distributed tier for the keys still unanswered, then one factory
 // call for the rest. Each key's call is answered and released on its own.
+//
+// The keys are answered in reverse order: the caller waits for them in
+// order, so it wakes once for a group answered together rather than once
+// per key (each wake-up that finds the next key unanswered costs a
+// sleep and a wake-up more).
 func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFactory[T], o *EntryOptions) {
 	defer func() {
 		for _, k := range ks {
@@ -395,7 +400,8 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			if !o.SkipL1Write {
 				c.l1.setMany(hits, o.Size)
 			}
-			for i, k := range hitKeys {
+			for i := len(hitKeys) - 1; i >= 0; i-- {
+				k := hitKeys[i]
 				if c.ev != nil {
 					c.emitHit(k.key, TierL2)
 				}
@@ -565,7 +571,8 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		c.l1.setMany(entries, o.Size)
 	}
 	c.propagateMany(writes, o)
-	for i, k := range entryKeys {
+	for i := len(entryKeys) - 1; i >= 0; i-- {
+		k := entryKeys[i]
 		c.flights.release(k.key, k.cl) // a finished load: new callers start afresh
 		k.cl.deliver(entries[i].value, nil)
 	}
