@@ -18,6 +18,7 @@ import (
 	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
@@ -85,6 +86,19 @@ func exists(t *testing.T, rdb redis.UniversalClient, key string) bool {
 		t.Fatalf("EXISTS %s: %v", key, err)
 	}
 	return n == 1
+}
+
+// removedInRedis reports whether rdb holds a removal record at key (what
+// Remove leaves in Redis, so that an older write is refused), rather than
+// a value.
+func removedInRedis(t *testing.T, rdb redis.UniversalClient, key string) bool {
+	t.Helper()
+	b, err := rdb.Get(context.Background(), key).Bytes()
+	if err != nil {
+		t.Fatalf("GET %s: %v", key, err)
+	}
+	env, err := envelope.Decode(b)
+	return err == nil && env.Removed && len(env.Value) == 0
 }
 
 // neverCalled is a factory that fails the test if it runs.
@@ -374,8 +388,8 @@ func TestProviderLeastPrivilegeACL(t *testing.T) {
 	users2 := mustRegister(t, redisProvider(t, &strata.RedisSettings{URL: url}), "users")
 	waitValue(t, users2, "1", "ada")
 	users.Remove(ctx, "1", hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.BackgroundL2Operations = false }))
-	if exists(t, srv.Client(t), "users:1") {
-		t.Fatal("users:1 still in Redis after Remove")
+	if !removedInRedis(t, srv.Client(t), "users:1") {
+		t.Fatal("users:1 in Redis after Remove is not a removal record")
 	}
 
 	// The backplane's channel: allowed for this cache, refused for another.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/redisstore"
 )
 
 // newInstanceID returns a random id that tells this cache instance's
@@ -19,16 +20,37 @@ func newInstanceID() string {
 }
 
 // publish announces a change that reached the distributed tier (or the
-// memory tier, without one). A failed publish is queued for auto-recovery.
+// memory tier, without one). A publish that failed for a transient reason
+// is queued for auto-recovery; one refused by configuration (NOPERM: the
+// Redis user may not publish on the channel) is logged at Error, at most
+// once a minute, and counted, but not queued: retrying cannot fix it, and
+// it must not stop a healthy distributed tier.
 func (c *Cache) publish(p pending) {
 	if c.bp == nil {
 		return
 	}
 	if err := c.publishNow(p); err != nil {
+		if c.configError("publish", p.key, err) {
+			return
+		}
 		c.log.Warn("backplane publish failed", c.keyAttr(p.key), slog.Any("err", err))
 		p.l2Done = true
 		c.enqueue(p)
 	}
+}
+
+// configError reports whether err is a configuration error (see
+// redisstore.KindConfig), and if so logs it at Error at most once a minute
+// and counts it.
+func (c *Cache) configError(op, key string, err error) bool {
+	if redisstore.Classify(err) != redisstore.KindConfig {
+		return false
+	}
+	c.stats.configErrors.Add(1)
+	if c.configErrLog.allow() {
+		c.log.Error("configuration error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
+	}
+	return true
 }
 
 // publishNow sends the message of p once.
@@ -79,7 +101,7 @@ type bpHandler struct{ c *Cache }
 // tombstone keeps that read from storing what it fetched before the change.
 func (h bpHandler) HandleMessage(m backplane.Message) {
 	c := h.c
-	if m.Source == c.id || m.Cache != c.name || c.closed.Load() {
+	if m.Source == c.id || m.Cache != c.name || m.Key == pingKey || c.closed.Load() {
 		return
 	}
 	defer c.received(m) // counted once applied

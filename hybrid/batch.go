@@ -379,7 +379,11 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 				}
 				now = nowNano()
 				if cur := c.l1.get(k.key); cur != nil && l2e.ts < cur.ts {
-					continue // newest wins, tombstones included
+					continue // memory holds a newer change (a removal included)
+				}
+				if l2e.tombstone {
+					k.stale = c.removedInL2(l2e, k.stale, o)
+					continue
 				}
 				switch c.learnThenCheck(ctx, l2e, o, true) {
 				case valid:
@@ -714,6 +718,10 @@ func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 			}
 			if cur := c.l1.get(key); cur != nil && cur.ts > l2e.ts {
 				continue // a newer change (or a removal) arrived meanwhile
+			}
+			if l2e.tombstone {
+				stale[i] = c.removedInL2(l2e, stale[i], o)
+				continue
 			}
 			now = nowNano()
 			switch c.learnThenCheck(ctx, l2e, o, true) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/redisstore"
 )
 
@@ -119,9 +120,12 @@ func (c *Cache) propagateMany(ps []pending, o *EntryOptions) {
 	c.writeL2Many(ps, o)
 }
 
-// writeL2Many writes changes to the distributed tier: the sets in one
-// BatchL2.SetMany, anything else one by one (apply). A change that fails
-// on a transient error is queued for auto-recovery, as in writeL2.
+// writeL2Many writes changes to the distributed tier, as writeL2 does for
+// one: the sets and the removals (removal records, as writeRemoval writes
+// them) in one BatchL2.SetMany, anything else one by one (apply). A change
+// that fails on a transient error is queued for auto-recovery; one the
+// tier refused because it holds a newer change is not announced, and the
+// local copy of a refused set is marked stale (lostToNewer).
 func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 	if !c.breaker.allow() {
 		for _, p := range ps {
@@ -133,41 +137,55 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 	defer cancel()
 	done := make([]pending, 0, len(ps))
 	bl, isBatch := c.l2.(BatchL2)
-	var sets []int
+	var batched []int
+	var items []L2Item
 	now := nowNano()
 	for i, p := range ps {
-		if isBatch && p.op == opSet {
-			if p.physUntil-now > 0 {
-				sets = append(sets, i)
+		if isBatch {
+			switch p.op {
+			case opSet:
+				if p.physUntil-now > 0 { // else expired while waiting: nothing to write
+					batched = append(batched, i)
+					items = append(items, L2Item{Key: c.prefix + p.key, Value: p.val, TTL: time.Duration(p.physUntil - now)})
+				}
+				continue
+			case opRemove:
+				batched = append(batched, i)
+				items = append(items, removalItem(c.prefix+p.key, p.ts))
+				continue
 			}
-			continue
 		}
-		if err := c.apply(ctx, p); err != nil {
+		written, err := c.apply(ctx, p)
+		if err != nil {
 			c.l2Failed(p.op.String(), p.key, err)
 			if transient(err) {
 				c.enqueue(p)
 			}
 			continue
 		}
+		c.breaker.succeeded()
+		if !written {
+			c.lostToNewer(p)
+			continue
+		}
 		done = append(done, p)
 	}
-	if len(sets) > 0 {
-		items := make([]L2Item, len(sets))
-		for j, i := range sets {
-			p := ps[i]
-			items[j] = L2Item{Key: c.prefix + p.key, Value: p.val, TTL: time.Duration(p.physUntil - now)}
-		}
-		_, errs := bl.SetMany(ctx, items)
+	if len(items) > 0 {
+		written, errs := bl.SetMany(ctx, items)
 		logged := false
-		for j, i := range sets {
+		for j, i := range batched {
 			if errs != nil && errs[j] != nil {
 				if !logged { // one log line and one breaker trip per call
-					c.l2Failed("set", ps[i].key, errs[j])
+					c.l2Failed(ps[i].op.String(), ps[i].key, errs[j])
 					logged = true
 				}
 				if transient(errs[j]) {
 					c.enqueue(ps[i])
 				}
+				continue
+			}
+			if !written[j] {
+				c.lostToNewer(ps[i])
 				continue
 			}
 			done = append(done, ps[i])
@@ -179,9 +197,16 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 	c.publishMany(done)
 }
 
+// removalItem is the removal record of key at ts, as writeRemoval writes it.
+func removalItem(key string, ts int64) L2Item {
+	env := envelope.Envelope{Timestamp: ts, FreshUntil: ts, Removed: true}
+	return L2Item{Key: key, Value: env.Append(nil), TTL: removalTTL}
+}
+
 // publishMany announces changes that reached the distributed tier (or the
 // memory tier, without one), in one BatchPublisher.PublishBatch when the
-// backplane has it. Failed notifications are queued for auto-recovery.
+// backplane has it. Failed notifications are queued for auto-recovery,
+// except those refused by configuration (see publish).
 func (c *Cache) publishMany(ps []pending) {
 	if c.bp == nil {
 		return
@@ -219,15 +244,19 @@ func (c *Cache) publishMany(ps []pending) {
 		if errs != nil {
 			err = errs[i]
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			c.stats.bpErrors.Add(1)
+			if c.configError("publish", p.key, err) {
+				break // retrying cannot fix it: not queued (as publish)
+			}
 			if !logged {
 				c.log.Warn("backplane publish failed", c.keyAttr(p.key), slog.Int("batch", len(send)), slog.Any("err", err))
 				logged = true
 			}
 			p.l2Done = true
 			c.enqueue(p)
-		} else {
+		default:
 			c.stats.bpPublished.Add(1)
 		}
 		if c.ev != nil {

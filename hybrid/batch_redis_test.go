@@ -195,6 +195,27 @@ func TestBatchRedisRoundTrips(t *testing.T) {
 	}
 	tres, _ = hybrid.TryGetMany[string](context.Background(), n2, []string{"k7"}, hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL1Read = true }))
 	wantValue(t, tres[0], "k7 via L2", "set-k7")
+
+	// RemoveMany: the removal records in one pipeline; another node's read
+	// of the distributed tier finds them.
+	before = commandCalls(t, admin)
+	rt1.reset()
+	if err := n1.RemoveMany(context.Background(), keys[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if d := diff(commandCalls(t, admin), before); d["evalsha"] != 10 || len(d) != 1 {
+		t.Fatalf("commands for RemoveMany: %v", d)
+	}
+	if c, p := rt1.cmds.Load(), rt1.pipes.Load(); c != 0 || p != 1 {
+		t.Fatalf("round trips for RemoveMany: %d commands + %d pipelines; want 0 + 1", c, p)
+	}
+	tres, _ = hybrid.TryGetMany[string](context.Background(), n2, keys[:11], hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL1Read = true }))
+	for i, r := range tres[:10] {
+		if r.Found {
+			t.Fatalf("%s found after RemoveMany: %+v", keys[i], r)
+		}
+	}
+	wantValue(t, tres[10], "k10", "set-k10")
 }
 
 func TestBatchRedisNewestWins(t *testing.T) {

@@ -101,6 +101,9 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("%w: %s is negative", ErrInvalidOptions, f.name)
 		}
 	}
+	if o.MaxValueSize > MaxMaxValueSize {
+		return fmt.Errorf("%w: MaxValueSize %d is above %d (Redis's proto-max-bulk-len)", ErrInvalidOptions, o.MaxValueSize, MaxMaxValueSize)
+	}
 	return nil
 }
 

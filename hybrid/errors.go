@@ -1,6 +1,10 @@
 package hybrid
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/strata-cache/strata/internal/redisstore"
+)
 
 // Sentinel errors returned by the cache. Match them with errors.Is: the
 // returned errors wrap them with the key or the field at fault.
@@ -25,6 +29,8 @@ var (
 	// that panicked. The caller that started the run gets the panic itself.
 	ErrFactoryPanic = errors.New("hybrid: factory panicked")
 	// ErrValueTooLarge is returned when a serialized value exceeds
-	// Options.MaxValueSize before anything is written.
-	ErrValueTooLarge = errors.New("hybrid: value too large")
+	// Options.MaxValueSize, before anything is written. It is the only
+	// value-size error: the Redis tier's own protocol guard returns the same
+	// sentinel.
+	ErrValueTooLarge = redisstore.ErrValueTooLarge
 )

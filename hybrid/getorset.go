@@ -161,6 +161,10 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 			l2e = nil // a newer change (or a removal) arrived meanwhile
 		}
 	}
+	if l2e != nil && l2e.tombstone {
+		stale = c.removedInL2(l2e, stale, o)
+		l2e = nil
+	}
 	if l2e != nil {
 		now = nowNano()
 		switch c.learnThenCheck(ctx, l2e, o, true) {
@@ -291,7 +295,12 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 	if l2e := readL2[T](ctx, c, key, o, stale != nil); l2e != nil {
 		now = nowNano()
 		cur := c.l1.get(key)
-		if cur == nil || l2e.ts >= cur.ts { // newest wins, tombstones included
+		switch {
+		case cur != nil && l2e.ts < cur.ts:
+			// Memory holds a newer change (a removal included).
+		case l2e.tombstone:
+			stale = c.removedInL2(l2e, stale, o)
+		default:
 			switch c.learnThenCheck(ctx, l2e, o, true) {
 			case valid:
 				if l2e.fresh(now) && (eager == nil || l2e.ts > eager.ts) {
@@ -504,4 +513,18 @@ func isClosed(ch chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// removedInL2 applies a removal record t read from the distributed tier:
+// memory keeps it (unless it holds a newer change), so that an older write
+// racing the removal cannot be stored there either, and a fallback older
+// than the removal is dropped. It returns the fallback that remains.
+func (c *Cache) removedInL2(t, stale *entry, o *EntryOptions) *entry {
+	if !o.SkipL1Write {
+		c.l1.set(t, 1) // newest wins: refused if memory holds a newer change
+	}
+	if stale != nil && stale.ts < t.ts {
+		return nil
+	}
+	return stale
 }

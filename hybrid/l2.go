@@ -40,6 +40,11 @@ func NewRedisL2(client redis.UniversalClient) L2 {
 // distributed tier when Options.MaxValueSize is zero: 16 MiB.
 const DefaultMaxValueSize = 16 << 20
 
+// MaxMaxValueSize is the largest Options.MaxValueSize accepted: 512 MiB,
+// Redis's default proto-max-bulk-len (Redis drops the connection on a
+// larger value).
+const MaxMaxValueSize = redisstore.HardMaxValueSize
+
 // DefaultL2CircuitBreakerDuration is how long the distributed tier is
 // skipped after a transient error, when Options.L2CircuitBreakerDuration
 // is zero.
@@ -62,6 +67,9 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 		Timestamp: e.ts, FreshUntil: e.l2Fresh, LastModified: e.lastMod,
 		Type: e.typ, ETag: e.etag, Tags: e.tags, Value: val,
 	}
+	if e.vts < e.ts {
+		env.Created = e.vts
+	}
 	if n := env.Size(); n > c.maxValue {
 		return nil, fmt.Errorf("%w: %q encodes to %d bytes, the maximum is %d", ErrValueTooLarge, e.key, n, c.maxValue)
 	}
@@ -77,6 +85,10 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		c.log.Warn("l2 entry unreadable", c.keyAttr(key), slog.Any("err", err))
 		return nil
 	}
+	if env.Removed {
+		// A removal record: a miss that still wins over older copies.
+		return newTombstone(key, env.Timestamp)
+	}
 	if want := typeName[T](); env.Type != want {
 		c.stats.l2Corrupt.Add(1)
 		c.log.Warn("l2 entry of another type", c.keyAttr(key), slog.String("stored", env.Type), slog.String("want", want))
@@ -90,6 +102,9 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	}
 	e := allocEntry(v)
 	e.key, e.typ, e.ts, e.vts, e.verified = key, env.Type, env.Timestamp, env.Timestamp, now
+	if env.Created != 0 {
+		e.vts = env.Created // an expired copy: invalidations compare with its creation
+	}
 	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
 	e.lastMod, e.etag, e.tags = env.LastModified, env.ETag, env.Tags
 	if o.FailSafe {
@@ -183,6 +198,7 @@ func (c *Cache) l2Failed(op, key string, err error) {
 		}
 		c.startRecovery()
 	case redisstore.KindConfig:
+		c.stats.configErrors.Add(1)
 		if c.configErrLog.allow() {
 			c.log.Error("l2 configuration error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
 		}
@@ -298,7 +314,10 @@ func (c *Cache) ioContext(o *EntryOptions) (context.Context, context.CancelFunc)
 }
 
 // writeL2 writes one change to the distributed tier, or queues it for
-// auto-recovery when the tier is unavailable.
+// auto-recovery when the tier is unavailable. A change the tier refused
+// because it holds a newer one is not announced (the newer change's writer
+// announces its own), and a local copy of a refused Set is marked stale, so
+// that the next read takes the newer entry from the tier.
 func (c *Cache) writeL2(p pending, o *EntryOptions) {
 	if !c.breaker.allow() {
 		c.enqueue(p)
@@ -306,7 +325,8 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 	}
 	ctx, cancel := c.ioContext(o)
 	defer cancel()
-	if err := c.apply(ctx, p); err != nil {
+	written, err := c.apply(ctx, p)
+	if err != nil {
 		c.l2Failed(p.op.String(), p.key, err)
 		if transient(err) {
 			c.enqueue(p)
@@ -314,42 +334,81 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 		return
 	}
 	c.breaker.succeeded()
+	if !written {
+		c.lostToNewer(p)
+		return
+	}
 	if !p.skipBP {
 		c.publish(p)
 	}
 }
 
-// apply performs one change on the distributed tier, newest wins.
-func (c *Cache) apply(ctx context.Context, p pending) error {
+// lostToNewer handles a change that the distributed tier refused because
+// it holds a newer one: the memory copy of a refused Set, if it is still
+// this change's, is marked stale.
+func (c *Cache) lostToNewer(p pending) {
+	c.stats.l2Refused.Add(1)
+	if p.op != opSet || isReserved(p.key) {
+		return
+	}
+	if e := c.l1.get(p.key); e != nil && !e.tombstone && e.ts == p.ts {
+		c.l1.set(expiredCopy(e, e.ts, nowNano()), 1)
+	}
+}
+
+// apply performs one change on the distributed tier, newest wins: written
+// is false when the tier holds a newer change, which is kept.
+//
+// A removal, and an expiry that leaves nothing to keep, write a removal
+// record (a tombstone envelope that lives removalTTL), so that an older
+// write from a slow load on another node is refused by the tier too. An
+// expiry with fail-safe rewrites the stored entry as stale, with the
+// expiry's timestamp (older writes lose against it) and its creation time
+// kept for the invalidation checks. Every write is one atomic newest-wins
+// step; nothing is deleted unconditionally.
+func (c *Cache) apply(ctx context.Context, p pending) (written bool, err error) {
 	key := c.prefix + p.key
+	now := nowNano()
 	switch p.op {
 	case opSet:
-		ttl := time.Duration(p.physUntil - nowNano())
+		ttl := time.Duration(p.physUntil - now)
 		if ttl <= 0 {
-			return nil // expired while waiting: nothing to write
+			return true, nil // expired while waiting: nothing to write
 		}
-		_, err := c.l2.Set(ctx, key, p.val, ttl)
-		return err
-	case opRemove, opExpire:
+		return c.l2.Set(ctx, key, p.val, ttl)
+	case opRemove:
+		return c.writeRemoval(ctx, key, p.ts)
+	case opExpire:
+		if p.physUntil <= now {
+			return c.writeRemoval(ctx, key, p.ts) // without fail-safe: nothing to keep
+		}
 		b, err := c.l2.Get(ctx, key)
-		if err != nil || b == nil {
-			return err
-		}
-		env, err := envelope.Decode(b)
 		if err != nil {
-			return c.l2.Delete(ctx, key) // unreadable: nothing worth keeping
+			return false, err
 		}
-		if env.Timestamp > p.ts {
-			return nil // a newer write since: it wins
+		env, derr := envelope.Decode(b)
+		switch {
+		case b == nil || derr != nil || env.Removed:
+			return c.writeRemoval(ctx, key, p.ts)
+		case env.Timestamp > p.ts:
+			return false, nil // a newer write since: it wins
 		}
-		if p.op == opRemove || p.physUntil <= nowNano() {
-			return c.l2.Delete(ctx, key)
+		if env.Created == 0 {
+			env.Created = env.Timestamp
 		}
-		// The creation timestamp stays: an earlier Clear or RemoveByTag
-		// must still apply to this copy.
-		env.FreshUntil = min(env.FreshUntil, nowNano())
-		_, err = c.l2.Set(ctx, key, env.Append(nil), time.Duration(p.physUntil-nowNano()))
-		return err
+		env.Timestamp = p.ts
+		env.FreshUntil = min(env.FreshUntil, now)
+		return c.l2.Set(ctx, key, env.Append(nil), time.Duration(p.physUntil-now))
 	}
-	return nil
+	return true, nil
+}
+
+// removalTTL is how long a removal record lives in the distributed tier:
+// as long as a removal is remembered in memory.
+const removalTTL = tombstoneTTL
+
+// writeRemoval writes the removal record of key at ts, newest wins.
+func (c *Cache) writeRemoval(ctx context.Context, key string, ts int64) (bool, error) {
+	env := envelope.Envelope{Timestamp: ts, FreshUntil: ts, Removed: true}
+	return c.l2.Set(ctx, key, env.Append(nil), removalTTL)
 }

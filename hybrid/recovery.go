@@ -117,9 +117,10 @@ func (c *Cache) replay() {
 				return
 			}
 			var err error
+			written := true
 			if !p.l2Done && c.l2 != nil {
 				ctx, cancel := c.ioContext(&c.entry)
-				err = c.apply(ctx, p)
+				written, err = c.apply(ctx, p)
 				cancel()
 				if err != nil && transient(err) {
 					c.breaker.trip()
@@ -130,8 +131,11 @@ func (c *Cache) replay() {
 					c.l2Failed("recover", p.key, err)
 				}
 			}
-			if err == nil && !p.skipBP && c.bp != nil {
-				if perr := c.publishNow(p); perr != nil {
+			if err == nil && !written {
+				c.lostToNewer(p) // a newer change reached the tier meanwhile: nothing to announce
+			}
+			if err == nil && written && !p.skipBP && c.bp != nil {
+				if perr := c.publishNow(p); perr != nil && !c.configError("publish", p.key, perr) {
 					r.mu.Lock()
 					if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {
 						cur.l2Done = true

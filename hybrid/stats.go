@@ -7,6 +7,8 @@ type stats struct {
 	l2Errors        atomic.Uint64
 	l2Timeouts      atomic.Uint64
 	l2Corrupt       atomic.Uint64
+	l2Refused       atomic.Uint64
+	configErrors    atomic.Uint64
 	recovered       atomic.Uint64
 	recoveryDropped atomic.Uint64
 	bpPublished     atomic.Uint64
@@ -25,6 +27,14 @@ type Stats struct {
 	// L2Corrupt counts distributed entries that could not be decoded or
 	// held another type: they count as misses.
 	L2Corrupt uint64
+	// L2Refused counts writes the distributed tier refused because it held
+	// a newer change (newest wins); they are not announced.
+	L2Refused uint64
+	// ConfigErrors counts errors that need a person, not a retry: a missing
+	// ACL permission (for example NOPERM on PUBLISH), a wrong password, a
+	// key of another Redis type. They are logged at Error (at most once a
+	// minute), never queued for recovery, and never open the breaker.
+	ConfigErrors uint64
 	// Recovered counts queued changes replayed to the distributed tier.
 	Recovered uint64
 	// RecoveryDropped counts changes dropped because the auto-recovery
@@ -56,6 +66,8 @@ func (c *Cache) Stats() Stats {
 		L2Errors:        c.stats.l2Errors.Load(),
 		L2Timeouts:      c.stats.l2Timeouts.Load(),
 		L2Corrupt:       c.stats.l2Corrupt.Load(),
+		L2Refused:       c.stats.l2Refused.Load(),
+		ConfigErrors:    c.stats.configErrors.Load(),
 		Recovered:       c.stats.recovered.Load(),
 		RecoveryDropped: c.stats.recoveryDropped.Load(),
 		RecoveryPending: pending,

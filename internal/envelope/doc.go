@@ -14,11 +14,14 @@
 //	2       8     Timestamp     int64, unix nanoseconds, >= 0
 //	10      8     FreshUntil    int64, unix nanoseconds
 //	18      8     LastModified  int64, unix nanoseconds, 0 = none
-//	26      1     flags, 0 (reserved; any other value is corrupt)
+//	26      1     flags: bit 0 FlagRemoved (a removal record, no value),
+//	              bit 1 FlagCreated (Created follows the value); any other
+//	              bit set is corrupt
 //	27      ...   uvarint len, then the bytes of Type
 //	        ...   uvarint len, then the bytes of ETag
 //	        ...   uvarint count of Tags, then for each: uvarint len, bytes
 //	        ...   uvarint len, then the bytes of Value
+//	        8     Created       int64, unix nanoseconds, > 0; only with FlagCreated
 //	n-4     4     CRC-32C (Castagnoli) of bytes [0, n-4)
 //
 // The smallest envelope is [MinSize] bytes (every string empty, no tags, an

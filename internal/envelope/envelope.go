@@ -26,6 +26,18 @@ const (
 	crcSize = 4
 )
 
+// Flags of the flags byte (offset 26). Any other bit set is corrupt.
+const (
+	// FlagRemoved marks a removal record: the key was removed (or expired
+	// with nothing to keep) at Timestamp. It carries no value; it exists so
+	// that an older write is refused (newest wins) for as long as it lives.
+	FlagRemoved byte = 1 << 0
+	// FlagCreated says that 8 bytes of Created follow the value.
+	FlagCreated byte = 1 << 1
+
+	knownFlags = FlagRemoved | FlagCreated
+)
+
 var (
 	// ErrCorrupt is returned, wrapped with the detail, by Decode for input
 	// that is not a well-formed envelope: too short, bad magic, bad
@@ -59,6 +71,25 @@ type Envelope struct {
 	Tags []string
 	// Value is the serialized value.
 	Value []byte
+	// Removed marks a removal record (FlagRemoved): Value is empty.
+	Removed bool
+	// Created, when non-zero, is when the value was created, if that is
+	// earlier than Timestamp: an expired copy takes the expiry's time as
+	// Timestamp (so that older writes lose against it) and keeps its
+	// creation time here (so that an earlier Clear or RemoveByTag still
+	// applies to it). Zero means Timestamp. Encoded only when non-zero.
+	Created int64
+}
+
+func (e *Envelope) flags() byte {
+	var f byte
+	if e.Removed {
+		f |= FlagRemoved
+	}
+	if e.Created != 0 {
+		f |= FlagCreated
+	}
+	return f
 }
 
 // Size returns the number of bytes Append adds for e.
@@ -71,6 +102,9 @@ func (e *Envelope) Size() int {
 		n += uvarintLen(uint64(len(t))) + len(t)
 	}
 	n += uvarintLen(uint64(len(e.Value))) + len(e.Value)
+	if e.Created != 0 {
+		n += 8
+	}
 	return n
 }
 
@@ -84,7 +118,7 @@ func (e *Envelope) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.Timestamp))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.FreshUntil))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.LastModified))
-	dst = append(dst, 0) // flags
+	dst = append(dst, e.flags())
 	dst = appendString(dst, e.Type)
 	dst = appendString(dst, e.ETag)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Tags)))
@@ -93,6 +127,9 @@ func (e *Envelope) Append(dst []byte) []byte {
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(e.Value)))
 	dst = append(dst, e.Value...)
+	if e.Created != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, uint64(e.Created))
+	}
 	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
@@ -144,9 +181,11 @@ func Decode(b []byte) (Envelope, error) {
 	if e.Timestamp < 0 {
 		return Envelope{}, corrupt("negative timestamp %d", e.Timestamp)
 	}
-	if flags := body[26]; flags != 0 {
+	flags := body[26]
+	if flags&^knownFlags != 0 {
 		return Envelope{}, corrupt("unknown flags 0x%02x", flags)
 	}
+	e.Removed = flags&FlagRemoved != 0
 
 	r := reader{b: body, off: HeaderSize}
 	typ := r.bytes("type")
@@ -165,6 +204,20 @@ func Decode(b []byte) (Envelope, error) {
 		}
 	}
 	value := r.bytes("value")
+	if flags&FlagCreated != 0 && r.err == nil {
+		if len(r.b)-r.off < 8 {
+			r.fail("created time truncated at offset %d", r.off)
+		} else {
+			e.Created = int64(binary.BigEndian.Uint64(r.b[r.off:]))
+			r.off += 8
+			if e.Created <= 0 {
+				r.fail("created time %d not positive", e.Created)
+			}
+		}
+	}
+	if r.err == nil && e.Removed && len(value) > 0 {
+		r.fail("removal record with a value")
+	}
 	if r.err == nil && r.off != len(r.b) {
 		r.fail("%d trailing bytes after the value", len(r.b)-r.off)
 	}

@@ -76,6 +76,9 @@ func TestRoundTrip(t *testing.T) {
 		{"binary strings", envelope.Envelope{Type: "\x00\xff", ETag: "a\xffb", Tags: []string{"\x00"}, Value: []byte{0}}},
 		{"large value", envelope.Envelope{Timestamp: 9, Value: bytes.Repeat([]byte("0123456789abcdef"), 1<<16)}},
 		{"many tags", envelope.Envelope{Timestamp: 9, Tags: strings.Split(strings.Repeat("tag,", 300), ",")}},
+		{"removal record", envelope.Envelope{Timestamp: 7, FreshUntil: 7, Removed: true}},
+		{"expired copy", envelope.Envelope{Timestamp: 9, FreshUntil: 8, Created: 3, Type: "string", Value: []byte("v")}},
+		{"removal with created", envelope.Envelope{Timestamp: 9, Removed: true, Created: 2}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,7 +186,10 @@ func TestDecodeCorrupt(t *testing.T) {
 		{"trailing garbage", cat(good, []byte{0}), envelope.ErrCorrupt, "checksum"},
 		{"trailing garbage resealed", seal(cat(body, []byte{0xEE})), envelope.ErrCorrupt, "trailing"},
 		{"negative timestamp", seal(cat(header(-1), emptyFields)), envelope.ErrCorrupt, "negative timestamp"},
-		{"flags set", seal(cat(header(1)[:26], []byte{1}, emptyFields)), envelope.ErrCorrupt, "flags"},
+		{"unknown flag", seal(cat(header(1)[:26], []byte{0x80}, emptyFields)), envelope.ErrCorrupt, "flags"},
+		{"removal with a value", seal(cat(header(1)[:26], []byte{envelope.FlagRemoved}, []byte{0, 0, 0, 1, 'v'})), envelope.ErrCorrupt, "removal record"},
+		{"created truncated", seal(cat(header(1)[:26], []byte{envelope.FlagCreated}, emptyFields, []byte{0, 0, 0})), envelope.ErrCorrupt, "created time truncated"},
+		{"created zero", seal(cat(header(1)[:26], []byte{envelope.FlagCreated}, emptyFields, make([]byte, 8))), envelope.ErrCorrupt, "not positive"},
 		{"huge type length", seal(cat(header(1), binary.AppendUvarint(nil, 1<<62), emptyFields)), envelope.ErrCorrupt, "type length"},
 		{"huge etag length", seal(cat(header(1), []byte{0}, binary.AppendUvarint(nil, math.MaxUint64), emptyFields)), envelope.ErrCorrupt, "etag length"},
 		{"huge tag count", seal(cat(header(1), []byte{0, 0}, binary.AppendUvarint(nil, 1<<40), []byte{0, 0})), envelope.ErrCorrupt, "tag count"},

@@ -25,6 +25,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(seal(cat(header(1), []byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0})))
 	f.Add(seal(cat(header(-1), []byte{0, 0, 0, 0})))
 	f.Add([]byte("plain text someone else stored under our key"))
+	f.Add((&envelope.Envelope{Timestamp: 3, Removed: true}).Append(nil))
+	f.Add((&envelope.Envelope{Timestamp: 3, Created: 1, Value: []byte("v")}).Append(nil))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkDecode(t, data)
 		// The checksum hides the parser from the fuzzer: also decode the

@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -17,15 +19,18 @@ const (
 	// bulk string, so the store refuses such a value before sending it.
 	HardMaxValueSize = 512 << 20
 	// DefaultMaxValueSize is the largest value Set accepts unless
-	// WithMaxValueSize says otherwise: 64 MiB. Values this large already
-	// block a Redis server for milliseconds; a cache rarely needs more.
-	DefaultMaxValueSize = 64 << 20
+	// WithMaxValueSize says otherwise: HardMaxValueSize. The store only
+	// guards the protocol; the size limit a user sets is the engine's
+	// (hybrid.Options.MaxValueSize), checked before a value reaches the
+	// store, so that there is one limit and one error.
+	DefaultMaxValueSize = HardMaxValueSize
 )
 
 var (
 	// ErrValueTooLarge is returned, wrapped with the sizes, by Set for a
-	// value longer than the store's maximum value size.
-	ErrValueTooLarge = errors.New("redisstore: value too large")
+	// value longer than the store's maximum value size. It is the very
+	// sentinel hybrid.ErrValueTooLarge, so one errors.Is matches both.
+	ErrValueTooLarge = errors.New("hybrid: value too large")
 	// ErrNotEnvelope is returned, wrapped, by Set for a value that does not
 	// start with a valid envelope header (see envelope.Timestamp): without
 	// a timestamp the store cannot apply newest-wins.
@@ -36,7 +41,8 @@ var (
 
 // setScript writes ARGV[1] at KEYS[1] with a TTL of ARGV[2] milliseconds
 // unless the key holds an envelope with a newer timestamp. It returns 1 when
-// it wrote, 0 when it kept the newer value.
+// it wrote; when it kept the stored value, it returns that value, so that
+// the caller can check that what won is a valid envelope (see Store.Set).
 //
 // Timestamps are bytes 3..10 (1-based) of an envelope: a big-endian,
 // non-negative int64, so comparing them byte by byte compares the numbers.
@@ -44,9 +50,9 @@ var (
 // which uses strcoll and so depends on the server's locale.
 //
 // A stored value that is not a version 1 envelope with a non-negative
-// timestamp (foreign data, a corrupt value) is overwritten. A key holding
-// another Redis type (a list, a hash) makes GET fail with WRONGTYPE, and the
-// script fails with it, leaving the key alone.
+// timestamp (foreign data, another format version) is overwritten. A key
+// holding another Redis type (a list, a hash) makes GET fail with
+// WRONGTYPE, and the script fails with it, leaving the key alone.
 var setScript = redis.NewScript(fmt.Sprintf(`
 local cur = redis.call('GET', KEYS[1])
 local new = ARGV[1]
@@ -55,7 +61,7 @@ if cur and #cur >= %[1]d and string.byte(cur, 1) == %[2]d and string.byte(cur, 2
     local a, b = string.byte(cur, i), string.byte(new, i)
     if a ~= b then
       if a > b then
-        return 0
+        return cur
       end
       break
     end
@@ -64,6 +70,19 @@ end
 redis.call('SET', KEYS[1], new, 'PX', ARGV[2])
 return 1
 `, envelope.MinSize, envelope.Magic, envelope.Version))
+
+// repairScript writes ARGV[1] at KEYS[1] with a TTL of ARGV[2] milliseconds
+// if the key still holds the value whose SHA-1 is ARGV[3] (a corrupt value
+// that setScript kept because its header looked newer). It returns 1 when
+// it wrote, 0 when the key changed meanwhile.
+var repairScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and redis.sha1hex(cur) == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+`)
 
 // Store reads and writes raw envelopes in Redis. It is safe for concurrent
 // use. The zero value is not usable; call New.
@@ -115,11 +134,14 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 // Set writes the envelope val at key with the physical lifetime ttl, unless
-// Redis already holds an envelope at key with a newer timestamp: newest wins,
-// atomically, in one round trip (a Lua script). An equal timestamp
-// overwrites. A stored value that is not a valid envelope (foreign data) is
-// overwritten. Set returns written=false, with a nil error, when a newer
-// value was kept.
+// Redis already holds a valid envelope at key with a newer timestamp: newest
+// wins, atomically, in one round trip (a Lua script). An equal timestamp
+// overwrites. A stored value that is not a valid envelope (foreign data, or
+// a corrupt one whose header claims a newer timestamp) never wins: when the
+// script keeps a value, Set decodes it, and if it does not decode, replaces
+// it in a second, conditional round trip (only if the key still holds those
+// exact bytes). Set returns written=false, with a nil error, only when a
+// valid newer envelope was kept.
 //
 // The TTL is sent in milliseconds, rounded up, so an entry never lives
 // shorter than asked; a TTL under 1 ms becomes 1 ms.
@@ -139,13 +161,36 @@ func (s *Store) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	if _, ok := envelope.Timestamp(val); !ok {
 		return false, fmt.Errorf("%w: %d bytes for %q", ErrNotEnvelope, len(val), key)
 	}
-	ms := (ttl + time.Millisecond - 1) / time.Millisecond
-	n, err := setScript.Run(ctx, s.client, []string{key}, val, int64(ms)).Int64()
-	if err != nil {
-		return false, fmt.Errorf("redisstore: set %q: %w", key, err)
+	ms := int64((ttl + time.Millisecond - 1) / time.Millisecond)
+	// A corrupt value may be replaced by another corrupt one meanwhile
+	// (someone else writing garbage): a few rounds, then give up.
+	for range 3 {
+		res, err := setScript.Run(ctx, s.client, []string{key}, val, ms).Result()
+		if err != nil {
+			return false, fmt.Errorf("redisstore: set %q: %w", key, err)
+		}
+		kept, isValue := res.(string)
+		if !isValue {
+			return res == int64(1), nil
+		}
+		if _, err := envelope.Decode([]byte(kept)); err == nil {
+			return false, nil // a valid, newer envelope: it wins
+		}
+		sum := sha1.Sum([]byte(kept))
+		n, err := repairScript.Run(ctx, s.client, []string{key}, val, ms, hex.EncodeToString(sum[:])).Int64()
+		if err != nil {
+			return false, fmt.Errorf("redisstore: set %q: %w", key, err)
+		}
+		if n == 1 {
+			return true, nil
+		}
 	}
-	return n == 1, nil
+	return false, fmt.Errorf("redisstore: set %q: %w", key, errKeptChanging)
 }
+
+// errKeptChanging is returned by Set when the key kept changing under it to
+// values that do not decode.
+var errKeptChanging = errors.New("the stored value keeps changing to values that are not envelopes")
 
 // Delete removes key. Deleting a key that does not exist is not an error. On
 // failure it returns an error prefixed with "redisstore: delete" that wraps

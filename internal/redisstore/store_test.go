@@ -308,3 +308,44 @@ func TestDoesNotCloseClient(t *testing.T) {
 		t.Fatalf("client unusable after the store is dropped: %v", err)
 	}
 }
+
+// TestCorruptHeaderNeverWins: a stored payload whose checksum fails but
+// whose header claims a timestamp far in the future (one flipped bit) must
+// not refuse later writes forever: the next write replaces it. A valid
+// newer envelope still wins.
+func TestCorruptHeaderNeverWins(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	s := redisstore.New(rdb)
+	ctx := t.Context()
+
+	corrupt := env(1<<62, "from the future")
+	corrupt[len(corrupt)-6] ^= 0x01 // a bit of the value: the checksum fails
+	if _, err := envelope.Decode(corrupt); err == nil {
+		t.Fatal("setup: the flipped bit did not corrupt the envelope")
+	}
+	if err := rdb.Set(ctx, "k", corrupt, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := env(100, "repaired")
+	if !mustSet(t, s, "k", fresh, time.Hour) {
+		t.Fatal("Set over a corrupt value reported written=false")
+	}
+	if got := mustGet(t, s, "k"); !bytes.Equal(got, fresh) {
+		t.Fatalf("Redis holds %q, want the new envelope", got)
+	}
+	if ttl := rdb.PTTL(ctx, "k").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("TTL after repair = %v", ttl)
+	}
+
+	// A valid newer envelope is kept, and Set says so.
+	newer := env(200, "newer")
+	mustSet(t, s, "k", newer, time.Hour)
+	if mustSet(t, s, "k", env(150, "older"), time.Hour) {
+		t.Fatal("an older write replaced a valid newer envelope")
+	}
+	if got := mustGet(t, s, "k"); !bytes.Equal(got, newer) {
+		t.Fatalf("Redis holds %q, want the newer envelope", got)
+	}
+}
