@@ -235,7 +235,7 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 			abandon(c, owned, ErrClosed)
 		}
 	}
-	var cut error // ctx ended while waiting
+	var cut error  // ctx ended while waiting
 	short := false // and some key was not answered by then
 	var panicVal any
 	panicked := false
