@@ -129,7 +129,9 @@ func (s *Store) getManyPipelined(ctx context.Context, c redis.UniversalClient, k
 }
 
 // SetMany writes items, each newest-wins exactly as Set does (the same Lua
-// script, atomic per key), in one pipeline: one round trip on a single
+// script, atomic per key; a corrupt stored value that only looks newer is
+// replaced, as Set does, with one more round trip for that key), in one
+// pipeline: one round trip on a single
 // Redis, one per node in parallel on a cluster. The script is sent by its
 // SHA; if the server does not have it cached, the writes that failed with
 // NOSCRIPT are sent again with EVAL, which caches it (a second round trip,
@@ -192,7 +194,7 @@ func (s *Store) runSet(ctx context.Context, items []Item, idx []int, ms []int64,
 	}
 	_, _ = pipe.Exec(ctx)
 	for j, i := range idx {
-		n, err := cmds[j].Int64()
+		res, err := cmds[j].Result()
 		if err != nil {
 			if !eval && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 				noscript = append(noscript, i)
@@ -201,7 +203,22 @@ func (s *Store) runSet(ctx context.Context, items []Item, idx []int, ms []int64,
 			fail(i, fmt.Errorf("redisstore: set %q: %w", items[i].Key, err))
 			continue
 		}
-		written[i] = n == 1
+		kept, isValue := res.(string)
+		if !isValue {
+			written[i] = res == int64(1)
+			continue
+		}
+		if _, err := envelope.Decode([]byte(kept)); err == nil {
+			continue // a valid, newer envelope: it wins
+		}
+		// A corrupt value that only looks newer: Set replaces it (rare,
+		// so one key at a time).
+		w, err := s.Set(ctx, items[i].Key, items[i].Value, items[i].TTL)
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		written[i] = w
 	}
 	return noscript
 }

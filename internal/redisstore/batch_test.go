@@ -288,3 +288,31 @@ func TestBatchOnCluster(t *testing.T) {
 		}
 	}
 }
+
+// A corrupt stored value whose header claims a newer timestamp does not
+// refuse SetMany's write (as for Set); a valid newer one does.
+func TestSetManyCorruptHeaderNeverWins(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	s := redisstore.New(rdb)
+	corrupt := env(1<<62, "from the future")
+	corrupt[len(corrupt)-6] ^= 0x01 // the checksum fails
+	if err := rdb.Set(t.Context(), "corrupt", corrupt, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, s, "newer", env(1<<61, "valid"), time.Hour)
+	written, errs := s.SetMany(t.Context(), []redisstore.Item{
+		{Key: "corrupt", Value: env(100, "repaired"), TTL: time.Hour},
+		{Key: "newer", Value: env(100, "older"), TTL: time.Hour},
+	})
+	if errs != nil || !written[0] || written[1] {
+		t.Fatalf("SetMany = %v, %v; want [true false], no error", written, errs)
+	}
+	if got := mustGet(t, s, "corrupt"); !bytes.Equal(got, env(100, "repaired")) {
+		t.Fatalf("corrupt key holds %q", got)
+	}
+	if got := mustGet(t, s, "newer"); !bytes.Equal(got, env(1<<61, "valid")) {
+		t.Fatalf("newer key holds %q", got)
+	}
+}
