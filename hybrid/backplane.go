@@ -113,7 +113,7 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	// checks has already stored its entry, and one that starts after the
 	// first reads the distributed tier after the change (it is published
 	// once the distributed tier has it).
-	reading := c.flights.has(m.Key) || c.readers.has(m.Key)
+	reading := c.readers.has(m.Key)
 	e := c.l1.get(m.Key)
 	switch {
 	case e == nil:

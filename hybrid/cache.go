@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/serializer"
 )
@@ -113,9 +115,9 @@ type Cache struct {
 	name       string
 	entry      EntryOptions // defaults applied
 	l1         *l1
-	ev         *Events // nil: no callbacks; next to l1, which every hit loads
-	flights    flights
-	tagLoads   flights // loads of tag and clear state from the distributed tier
+	ev         *Events            // nil: no callbacks; next to l1, which every hit loads
+	sf         singleflight.Group // loads of keys: see flight
+	tagSF      singleflight.Group // loads of tag and clear records from the distributed tier
 	tagTTL     time.Duration
 	clearKnown atomic.Bool // the distributed tier's Clear state was read
 	readers    readers

@@ -1,82 +1,134 @@
 package hybrid
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
 
-// call is one shared load of a key. Its result is delivered once (by the
-// factory, a timeout or a fail-safe fallback); the key stays locked in the
-// flight table until the load, including a background completion, ends.
-type call struct {
-	done     chan struct{}
-	once     sync.Once
-	val      any
-	err      error
-	panicked bool
-	panicVal any
+	"golang.org/x/sync/singleflight"
+)
+
+// flight runs load at most once per key at a time, for every caller that
+// asks while it runs: the stampede protection, on
+// golang.org/x/sync/singleflight. The function is the whole load, so the
+// key stays held until the load really ends, a factory completing in the
+// background after a timeout included; each caller waits for the result
+// on its own (see wait). Singleflight removes the key and hands the result
+// to every waiter in one place, under one lock (its doCall): a finished
+// load is finished for everybody at once.
+//
+// Close waits for the load; once the cache is closed, flight reports false
+// and a load that had not started yet returns ErrClosed.
+func (c *Cache) flight(key string, load func() (any, error)) (<-chan singleflight.Result, bool) {
+	if c.closed.Load() {
+		return nil, false
+	}
+	return c.sf.DoChan(key, func() (any, error) {
+		if !c.enterBackground() {
+			return nil, ErrClosed
+		}
+		defer c.wg.Done()
+		return load()
+	}), true
 }
 
-// deliver publishes the result to every waiter. Only the first delivery
-// counts; it reports whether this one did.
-func (cl *call) deliver(v any, err error) bool {
-	delivered := false
-	cl.once.Do(func() {
-		cl.val, cl.err = v, err
-		close(cl.done)
-		delivered = true
-	})
-	return delivered
+// enterBackground counts one unit of background work that Close waits
+// for; it reports false once the cache is closed. The caller calls
+// c.wg.Done when the work ends.
+func (c *Cache) enterBackground() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.wg.Add(1)
+	return true
 }
 
-func (cl *call) deliverPanic(p any) bool {
-	delivered := false
-	cl.once.Do(func() {
-		cl.panicked, cl.panicVal = true, p
-		close(cl.done)
-		delivered = true
-	})
-	return delivered
+// panicError carries a factory's panic through singleflight to the
+// callers: the one whose load function ran panics again with the value,
+// the others get ErrFactoryPanic.
+type panicError struct{ value any }
+
+func (p *panicError) Error() string { return fmt.Sprintf("hybrid: factory panicked: %v", p.value) }
+
+// result turns a load's result into what GetOrSet returns to one caller;
+// ran says whether this caller's load function is the one that ran.
+func result[T any](key string, r singleflight.Result, ran bool) (T, error) {
+	var zero T
+	if r.Err != nil {
+		if p, ok := errors.AsType[*panicError](r.Err); ok {
+			if ran {
+				panic(p.value)
+			}
+			return zero, fmt.Errorf("%w: key %q", ErrFactoryPanic, key)
+		}
+		return zero, r.Err
+	}
+	p, ok := r.Val.(*T)
+	if !ok {
+		return zero, mismatch[T](key, r.Val)
+	}
+	return *p, nil
 }
 
-const flightShards = 64
+// factoryTimeout is how long callers wait for the factory: the soft
+// timeout when a fallback can answer (fail-safe on and a stale value) and
+// it is the shorter, else the hard timeout; 0 means no limit.
+func factoryTimeout(o *EntryOptions, fallback bool) time.Duration {
+	t := o.FactoryHardTimeout
+	if fallback && o.FactorySoftTimeout > 0 && (t == 0 || o.FactorySoftTimeout < t) {
+		t = o.FactorySoftTimeout
+	}
+	return t
+}
 
-// flights is the stampede protection: at most one load per key.
-type flights struct {
-	shards [flightShards]struct {
-		mu    sync.Mutex
-		calls map[string]*call
+// waitTimers are one caller's factory timeouts. The soft timer is armed
+// whenever a fallback might answer (fail-safe on); when it fires with no
+// usable stale value in memory, the caller goes on waiting for the hard
+// one, so the soft timeout applies only when a stale value exists.
+type waitTimers struct {
+	soft, hard   <-chan time.Time
+	softT, hardT *time.Timer
+}
+
+func newWaitTimers(o *EntryOptions) waitTimers {
+	var w waitTimers
+	if s := factoryTimeout(o, true); o.FailSafe && s > 0 && s != o.FactoryHardTimeout {
+		w.softT = time.NewTimer(s)
+		w.soft = w.softT.C
+	}
+	if o.FactoryHardTimeout > 0 {
+		w.hardT = time.NewTimer(o.FactoryHardTimeout)
+		w.hard = w.hardT.C
+	}
+	return w
+}
+
+func (w *waitTimers) stop() {
+	if w.softT != nil {
+		w.softT.Stop()
+	}
+	if w.hardT != nil {
+		w.hardT.Stop()
 	}
 }
 
-func (f *flights) shard(key string) int { return stripe(key) % flightShards }
-
-// join returns the load in progress for key, or registers a new one and
-// reports that the caller leads it.
-func (f *flights) join(key string) (cl *call, leader bool) {
-	s := &f.shards[f.shard(key)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cl, ok := s.calls[key]; ok {
-		return cl, false
-	}
-	if s.calls == nil {
-		s.calls = make(map[string]*call)
-	}
-	cl = &call{done: make(chan struct{})}
-	s.calls[key] = cl
-	return cl, true
-}
-
-// readers counts reads of the distributed tier in progress per key, so that
-// a backplane message for a key not yet in memory can keep such a read
-// from storing what it fetched before the change.
+// readers counts reads of the distributed tier in progress per key (loads
+// and TryGet's), so that a backplane message for a key not yet in memory
+// can keep such a read from storing what it fetched before the change.
 type readers struct {
-	shards [flightShards]struct {
+	shards [readerShards]struct {
 		mu sync.Mutex
 		n  map[string]int
 	}
 }
 
+const readerShards = 64
+
 func (r *readers) add(key string) {
-	s := &r.shards[stripe(key)%flightShards]
+	s := &r.shards[stripe(key)%readerShards]
 	s.mu.Lock()
 	if s.n == nil {
 		s.n = make(map[string]int)
@@ -86,7 +138,7 @@ func (r *readers) add(key string) {
 }
 
 func (r *readers) done(key string) {
-	s := &r.shards[stripe(key)%flightShards]
+	s := &r.shards[stripe(key)%readerShards]
 	s.mu.Lock()
 	if s.n[key]--; s.n[key] <= 0 {
 		delete(s.n, key)
@@ -95,28 +147,9 @@ func (r *readers) done(key string) {
 }
 
 func (r *readers) has(key string) bool {
-	s := &r.shards[stripe(key)%flightShards]
+	s := &r.shards[stripe(key)%readerShards]
 	s.mu.Lock()
 	_, ok := s.n[key]
 	s.mu.Unlock()
 	return ok
-}
-
-// has reports whether a load of key is running.
-func (f *flights) has(key string) bool {
-	s := &f.shards[f.shard(key)]
-	s.mu.Lock()
-	_, ok := s.calls[key]
-	s.mu.Unlock()
-	return ok
-}
-
-// release unlocks key if cl still holds it. It may be called more than once.
-func (f *flights) release(key string, cl *call) {
-	s := &f.shards[f.shard(key)]
-	s.mu.Lock()
-	if s.calls[key] == cl {
-		delete(s.calls, key)
-	}
-	s.mu.Unlock()
 }

@@ -10,7 +10,12 @@ import (
 
 // GetOrSet returns the value of key: from the memory tier on a fresh hit,
 // otherwise from one shared load per key (the memory tier again, then the
-// factory), whose result is stored before it is returned.
+// distributed tier, then the factory), whose result is stored before it is
+// returned.
+//
+// WARNING: concurrent callers of a key share one factory run: every caller
+// gets the result of whichever caller's factory started the load. Every
+// factory used with a key must compute the same value.
 //
 // Every concurrent caller of a key waits for the same load; a caller whose
 // ctx ends stops waiting and gets ctx.Err(), while the load goes on for the
@@ -34,62 +39,91 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 	if err != nil {
 		return zero, err
 	}
-	if !o.SkipL1Read {
-		if e := c.l1.get(key); e != nil {
-			now := nowNano()
-			if e.fresh(now) && c.valid(e) {
-				if c.ev != nil {
-					c.emitHit(key, TierL1)
-				}
-				v, ok := valueOf[T](e)
-				if !ok {
-					return zero, mismatch[T](key, e.value)
-				}
-				if e.eagerAt != 0 && now >= e.eagerAt {
-					startEagerRefresh(ctx, c, key, e, f, o)
-				}
-				return v, nil
-			}
+	if e, now := c.memoryHit(key, o); e != nil {
+		v, ok := valueOf[T](e)
+		if !ok {
+			return zero, mismatch[T](key, e.value)
 		}
+		if e.eagerAt != 0 && now >= e.eagerAt {
+			startEagerRefresh(ctx, c, key, e, f, o)
+		}
+		return v, nil
 	}
 	return getOrSetSlow(ctx, c, key, f, o)
 }
 
+// memoryHit returns the fresh, valid memory entry of key (and the time it
+// was read at), or nil: the hit path, a lookup and a pure check.
+func (c *Cache) memoryHit(key string, o *EntryOptions) (*entry, int64) {
+	if o.SkipL1Read {
+		return nil, 0
+	}
+	e := c.l1.get(key)
+	if e == nil {
+		return nil, 0
+	}
+	now := nowNano()
+	if !e.fresh(now) || !c.valid(e) {
+		return nil, 0
+	}
+	if c.ev != nil {
+		c.emitHit(key, TierL1)
+	}
+	return e, now
+}
+
+// getOrSetSlow joins (or starts) the load of key and waits for it, for the
+// caller's ctx, and for the factory timeouts (fallback or ErrFactoryTimeout;
+// the load goes on and keeps the key).
 func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *EntryOptions) (T, error) {
 	var zero T
 	if c.ev != nil && !o.SkipL1Read {
 		c.emitMiss(key, TierL1)
 	}
-	cl, leader := c.flights.join(key)
-	if leader {
-		// The load is detached from this caller's cancellation but not from
-		// its values (trace spans, request-scoped loggers).
-		lctx := context.WithoutCancel(ctx)
-		if !c.goBackground(func() { load(lctx, c, cl, key, f, o, nil) }) {
-			cl.deliver(nil, ErrClosed) // for callers that joined meanwhile
-			c.flights.release(key, cl)
-			return zero, ErrClosed
-		}
-	}
-	select {
-	case <-cl.done:
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	}
-	if cl.panicked {
-		if leader {
-			panic(cl.panicVal)
-		}
-		return zero, fmt.Errorf("%w: key %q", ErrFactoryPanic, key)
-	}
-	if cl.err != nil {
-		return zero, cl.err
-	}
-	p, ok := cl.val.(*T)
+	// The load is detached from this caller's cancellation but not from
+	// its values (trace spans, request-scoped loggers).
+	lctx := context.WithoutCancel(ctx)
+	ran := false // read only after the result: singleflight orders it
+	ch, ok := c.flight(key, func() (any, error) {
+		ran = true
+		return load(lctx, c, key, f, o, nil)
+	})
 	if !ok {
-		return zero, mismatch[T](key, cl.val)
+		return zero, ErrClosed
 	}
-	return *p, nil
+	w := newWaitTimers(o)
+	defer w.stop()
+	for {
+		select {
+		case r := <-ch:
+			return result[T](key, r, ran)
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-w.soft:
+			w.soft = nil
+			if v, ok := fallbackFor[T](c, key, o); ok {
+				c.timedOut(key, o)
+				return v, nil
+			}
+		case <-w.hard:
+			c.timedOut(key, o)
+			if v, ok := fallbackFor[T](c, key, o); ok {
+				return v, nil
+			}
+			return zero, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, o.FactoryHardTimeout)
+		}
+	}
+}
+
+// timedOut is called when a caller stops waiting for the factory at a
+// timeout. With DisableBackgroundCompletion the load's factory is
+// cancelled at that moment (its own deadline) and its result dropped; the
+// key is released at once, so that the next caller starts afresh even if
+// the factory ignores its cancellation.
+func (c *Cache) timedOut(key string, o *EntryOptions) {
+	if o.DisableBackgroundCompletion {
+		c.sf.Forget(key)
+	}
 }
 
 // TryGet returns the value of key if the cache holds a fresh one (or, with
@@ -106,102 +140,58 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 	if err != nil {
 		return v, false, err
 	}
-	var e *entry
-	if !o.SkipL1Read {
-		e = c.l1.get(key)
-		if e != nil && e.fresh(nowNano()) && c.valid(e) {
-			return tryGetHit[T](c, key, e)
+	if e, _ := c.memoryHit(key, o); e != nil {
+		v, ok := valueOf[T](e)
+		if !ok {
+			return v, false, mismatch[T](key, e.value)
 		}
+		return v, true, nil
 	}
-	return tryGetSlow[T](ctx, c, key, o, e)
+	return tryGetSlow[T](ctx, c, key, o)
 }
 
-// tryGetHit answers TryGet with the fresh, valid memory entry e.
-func tryGetHit[T any](c *Cache, key string, e *entry) (v T, ok bool, err error) {
-	if c.ev != nil {
-		c.emitHit(key, TierL1)
-	}
-	v, ok = valueOf[T](e)
-	if !ok {
-		return v, false, mismatch[T](key, e.value)
-	}
-	return v, true, nil
-}
-
-// tryGetSlow answers TryGet when the memory tier has no fresh value: the
-// distributed tier, then a stale value if the options allow it.
-func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, e *entry) (v T, ok bool, err error) {
+// tryGetSlow answers TryGet when the memory tier has no fresh value it can
+// vouch for: the memory entry checked against the distributed tier's
+// invalidation records, then the distributed tier, then a stale value if
+// the options allow it.
+func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOptions) (v T, ok bool, err error) {
+	stale, e := c.memoryAgain(ctx, key, o, nil)
 	if c.ev != nil && !o.SkipL1Read {
-		c.emitMiss(key, TierL1)
-	}
-	now := nowNano()
-	var stale *entry
-	if e != nil && (e.fresh(now) || e.usableStale(now)) {
-		switch c.learnThenCheck(ctx, e, o, false) {
-		case valid:
-			if e.fresh(now) {
-				// The hit path could not tell without the distributed
-				// tier's invalidation records; now it can.
-				return tryGetHit[T](c, key, e)
-			}
-			stale = e
-		case invalidStale:
-			if e.usableStale(now) {
-				stale = e
-			}
+		if e != nil {
+			c.emitHit(key, TierL1)
+		} else {
+			c.emitMiss(key, TierL1)
 		}
+	}
+	if e != nil {
+		// The hit path could not tell without the distributed tier's
+		// invalidation records; now it can.
+		return typedValue[T](key, e)
 	}
 	if c.l2 != nil && c.bp != nil {
 		c.readers.add(key)
 		defer c.readers.done(key)
 	}
-	l2e := readL2[T](ctx, c, key, o, stale != nil && o.AllowStaleOnRead)
-	if l2e != nil {
-		if cur := c.l1.get(key); cur != nil && cur.ts > l2e.ts {
-			l2e = nil // a newer change (or a removal) arrived meanwhile
-		}
-	}
-	if l2e != nil && l2e.tombstone {
-		stale = c.removedInL2(l2e, stale, o)
-		l2e = nil
-	}
-	if l2e != nil {
-		now = nowNano()
-		switch c.learnThenCheck(ctx, l2e, o, true) {
-		case valid:
-			if l2e.fresh(now) {
-				if !o.SkipL1Write {
-					c.l1.set(l2e, o.Size)
-				}
-				if c.ev != nil {
-					c.emitHit(key, TierL2)
-				}
-				v, _ := valueOf[T](l2e)
-				return v, true, nil
-			}
-			if l2e.usableStale(now) && l2e.newer(stale) {
-				stale = l2e
-			}
-		case invalidStale:
-			if l2e.usableStale(now) && l2e.newer(stale) {
-				stale = l2e
-			}
-		}
-	}
-	if c.ev != nil && c.readsL2(o) {
-		c.emitMiss(key, TierL2)
+	hit, stale := readThroughL2[T](ctx, c, key, o, stale, nil)
+	if hit != nil {
+		return typedValue[T](key, hit)
 	}
 	if err := ctx.Err(); err != nil {
 		return v, false, err
 	}
 	if o.AllowStaleOnRead && stale != nil {
-		v, ok := valueOf[T](stale)
-		if !ok {
-			return v, false, mismatch[T](key, stale.value)
-		}
-		return v, true, nil
+		return typedValue[T](key, stale)
 	}
 	return v, false, nil
+}
+
+// typedValue returns e's value as a T, or ErrTypeMismatch.
+func typedValue[T any](key string, e *entry) (v T, ok bool, err error) {
+	v, ok = valueOf[T](e)
+	if !ok {
+		return v, false, mismatch[T](key, e.value)
+	}
+	return v, true, nil
 }
 
 // Set stores v under key in every tier, with the cache's entry options
@@ -262,72 +252,113 @@ func (c *Cache) propagate(p pending, o *EntryOptions) {
 	c.writeL2(p, o)
 }
 
-// load is the shared load of key, run on a background goroutine for the
-// callers waiting on cl. With eager set it is an eager refresh of that
-// entry: the memory tier is not re-read, L2 only counts if it holds a newer
-// entry, and the current value is the fallback of the factory timeouts.
-func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[T], o *EntryOptions, eager *entry) {
-	defer c.flights.release(key, cl)
-	now := nowNano()
+// load is the shared load of key, the function that flight runs once for
+// every caller of the key, in three steps: the memory tier again (another
+// load may have finished meanwhile), the distributed tier, the factory. It
+// returns the value (a *T) for the callers. With eager set it is an eager
+// refresh of that entry: the memory tier is not re-read, the distributed
+// tier only counts if it holds a newer entry, and the current value is the
+// fallback of a failed factory.
+func load[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *EntryOptions, eager *entry) (any, error) {
+	if c.bp != nil {
+		c.readers.add(key) // see bpHandler.HandleMessage
+		defer c.readers.done(key)
+	}
+	stale, e := c.memoryAgain(ctx, key, o, eager)
+	if e != nil {
+		return e.value, nil
+	}
+	e, stale = readThroughL2[T](ctx, c, key, o, stale, eager)
+	if e != nil {
+		return e.value, nil
+	}
+	return runFactory(ctx, c, key, f, o, stale, eager)
+}
 
-	// The newest stale value, the fallback for fail-safe.
-	var stale *entry
+// memoryAgain is the first step of a load (and of TryGet's slow path):
+// the memory entry of key, checked with the distributed tier's invalidation
+// records read if needed. It returns the entry if it is fresh and valid,
+// else the usable stale value, the fail-safe fallback (for an eager
+// refresh: the entry being refreshed).
+func (c *Cache) memoryAgain(ctx context.Context, key string, o *EntryOptions, eager *entry) (stale, fresh *entry) {
 	if eager != nil {
-		stale = eager
-	} else if !o.SkipL1Read {
-		if e := c.l1.get(key); e != nil {
-			switch c.learnThenCheck(ctx, e, o, false) {
-			case valid:
-				if e.fresh(now) {
-					c.flights.release(key, cl) // a finished load: new callers start afresh
-					cl.deliver(e.value, nil)
-					return
-				}
-				stale = e
-			case invalidStale:
-				stale = e
-			}
+		return eager, nil
+	}
+	if o.SkipL1Read {
+		return nil, nil
+	}
+	e := c.l1.get(key)
+	if e == nil {
+		return nil, nil
+	}
+	switch c.learnThenCheck(ctx, e, o, false) {
+	case valid:
+		if e.fresh(nowNano()) {
+			return nil, e
 		}
+		stale = e
+	case invalidStale:
+		stale = e
 	}
-	if !stale.usableStale(now) {
-		stale = nil
+	if !stale.usableStale(nowNano()) {
+		return nil, nil
 	}
+	return stale, nil
+}
+
+// readThroughL2 is the second step: the distributed tier's entry of key,
+// merged with memory (mergeL2). It returns a fresh entry, already in
+// memory, or nil and the newest usable stale value.
+func readThroughL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, stale, eager *entry) (fresh, _ *entry) {
 	if l2e := readL2[T](ctx, c, key, o, stale != nil); l2e != nil {
-		now = nowNano()
-		cur := c.l1.get(key)
-		switch {
-		case cur != nil && l2e.ts < cur.ts:
-			// Memory holds a newer change (a removal included).
-		case l2e.tombstone:
-			stale = c.removedInL2(l2e, stale, o)
-		default:
-			switch c.learnThenCheck(ctx, l2e, o, true) {
-			case valid:
-				if l2e.fresh(now) && (eager == nil || l2e.ts > eager.ts) {
-					if !o.SkipL1Write {
-						c.l1.set(l2e, o.Size)
-					}
-					if c.ev != nil {
-						c.emitHit(key, TierL2)
-					}
-					c.flights.release(key, cl) // a finished load: new callers start afresh
-					cl.deliver(l2e.value, nil)
-					return
-				}
-				if eager == nil && l2e.usableStale(now) && l2e.newer(stale) {
-					stale = l2e
-				}
-			case invalidStale:
-				if eager == nil && l2e.usableStale(now) && l2e.newer(stale) {
-					stale = l2e
-				}
+		if fresh, stale = c.mergeL2(ctx, key, o, l2e, stale, eager); fresh != nil {
+			if c.ev != nil {
+				c.emitHit(key, TierL2)
 			}
+			return fresh, stale
 		}
 	}
 	if c.ev != nil && c.readsL2(o) {
 		c.emitMiss(key, TierL2)
 	}
+	return nil, stale
+}
 
+// mergeL2 decides what the entry l2e read from the distributed tier gives,
+// newest wins: nothing if memory holds a newer change (a removal
+// included); a removal record, which memory keeps and which drops an older
+// fallback; a fresh, valid entry, which goes to memory and is the answer
+// (during an eager refresh only if newer than the refreshed entry); or a
+// usable stale one, which becomes the fallback if it is newer than stale
+// and is put in memory too, so that a caller that times out waiting for the
+// factory finds it there (fallbackFor).
+func (c *Cache) mergeL2(ctx context.Context, key string, o *EntryOptions, l2e, stale, eager *entry) (fresh, _ *entry) {
+	if cur := c.l1.get(key); cur != nil && l2e.ts < cur.ts {
+		return nil, stale
+	}
+	if l2e.tombstone {
+		return nil, c.removedInL2(l2e, stale, o)
+	}
+	v := c.learnThenCheck(ctx, l2e, o, true)
+	now := nowNano()
+	if v == valid && l2e.fresh(now) && (eager == nil || l2e.ts > eager.ts) {
+		if !o.SkipL1Write {
+			c.l1.set(l2e, o.Size)
+		}
+		return l2e, stale
+	}
+	if v != invalidGone && eager == nil && l2e.usableStale(now) && l2e.newer(stale) {
+		if !o.SkipL1Write && (stale == nil || stale.ts < l2e.ts) {
+			c.l1.set(l2e, o.Size)
+		}
+		stale = l2e
+	}
+	return nil, stale
+}
+
+// runFactory is the last step of a load: it calls the factory and stores
+// its result, or answers with the fallback (fail-safe) or the error.
+func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *EntryOptions, stale, eager *entry) (any, error) {
 	fc := &FactoryContext[T]{key: key, opts: *o}
 	if stale != nil {
 		if v, ok := valueOf[T](stale); ok {
@@ -339,42 +370,21 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 	}
 	// A value that may serve as a fallback: fail-safe on and a stale value.
 	fallback := o.FailSafe && stale != nil
+	timeout := factoryTimeout(o, fallback)
 
 	fctx, cancel := context.WithCancel(ctx)
+	if o.DisableBackgroundCompletion && timeout > 0 {
+		// The callers stop waiting at the timeout; so does the factory.
+		fctx, cancel = context.WithTimeout(ctx, timeout)
+	}
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel) // Close cancels the factory
 	defer stop()
 
-	timedOut := make(chan struct{})
-	{
-		timeout := o.FactoryHardTimeout
-		if fallback && o.FactorySoftTimeout > 0 && (timeout == 0 || o.FactorySoftTimeout < timeout) {
-			timeout = o.FactorySoftTimeout
-		}
-		if timeout > 0 {
-			t := time.AfterFunc(timeout, func() {
-				defer close(timedOut)
-				if fallback {
-					c.serveFallback(cl, key, stale, o, FailSafeFactoryTimeout, false)
-				} else {
-					cl.deliver(nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, timeout))
-				}
-				if o.DisableBackgroundCompletion {
-					cancel()
-					c.flights.release(key, cl)
-				}
-			})
-			defer t.Stop()
-		}
-	}
-
-	var began int64 // for the FactoryCall event
-	if c.ev != nil {
-		began = nowNano()
-	}
+	began := nowNano()
 	start := stamp()
 	v, err, panicked, pv := callFactory(fctx, f, fc)
-	now = nowNano()
+	now := nowNano()
 	if c.ev != nil {
 		ferr := err
 		if panicked {
@@ -384,12 +394,14 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 	}
 	if panicked {
 		c.log.Error("factory panicked", c.keyAttr(key), slog.Any("panic", pv))
-		c.flights.release(key, cl) // a finished load: new callers start afresh
-		cl.deliverPanic(pv)
-		return
+		return nil, &panicError{pv}
 	}
-	if o.DisableBackgroundCompletion && isClosed(timedOut) {
-		return // the caller got the fallback or the timeout; drop the result
+	// Whether the callers stopped waiting at a timeout: the result is
+	// then a background completion nobody waits for.
+	late := timeout > 0 && now-began >= int64(timeout)
+	if o.DisableBackgroundCompletion && late {
+		// The callers got the fallback or the timeout; drop the result.
+		return nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, timeout)
 	}
 	if err == nil {
 		err = fc.opts.Validate()
@@ -402,18 +414,16 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 			x := eager.clone()
 			x.eagerAt = 0
 			c.l1.set(x, o.Size)
-			c.flights.release(key, cl) // a finished load: new callers start afresh
-			cl.deliver(eager.value, nil)
 			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
+			return eager.value, nil
 		case fallback:
-			c.serveFallback(cl, key, stale, o, FailSafeFactoryError, true)
-		default:
-			c.flights.release(key, cl) // a finished load: new callers start afresh
-			if !cl.deliver(nil, fmt.Errorf("hybrid: factory %q: %w", key, err)) {
-				c.log.Warn("background factory failed", c.keyAttr(key), slog.Any("err", err))
-			}
+			c.serveStale(key, stale, o, FailSafeFactoryError)
+			return stale.value, nil
 		}
-		return
+		if late {
+			c.log.Warn("background factory failed", c.keyAttr(key), slog.Any("err", err))
+		}
+		return nil, fmt.Errorf("hybrid: factory %q: %w", key, err)
 	}
 	if fc.notModified {
 		v = fc.stale
@@ -428,45 +438,7 @@ func load[T any](ctx context.Context, c *Cache, cl *call, key string, f Factory[
 		}
 	}
 	c.store(e, &eo, enc)
-	c.flights.release(key, cl) // a finished load: new callers start afresh
-	cl.deliver(e.value, nil)
-}
-
-// serveFallback delivers the stale value of a failed or timed-out load and
-// keeps it in the memory tier as fresh for the throttle duration, so that
-// a failing source is not called again at once. Nothing goes to the
-// distributed tier or the backplane.
-//
-// The copy passes invalidations made before now (Clear, RemoveByTag) for
-// the throttle's length, or the throttle would not hold after them. A value
-// that is still fresh (an eager refresh that timed out) is served as it is.
-//
-// With release, the load is over: the key is released once the throttled
-// copy is stored, so that no caller in between calls the source again.
-func (c *Cache) serveFallback(cl *call, key string, stale *entry, o *EntryOptions, why FailSafeReason, release bool) {
-	now := nowNano()
-	if stale.fresh(now) && c.valid(stale) {
-		if release {
-			c.flights.release(key, cl)
-		}
-		cl.deliver(stale.value, nil)
-		return
-	}
-	x := stale.clone()
-	x.vts = stamp()
-	x.freshUntil = now + int64(o.FailSafeThrottleDuration)
-	x.physUntil = max(x.physUntil, x.freshUntil)
-	x.eagerAt = 0
-	c.l1.set(x, o.Size)
-	if release {
-		c.flights.release(key, cl)
-	}
-	if cl.deliver(stale.value, nil) {
-		c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()))
-		if c.ev != nil {
-			c.emitFailSafe(key, why)
-		}
-	}
+	return e.value, nil
 }
 
 // callFactory runs f, turning a panic into a value.
@@ -481,38 +453,23 @@ func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]
 }
 
 // startEagerRefresh starts one background refresh of e, unless a load of
-// the key is already running. Like a leader load, the refresh keeps the
-// values of the caller's ctx (trace spans, request-scoped loggers) but not
-// its cancellation.
+// the key is already running (then it joins nothing and returns). Like a
+// leader load, the refresh keeps the values of the caller's ctx (trace
+// spans, request-scoped loggers) but not its cancellation.
 func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entry, f Factory[T], o *EntryOptions) {
-	cl, leader := c.flights.join(key)
-	if !leader {
-		return
-	}
 	lctx := context.WithoutCancel(ctx)
-	if !c.goBackground(func() { load(lctx, c, cl, key, f, o, e) }) {
-		cl.deliver(nil, ErrClosed)
-		c.flights.release(key, cl)
-		return
-	}
-	if c.ev != nil {
-		c.emitEagerRefresh(key)
-	}
+	c.flight(key, func() (any, error) {
+		if c.ev != nil {
+			c.emitEagerRefresh(key)
+		}
+		return load(lctx, c, key, f, o, e)
+	})
 }
 
 // mismatch reports that key holds got (a *X, or nil) and was read as T.
 func mismatch[T any](key string, got any) error {
 	held := strings.TrimPrefix(fmt.Sprintf("%T", got), "*")
 	return fmt.Errorf("%w: key %q holds %s, read as %T", ErrTypeMismatch, key, held, *new(T))
-}
-
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // removedInL2 applies a removal record t read from the distributed tier:

@@ -548,3 +548,31 @@ func TestFailedEagerRefreshKeepsEntry(t *testing.T) {
 		}
 	})
 }
+
+// TestEagerRefreshKeepsContextValues: the background refresh gets the
+// values of the context of the hit that started it (trace spans, request
+// loggers), not context.Background, and not its cancellation.
+func TestEagerRefreshKeepsContextValues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCache(t, hybrid.Options{Entry: hybrid.EntryOptions{Duration: 10 * time.Second, EagerRefreshThreshold: 0.5}})
+		defer c.Close()
+		type ctxKey struct{}
+		seen := make(chan any, 2)
+		gen := func(ctx context.Context, fc *hybrid.FactoryContext[int]) (int, error) {
+			seen <- ctx.Value(ctxKey{})
+			return 1, ctx.Err()
+		}
+		hybrid.GetOrSet(context.Background(), c, "k", gen)
+		<-seen
+		time.Sleep(6 * time.Second)
+		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "request-42"))
+		if _, err := hybrid.GetOrSet(ctx, c, "k", gen); err != nil {
+			t.Fatal(err)
+		}
+		cancel() // the caller is gone; the refresh is not
+		synctest.Wait()
+		if got := <-seen; got != "request-42" {
+			t.Fatalf("the eager refresh saw the context value %v, want the caller's", got)
+		}
+	})
+}

@@ -207,28 +207,31 @@ func (c *Cache) learn(ctx context.Context, e *entry, o *EntryOptions) {
 }
 
 // loadInvalidation reads one invalidation record, one read per key at a
-// time, bounded by ctx and o's L2 hard timeout (defaultL2IOTimeout when
-// off). ok is false when the tier could not answer.
+// time (singleflight), bounded by o's L2 hard timeout (defaultL2IOTimeout
+// when off) and by Close; a caller whose ctx ends stops waiting. ok is
+// false when the tier could not answer.
 func (c *Cache) loadInvalidation(ctx context.Context, key string, o *EntryOptions) (ti tagInvalidation, found, ok bool) {
-	type result struct {
+	type record struct {
 		ti        tagInvalidation
 		found, ok bool
 	}
-	cl, leader := c.tagLoads.join(key)
-	if leader {
-		b, ok := c.getL2(ctx, key, l2Timeout(o))
-		r := result{ok: ok}
+	ch := c.tagSF.DoChan(key, func() (any, error) {
+		if !c.enterBackground() {
+			return record{}, nil
+		}
+		defer c.wg.Done()
+		b, ok := c.getL2(c.ctx, key, l2Timeout(o))
+		r := record{ok: ok}
 		if ok && b != nil {
 			r.ti, r.found = decodeInvalidation(b)
 		}
-		cl.deliver(r, nil)
-		c.tagLoads.release(key, cl)
-	}
+		return r, nil
+	})
 	select {
-	case <-cl.done:
+	case res := <-ch:
+		r := res.Val.(record)
+		return r.ti, r.found, r.ok
 	case <-ctx.Done():
 		return ti, false, false
 	}
-	r := cl.val.(result)
-	return r.ti, r.found, r.ok
 }

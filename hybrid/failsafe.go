@@ -1,0 +1,53 @@
+package hybrid
+
+import "log/slog"
+
+// Fail-safe: when the factory fails or times out, the newest stale value
+// (memory or the distributed tier) answers instead, with a nil error, and
+// is kept in memory as fresh for FailSafeThrottleDuration so that a
+// failing source is not called on every request. Nothing goes to the
+// distributed tier or the backplane. The stale value itself is chosen by
+// the load (memoryAgain, mergeL2); this file serves it.
+
+// fallbackFor is what a caller that timed out waiting for the factory
+// serves: the usable stale value of key in memory (the load stores the
+// distributed tier's stale entry there before it calls the factory), kept
+// as fresh for the throttle. ok is false without fail-safe or without a
+// usable stale value of type T.
+func fallbackFor[T any](c *Cache, key string, o *EntryOptions) (v T, ok bool) {
+	if !o.FailSafe {
+		return v, false
+	}
+	e := c.l1.get(key)
+	if e == nil || !e.usableStale(nowNano()) || c.checkEntry(e, c.inv.Load(), false) == invalidGone {
+		return v, false
+	}
+	if v, ok = valueOf[T](e); !ok {
+		return v, false
+	}
+	c.serveStale(key, e, o, FailSafeFactoryTimeout)
+	return v, true
+}
+
+// serveStale keeps the stale entry as fresh in memory for the throttle
+// duration, and logs and reports the fail-safe activation. The copy passes
+// invalidations made before now (Clear, RemoveByTag) for the throttle's
+// length, or the throttle would not hold after them. An entry that is
+// already fresh (the throttled copy of another caller, a Set meanwhile, an
+// eager refresh that timed out) is served as it is, silently.
+func (c *Cache) serveStale(key string, stale *entry, o *EntryOptions, why FailSafeReason) {
+	now := nowNano()
+	if stale.fresh(now) && c.valid(stale) {
+		return
+	}
+	x := stale.clone()
+	x.vts = stamp()
+	x.freshUntil = now + int64(o.FailSafeThrottleDuration)
+	x.physUntil = max(x.physUntil, x.freshUntil)
+	x.eagerAt = 0
+	c.l1.set(x, o.Size)
+	c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()))
+	if c.ev != nil {
+		c.emitFailSafe(key, why)
+	}
+}
