@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // MaxBatchKeys is the most keys one batch call accepts (duplicates
@@ -172,103 +173,107 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		return nil, err
 	}
 	res := make([]Result[T], len(distinct))
-	type wait struct {
-		i      int
-		cl     *call
-		leader bool
-	}
-	waits := make([]wait, 0, len(distinct))
-	var owned, eager []*batchKey
-	var ownedBuf []batchKey // one allocation for the keys this call loads
-	now := nowNano()
+	answered := make([]bool, len(distinct))
+	var pending []*batchKey
+	// The load is detached from this caller's cancellation but not from
+	// its values (trace spans, request-scoped loggers).
+	lctx := context.WithoutCancel(ctx)
 	for i, key := range distinct {
-		if !o.SkipL1Read {
-			if e := c.l1.get(key); e != nil && e.fresh(now) && c.valid(e) {
-				if c.ev != nil {
-					c.emitHit(key, TierL1)
-				}
-				v, ok := valueOf[T](e)
-				if !ok {
-					res[i].Err = mismatch[T](key, e.value)
-					continue
-				}
-				res[i] = Result[T]{Value: v, Found: true}
-				if e.eagerAt != 0 && now >= e.eagerAt {
-					if cl, leader := c.flights.join(key); leader {
-						eager = append(eager, &batchKey{key: key, cl: cl, eager: e})
-					}
-				}
+		if e, now := c.memoryHit(key, o); e != nil {
+			answered[i] = true
+			v, ok := valueOf[T](e)
+			if !ok {
+				res[i].Err = mismatch[T](key, e.value)
 				continue
 			}
-			if c.ev != nil {
-				c.emitMiss(key, TierL1)
+			res[i] = Result[T]{Value: v, Found: true}
+			if e.eagerAt != 0 && now >= e.eagerAt {
+				// One refresh per key (a one-key batch), as GetOrSet's.
+				startEagerRefresh(ctx, c, key, e, oneKey(f), o)
 			}
-		}
-		cl, leader := c.flights.join(key)
-		waits = append(waits, wait{i: i, cl: cl, leader: leader})
-		if leader {
-			if ownedBuf == nil {
-				ownedBuf = make([]batchKey, 0, len(distinct)-i)
-				owned = make([]*batchKey, 0, len(distinct)-i)
-			}
-			ownedBuf = append(ownedBuf, batchKey{key: key, cl: cl})
-			owned = append(owned, &ownedBuf[len(ownedBuf)-1])
-		}
-	}
-	if len(eager) > 0 {
-		// Like a leader load, the refresh keeps ctx's values, not its
-		// cancellation.
-		ectx := context.WithoutCancel(ctx)
-		if c.goBackground(func() { loadMany(ectx, c, eager, f, o) }) {
-			if c.ev != nil {
-				for _, k := range eager {
-					c.emitEagerRefresh(k.key)
-				}
-			}
-		} else {
-			abandon(c, eager, ErrClosed)
-		}
-	}
-	if len(owned) > 0 {
-		lctx := context.WithoutCancel(ctx)
-		if !c.goBackground(func() { loadMany(lctx, c, owned, f, o) }) {
-			abandon(c, owned, ErrClosed)
-		}
-	}
-	var cut error  // ctx ended while waiting
-	short := false // and some key was not answered by then
-	var panicVal any
-	panicked := false
-	for _, w := range waits {
-		key := distinct[w.i]
-		if cut == nil {
-			select {
-			case <-w.cl.done:
-			case <-ctx.Done():
-				cut = ctx.Err()
-			}
-		}
-		if cut != nil && !isClosed(w.cl.done) {
-			res[w.i].Err = cut
-			short = true
 			continue
 		}
-		switch {
-		case w.cl.panicked:
-			if w.leader && !panicked {
-				panicked, panicVal = true, w.cl.panicVal
+		if c.ev != nil && !o.SkipL1Read {
+			c.emitMiss(key, TierL1)
+		}
+		b := &batchKey{i: i, key: key, started: make(chan struct{}), res: make(chan keyResult, 1)}
+		var led bool
+		b.ch, led = c.claimFlight(key, func(claimed bool) (any, error) {
+			if !c.enterBackground() {
+				return nil, ErrClosed
 			}
-			res[w.i].Err = fmt.Errorf("%w: key %q", ErrFactoryPanic, key)
-		case errors.Is(w.cl.err, ErrNotFound):
-		case w.cl.err != nil:
-			res[w.i].Err = w.cl.err
-		default:
-			p, ok := w.cl.val.(*T)
-			if !ok {
-				res[w.i].Err = mismatch[T](key, w.cl.val)
-				continue
+			defer c.wg.Done()
+			if !claimed {
+				// Joined a load that was forgotten meanwhile: load the key
+				// alone, as GetOrSet would.
+				return loadOne(lctx, c, key, f, o)
 			}
-			res[w.i] = Result[T]{Value: *p, Found: true}
+			close(b.started)
+			r := <-b.res
+			return r.v, r.err
+		})
+		b.claimed = led
+		pending = append(pending, b)
+	}
+	// Which claimed keys this call really leads: its function started, or
+	// the flight it joined (one ending as the claim was taken) answered.
+	var led []*batchKey
+	for _, b := range pending {
+		if !b.claimed {
+			continue
+		}
+		select {
+		case <-b.started:
+			b.led = true
+			led = append(led, b)
+		case r := <-b.ch:
+			b.early, b.hasEarly = r, true
+		}
+	}
+	if len(led) > 0 && !c.goBackground(func() { loadMany(lctx, c, led, f, o) }) {
+		for _, b := range led {
+			b.res <- keyResult{err: ErrClosed}
+		}
+	}
+
+	w := newWaitTimers(o)
+	defer w.stop()
+	var cut error
+	var panicVal any
+	panicked := false
+	for _, b := range pending {
+		for !answered[b.i] && cut == nil {
+			var r singleflight.Result
+			if b.hasEarly {
+				r = b.early
+			} else {
+				select {
+				case r = <-b.ch:
+				case <-ctx.Done():
+					cut = ctx.Err()
+					continue
+				case <-w.soft:
+					w.soft = nil
+					answerFallbacks(c, pending, res, answered, o, false)
+					continue
+				case <-w.hard:
+					w.hard = nil
+					answerFallbacks(c, pending, res, answered, o, true)
+					continue
+				}
+			}
+			answered[b.i] = true
+			res[b.i] = batchResult[T](b.key, r)
+			if p, ok := errors.AsType[*panicError](r.Err); ok && b.led && !panicked {
+				panicked, panicVal = true, p.value
+			}
+		}
+	}
+	short := false
+	for _, b := range pending {
+		if !answered[b.i] {
+			res[b.i].Err = cut
+			short = true
 		}
 	}
 	if panicked {
@@ -280,72 +285,130 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	return spread(res, idx, kerrs), cut
 }
 
-// abandon ends the loads of ks that could not start.
-func abandon(c *Cache, ks []*batchKey, err error) {
-	for _, k := range ks {
-		k.cl.deliver(nil, err)
-		c.flights.release(k.key, k.cl)
-	}
-}
-
-// batchKey is one key of a batch load.
-type batchKey struct {
-	key      string
-	cl       *call
-	eager    *entry // an eager refresh of this entry
-	stale    *entry
-	fallback bool        // fail-safe on and a stale value
-	timedOut atomic.Bool // a timeout answered the callers
-	out      bool        // answered from a tier; not asked of the factory
-}
-
-// loadMany is load for many keys, run on a background goroutine for the
-// callers waiting on each key's call: the memory tier again, one read of
-// the distributed tier for the keys still unanswered, then one factory
-// call for the rest. Each key's call is answered and released on its own.
-//
-// The keys are answered in reverse order: the caller waits for them in
-// order, so it wakes once for a group answered together rather than once
-// per key (each wake-up that finds the next key unanswered costs a
-// sleep and a wake-up more).
-func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFactory[T], o *EntryOptions) {
-	defer func() {
-		for _, k := range ks {
-			c.flights.release(k.key, k.cl)
-		}
-	}()
-	answer := func(k *batchKey, v any) {
-		k.out = true
-		c.flights.release(k.key, k.cl) // a finished load: new callers start afresh
-		k.cl.deliver(v, nil)
-	}
-	now := nowNano()
-	haveAllStale := true
-	for _, k := range ks {
-		if k.eager != nil {
-			k.stale = k.eager
+// answerFallbacks is a timeout of the batch caller's wait, per key as for
+// GetOrSet: every key still unanswered gets its fail-safe fallback; at the
+// hard timeout, the others get ErrFactoryTimeout (and, with
+// DisableBackgroundCompletion, their keys are released).
+func answerFallbacks[T any](c *Cache, pending []*batchKey, res []Result[T], answered []bool, o *EntryOptions, hard bool) {
+	for _, b := range pending {
+		if answered[b.i] {
 			continue
 		}
-		if !o.SkipL1Read {
-			if e := c.l1.get(k.key); e != nil {
-				switch c.learnThenCheck(ctx, e, o, false) {
-				case valid:
-					if e.fresh(now) {
-						answer(k, e.value)
-						continue
-					}
-					k.stale = e
-				case invalidStale:
-					k.stale = e
-				}
+		if hard {
+			c.timedOut(b.key, o)
+		}
+		if v, ok := fallbackFor[T](c, b.key, o); ok {
+			if !hard {
+				c.timedOut(b.key, o)
 			}
+			answered[b.i] = true
+			res[b.i] = Result[T]{Value: v, Found: true}
+			continue
 		}
-		if !k.stale.usableStale(now) {
-			k.stale = nil
+		if hard {
+			answered[b.i] = true
+			res[b.i].Err = fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, b.key, o.FactoryHardTimeout)
 		}
-		if k.stale == nil {
-			haveAllStale = false
+	}
+}
+
+// batchResult turns one key's load result into its Result.
+func batchResult[T any](key string, r singleflight.Result) Result[T] {
+	if r.Err != nil {
+		if _, ok := errors.AsType[*panicError](r.Err); ok {
+			return Result[T]{Err: fmt.Errorf("%w: key %q", ErrFactoryPanic, key)}
 		}
+		if errors.Is(r.Err, ErrNotFound) {
+			return Result[T]{}
+		}
+		return Result[T]{Err: r.Err}
+	}
+	p, ok := r.Val.(*T)
+	if !ok {
+		return Result[T]{Err: mismatch[T](key, r.Val)}
+	}
+	return Result[T]{Value: *p, Found: true}
+}
+
+// oneKey adapts a batch factory to one key, for eager refreshes.
+func oneKey[T any](f BatchFactory[T]) Factory[T] {
+	return func(ctx context.Context, fc *FactoryContext[T]) (T, error) {
+		bc := &BatchContext[T]{keys: []string{fc.key}, fcs: map[string]*FactoryContext[T]{fc.key: fc}}
+		vals, err := f(ctx, bc)
+		if err != nil {
+			return *new(T), err
+		}
+		v, ok := vals[fc.key]
+		if !ok && !fc.notModified {
+			return *new(T), fmt.Errorf("%w: key %q (the batch factory did not return it)", ErrNotFound, fc.key)
+		}
+		if !ok {
+			v = fc.stale
+		}
+		return v, nil
+	}
+}
+
+// loadOne loads one key with the batch factory, on the calling goroutine.
+func loadOne[T any](ctx context.Context, c *Cache, key string, f BatchFactory[T], o *EntryOptions) (any, error) {
+	b := &batchKey{key: key, res: make(chan keyResult, 1)}
+	loadMany(ctx, c, []*batchKey{b}, f, o)
+	r := <-b.res
+	return r.v, r.err
+}
+
+// keyResult is what a batch load answers for one key.
+type keyResult struct {
+	v   any
+	err error
+}
+
+// batchKey is one key of a batch call and of its load.
+type batchKey struct {
+	i        int
+	key      string
+	ch       <-chan singleflight.Result
+	claimed  bool          // claimFlight said this call leads the key
+	started  chan struct{} // closed when this call's load function runs
+	led      bool          // this call's load function runs: loadMany answers res
+	early    singleflight.Result
+	hasEarly bool
+	res      chan keyResult // loadMany's answer, for the load function
+
+	stale    *entry
+	fallback bool
+	out      bool // answered from a tier; not asked of the factory
+}
+
+// loadMany is load for many keys: the memory tier again, one read of the
+// distributed tier for the keys still open, then one factory call for the
+// rest. It answers each key on its res channel, once, for the load
+// function that waits there (and singleflight hands it to every caller of
+// the key).
+func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFactory[T], o *EntryOptions) {
+	if c.bp != nil {
+		for _, k := range ks {
+			c.readers.add(k.key) // see bpHandler.HandleMessage
+		}
+		defer func() {
+			for _, k := range ks {
+				c.readers.done(k.key)
+			}
+		}()
+	}
+	answer := func(k *batchKey, v any, err error) {
+		k.out = true
+		k.res <- keyResult{v: v, err: err}
+	}
+	haveAllStale := true
+	for _, k := range ks {
+		stale, fresh := c.memoryAgain(ctx, k.key, o, nil)
+		if fresh != nil {
+			answer(k, fresh.value, nil)
+			continue
+		}
+		k.stale = stale
+		haveAllStale = haveAllStale && stale != nil
 	}
 
 	// The distributed tier: one read for every key still open.
@@ -367,49 +430,22 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			}
 			start := stamp()
 			vals, _ := c.getL2Many(ctx, names, timeout)
-			var hits []*entry
-			var hitKeys []*batchKey
 			for i, k := range read {
-				if vals[i] == nil {
-					continue
-				}
-				l2e := decodeL2[T](c, k.key, vals[i], o, start)
-				if l2e == nil {
-					continue
-				}
-				now = nowNano()
-				if cur := c.l1.get(k.key); cur != nil && l2e.ts < cur.ts {
-					continue // memory holds a newer change (a removal included)
-				}
-				if l2e.tombstone {
-					k.stale = c.removedInL2(l2e, k.stale, o)
-					continue
-				}
-				switch c.learnThenCheck(ctx, l2e, o, true) {
-				case valid:
-					if l2e.fresh(now) && (k.eager == nil || l2e.ts > k.eager.ts) {
-						hits = append(hits, l2e)
-						hitKeys = append(hitKeys, k)
-						continue
-					}
-					if k.eager == nil && l2e.usableStale(now) && l2e.newer(k.stale) {
-						k.stale = l2e
-					}
-				case invalidStale:
-					if k.eager == nil && l2e.usableStale(now) && l2e.newer(k.stale) {
-						k.stale = l2e
+				if vals[i] != nil {
+					if l2e := decodeL2[T](c, k.key, vals[i], o, start); l2e != nil {
+						var fresh *entry
+						if fresh, k.stale = c.mergeL2(ctx, k.key, o, l2e, k.stale, nil); fresh != nil {
+							if c.ev != nil {
+								c.emitHit(k.key, TierL2)
+							}
+							answer(k, fresh.value, nil)
+							continue
+						}
 					}
 				}
-			}
-			if !o.SkipL1Write {
-				c.l1.setMany(hits, o.Size)
-			}
-			for i := len(hitKeys) - 1; i >= 0; i-- {
-				k := hitKeys[i]
 				if c.ev != nil {
-					c.emitHit(k.key, TierL2)
+					c.emitMiss(k.key, TierL2)
 				}
-				answer(k, hits[i].value)
 			}
 		}
 	}
@@ -417,13 +453,10 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	// The factory: one call for every key still open.
 	bc := &BatchContext[T]{fcs: make(map[string]*FactoryContext[T])}
 	var need []*batchKey
-	anyFallback, allFallback := false, true
+	allFallback := true
 	for _, k := range ks {
 		if k.out {
 			continue
-		}
-		if c.ev != nil && c.readsL2(o) {
-			c.emitMiss(k.key, TierL2)
 		}
 		fc := &FactoryContext[T]{key: k.key, opts: *o}
 		if k.stale != nil {
@@ -435,7 +468,6 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			}
 		}
 		k.fallback = o.FailSafe && k.stale != nil
-		anyFallback = anyFallback || k.fallback
 		allFallback = allFallback && k.fallback
 		bc.keys = append(bc.keys, k.key)
 		bc.fcs[k.key] = fc
@@ -444,78 +476,35 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	if len(need) == 0 {
 		return
 	}
-
+	// The callers stop waiting at the factory timeouts (see answerFallbacks);
+	// with DisableBackgroundCompletion so does the factory, once the last
+	// of them has.
+	timeout := factoryTimeout(o, allFallback)
 	fctx, cancel := context.WithCancel(ctx)
+	if o.DisableBackgroundCompletion && timeout > 0 {
+		fctx, cancel = context.WithTimeout(ctx, timeout)
+	}
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel) // Close cancels the factory
 	defer stop()
 
-	hard := o.FactoryHardTimeout
-	soft := o.FactorySoftTimeout
-	if !anyFallback || soft <= 0 || hard > 0 && soft >= hard {
-		soft = 0 // no key can use the soft timeout
-	}
-	if soft > 0 {
-		t := time.AfterFunc(soft, func() {
-			for _, k := range need {
-				if k.fallback && !isClosed(k.cl.done) {
-					k.timedOut.Store(true)
-					c.serveFallback(k.cl, k.key, k.stale, o, FailSafeFactoryTimeout, false)
-					if o.DisableBackgroundCompletion {
-						c.flights.release(k.key, k.cl)
-					}
-				}
-			}
-			if o.DisableBackgroundCompletion && allFallback {
-				cancel()
-			}
-		})
-		defer t.Stop()
-	}
-	if hard > 0 {
-		t := time.AfterFunc(hard, func() {
-			for _, k := range need {
-				if isClosed(k.cl.done) {
-					continue
-				}
-				k.timedOut.Store(true)
-				if k.fallback {
-					c.serveFallback(k.cl, k.key, k.stale, o, FailSafeFactoryTimeout, false)
-				} else {
-					k.cl.deliver(nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, k.key, hard))
-				}
-				if o.DisableBackgroundCompletion {
-					c.flights.release(k.key, k.cl)
-				}
-			}
-			if o.DisableBackgroundCompletion {
-				cancel()
-			}
-		})
-		defer t.Stop()
-	}
-
-	var began int64
-	if c.ev != nil {
-		began = nowNano()
-	}
+	began := nowNano()
 	start := stamp()
 	vals, err, panicked, pv := callBatchFactory(fctx, f, bc)
-	now = nowNano()
+	now := nowNano()
 	if c.ev != nil {
 		ferr := err
 		if panicked {
 			ferr = ErrFactoryPanic
 		}
 		for _, k := range need {
-			c.emitFactoryCall(k.key, time.Duration(now-began), ferr, k.eager != nil)
+			c.emitFactoryCall(k.key, time.Duration(now-began), ferr, false)
 		}
 	}
 	if panicked {
 		c.log.Error("batch factory panicked", slog.Int("keys", len(need)), c.keyAttr(need[0].key), slog.Any("panic", pv))
 		for _, k := range need {
-			c.flights.release(k.key, k.cl)
-			k.cl.deliverPanic(pv)
+			answer(k, nil, &panicError{pv})
 		}
 		return
 	}
@@ -528,8 +517,10 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	var entryKeys []*batchKey
 	var writes []pending
 	for _, k := range need {
-		if o.DisableBackgroundCompletion && k.timedOut.Load() {
-			continue // the callers got the fallback or the timeout; drop the result
+		if kt := factoryTimeout(o, k.fallback); o.DisableBackgroundCompletion && kt > 0 && now-began >= int64(kt) {
+			// The callers got the fallback or the timeout; drop the result.
+			answer(k, nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, k.key, kt))
+			continue
 		}
 		fc := bc.fcs[k.key]
 		kerr := err
@@ -543,16 +534,16 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			}
 		}
 		if kerr != nil {
-			failKey(c, k, o, kerr)
+			if k.fallback {
+				c.serveStale(k.key, k.stale, o, FailSafeFactoryError)
+				answer(k, k.stale.value, nil)
+				continue
+			}
+			answer(k, nil, fmt.Errorf("hybrid: batch factory %q: %w", k.key, kerr))
 			continue
 		}
 		if !found {
-			if k.eager != nil {
-				keepWithoutEager(c, k, o)
-				continue
-			}
-			c.flights.release(k.key, k.cl)
-			k.cl.deliver(nil, fmt.Errorf("%w: key %q (the batch factory did not return it)", ErrNotFound, k.key))
+			answer(k, nil, fmt.Errorf("%w: key %q (the batch factory did not return it)", ErrNotFound, k.key))
 			continue
 		}
 		if fc.notModified {
@@ -575,37 +566,9 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		c.l1.setMany(entries, o.Size)
 	}
 	c.propagateMany(writes, o)
-	for i := len(entryKeys) - 1; i >= 0; i-- {
-		k := entryKeys[i]
-		c.flights.release(k.key, k.cl) // a finished load: new callers start afresh
-		k.cl.deliver(entries[i].value, nil)
+	for i := len(entryKeys) - 1; i >= 0; i-- { // see GetOrSetMany's wait: the first key last
+		answer(entryKeys[i], entries[i].value, nil)
 	}
-}
-
-// failKey answers a key whose load failed with err, as load does.
-func failKey(c *Cache, k *batchKey, o *EntryOptions, err error) {
-	switch {
-	case k.eager != nil:
-		keepWithoutEager(c, k, o)
-		c.log.Warn("eager refresh failed", c.keyAttr(k.key), slog.Any("err", err))
-	case k.fallback:
-		c.serveFallback(k.cl, k.key, k.stale, o, FailSafeFactoryError, true)
-	default:
-		c.flights.release(k.key, k.cl)
-		if !k.cl.deliver(nil, fmt.Errorf("hybrid: batch factory %q: %w", k.key, err)) {
-			c.log.Warn("background factory failed", c.keyAttr(k.key), slog.Any("err", err))
-		}
-	}
-}
-
-// keepWithoutEager keeps an eagerly refreshed entry as it was, minus its
-// eager refresh point, so that hits do not retry on every read.
-func keepWithoutEager(c *Cache, k *batchKey, o *EntryOptions) {
-	x := k.eager.clone()
-	x.eagerAt = 0
-	c.l1.set(x, o.Size)
-	c.flights.release(k.key, k.cl)
-	k.cl.deliver(k.eager.value, nil)
 }
 
 func countAsked[T any](vals map[string]T, bc *BatchContext[T]) int {

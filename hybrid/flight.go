@@ -24,13 +24,14 @@ func (c *Cache) flight(key string, load func() (any, error)) (<-chan singlefligh
 	if c.closed.Load() {
 		return nil, false
 	}
-	return c.sf.DoChan(key, func() (any, error) {
+	ch, _ := c.claimFlight(key, func(bool) (any, error) {
 		if !c.enterBackground() {
 			return nil, ErrClosed
 		}
 		defer c.wg.Done()
 		return load()
-	}), true
+	})
+	return ch, true
 }
 
 // enterBackground counts one unit of background work that Close waits
