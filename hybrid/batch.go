@@ -615,40 +615,31 @@ func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 	res := make([]Result[T], len(distinct))
 	stale := make([]*entry, len(distinct))
 	var miss []int
-	now := nowNano()
 	for i, key := range distinct {
-		var e *entry
-		if !o.SkipL1Read {
-			e = c.l1.get(key)
-			if e != nil && e.fresh(now) && c.valid(e) {
-				res[i] = tryGetManyHit[T](c, key, e)
-				continue
-			}
-			if c.ev != nil {
+		if e, _ := c.memoryHit(key, o); e != nil {
+			res[i] = typedResult[T](key, e)
+			continue
+		}
+		// As TryGet's slow path: the memory entry checked against the
+		// distributed tier's invalidation records, if needed.
+		s, e := c.memoryAgain(ctx, key, o, nil)
+		if c.ev != nil && !o.SkipL1Read {
+			if e != nil {
+				c.emitHit(key, TierL1)
+			} else {
 				c.emitMiss(key, TierL1)
 			}
 		}
-		if e != nil && (e.fresh(now) || e.usableStale(now)) {
-			// The hit check could not tell without the distributed tier's
-			// invalidation records, or e is stale: check it fully.
-			switch c.learnThenCheck(ctx, e, o, false) {
-			case valid:
-				if e.fresh(now) {
-					res[i] = tryGetManyHit[T](c, key, e)
-					continue
-				}
-				stale[i] = e
-			case invalidStale:
-				if e.usableStale(now) {
-					stale[i] = e
-				}
-			}
+		if e != nil {
+			res[i] = typedResult[T](key, e)
+			continue
 		}
+		stale[i] = s
 		miss = append(miss, i)
 	}
 	if len(miss) > 0 && c.readsL2(o) {
 		names := make([]string, len(miss))
-		haveAllStale := o.AllowStaleOnRead
+		haveAllStale := true
 		for j, i := range miss {
 			names[j] = distinct[i]
 			haveAllStale = haveAllStale && stale[i] != nil
@@ -669,62 +660,28 @@ func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 		}
 		start := stamp()
 		vals, _ := c.getL2Many(ctx, names, timeout)
-		var hits []*entry
 		for j, i := range miss {
 			key := distinct[i]
-			if vals[j] == nil {
-				continue
-			}
-			l2e := decodeL2[T](c, key, vals[j], o, start)
-			if l2e == nil {
-				continue
-			}
-			if cur := c.l1.get(key); cur != nil && cur.ts > l2e.ts {
-				continue // a newer change (or a removal) arrived meanwhile
-			}
-			if l2e.tombstone {
-				stale[i] = c.removedInL2(l2e, stale[i], o)
-				continue
-			}
-			now = nowNano()
-			switch c.learnThenCheck(ctx, l2e, o, true) {
-			case valid:
-				if l2e.fresh(now) {
-					hits = append(hits, l2e)
-					v, _ := valueOf[T](l2e)
-					res[i] = Result[T]{Value: v, Found: true}
-					if c.ev != nil {
-						c.emitHit(key, TierL2)
+			if vals[j] != nil {
+				if l2e := decodeL2[T](c, key, vals[j], o, start); l2e != nil {
+					var fresh *entry
+					if fresh, stale[i] = c.mergeL2(ctx, key, o, l2e, stale[i], nil); fresh != nil {
+						if c.ev != nil {
+							c.emitHit(key, TierL2)
+						}
+						res[i] = typedResult[T](key, fresh)
+						continue
 					}
-					continue
-				}
-				if l2e.usableStale(now) && l2e.newer(stale[i]) {
-					stale[i] = l2e
-				}
-			case invalidStale:
-				if l2e.usableStale(now) && l2e.newer(stale[i]) {
-					stale[i] = l2e
 				}
 			}
-		}
-		if !o.SkipL1Write {
-			c.l1.setMany(hits, o.Size)
+			if c.ev != nil {
+				c.emitMiss(key, TierL2)
+			}
 		}
 	}
 	for _, i := range miss {
-		if res[i].Found {
-			continue
-		}
-		if c.ev != nil && c.readsL2(o) {
-			c.emitMiss(distinct[i], TierL2)
-		}
-		if o.AllowStaleOnRead && stale[i] != nil {
-			v, ok := valueOf[T](stale[i])
-			if !ok {
-				res[i].Err = mismatch[T](distinct[i], stale[i].value)
-				continue
-			}
-			res[i] = Result[T]{Value: v, Found: true}
+		if !res[i].Found && res[i].Err == nil && o.AllowStaleOnRead && stale[i] != nil {
+			res[i] = typedResult[T](distinct[i], stale[i])
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -733,11 +690,8 @@ func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 	return spread(res, idx, kerrs), nil
 }
 
-// tryGetManyHit is the Result of a fresh, valid memory entry e.
-func tryGetManyHit[T any](c *Cache, key string, e *entry) Result[T] {
-	if c.ev != nil {
-		c.emitHit(key, TierL1)
-	}
+// typedResult is the Result of the entry e of key.
+func typedResult[T any](key string, e *entry) Result[T] {
 	v, ok := valueOf[T](e)
 	if !ok {
 		return Result[T]{Err: mismatch[T](key, e.value)}
