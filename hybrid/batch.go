@@ -174,7 +174,7 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	}
 	res := make([]Result[T], len(distinct))
 	answered := make([]bool, len(distinct))
-	var pending []*batchKey
+	var pending, eager []*batchKey
 	// The load is detached from this caller's cancellation but not from
 	// its values (trace spans, request-scoped loggers).
 	lctx := context.WithoutCancel(ctx)
@@ -188,49 +188,37 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 			}
 			res[i] = Result[T]{Value: v, Found: true}
 			if e.eagerAt != 0 && now >= e.eagerAt {
-				// One refresh per key (a one-key batch), as GetOrSet's.
-				startEagerRefresh(ctx, c, key, e, oneKey(f), o)
+				// Unless a load of the key runs: one background batch
+				// for every such key of the call.
+				if b := claimKey(c, lctx, i, key, f, o, e); b.claimed {
+					eager = append(eager, b)
+				}
 			}
 			continue
 		}
 		if c.ev != nil && !o.SkipL1Read {
 			c.emitMiss(key, TierL1)
 		}
-		b := &batchKey{i: i, key: key, started: make(chan struct{}), res: make(chan keyResult, 1)}
-		var led bool
-		b.ch, led = c.claimFlight(key, func(claimed bool) (any, error) {
-			if !c.enterBackground() {
-				return nil, ErrClosed
+		pending = append(pending, claimKey(c, lctx, i, key, f, o, nil))
+	}
+	if len(eager) > 0 {
+		started := c.goBackground(func() {
+			if led := leadersOf(eager); len(led) > 0 {
+				if c.ev != nil {
+					for _, b := range led {
+						c.emitEagerRefresh(b.key)
+					}
+				}
+				loadMany(lctx, c, led, f, o)
 			}
-			defer c.wg.Done()
-			if !claimed {
-				// Joined a load that was forgotten meanwhile: load the key
-				// alone, as GetOrSet would.
-				return loadOne(lctx, c, key, f, o)
-			}
-			close(b.started)
-			r := <-b.res
-			return r.v, r.err
 		})
-		b.claimed = led
-		pending = append(pending, b)
-	}
-	// Which claimed keys this call really leads: its function started, or
-	// the flight it joined (one ending as the claim was taken) answered.
-	var led []*batchKey
-	for _, b := range pending {
-		if !b.claimed {
-			continue
-		}
-		select {
-		case <-b.started:
-			b.led = true
-			led = append(led, b)
-		case r := <-b.ch:
-			b.early, b.hasEarly = r, true
+		if !started {
+			for _, b := range eager {
+				b.res <- keyResult{err: ErrClosed}
+			}
 		}
 	}
-	if len(led) > 0 && !c.goBackground(func() { loadMany(lctx, c, led, f, o) }) {
+	if led := leadersOf(pending); len(led) > 0 && !c.goBackground(func() { loadMany(lctx, c, led, f, o) }) {
 		for _, b := range led {
 			b.res <- keyResult{err: ErrClosed}
 		}
@@ -285,6 +273,50 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	return spread(res, idx, kerrs), cut
 }
 
+// claimKey joins or starts the load of key for a batch call (an eager
+// refresh of e when e is not nil). When the call claims the key, its load
+// function waits for the batch load to answer it (b.res); when it joins
+// another load, that load answers.
+func claimKey[T any](c *Cache, lctx context.Context, i int, key string, f BatchFactory[T], o *EntryOptions, e *entry) *batchKey {
+	b := &batchKey{i: i, key: key, eager: e, started: make(chan struct{}), res: make(chan keyResult, 1)}
+	b.ch, b.claimed = c.claimFlight(key, func(claimed bool) (any, error) {
+		if !c.enterBackground() {
+			return nil, ErrClosed
+		}
+		defer c.wg.Done()
+		if !claimed {
+			// Joined a load that was forgotten meanwhile (or, for an eager
+			// refresh, ended meanwhile): load the key alone.
+			return loadOne(lctx, c, key, f, o, e)
+		}
+		close(b.started)
+		r := <-b.res
+		return r.v, r.err
+	})
+	return b
+}
+
+// leadersOf returns the keys of bs that the call really leads: those it
+// claimed whose load function started. A claimed key whose load function
+// does not start joined a load that was ending as the claim was taken:
+// its result is kept for the wait.
+func leadersOf(bs []*batchKey) []*batchKey {
+	var led []*batchKey
+	for _, b := range bs {
+		if !b.claimed {
+			continue
+		}
+		select {
+		case <-b.started:
+			b.led = true
+			led = append(led, b)
+		case r := <-b.ch:
+			b.early, b.hasEarly = r, true
+		}
+	}
+	return led
+}
+
 // answerFallbacks is a timeout of the batch caller's wait, per key as for
 // GetOrSet: every key still unanswered gets its fail-safe fallback; at the
 // hard timeout, the others get ErrFactoryTimeout (and, with
@@ -330,28 +362,9 @@ func batchResult[T any](key string, r singleflight.Result) Result[T] {
 	return Result[T]{Value: *p, Found: true}
 }
 
-// oneKey adapts a batch factory to one key, for eager refreshes.
-func oneKey[T any](f BatchFactory[T]) Factory[T] {
-	return func(ctx context.Context, fc *FactoryContext[T]) (T, error) {
-		bc := &BatchContext[T]{keys: []string{fc.key}, fcs: map[string]*FactoryContext[T]{fc.key: fc}}
-		vals, err := f(ctx, bc)
-		if err != nil {
-			return *new(T), err
-		}
-		v, ok := vals[fc.key]
-		if !ok && !fc.notModified {
-			return *new(T), fmt.Errorf("%w: key %q (the batch factory did not return it)", ErrNotFound, fc.key)
-		}
-		if !ok {
-			v = fc.stale
-		}
-		return v, nil
-	}
-}
-
 // loadOne loads one key with the batch factory, on the calling goroutine.
-func loadOne[T any](ctx context.Context, c *Cache, key string, f BatchFactory[T], o *EntryOptions) (any, error) {
-	b := &batchKey{key: key, res: make(chan keyResult, 1)}
+func loadOne[T any](ctx context.Context, c *Cache, key string, f BatchFactory[T], o *EntryOptions, eager *entry) (any, error) {
+	b := &batchKey{key: key, eager: eager, res: make(chan keyResult, 1)}
 	loadMany(ctx, c, []*batchKey{b}, f, o)
 	r := <-b.res
 	return r.v, r.err
@@ -375,6 +388,7 @@ type batchKey struct {
 	hasEarly bool
 	res      chan keyResult // loadMany's answer, for the load function
 
+	eager    *entry // an eager refresh of this entry
 	stale    *entry
 	fallback bool
 	out      bool // answered from a tier; not asked of the factory
@@ -402,7 +416,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	}
 	haveAllStale := true
 	for _, k := range ks {
-		stale, fresh := c.memoryAgain(ctx, k.key, o, nil)
+		stale, fresh := c.memoryAgain(ctx, k.key, o, k.eager)
 		if fresh != nil {
 			answer(k, fresh.value, nil)
 			continue
@@ -434,7 +448,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 				if vals[i] != nil {
 					if l2e := decodeL2[T](c, k.key, vals[i], o, start); l2e != nil {
 						var fresh *entry
-						if fresh, k.stale = c.mergeL2(ctx, k.key, o, l2e, k.stale, nil); fresh != nil {
+						if fresh, k.stale = c.mergeL2(ctx, k.key, o, l2e, k.stale, k.eager); fresh != nil {
 							if c.ev != nil {
 								c.emitHit(k.key, TierL2)
 							}
@@ -498,7 +512,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			ferr = ErrFactoryPanic
 		}
 		for _, k := range need {
-			c.emitFactoryCall(k.key, time.Duration(now-began), ferr, false)
+			c.emitFactoryCall(k.key, time.Duration(now-began), ferr, k.eager != nil)
 		}
 	}
 	if panicked {
@@ -532,6 +546,18 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			if found {
 				kerr = fc.opts.Validate()
 			}
+		}
+		if k.eager != nil && (kerr != nil || !found) {
+			// Do not retry on every hit: the entry stays as it was, minus
+			// its eager refresh point.
+			x := k.eager.clone()
+			x.eagerAt = 0
+			c.l1.set(x, o.Size)
+			if kerr != nil {
+				c.log.Warn("eager refresh failed", c.keyAttr(k.key), slog.Any("err", kerr))
+			}
+			answer(k, k.eager.value, nil)
+			continue
 		}
 		if kerr != nil {
 			if k.fallback {
