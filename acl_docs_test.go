@@ -163,7 +163,7 @@ func TestPublishRefusedKeepsL2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n1 := bpNode(t, fastClient(t, srv, ""))
+	n1 := bpNode(t, srv.FastClient(t, ""))
 
 	for i := range 5 {
 		if err := hybrid.Set(ctx, n0, fmt.Sprint("k", i), "v"); err != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
-	"github.com/strata-cache/strata/internal/tcpproxy"
 )
 
 // benchNode is bpNode for a benchmark: a provider with the cache "app" on
@@ -189,13 +188,9 @@ func TestLostUpdatesAcrossReconnect(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	admin := srv.Client(t)
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	a := bpNode(t, fastClient(t, srv, ""), func(s *strata.CacheSettings) { s.Entry.BackgroundL2Operations = false })
-	b := bpNode(t, fastClient(t, srv, proxy.Addr()))
+	proxy := srv.Proxy(t)
+	a := bpNode(t, srv.FastClient(t, ""), func(s *strata.CacheSettings) { s.Entry.BackgroundL2Operations = false })
+	b := bpNode(t, srv.FastClient(t, proxy.Addr()))
 
 	changed := make([]string, n)
 	same := make([]string, n)
@@ -208,7 +203,7 @@ func TestLostUpdatesAcrossReconnect(t *testing.T) {
 		get(t, b, changed[i])
 		get(t, b, same[i])
 	}
-	waitFor(t, "node B to hold every key in memory", func() bool {
+	redistest.Eventually(t, "node B to hold every key in memory", func() bool {
 		for i := range n {
 			if _, ok := get(t, b, changed[i], l1Only); !ok {
 				return false
@@ -245,7 +240,7 @@ func TestLostUpdatesAcrossReconnect(t *testing.T) {
 	}
 	start := time.Now()
 	proxy.Resume()
-	waitFor(t, "node B to report the gap", func() bool { return b.Stats().BackplaneGaps > gaps })
+	redistest.Eventually(t, "node B to report the gap", func() bool { return b.Stats().BackplaneGaps > gaps })
 	gapAfter := time.Since(start)
 	lostMessages := n - int(b.Stats().BackplaneReceived-received)
 	eagerGets := commandCalls(t, admin, "get") // reads caused by the gap itself

@@ -18,7 +18,6 @@ import (
 	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
-	"github.com/strata-cache/strata/internal/tcpproxy"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -38,19 +37,6 @@ func bpNode(t *testing.T, client redis.UniversalClient, configure ...func(*strat
 	return c
 }
 
-func fastClient(t *testing.T, srv *redistest.Server, addr string) *redis.Client {
-	o := srv.Options()
-	if addr != "" {
-		o.Addr = addr
-	}
-	o.MaxRetries = -1
-	o.DialTimeout = 300 * time.Millisecond
-	o.ContextTimeoutEnabled = true
-	c := redis.NewClient(o)
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 var l1Only = hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL2Read = true })
 var allowStale = hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
 
@@ -66,9 +52,9 @@ func get(t *testing.T, c *hybrid.Cache, key string, opts ...hybrid.Option) (stri
 func TestBackplaneThreeNodes(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n1 := bpNode(t, fastClient(t, srv, ""))
-	n2 := bpNode(t, fastClient(t, srv, ""))
-	n3 := bpNode(t, fastClient(t, srv, ""))
+	n1 := bpNode(t, srv.FastClient(t, ""))
+	n2 := bpNode(t, srv.FastClient(t, ""))
+	n3 := bpNode(t, srv.FastClient(t, ""))
 	hybrid.Set(ctx, n1, "k", "v1")
 	for _, n := range []*hybrid.Cache{n2, n3} {
 		if v, _ := get(t, n, "k"); v != "v1" { // from L2, now held in L1
@@ -78,7 +64,7 @@ func TestBackplaneThreeNodes(t *testing.T) {
 	// Set on node 1: nodes 2 and 3 drop their copies and read the new value.
 	hybrid.Set(ctx, n1, "k", "v2")
 	for i, n := range []*hybrid.Cache{n2, n3} {
-		waitFor(t, fmt.Sprint("node ", i+2, " to stop serving v1 from memory"), func() bool {
+		redistest.Eventually(t, fmt.Sprint("node ", i+2, " to stop serving v1 from memory"), func() bool {
 			_, ok := get(t, n, "k", l1Only)
 			return !ok
 		})
@@ -89,7 +75,7 @@ func TestBackplaneThreeNodes(t *testing.T) {
 	// Remove: every node misses.
 	n1.Remove(ctx, "k")
 	for i, n := range []*hybrid.Cache{n2, n3} {
-		waitFor(t, fmt.Sprint("node ", i+2, " to miss after Remove"), func() bool {
+		redistest.Eventually(t, fmt.Sprint("node ", i+2, " to miss after Remove"), func() bool {
 			_, ok := get(t, n, "k", allowStale)
 			return !ok
 		})
@@ -100,7 +86,7 @@ func TestBackplaneThreeNodes(t *testing.T) {
 	get(t, n3, "e")
 	n1.Expire(ctx, "e")
 	for i, n := range []*hybrid.Cache{n1, n2, n3} {
-		waitFor(t, fmt.Sprint("node ", i+1, " to treat e as expired"), func() bool {
+		redistest.Eventually(t, fmt.Sprint("node ", i+1, " to treat e as expired"), func() bool {
 			_, ok := get(t, n, "e")
 			return !ok
 		})
@@ -117,8 +103,8 @@ func TestBackplaneCachesDoNotHearEachOther(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	d := strata.CacheSettings{Entry: hybrid.EntryOptions{Duration: time.Hour}}
-	p1 := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Client: fastClient(t, srv, "")}, Defaults: &d, Logger: quiet})
-	p2 := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Client: fastClient(t, srv, "")}, Defaults: &d, Logger: quiet})
+	p1 := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Client: srv.FastClient(t, "")}, Defaults: &d, Logger: quiet})
+	p2 := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Client: srv.FastClient(t, "")}, Defaults: &d, Logger: quiet})
 	a1, _ := p1.Register("a")
 	p1.Register("b")
 	a2, _ := p2.Register("a")
@@ -126,7 +112,7 @@ func TestBackplaneCachesDoNotHearEachOther(t *testing.T) {
 	for i := range 20 {
 		hybrid.Set(ctx, a1, fmt.Sprint("k", i), "x")
 	}
-	waitFor(t, "a's messages to reach a on node 2", func() bool { return a2.Stats().BackplaneReceived == 20 })
+	redistest.Eventually(t, "a's messages to reach a on node 2", func() bool { return a2.Stats().BackplaneReceived == 20 })
 	if got := b2.Stats().BackplaneReceived; got != 0 {
 		t.Fatalf("cache b received %d of cache a's messages", got)
 	}
@@ -135,15 +121,15 @@ func TestBackplaneCachesDoNotHearEachOther(t *testing.T) {
 func TestSkipBackplaneKeepsChangeLocal(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n1 := bpNode(t, fastClient(t, srv, ""))
-	n2 := bpNode(t, fastClient(t, srv, ""))
+	n1 := bpNode(t, srv.FastClient(t, ""))
+	n2 := bpNode(t, srv.FastClient(t, ""))
 	hybrid.Set(ctx, n1, "k", "old")
 	get(t, n2, "k")
 	skip := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipBackplane = true })
 	hybrid.Set(ctx, n1, "k", "local", skip)
 	// A later message on the same channel arrives after the skipped one would have.
 	hybrid.Set(ctx, n1, "marker", "m")
-	waitFor(t, "the marker message", func() bool { return n2.Stats().BackplaneReceived >= 2 })
+	redistest.Eventually(t, "the marker message", func() bool { return n2.Stats().BackplaneReceived >= 2 })
 	if v, ok := get(t, n2, "k", l1Only); !ok || v != "old" {
 		t.Fatalf("node 2 holds %q, %v: a SkipBackplane change reached it", v, ok)
 	}
@@ -154,13 +140,9 @@ func TestSkipBackplaneKeepsChangeLocal(t *testing.T) {
 func TestReconnectVerifiesBeforeUse(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	n1 := bpNode(t, fastClient(t, srv, ""))
-	n2 := bpNode(t, fastClient(t, srv, proxy.Addr()))
+	proxy := srv.Proxy(t)
+	n1 := bpNode(t, srv.FastClient(t, ""))
+	n2 := bpNode(t, srv.FastClient(t, proxy.Addr()))
 	hybrid.Set(ctx, n1, "k", "old")
 	hybrid.Set(ctx, n1, "same", "unchanged")
 	get(t, n2, "k")
@@ -171,7 +153,7 @@ func TestReconnectVerifiesBeforeUse(t *testing.T) {
 	hybrid.Set(ctx, n1, "k", "new")
 	gaps := n2.Stats().BackplaneGaps
 	proxy.Resume()
-	waitFor(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
+	redistest.Eventually(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
 	if v, _ := get(t, n2, "k"); v != "new" {
 		t.Fatalf("after the reconnect node 2 served %q, want new", v)
 	}
@@ -187,8 +169,8 @@ func TestReconnectVerifiesBeforeUse(t *testing.T) {
 func TestRedisRestartReplaysPublishes(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n1 := bpNode(t, fastClient(t, srv, ""), func(s *strata.CacheSettings) { s.Entry.BackgroundL2Operations = false })
-	n2 := bpNode(t, fastClient(t, srv, ""))
+	n1 := bpNode(t, srv.FastClient(t, ""), func(s *strata.CacheSettings) { s.Entry.BackgroundL2Operations = false })
+	n2 := bpNode(t, srv.FastClient(t, ""))
 	hybrid.Set(ctx, n1, "k", "old")
 	get(t, n2, "k")
 	srv.Kill(t)
@@ -196,7 +178,7 @@ func TestRedisRestartReplaysPublishes(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Restart(t)
-	waitFor(t, "node 2 to converge on the new value", func() bool {
+	redistest.Eventually(t, "node 2 to converge on the new value", func() bool {
 		v, _ := get(t, n2, "k")
 		return v == "new"
 	})
@@ -207,8 +189,8 @@ func TestRedisRestartReplaysPublishes(t *testing.T) {
 func TestReadRacingRemoteRemove(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n1 := bpNode(t, fastClient(t, srv, ""))
-	n2 := bpNode(t, fastClient(t, srv, ""))
+	n1 := bpNode(t, srv.FastClient(t, ""))
+	n2 := bpNode(t, srv.FastClient(t, ""))
 	for i := range 40 {
 		key := fmt.Sprint("k", i)
 		received := n2.Stats().BackplaneReceived
@@ -224,7 +206,7 @@ func TestReadRacingRemoteRemove(t *testing.T) {
 		})
 		wg.Go(func() { n1.Remove(ctx, key) })
 		wg.Wait()
-		waitFor(t, "the Set and the Remove to reach node 2", func() bool { return n2.Stats().BackplaneReceived >= received+2 })
+		redistest.Eventually(t, "the Set and the Remove to reach node 2", func() bool { return n2.Stats().BackplaneReceived >= received+2 })
 		if v, ok := get(t, n2, key, l1Only); ok && v == "old" {
 			t.Fatalf("round %d: node 2 kept the removed value in memory", i)
 		}
@@ -243,7 +225,7 @@ func TestSeparateProcesses(t *testing.T) {
 		t.Fatalf("process b read %q", got)
 	}
 	a.do(t, "set k two")
-	waitFor(t, "process b to see the new value", func() bool { return b.do(t, "get k") == "two" })
+	redistest.Eventually(t, "process b to see the new value", func() bool { return b.do(t, "get k") == "two" })
 }
 
 type nodeProc struct {
@@ -328,8 +310,8 @@ func runNode() int {
 func TestClientKillPubsubThenNoOldValue(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n1 := bpNode(t, fastClient(t, srv, ""))
-	n2 := bpNode(t, fastClient(t, srv, ""))
+	n1 := bpNode(t, srv.FastClient(t, ""))
+	n2 := bpNode(t, srv.FastClient(t, ""))
 	admin := srv.Client(t)
 	for round := range 5 {
 		key := fmt.Sprint("k", round)
@@ -342,7 +324,7 @@ func TestClientKillPubsubThenNoOldValue(t *testing.T) {
 			t.Fatal(err)
 		}
 		hybrid.Set(ctx, n1, key, "new")
-		waitFor(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
+		redistest.Eventually(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
 		if v, _ := get(t, n2, key); v != "new" {
 			t.Fatalf("round %d: after the reconnect node 2 served %q", round, v)
 		}

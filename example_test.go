@@ -19,13 +19,20 @@ func Example() {
 	defer p.Close()
 
 	// "users" keeps the defaults; "prices" overrides one field and keeps the rest.
-	p.Register("users")
-	p.Register("prices", func(s *strata.CacheSettings) { s.Entry.Duration = 10 * time.Second })
+	if _, err := p.Register("users"); err != nil {
+		panic(err)
+	}
+	if _, err := p.Register("prices", func(s *strata.CacheSettings) { s.Entry.Duration = 10 * time.Second }); err != nil {
+		panic(err)
+	}
 
 	prices := p.MustGetCache("prices")
-	v, _ := hybrid.GetOrSet(context.Background(), prices, "sku:1", func(ctx context.Context, fc *hybrid.FactoryContext[float64]) (float64, error) {
+	v, err := hybrid.GetOrSet(context.Background(), prices, "sku:1", func(ctx context.Context, fc *hybrid.FactoryContext[float64]) (float64, error) {
 		return 9.99, nil
 	})
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(p.Names(), v)
 	// Output:
 	// [prices users] 9.99

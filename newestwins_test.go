@@ -10,7 +10,6 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/redistest"
-	"github.com/strata-cache/strata/internal/tcpproxy"
 )
 
 // slowLoad starts a GetOrSet of key on c whose factory returns v once
@@ -59,9 +58,9 @@ func TestNoResurrectionAcrossNodes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for round := range 4 {
 				key := fmt.Sprintf("%s-%d", tc.name, round)
-				n0 := bpNode(t, fastClient(t, srv, ""))
-				n1 := bpNode(t, fastClient(t, srv, ""))
-				n2 := bpNode(t, fastClient(t, srv, ""))
+				n0 := bpNode(t, srv.FastClient(t, ""))
+				n1 := bpNode(t, srv.FastClient(t, ""))
+				n2 := bpNode(t, srv.FastClient(t, ""))
 				if tc.before != "" {
 					if err := hybrid.Set(ctx, n0, key, tc.before); err != nil {
 						t.Fatal(err)
@@ -95,8 +94,8 @@ func TestCorruptValueRepairedBySet(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	rdb := srv.Client(t)
-	n0 := bpNode(t, fastClient(t, srv, ""))
-	n1 := bpNode(t, fastClient(t, srv, ""))
+	n0 := bpNode(t, srv.FastClient(t, ""))
+	n1 := bpNode(t, srv.FastClient(t, ""))
 
 	bad := (&envelope.Envelope{Timestamp: 1 << 62, FreshUntil: 1 << 62, Type: "string", Value: []byte("\xa5evil")}).Append(nil)
 	bad[len(bad)-6] ^= 0x01 // one flipped bit
@@ -126,14 +125,10 @@ func TestCorruptValueRepairedBySet(t *testing.T) {
 func TestReplayedRemoveLosesToNewerWrite(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := srv.Proxy(t)
 	short := func(s *strata.CacheSettings) { s.Entry.L2HardTimeout = 200 * time.Millisecond }
-	n0 := bpNode(t, fastClient(t, srv, proxy.Addr()), short)
-	n1 := bpNode(t, fastClient(t, srv, ""))
+	n0 := bpNode(t, srv.FastClient(t, proxy.Addr()), short)
+	n1 := bpNode(t, srv.FastClient(t, ""))
 	if err := hybrid.Set(ctx, n0, "k", "v0"); err != nil {
 		t.Fatal(err)
 	}
@@ -142,17 +137,17 @@ func TestReplayedRemoveLosesToNewerWrite(t *testing.T) {
 	if err := n0.Remove(ctx, "k"); err != nil { // fails, queued for recovery
 		t.Fatal(err)
 	}
-	waitFor(t, "the removal to be queued", func() bool { return n0.Stats().RecoveryPending == 1 })
+	redistest.Eventually(t, "the removal to be queued", func() bool { return n0.Stats().RecoveryPending == 1 })
 	if err := hybrid.Set(ctx, n1, "k", "newer"); err != nil {
 		t.Fatal(err)
 	}
 	refused := n0.Stats().L2Refused
 	proxy.Resume()
-	waitFor(t, "the replay", func() bool { return n0.Stats().RecoveryPending == 0 })
+	redistest.Eventually(t, "the replay", func() bool { return n0.Stats().RecoveryPending == 0 })
 	if got := n0.Stats().L2Refused; got <= refused {
 		t.Errorf("L2Refused = %d, want the replayed removal refused", got)
 	}
-	n2 := bpNode(t, fastClient(t, srv, ""))
+	n2 := bpNode(t, srv.FastClient(t, ""))
 	if v, ok := get(t, n2, "k"); !ok || v != "newer" {
 		t.Fatalf("after the replay Redis serves %q, %v; want the newer write", v, ok)
 	}

@@ -1,7 +1,3 @@
-// Package strata is a provider of named, isolated hybrid caches: each cache
-// has a memory tier, an optional Redis tier (shared with the other caches or
-// on its own client) and a backplane that keeps the memory tiers of many
-// processes coherent. See package hybrid for the cache itself.
 package strata
 
 import (

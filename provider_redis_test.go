@@ -47,18 +47,6 @@ func mustRegister(t *testing.T, p *strata.Provider, name string, configure ...fu
 	return c
 }
 
-// waitFor polls cond until it holds, failing the test after 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // waitValue polls TryGet on c until key holds want.
 func waitValue(t *testing.T, c *hybrid.Cache, key, want string) {
 	t.Helper()
@@ -145,7 +133,7 @@ func TestProviderIsolationOnSharedClient(t *testing.T) {
 	hybrid.Set(ctx, b1, "k", "from b")
 	hybrid.Set(ctx, a1, "only-a", "x")
 	raw := srv.Client(t)
-	waitFor(t, "the three writes to reach Redis", func() bool {
+	redistest.Eventually(t, "the three writes to reach Redis", func() bool {
 		n, _ := raw.Exists(ctx, "a:k", "b:k", "a:only-a").Result()
 		return n == 3
 	})
@@ -179,7 +167,7 @@ func TestProviderIsolatedClient(t *testing.T) {
 	if err := hybrid.Set(ctx, isoCache, "k", "on srv2"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "app:k on srv2", func() bool { return exists(t, raw2, "app:k") })
+	redistest.Eventually(t, "app:k on srv2", func() bool { return exists(t, raw2, "app:k") })
 	if exists(t, raw1, "app:k") {
 		t.Fatal("the isolated cache wrote to the shared Redis")
 	}
@@ -276,8 +264,8 @@ func TestProviderClosesClientsItCreated(t *testing.T) {
 		}
 	}
 	// The clients the provider created are closed: their connections go away.
-	waitFor(t, "the shared client's connections to close", func() bool { return connectedClients(t, raw) == 0 })
-	waitFor(t, "the isolated client's connections to close", func() bool { return connectedClients(t, rawIso) == 0 })
+	redistest.Eventually(t, "the shared client's connections to close", func() bool { return connectedClients(t, raw) == 0 })
+	redistest.Eventually(t, "the isolated client's connections to close", func() bool { return connectedClients(t, rawIso) == 0 })
 	goleak.VerifyNone(t, base)
 }
 
@@ -351,7 +339,7 @@ func TestProviderACLUser(t *testing.T) {
 	if err != nil || v != "book" {
 		t.Fatalf("GetOrSet on orders = %q, %v; want the factory's value despite NOPERM", v, err)
 	}
-	waitFor(t, "the permission error to be logged", func() bool { return logged.Load() > 0 })
+	redistest.Eventually(t, "the permission error to be logged", func() bool { return logged.Load() > 0 })
 	if st := orders.Stats(); st.L2Errors == 0 {
 		t.Fatalf("orders stats %+v: want the L2 errors counted", st)
 	}

@@ -126,8 +126,9 @@ func (s *CacheSettings) options(name string) hybrid.Options {
 // Settings.Defaults is nil: long-lived entries with fail-safe, soft and hard
 // factory timeouts (100 ms, 1.5 s), background distributed writes, eager
 // refresh and jitter (Bitwarden's ExtendedCache defaults; see
-// docs/settings.md). A factory that outlives a timeout still completes in
-// the background and caches its result.
+// https://github.com/strata-cache/strata/blob/main/docs/settings.md). A
+// factory that outlives a timeout still completes in the background and
+// caches its result.
 func ProductionDefaults() CacheSettings {
 	return CacheSettings{
 		Entry: hybrid.EntryOptions{

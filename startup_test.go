@@ -26,11 +26,7 @@ import (
 func pausedRedis(t *testing.T) (*redistest.Server, *tcpproxy.Proxy) {
 	t.Helper()
 	srv := redistest.Start(t)
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := srv.Proxy(t)
 	proxy.Pause()
 	return srv, proxy
 }
@@ -81,11 +77,11 @@ func TestRegisterDoesNotWaitForRedis(t *testing.T) {
 	}
 
 	proxy.Resume()
-	waitFor(t, "the backplane subscriptions", func() bool {
+	redistest.Eventually(t, "the backplane subscriptions", func() bool {
 		return numSub(t, srv, "strata:{a:}:bp") == 1 && numSub(t, srv, "strata:{c:}:bp") == 1
 	})
-	other := bpNode(t, fastClient(t, srv, ""), func(s *strata.CacheSettings) { s.KeyPrefix = "a:" })
-	waitFor(t, "node 1's value in Redis", func() bool { v, ok := get(t, other, "k"); return ok && v == "v1" })
+	other := bpNode(t, srv.FastClient(t, ""), func(s *strata.CacheSettings) { s.KeyPrefix = "a:" })
+	redistest.Eventually(t, "node 1's value in Redis", func() bool { v, ok := get(t, other, "k"); return ok && v == "v1" })
 	if err := hybrid.Set(ctx, other, "k", "v2"); err != nil {
 		t.Fatal(err)
 	}
@@ -120,12 +116,8 @@ func TestWaitForInitialBackplaneSubscribe(t *testing.T) {
 // on Redis with context.Background for up to 5 s inside the hit check).
 func TestHitDoesNotWaitForRedis(t *testing.T) {
 	srv := redistest.Start(t)
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	n := bpNode(t, fastClient(t, srv, proxy.Addr()))
+	proxy := srv.Proxy(t)
+	n := bpNode(t, srv.FastClient(t, proxy.Addr()))
 	ctx := context.Background()
 	if err := hybrid.Set(ctx, n, "k", "v", hybrid.WithTags("t")); err != nil {
 		t.Fatal(err)
@@ -133,12 +125,12 @@ func TestHitDoesNotWaitForRedis(t *testing.T) {
 	if v, ok := get(t, n, "k"); !ok || v != "v" {
 		t.Fatalf("setup: %q, %v", v, ok)
 	}
-	waitFor(t, "the subscription", func() bool { return numSub(t, srv, "strata:{app:}:bp") == 1 })
+	redistest.Eventually(t, "the subscription", func() bool { return numSub(t, srv, "strata:{app:}:bp") == 1 })
 	gaps := n.Stats().BackplaneGaps
 	if err := srv.Client(t).Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the gap", func() bool { return n.Stats().BackplaneGaps > gaps })
+	redistest.Eventually(t, "the gap", func() bool { return n.Stats().BackplaneGaps > gaps })
 	proxy.Pause()
 	defer proxy.Resume()
 
@@ -270,7 +262,7 @@ func TestRouteRedisLogs(t *testing.T) {
 	if _, _, err := hybrid.TryGet[string](context.Background(), c, "k"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a go-redis line in the slog logger", func() bool {
+	redistest.Eventually(t, "a go-redis line in the slog logger", func() bool {
 		return strings.Contains(logs.String(), "redis client") && strings.Contains(logs.String(), "dial")
 	})
 	if strings.Contains(logs.String(), "s3cret") {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
-	"github.com/strata-cache/strata/internal/tcpproxy"
 )
 
 // loads counts factory calls per key on one node.
@@ -44,9 +43,9 @@ func TestRemoveByTagAcrossNodes(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	nodes := []*hybrid.Cache{
-		bpNode(t, fastClient(t, srv, "")),
-		bpNode(t, fastClient(t, srv, "")),
-		bpNode(t, fastClient(t, srv, "")),
+		bpNode(t, srv.FastClient(t, "")),
+		bpNode(t, srv.FastClient(t, "")),
+		bpNode(t, srv.FastClient(t, "")),
 	}
 	per := make([]loads, len(nodes))
 	read := func(i int) {
@@ -69,7 +68,7 @@ func TestRemoveByTagAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i < len(nodes); i++ {
-		waitFor(t, fmt.Sprint("node ", i+1, " to hear RemoveByTag"), func() bool {
+		redistest.Eventually(t, fmt.Sprint("node ", i+1, " to hear RemoveByTag"), func() bool {
 			return nodes[i].Stats().BackplaneReceived > received[i]
 		})
 	}
@@ -91,7 +90,7 @@ func TestRemoveByTagAcrossNodes(t *testing.T) {
 	// them since, so check with a tag whose entries were not rewritten.
 	per[0].get(t, nodes[0], "old", "w")
 	nodes[0].RemoveByTag(ctx, "w")
-	late := bpNode(t, fastClient(t, srv, ""))
+	late := bpNode(t, srv.FastClient(t, ""))
 	if _, ok := get(t, late, "old"); ok {
 		t.Fatal("a node started after RemoveByTag(w) served an entry tagged w as fresh")
 	}
@@ -106,9 +105,9 @@ func TestClearAcrossNodes(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	nodes := []*hybrid.Cache{
-		bpNode(t, fastClient(t, srv, "")),
-		bpNode(t, fastClient(t, srv, "")),
-		bpNode(t, fastClient(t, srv, "")),
+		bpNode(t, srv.FastClient(t, "")),
+		bpNode(t, srv.FastClient(t, "")),
+		bpNode(t, srv.FastClient(t, "")),
 	}
 	for i := range 10 {
 		hybrid.Set(ctx, nodes[0], fmt.Sprint("k", i), "before")
@@ -127,7 +126,7 @@ func TestClearAcrossNodes(t *testing.T) {
 	}
 	for i, n := range nodes {
 		if i != 1 {
-			waitFor(t, fmt.Sprint("node ", i+1, " to hear Clear"), func() bool { return n.Stats().BackplaneReceived > received[i] })
+			redistest.Eventually(t, fmt.Sprint("node ", i+1, " to hear Clear"), func() bool { return n.Stats().BackplaneReceived > received[i] })
 		}
 	}
 	for i, n := range nodes {
@@ -142,21 +141,21 @@ func TestClearAcrossNodes(t *testing.T) {
 		}
 	}
 	// A fourth node, created after the Clear, misses too.
-	late := bpNode(t, fastClient(t, srv, ""))
+	late := bpNode(t, srv.FastClient(t, ""))
 	if v, ok := get(t, late, "k3"); ok {
 		t.Fatalf("a node started after Clear served %q", v)
 	}
 	// An entry written after the Clear survives it, everywhere.
 	hybrid.Set(ctx, nodes[2], "after", "survives")
 	for i, n := range append(nodes, late) {
-		waitFor(t, fmt.Sprint("node ", i+1, " to read the entry written after Clear"), func() bool {
+		redistest.Eventually(t, fmt.Sprint("node ", i+1, " to read the entry written after Clear"), func() bool {
 			v, ok := get(t, n, "after")
 			return ok && v == "survives"
 		})
 	}
 	// Clear(false) removes: no fallback either.
 	nodes[0].Clear(ctx, false)
-	late2 := bpNode(t, fastClient(t, srv, ""))
+	late2 := bpNode(t, srv.FastClient(t, ""))
 	if _, ok := get(t, late2, "after", allowStale); ok {
 		t.Fatal("a node started after Clear(false) served a fallback")
 	}
@@ -168,21 +167,21 @@ func TestClearAcrossNodes(t *testing.T) {
 func TestInvalidationEdgeCases(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n1 := bpNode(t, fastClient(t, srv, ""))
+	n1 := bpNode(t, srv.FastClient(t, ""))
 	hybrid.Set(ctx, n1, "a", "v", hybrid.WithTags("t"))
-	n1.RemoveByTagWith(ctx, false, "t")
+	n1.RemoveByTagWith(ctx, hybrid.DeleteTagged, "t")
 	n1.RemoveByTag(ctx, "t")
 	if _, ok := get(t, n1, "a", allowStale); ok {
 		t.Fatal("RemoveByTag after RemoveByTagWith(false) revived a removed entry")
 	}
-	if _, ok := get(t, bpNode(t, fastClient(t, srv, "")), "a", allowStale); ok {
+	if _, ok := get(t, bpNode(t, srv.FastClient(t, "")), "a", allowStale); ok {
 		t.Fatal("a node started later revived a removed entry")
 	}
 
 	hybrid.Set(ctx, n1, "b", "v")
 	n1.Clear(ctx, false)
 	n1.Expire(ctx, "b")
-	if _, ok := get(t, bpNode(t, fastClient(t, srv, "")), "b", allowStale); ok {
+	if _, ok := get(t, bpNode(t, srv.FastClient(t, "")), "b", allowStale); ok {
 		t.Fatal("Expire after Clear(false) revived the entry through L2")
 	}
 }
@@ -190,13 +189,9 @@ func TestInvalidationEdgeCases(t *testing.T) {
 func TestRemoveByTagLostInGap(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	n1 := bpNode(t, fastClient(t, srv, ""))
-	n2 := bpNode(t, fastClient(t, srv, proxy.Addr()))
+	proxy := srv.Proxy(t)
+	n1 := bpNode(t, srv.FastClient(t, ""))
+	n2 := bpNode(t, srv.FastClient(t, proxy.Addr()))
 	hybrid.Set(ctx, n1, "k", "v", hybrid.WithTags("t"))
 	if _, ok := get(t, n2, "k"); !ok {
 		t.Fatal("setup")
@@ -206,7 +201,7 @@ func TestRemoveByTagLostInGap(t *testing.T) {
 	n1.RemoveByTag(ctx, "t") // node 2 misses the message
 	gaps := n2.Stats().BackplaneGaps
 	proxy.Resume()
-	waitFor(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
+	redistest.Eventually(t, "node 2 to resubscribe", func() bool { return n2.Stats().BackplaneGaps > gaps })
 	if v, ok := get(t, n2, "k"); ok {
 		t.Fatalf("node 2 served %q after missing RemoveByTag in a gap", v)
 	}

@@ -81,5 +81,5 @@ func TestPublishBatchMemory(t *testing.T) {
 	}
 	pub := hub.Backplane("c")
 	t.Cleanup(func() { pub.Close() })
-	checkBatch(t, pub.(backplane.BatchPublisher), rec)
+	checkBatch(t, pub, rec)
 }

@@ -6,8 +6,12 @@ import "strings"
 const DefaultChannelPrefix = "strata"
 
 // ChannelName returns the name of the backplane channel of a cache:
-// "<prefix>:{<cache>}:bp", for example "strata:{users}:bp". An empty prefix means
-// [DefaultChannelPrefix].
+// "<prefix>:{<cache>}:bp", for example ChannelName("", "users") is "strata:{users}:bp".
+// An empty prefix means [DefaultChannelPrefix].
+//
+// A strata.Provider passes the cache's key prefix as cache, not its name: the cache
+// "users" with its default key prefix "users:" uses "strata:{users:}:bp", and that is
+// the channel a Redis ACL for it must allow (&strata:{users:}:bp).
 //
 // The cache name is a Redis Cluster hash tag, so all of a cache's traffic maps to one
 // cluster slot and sharded pub/sub (SPUBLISH/SSUBSCRIBE) works. So that no name can

@@ -72,7 +72,7 @@ func TestRedisClusterSlotMigration(t *testing.T) {
 	mig.prepare(t)
 	mig.finish(t)
 	r.wantGap(t)
-	eventually(t, "the subscription on the new owner", func() bool {
+	redistest.Eventually(t, "the subscription on the new owner", func() bool {
 		subs, err := mig.clients[mig.dst].PubSubShardNumSub(ctx, ch).Result()
 		return err == nil && subs[ch] == 1
 	})
@@ -115,7 +115,7 @@ func TestRedisCloseDuringResubscribe(t *testing.T) {
 		}
 	}()
 	mig.finish(t)
-	eventually(t, "the resubscription to start", func() bool {
+	redistest.Eventually(t, "the resubscription to start", func() bool {
 		return strings.Contains(logs.String(), "resubscribing")
 	})
 

@@ -32,8 +32,10 @@
 //
 // # Channels
 //
-// Each cache has its own channel, named by [ChannelName]: "strata:{users}:bp" for the
-// cache "users". The braces are a Redis Cluster hash tag, so all of a cache's traffic
+// Each cache has its own channel, named by [ChannelName] from the cache's key prefix: a
+// strata.Provider names the channel ChannelName("", KeyPrefix), so the cache "users"
+// with its default key prefix "users:" publishes on "strata:{users:}:bp" (mind the
+// colon inside the braces when you write a Redis ACL: &strata:{users:}:bp). The braces are a Redis Cluster hash tag, so all of a cache's traffic
 // maps to one slot, which sharded pub/sub (SPUBLISH/SSUBSCRIBE) requires. '{', '}' and
 // '%' in names are percent-encoded so that no cache name can break the tag or collide
 // with another. [Redis] uses sharded pub/sub when given a *redis.ClusterClient (see

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/strata-cache/strata/internal/backplanetest"
 )
 
 // memoryQueueSize is the receive queue of each subscribed memory backplane. It is large
@@ -49,14 +51,18 @@ func (h *MemoryHub) channel(name string) *memoryChannel {
 // Backplane returns a new backplane on the named channel of the hub. It receives the
 // messages of every subscribed backplane on the same channel, its own included
 // (receivers filter by [Message.Source]). Channels are isolated from each other.
-func (h *MemoryHub) Backplane(channel string) Backplane {
+func (h *MemoryHub) Backplane(channel string) *MemoryBackplane {
 	return &MemoryBackplane{ch: h.channel(channel)}
 }
 
-// SimulateGap makes every subscribed backplane on the channel report a gap to its
-// handler, as if its subscription had been re-established after a disconnect. It is
-// meant for tests of gap handling.
-func (h *MemoryHub) SimulateGap(channel string) {
+func init() {
+	backplanetest.RegisterSimulateGap(func(hub any, channel string) { hub.(*MemoryHub).simulateGap(channel) })
+}
+
+// simulateGap makes every subscribed backplane on the channel report a gap to its
+// handler, as if its subscription had been re-established after a disconnect. Tests
+// reach it through internal/backplanetest.SimulateGap.
+func (h *MemoryHub) simulateGap(channel string) {
 	for _, b := range *h.channel(channel).subs.Load() {
 		if b.in.Load().flagGap() {
 			b.resubscribes.Add(1)

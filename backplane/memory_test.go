@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/backplanetest"
 )
 
 func TestMemoryHubDelivers(t *testing.T) {
@@ -46,7 +47,7 @@ func TestMemoryHubDelivers(t *testing.T) {
 	ro.wantMessage(t, probe)
 	ra.wantNoGap(t)
 
-	st := a.(*backplane.MemoryBackplane).Stats()
+	st := a.Stats()
 	if st.Published != 1 || st.Received != 2 || st.Dropped != 0 || st.Gaps != 0 {
 		t.Errorf("Stats = %+v, want Published 1, Received 2", st)
 	}
@@ -84,14 +85,14 @@ func TestMemoryHubSimulateGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.wantNoGap(t)
-	hub.SimulateGap("ch")
+	backplanetest.SimulateGap(hub, "ch")
 	r.wantGap(t)
 	m := msg(backplane.KindExpire, "k")
 	if err := a.Publish(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	r.wantMessage(t, m)
-	if st := a.(*backplane.MemoryBackplane).Stats(); st.Gaps != 1 || st.Resubscribes != 1 {
+	if st := a.Stats(); st.Gaps != 1 || st.Resubscribes != 1 {
 		t.Errorf("Stats = %+v, want Gaps 1, Resubscribes 1", st)
 	}
 }

@@ -51,18 +51,6 @@ func publishEventually(t testing.TB, bp backplane.Backplane, m backplane.Message
 	}
 }
 
-// eventually polls cond until it holds or waitTimeout passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // syncBuffer is a goroutine-safe log sink.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -255,7 +243,7 @@ func TestRedisOverflowIsAGap(t *testing.T) {
 		}
 	}
 	// The handler is blocked, yet the reader takes every message off the connection.
-	eventually(t, "the reader to receive every message", func() bool { return sub.Stats().Received == n })
+	redistest.Eventually(t, "the reader to receive every message", func() bool { return sub.Stats().Received == n })
 	st := sub.Stats()
 	if st.Dropped < n-3 {
 		t.Errorf("Stats = %+v, want at least %d dropped (queue 2, 1 in the handler)", st, n-3)

@@ -74,16 +74,6 @@ func (c *Cache) publishNow(p pending) error {
 	return err
 }
 
-func (o op) kind() backplane.Kind {
-	switch o {
-	case opRemove:
-		return backplane.KindRemove
-	case opExpire:
-		return backplane.KindExpire
-	}
-	return backplane.KindSet
-}
-
 // bpHandler receives the other instances' messages. It runs on the
 // backplane's delivery goroutine and only touches the memory tier.
 type bpHandler struct{ c *Cache }

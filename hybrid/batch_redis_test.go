@@ -115,7 +115,7 @@ func TestBatchRedisRoundTrips(t *testing.T) {
 	srv := redistest.Start(t)
 	admin := srv.Client(t)
 	var rt1, rt2 roundTrips
-	cl1, cl2 := testClient(t, srv, ""), testClient(t, srv, "")
+	cl1, cl2 := srv.FastClient(t, ""), srv.FastClient(t, "")
 	cl1.AddHook(&rt1)
 	cl2.AddHook(&rt2)
 	n1 := node(t, cl1, hybrid.EntryOptions{Duration: time.Minute})
@@ -220,8 +220,8 @@ func TestBatchRedisRoundTrips(t *testing.T) {
 
 func TestBatchRedisNewestWins(t *testing.T) {
 	srv := redistest.Start(t)
-	n1 := node(t, testClient(t, srv, ""), hybrid.EntryOptions{Duration: time.Minute})
-	n2 := node(t, testClient(t, srv, ""), hybrid.EntryOptions{Duration: time.Minute})
+	n1 := node(t, srv.FastClient(t, ""), hybrid.EntryOptions{Duration: time.Minute})
+	n2 := node(t, srv.FastClient(t, ""), hybrid.EntryOptions{Duration: time.Minute})
 	ctx := context.Background()
 	// n1's batch load starts first; n2 writes k0 while it runs; n1's older
 	// value must not replace n2's in L2.
@@ -239,7 +239,7 @@ func TestBatchRedisNewestWins(t *testing.T) {
 	}
 	close(release)
 	<-done
-	n3 := node(t, testClient(t, srv, ""), hybrid.EntryOptions{Duration: time.Minute})
+	n3 := node(t, srv.FastClient(t, ""), hybrid.EntryOptions{Duration: time.Minute})
 	res, err := hybrid.TryGetMany[string](ctx, n3, []string{"k0", "k1"})
 	if err != nil {
 		t.Fatal(err)
@@ -257,13 +257,13 @@ func TestBatchRedisBackplane(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return node(t, testClient(t, srv, ""), hybrid.EntryOptions{Duration: time.Hour},
+		return node(t, srv.FastClient(t, ""), hybrid.EntryOptions{Duration: time.Hour},
 			func(o *hybrid.Options) { o.Backplane = bp })
 	}
 	var rt roundTrips
-	bp1 := testClient(t, srv, "")
+	bp1 := srv.FastClient(t, "")
 	bp1.AddHook(&rt)
-	n1, n2 := mk(bp1), mk(testClient(t, srv, ""))
+	n1, n2 := mk(bp1), mk(srv.FastClient(t, ""))
 	ctx := context.Background()
 	keys := keysOf(30)
 	mustMany(t, n2, keys, newLoader(table(30)).factory) // n2 holds the keys in memory
@@ -285,7 +285,7 @@ func TestBatchRedisBackplane(t *testing.T) {
 	}
 	// n2 applies each message as a single one: its copies are stale, and
 	// the next read takes the new values from L2.
-	eventually(t, "n2 sees every new value", func() bool {
+	redistest.Eventually(t, "n2 sees every new value", func() bool {
 		res, err := hybrid.TryGetMany[string](ctx, n2, keys)
 		if err != nil {
 			return false
@@ -301,7 +301,7 @@ func TestBatchRedisBackplane(t *testing.T) {
 	if err := n1.RemoveMany(ctx, keys[:5]); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "n2 sees the removals", func() bool {
+	redistest.Eventually(t, "n2 sees the removals", func() bool {
 		res, _ := hybrid.TryGetMany[string](ctx, n2, keys[:5])
 		for _, r := range res {
 			if r.Found {
@@ -312,7 +312,7 @@ func TestBatchRedisBackplane(t *testing.T) {
 	})
 	l := newLoader(map[string]string{"k0": "reloaded"})
 	mustMany(t, n1, keys[:1], l.factory)
-	eventually(t, "n2 sees n1's batch load", func() bool {
+	redistest.Eventually(t, "n2 sees n1's batch load", func() bool {
 		v, ok := mustGet[string](t, n2, "k0")
 		return ok && v == "reloaded"
 	})
@@ -365,7 +365,7 @@ func TestBatchRedisCluster(t *testing.T) {
 	if err := hybrid.SetMany(ctx, n1, vals); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "n2 sees every new value", func() bool {
+	redistest.Eventually(t, "n2 sees every new value", func() bool {
 		res, err := hybrid.TryGetMany[string](ctx, n2, keys)
 		if err != nil {
 			return false
@@ -381,10 +381,10 @@ func TestBatchRedisCluster(t *testing.T) {
 
 func TestBatchRedisDownFailSafe(t *testing.T) {
 	srv := redistest.Start(t)
-	n := node(t, testClient(t, srv, ""), hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true})
+	n := node(t, srv.FastClient(t, ""), hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true})
 	keys := keysOf(3)
 	mustMany(t, n, keys, newLoader(table(3)).factory)
-	eventually(t, "the entries go stale", func() bool { _, ok := mustGet[string](t, n, "k0"); return !ok })
+	redistest.Eventually(t, "the entries go stale", func() bool { _, ok := mustGet[string](t, n, "k0"); return !ok })
 	srv.Kill(t)
 	l := newLoader(nil)
 	l.err = errDB

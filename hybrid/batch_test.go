@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/redistest"
 )
 
 // batchLoader is a BatchFactory over a fixed table, counting calls and the
@@ -280,7 +281,7 @@ func TestGetOrSetManyWaitsForSingleKeyFlight(t *testing.T) {
 	resc := make(chan []hybrid.Result[string])
 	go func() { resc <- mustMany(t, c, []string{"k0", "k1", "k2"}, l.factory) }()
 	// The batch loads k0 and k2 without k1, then waits for k1's flight.
-	eventually(t, "the batch factory ran", func() bool { n, _ := l.stats(); return n == 1 })
+	redistest.Eventually(t, "the batch factory ran", func() bool { n, _ := l.stats(); return n == 1 })
 	select {
 	case <-resc:
 		t.Fatal("the batch returned before k1's single-key load ended")
@@ -605,7 +606,7 @@ func TestGetOrSetManyCallerCancel(t *testing.T) {
 	}
 	close(release)
 	// The load goes on for others: its value lands.
-	eventually(t, "the load completed", func() bool { v, ok := mustGet[string](t, c, "a"); return ok && v == "1" })
+	redistest.Eventually(t, "the load completed", func() bool { v, ok := mustGet[string](t, c, "a"); return ok && v == "1" })
 }
 
 func TestTryGetMany(t *testing.T) {

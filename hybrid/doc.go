@@ -41,15 +41,21 @@
 // Observability: log/slog for what the cache swallows, Cache.Stats for
 // counters, and Options.Events for callbacks on hits, misses, factory
 // calls, fail-safe, L2 errors, the circuit breaker and the backplane;
-// package otelhybrid turns those into OpenTelemetry metrics.
+// package otelhybrid turns those into OpenTelemetry metrics (it is the
+// module github.com/strata-cache/strata/hybrid/otelhybrid, apart, so that
+// this module requires no OpenTelemetry).
 //
 // Errors are sentinels matched with errors.Is: ErrInvalidKey, ErrClosed,
 // ErrFactoryTimeout, ErrTypeMismatch, ErrNilFactory, ErrInvalidOptions,
 // ErrFactoryPanic, ErrValueTooLarge, ErrNoStaleValue, ErrTooManyKeys,
 // ErrNotFound.
 //
-// The documentation pages of the repository (docs/) describe each feature
-// in depth: getorset.md, failsafe.md, timeouts.md, eager-refresh.md,
-// jitter.md, adaptive-caching.md, l2.md, backplane.md, tags.md, clear.md,
-// batch.md, settings.md, errors.md, observability.md and design.md.
+// The documentation pages in the docs directory of the repository,
+// https://github.com/strata-cache/strata/tree/main/docs, describe each
+// feature in depth; start with the guide (guide.md), then getorset.md,
+// failsafe.md, timeouts.md, eager-refresh.md, jitter.md,
+// adaptive-caching.md, l2.md, redis.md, serialization.md, backplane.md,
+// tags.md, clear.md, batch.md, settings.md, errors.md, observability.md, design.md
+// and benchmarks.md (for example
+// https://github.com/strata-cache/strata/blob/main/docs/getorset.md).
 package hybrid

@@ -11,7 +11,10 @@ import (
 // Events are callbacks that observe a cache: hits and misses per tier,
 // factory calls, fail-safe activations, errors of the distributed tier,
 // circuit breaker changes, backplane messages. Metrics and traces plug in
-// here; package otelhybrid builds Events that record OpenTelemetry metrics.
+// here; package otelhybrid (the module
+// github.com/strata-cache/strata/hybrid/otelhybrid, with a go.mod of its
+// own so that this module requires no OpenTelemetry) builds Events that
+// record OpenTelemetry metrics.
 //
 // Every field is optional: a nil callback is off, and a cache whose Events
 // are nil (or all nil) pays one pointer check per operation. Set them

@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/backplanetest"
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
@@ -205,12 +206,12 @@ func TestEventsBackplane(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantEvents(t, "node 1 after Set", r1.take(), "bp sent set k")
-	eventually(t, "node 2 to receive the message", func() bool { return r2.has("bp received set k") })
+	redistest.Eventually(t, "node 2 to receive the message", func() bool { return r2.has("bp received set k") })
 	n1.Remove(ctx, "k")
 	wantEvents(t, "node 1 after Remove", r1.take(), "bp sent remove k")
-	eventually(t, "node 2 to receive the removal", func() bool { return r2.has("bp received remove k") })
-	hub.SimulateGap("ch")
-	eventually(t, "node 2 to see the gap", func() bool { return r2.has("gap app") })
+	redistest.Eventually(t, "node 2 to receive the removal", func() bool { return r2.has("bp received remove k") })
+	backplanetest.SimulateGap(hub, "ch")
+	redistest.Eventually(t, "node 2 to see the gap", func() bool { return r2.has("gap app") })
 }
 
 // flakyL2 is a distributed tier in memory that fails with a connection
@@ -324,8 +325,8 @@ func TestEventsRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	var r recorder
-	writer := node(t, testClient(t, srv, ""), hybrid.EntryOptions{})
-	n := node(t, testClient(t, srv, ""), hybrid.EntryOptions{}, func(o *hybrid.Options) {
+	writer := node(t, srv.FastClient(t, ""), hybrid.EntryOptions{})
+	n := node(t, srv.FastClient(t, ""), hybrid.EntryOptions{}, func(o *hybrid.Options) {
 		o.Events = r.events()
 		o.L2CircuitBreakerDuration = time.Hour
 	})
@@ -490,4 +491,31 @@ func TestEventEnumsString(t *testing.T) {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
 		}
 	}
+}
+
+// TestMemoryOnlyBackplaneAnnouncesSet: without a distributed tier, a Set
+// and a factory result are announced too (docs/backplane.md), so the other
+// instances drop their copies.
+func TestMemoryOnlyBackplaneAnnouncesSet(t *testing.T) {
+	t.Parallel()
+	hub := backplane.NewMemoryHub()
+	a := newCache(t, hybrid.Options{Name: "app", Backplane: hub.Backplane("ch")})
+	b := newCache(t, hybrid.Options{Name: "app", Backplane: hub.Backplane("ch")})
+	ctx := context.Background()
+	if err := hybrid.Set(ctx, b, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := hybrid.Set(ctx, a, "k", "new"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hybrid.GetOrSet(ctx, a, "f", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "x", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Stats().BackplanePublished; got != 2 {
+		t.Fatalf("BackplanePublished = %d, want 2 (the Set and the factory result)", got)
+	}
+	redistest.Eventually(t, "node b to drop its old copy", func() bool {
+		v, ok := mustGet[string](t, b, "k")
+		return !ok || v != "old"
+	})
 }

@@ -15,7 +15,10 @@ type User struct {
 }
 
 func ExampleGetOrSet() {
-	c, _ := hybrid.New(hybrid.Options{Name: "users", Entry: hybrid.EntryOptions{Duration: time.Minute}})
+	c, err := hybrid.New(hybrid.Options{Name: "users", Entry: hybrid.EntryOptions{Duration: time.Minute}})
+	if err != nil {
+		panic(err)
+	}
 	defer c.Close()
 	ctx := context.Background()
 
@@ -23,8 +26,13 @@ func ExampleGetOrSet() {
 		fmt.Println("loading", fc.Key())
 		return User{ID: 42, Name: "Ada"}, nil
 	}
-	u, _ := hybrid.GetOrSet(ctx, c, "user:42", load) // miss: the factory runs
-	u, _ = hybrid.GetOrSet(ctx, c, "user:42", load)  // hit: it does not
+	if _, err := hybrid.GetOrSet(ctx, c, "user:42", load); err != nil { // miss: the factory runs
+		panic(err)
+	}
+	u, err := hybrid.GetOrSet(ctx, c, "user:42", load) // hit: it does not
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(u.Name)
 	// Output:
 	// loading user:42
@@ -32,16 +40,27 @@ func ExampleGetOrSet() {
 }
 
 func ExampleTryGet() {
-	c, _ := hybrid.New(hybrid.Options{})
+	c, err := hybrid.New(hybrid.Options{})
+	if err != nil {
+		panic(err)
+	}
 	defer c.Close()
 	ctx := context.Background()
 
-	_, ok, _ := hybrid.TryGet[int](ctx, c, "answer")
+	_, ok, err := hybrid.TryGet[int](ctx, c, "answer")
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println("before Set:", ok)
-	_ = hybrid.Set(ctx, c, "answer", 42)
-	v, ok, _ := hybrid.TryGet[int](ctx, c, "answer")
+	if err := hybrid.Set(ctx, c, "answer", 42); err != nil {
+		panic(err)
+	}
+	v, ok, err := hybrid.TryGet[int](ctx, c, "answer")
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println("after Set:", v, ok)
-	_, _, err := hybrid.TryGet[string](ctx, c, "answer")
+	_, _, err = hybrid.TryGet[string](ctx, c, "answer")
 	fmt.Println(errors.Is(err, hybrid.ErrTypeMismatch))
 	// Output:
 	// before Set: false
@@ -50,14 +69,19 @@ func ExampleTryGet() {
 }
 
 func Example_failSafe() {
-	c, _ := hybrid.New(hybrid.Options{Entry: hybrid.EntryOptions{
+	c, err := hybrid.New(hybrid.Options{Entry: hybrid.EntryOptions{
 		Duration: time.Millisecond, // expire almost at once, for the example
 		FailSafe: true,             // but keep the value as a fallback
 	}})
+	if err != nil {
+		panic(err)
+	}
 	defer c.Close()
 	ctx := context.Background()
 
-	_ = hybrid.Set(ctx, c, "price", 10)
+	if err := hybrid.Set(ctx, c, "price", 10); err != nil {
+		panic(err)
+	}
 	time.Sleep(2 * time.Millisecond) // the entry is now stale
 
 	v, err := hybrid.GetOrSet(ctx, c, "price", func(ctx context.Context, fc *hybrid.FactoryContext[int]) (int, error) {

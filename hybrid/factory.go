@@ -10,6 +10,10 @@ import (
 // from the caller's cancellation (the load is shared by every caller of the
 // key) and is cancelled when the cache closes, or at a timeout when
 // DisableBackgroundCompletion is set. Factories must honour it.
+//
+// WARNING: concurrent GetOrSet calls of a key share one factory run, so
+// only one of their factories runs and the others' callers get its result.
+// Every factory used with a key must compute the same value.
 type Factory[T any] func(ctx context.Context, fc *FactoryContext[T]) (T, error)
 
 // FactoryContext is handed to a factory: it tells what the cache holds for

@@ -3,9 +3,11 @@ package hybrid_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/strata-cache/strata/hybrid"
 )
 
@@ -40,4 +42,18 @@ func mustGet[T any](t *testing.T, c *hybrid.Cache, key string, opts ...hybrid.Op
 		t.Fatalf("TryGet(%q): %v", key, err)
 	}
 	return v, ok
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// node is one process's view of a cache named "app" on the shared Redis.
+// The multi-node tests of the engine over Redis live in the root package
+// (l2_nodes_test.go); this one is for the events tests.
+func node(t *testing.T, client redis.UniversalClient, entry hybrid.EntryOptions, mod ...func(*hybrid.Options)) *hybrid.Cache {
+	t.Helper()
+	o := hybrid.Options{Name: "app", Entry: entry, L2: hybrid.NewRedisL2(client), Logger: quietLogger()}
+	for _, m := range mod {
+		m(&o)
+	}
+	return newCache(t, o)
 }

@@ -120,18 +120,27 @@ func TestExpireDoesNotReviveCleared(t *testing.T) {
 func TestRemoveByTagModes(t *testing.T) {
 	ctx := context.Background()
 	stale := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
-	for _, allowFailSafe := range []bool{true, false} {
+	for _, mode := range []hybrid.TagRemoval{hybrid.ExpireTagged, hybrid.DeleteTagged} {
+		allowFailSafe := mode == hybrid.ExpireTagged
 		c := newCache(t, hybrid.Options{Entry: hybrid.EntryOptions{FailSafe: true}})
 		hybrid.Set(ctx, c, "k", 1, hybrid.WithTags("t"))
-		if err := c.RemoveByTagWith(ctx, allowFailSafe, "t"); err != nil {
+		if err := c.RemoveByTagWith(ctx, mode, "t"); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := mustGet[int](t, c, "k"); ok {
-			t.Fatalf("allowFailSafe=%v: still fresh", allowFailSafe)
+			t.Fatalf("mode %d: still fresh", mode)
 		}
 		if _, ok := mustGet[int](t, c, "k", stale); ok != allowFailSafe {
-			t.Fatalf("allowFailSafe=%v: fallback available = %v", allowFailSafe, ok)
+			t.Fatalf("mode %d: fallback available = %v", mode, ok)
 		}
+	}
+	c := newCache(t, hybrid.Options{})
+	hybrid.Set(ctx, c, "k", 1, hybrid.WithTags("t"))
+	if err := c.RemoveByTagWith(ctx, hybrid.TagRemoval(9), "t"); !errors.Is(err, hybrid.ErrInvalidOptions) {
+		t.Fatalf("unknown mode: %v, want ErrInvalidOptions", err)
+	}
+	if v, ok := mustGet[int](t, c, "k"); !ok || v != 1 {
+		t.Fatal("an invalid RemoveByTagWith changed the cache")
 	}
 }
 

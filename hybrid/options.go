@@ -2,7 +2,12 @@ package hybrid
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
+
+	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/redisstore"
+	"github.com/strata-cache/strata/serializer"
 )
 
 // Library defaults used where an EntryOptions field is zero.
@@ -97,27 +102,30 @@ type EntryOptions struct {
 }
 
 // Option changes the options of one call, on top of the cache's
-// EntryOptions.
-type Option func(*EntryOptions)
+// EntryOptions. Build one with WithDuration, WithFailSafe, WithTags or,
+// for any other field, WithOptions; the zero Option changes nothing.
+type Option struct{ apply func(*EntryOptions) }
 
 // WithDuration sets the entry's logical lifetime for this call.
 func WithDuration(d time.Duration) Option {
-	return func(o *EntryOptions) { o.Duration = d }
+	return Option{func(o *EntryOptions) { o.Duration = d }}
 }
 
 // WithFailSafe turns fail-safe on or off for this call.
 func WithFailSafe(enabled bool) Option {
-	return func(o *EntryOptions) { o.FailSafe = enabled }
+	return Option{func(o *EntryOptions) { o.FailSafe = enabled }}
 }
 
 // WithTags sets the tags of the entry written by this call.
 func WithTags(tags ...string) Option {
-	return func(o *EntryOptions) { o.Tags = append([]string(nil), tags...) }
+	return Option{func(o *EntryOptions) { o.Tags = append([]string(nil), tags...) }}
 }
 
-// WithOptions changes any other field of the options for this call.
+// WithOptions changes any field of the options for this call: f gets a
+// copy of the cache's EntryOptions (after the earlier options of the call)
+// and may change it. A nil f changes nothing.
 func WithOptions(f func(*EntryOptions)) Option {
-	return Option(f)
+	return Option{f}
 }
 
 // Validate reports the first field that cannot be honoured, or nil. The
@@ -195,8 +203,8 @@ func (c *Cache) resolve(opts []Option) (*EntryOptions, error) {
 	o := c.entry
 	o.Tags = append([]string(nil), c.entry.Tags...)
 	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
+		if opt.apply != nil {
+			opt.apply(&o)
 		}
 	}
 	if err := o.Validate(); err != nil {
@@ -205,3 +213,148 @@ func (c *Cache) resolve(opts []Option) (*EntryOptions, error) {
 	o = o.withDefaults()
 	return &o, nil
 }
+
+// Options configure a Cache. The zero value is a memory-only cache named
+// "default" with the library defaults.
+type Options struct {
+	// Name identifies the cache in logs, metrics and backplane messages.
+	// Empty means "default".
+	Name string
+	// Entry holds the default options of every entry; per-call Options
+	// override them. Zero fields mean the library defaults (see EntryOptions).
+	Entry EntryOptions
+	// L1MaxEntries is the capacity of the memory tier, in units of
+	// EntryOptions.Size (1 per entry by default). Zero means
+	// DefaultL1MaxEntries.
+	L1MaxEntries int64
+	// MaxKeyLength is the longest key accepted, in bytes. Zero means
+	// DefaultMaxKeyLength (1024).
+	MaxKeyLength int
+	// Logger receives what the cache swallows (a failed background refresh,
+	// a fail-safe activation). Nil means slog.Default().
+	Logger *slog.Logger
+	// RedactKeys replaces keys with "[redacted]" in logs.
+	RedactKeys bool
+	// Events are callbacks that observe the cache (hits, misses, factory
+	// calls, fail-safe, errors; see Events). Nil means none, at the cost of
+	// one pointer check per operation.
+	Events *Events
+
+	// L2 is the distributed tier. Nil means memory-only. See NewRedisL2.
+	L2 L2
+	// KeyPrefix prefixes every key in the distributed tier, so that caches
+	// sharing a store never see each other's keys. Empty means Name + ":".
+	KeyPrefix string
+	// Serializer encodes values for the distributed tier. Nil means
+	// serializer.Msgpack.
+	Serializer serializer.Serializer
+	// MaxValueSize is the largest encoded entry written to the distributed
+	// tier, in bytes; Set returns ErrValueTooLarge above it. Zero means
+	// DefaultMaxValueSize (16 MiB).
+	MaxValueSize int
+	// L2CircuitBreakerDuration is how long the distributed tier is skipped
+	// after a transient error. Zero means DefaultL2CircuitBreakerDuration
+	// (30s).
+	L2CircuitBreakerDuration time.Duration
+	// DisableL2CircuitBreaker keeps calling the distributed tier after
+	// errors.
+	DisableL2CircuitBreaker bool
+	// Backplane tells the other instances of this cache about changes and
+	// applies theirs to the memory tier. Nil means none. The cache takes
+	// ownership: Close closes it.
+	Backplane backplane.Backplane
+	// InstanceID tells this instance's backplane messages from the others'.
+	// Empty means a random id.
+	InstanceID string
+	// WaitForInitialBackplaneSubscribe is how long New waits for the
+	// backplane subscription to be confirmed. Zero (the default) means New
+	// does not wait: the subscription completes in the background, and the
+	// cache works from memory (and the distributed tier) meanwhile; what it
+	// stored before the confirmation is verified against the distributed
+	// tier when next read. New never fails because the backplane's server
+	// is unreachable, also after this wait.
+	WaitForInitialBackplaneSubscribe time.Duration
+	// AutoRecoveryMaxItems bounds the queue of changes that failed to reach
+	// the distributed tier and are replayed when it is back (one per key).
+	// Zero means DefaultAutoRecoveryMaxItems.
+	AutoRecoveryMaxItems int
+}
+
+// Validate reports the first field of o that cannot be honoured, or nil.
+// The error wraps ErrInvalidOptions and names the field. New calls it; so
+// does the provider of package strata, for the same fields.
+func (o *Options) Validate() error {
+	if err := o.Entry.Validate(); err != nil {
+		return err
+	}
+	ints := []struct {
+		name string
+		v    int64
+	}{
+		{"L1MaxEntries", o.L1MaxEntries},
+		{"MaxKeyLength", int64(o.MaxKeyLength)},
+		{"MaxValueSize", int64(o.MaxValueSize)},
+		{"L2CircuitBreakerDuration", int64(o.L2CircuitBreakerDuration)},
+		{"AutoRecoveryMaxItems", int64(o.AutoRecoveryMaxItems)},
+		{"WaitForInitialBackplaneSubscribe", int64(o.WaitForInitialBackplaneSubscribe)},
+	}
+	for _, f := range ints {
+		if f.v < 0 {
+			return fmt.Errorf("%w: %s is negative", ErrInvalidOptions, f.name)
+		}
+	}
+	if o.MaxValueSize > MaxMaxValueSize {
+		return fmt.Errorf("%w: MaxValueSize %d is above %d (Redis's proto-max-bulk-len)", ErrInvalidOptions, o.MaxValueSize, MaxMaxValueSize)
+	}
+	return nil
+}
+
+// withDefaults fills the zero fields of o that mean "library default".
+func (o Options) withDefaults() Options {
+	if o.L1MaxEntries == 0 {
+		o.L1MaxEntries = DefaultL1MaxEntries
+	}
+	if o.MaxKeyLength == 0 {
+		o.MaxKeyLength = DefaultMaxKeyLength
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = o.Name + ":"
+	}
+	if o.Serializer == nil {
+		o.Serializer = serializer.Msgpack{}
+	}
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = DefaultMaxValueSize
+	}
+	if o.L2CircuitBreakerDuration == 0 {
+		o.L2CircuitBreakerDuration = DefaultL2CircuitBreakerDuration
+	}
+	if o.DisableL2CircuitBreaker {
+		o.L2CircuitBreakerDuration = 0
+	}
+	if o.AutoRecoveryMaxItems == 0 {
+		o.AutoRecoveryMaxItems = DefaultAutoRecoveryMaxItems
+	}
+	return o
+}
+
+// DefaultMaxValueSize is the largest serialized value written to the
+// distributed tier when Options.MaxValueSize is zero: 16 MiB.
+const DefaultMaxValueSize = 16 << 20
+
+// MaxMaxValueSize is the largest Options.MaxValueSize accepted: 512 MiB,
+// Redis's default proto-max-bulk-len (Redis drops the connection on a
+// larger value).
+const MaxMaxValueSize = redisstore.HardMaxValueSize
+
+// DefaultL2CircuitBreakerDuration is how long the distributed tier is
+// skipped after a transient error, when Options.L2CircuitBreakerDuration
+// is zero.
+const DefaultL2CircuitBreakerDuration = 30 * time.Second
+
+// DefaultAutoRecoveryMaxItems bounds the auto-recovery queue when
+// Options.AutoRecoveryMaxItems is zero.
+const DefaultAutoRecoveryMaxItems = 10_000

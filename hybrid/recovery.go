@@ -3,48 +3,9 @@ package hybrid
 import (
 	"log/slog"
 
-	"github.com/strata-cache/strata/backplane"
 	"sync"
 	"time"
 )
-
-// DefaultAutoRecoveryMaxItems bounds the auto-recovery queue when
-// Options.AutoRecoveryMaxItems is zero.
-const DefaultAutoRecoveryMaxItems = 10_000
-
-type op uint8
-
-const (
-	opSet op = iota + 1
-	opRemove
-	opExpire
-)
-
-// String names the operation in logs.
-func (o op) String() string {
-	switch o {
-	case opSet:
-		return "set"
-	case opRemove:
-		return "remove"
-	case opExpire:
-		return "expire"
-	}
-	return "unknown"
-}
-
-// pending is one change to the distributed tier (and its backplane
-// notification) not yet applied.
-type pending struct {
-	op        op
-	key       string
-	ts        int64          // the change's timestamp: newest wins
-	val       []byte         // opSet: the envelope
-	physUntil int64          // opSet: when the value dies; opExpire: physical end of the stale copy
-	l2Done    bool           // the distributed tier has it; only the notification is pending
-	skipBP    bool           // no backplane notification
-	bpKind    backplane.Kind // the message's kind; zero: derived from op
-}
 
 // recovery queues changes that failed because the tier was unavailable:
 // one item per key, newest wins, bounded. A single goroutine replays them

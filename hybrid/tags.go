@@ -55,24 +55,41 @@ func decodeInvalidation(b []byte) (tagInvalidation, bool) {
 
 // RemoveByTag invalidates every entry that carries one of tags and was
 // created before the call: such an entry is treated as expired when next
-// read (still a fail-safe fallback). It is RemoveByTagWith(ctx, true, tags...).
+// read (still a fail-safe fallback). It is
+// RemoveByTagWith(ctx, ExpireTagged, tags...).
 func (c *Cache) RemoveByTag(ctx context.Context, tags ...string) error {
-	return c.RemoveByTagWith(ctx, true, tags...)
+	return c.RemoveByTagWith(ctx, ExpireTagged, tags...)
 }
 
+// TagRemoval says what RemoveByTagWith does to the entries it invalidates.
+type TagRemoval uint8
+
+const (
+	// ExpireTagged treats the entries as expired: the next read reloads
+	// them, and they remain fail-safe fallbacks (what RemoveByTag does).
+	ExpireTagged TagRemoval = iota
+	// DeleteTagged treats the entries as removed: never served again, not
+	// even as a fail-safe fallback.
+	DeleteTagged
+)
+
 // RemoveByTagWith invalidates every entry that carries one of tags and was
-// created before the call. With allowFailSafe such entries are expired
-// (still fail-safe fallbacks); without, they are removed.
+// created before the call, as mode says: ExpireTagged (still fail-safe
+// fallbacks) or DeleteTagged (gone). An unknown mode is ErrInvalidOptions.
 //
 // Each tag gets one small record in the distributed tier (kept for the
-// cache's tag TTL, see docs/tags.md), announced on the backplane; nothing
+// cache's tag TTL, see docs/tags.md in the repository), announced on the backplane; nothing
 // scans Redis. Other instances apply it when the message arrives, and an
 // instance that starts later reads it when it first meets the tag. An
 // unknown tag changes nothing but that record.
-func (c *Cache) RemoveByTagWith(ctx context.Context, allowFailSafe bool, tags ...string) error {
+func (c *Cache) RemoveByTagWith(ctx context.Context, mode TagRemoval, tags ...string) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	if mode > DeleteTagged {
+		return fmt.Errorf("%w: RemoveByTagWith mode %d", ErrInvalidOptions, mode)
+	}
+	allowFailSafe := mode == ExpireTagged
 	if err := ctx.Err(); err != nil {
 		return err
 	}

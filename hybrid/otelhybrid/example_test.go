@@ -44,8 +44,14 @@ func Example_provider() {
 		panic(err)
 	}
 	defer p.Close()
-	users, _ := p.Register("users")
-	orders, _ := p.Register("orders")
+	users, err := p.Register("users")
+	if err != nil {
+		panic(err)
+	}
+	orders, err := p.Register("orders")
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(users.Name(), orders.Name())
 	// Output: users orders
 }

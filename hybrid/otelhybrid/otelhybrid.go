@@ -27,6 +27,11 @@
 // Keys are never attributes: their number is unbounded. The attribute sets
 // are built once per cache (and tier, reason, ...), so that recording a hit
 // allocates nothing on top of what the SDK does.
+//
+// This package is a Go module of its own
+// (go get github.com/strata-cache/strata/hybrid/otelhybrid), so that the
+// module github.com/strata-cache/strata requires no OpenTelemetry module.
+// See https://github.com/strata-cache/strata/blob/main/docs/observability.md.
 package otelhybrid
 
 import (

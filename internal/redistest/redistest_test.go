@@ -47,7 +47,7 @@ func TestStartServesCommands(t *testing.T) {
 	if o := srv.Options(); o.Addr != srv.Addr() || o.TLSConfig != nil {
 		t.Errorf("Options() = {Addr: %q, TLSConfig: %v}, want {%q, nil}", o.Addr, o.TLSConfig, srv.Addr())
 	}
-	if srv.Options() == srv.Options() {
+	if first, second := srv.Options(), srv.Options(); first == second {
 		t.Errorf("Options() returned the same pointer twice, want a fresh copy")
 	}
 
@@ -181,7 +181,7 @@ func TestTLS(t *testing.T) {
 	if srv.TLSConfig() == nil || srv.Options().TLSConfig == nil {
 		t.Fatalf("TLSConfig() or Options().TLSConfig is nil for a TLS server")
 	}
-	if srv.TLSConfig() == srv.TLSConfig() {
+	if first, second := srv.TLSConfig(), srv.TLSConfig(); first == second {
 		t.Errorf("TLSConfig() returned the same pointer twice, want a fresh copy")
 	}
 	rdb := srv.Client(t)

@@ -1,4 +1,4 @@
-package hybrid_test
+package strata_test
 
 import (
 	"context"
@@ -14,63 +14,25 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/redistest"
-	"github.com/strata-cache/strata/internal/tcpproxy"
 	"github.com/strata-cache/strata/serializer"
 )
 
-// testClient connects to addr with settings that make faults fast.
-func testClient(t *testing.T, srv *redistest.Server, addr string) *redis.Client {
+// engineNode is one process's view of a cache named "app" on the shared
+// Redis, built with hybrid.New (no provider): the engine's own L2 tests.
+func engineNode(t *testing.T, client redis.UniversalClient, entry hybrid.EntryOptions, mod ...func(*hybrid.Options)) *hybrid.Cache {
 	t.Helper()
-	o := srv.Options()
-	if addr != "" {
-		o.Addr = addr
-	}
-	o.MaxRetries = -1
-	o.DialTimeout = 300 * time.Millisecond
-	o.ReadTimeout = 10 * time.Second
-	o.WriteTimeout = 10 * time.Second
-	o.ContextTimeoutEnabled = true
-	o.PoolTimeout = time.Second
-	c := redis.NewClient(o)
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// node is one process's view of a cache named "app" on the shared Redis.
-func node(t *testing.T, client redis.UniversalClient, entry hybrid.EntryOptions, mod ...func(*hybrid.Options)) *hybrid.Cache {
-	t.Helper()
-	o := hybrid.Options{Name: "app", Entry: entry, L2: hybrid.NewRedisL2(client), Logger: quietLogger()}
+	o := hybrid.Options{Name: "app", Entry: entry, L2: hybrid.NewRedisL2(client), Logger: quiet}
 	for _, m := range mod {
 		m(&o)
 	}
 	return newCache(t, o)
 }
 
-func quietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(discard{}, nil))
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestL2SharedBetweenNodes(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n1 := node(t, testClient(t, srv, ""), hybrid.EntryOptions{})
-	n2 := node(t, testClient(t, srv, ""), hybrid.EntryOptions{})
+	n1 := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{})
+	n2 := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{})
 	if err := hybrid.Set(ctx, n1, "k", "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +58,8 @@ func TestL1DurationPicksUpChanges(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	opts := hybrid.EntryOptions{Duration: time.Hour, L1Duration: 300 * time.Millisecond}
-	n1 := node(t, testClient(t, srv, ""), opts)
-	n2 := node(t, testClient(t, srv, ""), opts)
+	n1 := engineNode(t, srv.FastClient(t, ""), opts)
+	n2 := engineNode(t, srv.FastClient(t, ""), opts)
 	hybrid.Set(ctx, n1, "k", "old")
 	if v, _ := mustGet[string](t, n2, "k"); v != "old" {
 		t.Fatalf("got %q", v)
@@ -106,7 +68,7 @@ func TestL1DurationPicksUpChanges(t *testing.T) {
 	if v, _ := mustGet[string](t, n2, "k"); v != "old" {
 		t.Fatalf("node 2 read %q at once: its L1 copy should still be fresh (no backplane)", v)
 	}
-	eventually(t, "node 2 to read the new value after L1Duration", func() bool {
+	redistest.Eventually(t, "node 2 to read the new value after L1Duration", func() bool {
 		v, _ := mustGet[string](t, n2, "k")
 		return v == "new"
 	})
@@ -115,8 +77,8 @@ func TestL1DurationPicksUpChanges(t *testing.T) {
 func TestL2HitKeepsL2Expiry(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	rc := testClient(t, srv, "")
-	n2 := node(t, rc, hybrid.EntryOptions{Duration: time.Hour})
+	rc := srv.FastClient(t, "")
+	n2 := engineNode(t, rc, hybrid.EntryOptions{Duration: time.Hour})
 	// Another writer stored an entry fresh for 300ms only.
 	v, _ := serializer.Msgpack{}.Marshal("short")
 	now := time.Now()
@@ -138,10 +100,10 @@ func TestFailSafeUsesStaleFromL2(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	opts := hybrid.EntryOptions{Duration: 100 * time.Millisecond, FailSafe: true}
-	n1 := node(t, testClient(t, srv, ""), opts)
+	n1 := engineNode(t, srv.FastClient(t, ""), opts)
 	hybrid.Set(ctx, n1, "k", "stale")
 	time.Sleep(150 * time.Millisecond) // let the entry expire (logical time, not synchronization)
-	n2 := node(t, testClient(t, srv, ""), opts)
+	n2 := engineNode(t, srv.FastClient(t, ""), opts)
 	var k counter
 	v, err := hybrid.GetOrSet(ctx, n2, "k", k.factory("", errDB))
 	if err != nil || v != "stale" {
@@ -155,7 +117,7 @@ func TestFailSafeUsesStaleFromL2(t *testing.T) {
 func TestRedisDownFailSafeAndRecovery(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n := node(t, testClient(t, srv, ""), hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true},
+	n := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true},
 		func(o *hybrid.Options) { o.L2CircuitBreakerDuration = 200 * time.Millisecond })
 	for _, k := range []string{"a", "b", "c"} {
 		hybrid.Set(ctx, n, k, "v-"+k)
@@ -182,16 +144,16 @@ func TestRedisDownFailSafeAndRecovery(t *testing.T) {
 	}
 	srv.Restart(t)
 	raw := srv.Client(t)
-	eventually(t, "queued writes to reach Redis", func() bool {
+	redistest.Eventually(t, "queued writes to reach Redis", func() bool {
 		n, _ := raw.Exists(ctx, "app:queued", "app:d").Result()
 		return n == 2
 	})
-	eventually(t, "the queue to drain and the breaker to close", func() bool {
+	redistest.Eventually(t, "the queue to drain and the breaker to close", func() bool {
 		st := n.Stats()
 		return st.RecoveryPending == 0 && !st.L2CircuitOpen
 	})
 	// The restarted Redis is used again: a value from another node arrives through it.
-	other := node(t, testClient(t, srv, ""), hybrid.EntryOptions{Duration: time.Minute})
+	other := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{Duration: time.Minute})
 	hybrid.Set(ctx, other, "after", "restart")
 	if v, ok := mustGet[string](t, n, "after"); !ok || v != "restart" {
 		t.Fatalf("after recovery: got %q, %v", v, ok)
@@ -201,7 +163,7 @@ func TestRedisDownFailSafeAndRecovery(t *testing.T) {
 func TestCircuitBreakerSkipsL2(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n := node(t, testClient(t, srv, ""), hybrid.EntryOptions{}, func(o *hybrid.Options) { o.L2CircuitBreakerDuration = time.Hour })
+	n := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{}, func(o *hybrid.Options) { o.L2CircuitBreakerDuration = time.Hour })
 	srv.Kill(t)
 	hybrid.TryGet[string](ctx, n, "x")
 	errs := n.Stats().L2Errors
@@ -219,16 +181,16 @@ func TestCircuitBreakerSkipsL2(t *testing.T) {
 func TestRecoveryIsNewestWins(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	n := node(t, testClient(t, srv, ""), hybrid.EntryOptions{Duration: time.Minute},
+	n := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{Duration: time.Minute},
 		func(o *hybrid.Options) { o.L2CircuitBreakerDuration = 100 * time.Millisecond })
 	srv.Kill(t)
 	hybrid.Set(ctx, n, "k", "queued-old")
 	srv.Restart(t)
 	// Another node writes a newer value before the queue is replayed.
-	other := node(t, testClient(t, srv, ""), hybrid.EntryOptions{Duration: time.Minute})
+	other := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{Duration: time.Minute})
 	hybrid.Set(ctx, other, "k", "newer")
-	eventually(t, "the queue to drain", func() bool { return n.Stats().RecoveryPending == 0 })
-	fresh := node(t, testClient(t, srv, ""), hybrid.EntryOptions{})
+	redistest.Eventually(t, "the queue to drain", func() bool { return n.Stats().RecoveryPending == 0 })
+	fresh := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{})
 	if v, _ := mustGet[string](t, fresh, "k"); v != "newer" {
 		t.Fatalf("L2 holds %q: the replayed older write overwrote the newer one", v)
 	}
@@ -237,12 +199,8 @@ func TestRecoveryIsNewestWins(t *testing.T) {
 func TestL2TimeoutsCutSlowReads(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	n := node(t, testClient(t, srv, proxy.Addr()), hybrid.EntryOptions{L2HardTimeout: 100 * time.Millisecond})
+	proxy := srv.Proxy(t)
+	n := engineNode(t, srv.FastClient(t, proxy.Addr()), hybrid.EntryOptions{L2HardTimeout: 100 * time.Millisecond})
 	hybrid.Set(ctx, n, "warm", "up") // opens the connection
 	proxy.Pause()
 	defer proxy.Resume()
@@ -268,12 +226,8 @@ func TestL2TimeoutsCutSlowReads(t *testing.T) {
 func TestBackgroundL2WritesDoNotBlock(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	n := node(t, testClient(t, srv, proxy.Addr()), hybrid.EntryOptions{BackgroundL2Operations: true, L2HardTimeout: 30 * time.Second})
+	proxy := srv.Proxy(t)
+	n := engineNode(t, srv.FastClient(t, proxy.Addr()), hybrid.EntryOptions{BackgroundL2Operations: true, L2HardTimeout: 30 * time.Second})
 	hybrid.Set(ctx, n, "warm", "up")
 	proxy.Pause()
 	returned := make(chan error)
@@ -291,7 +245,7 @@ func TestBackgroundL2WritesDoNotBlock(t *testing.T) {
 	}
 	proxy.Resume()
 	raw := srv.Client(t)
-	eventually(t, "the background write to land", func() bool {
+	redistest.Eventually(t, "the background write to land", func() bool {
 		n, _ := raw.Exists(ctx, "app:k").Result()
 		return n == 1
 	})
@@ -300,8 +254,8 @@ func TestBackgroundL2WritesDoNotBlock(t *testing.T) {
 func TestCorruptL2PayloadIsAMiss(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	rc := testClient(t, srv, "")
-	n := node(t, rc, hybrid.EntryOptions{})
+	rc := srv.FastClient(t, "")
+	n := engineNode(t, rc, hybrid.EntryOptions{})
 	for i, payload := range []string{"garbage", "", "\xa7\x01truncated", strings.Repeat("\xff", 100)} {
 		key := "k" + string(rune('0'+i))
 		rc.Set(ctx, "app:"+key, payload, time.Hour)
@@ -317,7 +271,7 @@ func TestCorruptL2PayloadIsAMiss(t *testing.T) {
 		t.Fatal("corrupt payloads were not counted")
 	}
 	// Another type stored by another node: a miss on this one, never a panic.
-	other := node(t, testClient(t, srv, ""), hybrid.EntryOptions{})
+	other := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{})
 	hybrid.Set(ctx, other, "typed", 42)
 	if _, ok := mustGet[string](t, n, "typed"); ok {
 		t.Fatal("an int read as a string from L2 was a hit")
@@ -327,7 +281,7 @@ func TestCorruptL2PayloadIsAMiss(t *testing.T) {
 func TestIsolationSameKey(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	rc := testClient(t, srv, "")
+	rc := srv.FastClient(t, "")
 	a := newCache(t, hybrid.Options{Name: "a", L2: hybrid.NewRedisL2(rc)})
 	b := newCache(t, hybrid.Options{Name: "b", L2: hybrid.NewRedisL2(rc)})
 	hybrid.Set(ctx, a, "k", "a's")
@@ -338,7 +292,7 @@ func TestIsolationSameKey(t *testing.T) {
 
 func TestValueTooLarge(t *testing.T) {
 	srv := redistest.Start(t)
-	n := node(t, testClient(t, srv, ""), hybrid.EntryOptions{}, func(o *hybrid.Options) { o.MaxValueSize = 1024 })
+	n := engineNode(t, srv.FastClient(t, ""), hybrid.EntryOptions{}, func(o *hybrid.Options) { o.MaxValueSize = 1024 })
 	err := hybrid.Set(context.Background(), n, "big", strings.Repeat("x", 2048))
 	if !errors.Is(err, hybrid.ErrValueTooLarge) {
 		t.Fatalf("err = %v, want ErrValueTooLarge", err)

@@ -1,0 +1,205 @@
+package hybrid
+
+import (
+	"context"
+	"time"
+
+	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/envelope"
+)
+
+// The change model: what a write (Set, a factory result, Remove, Expire,
+// RemoveByTag, Clear) becomes on its way out of the process. The memory
+// tier takes it at once (store); propagate sends it to the distributed tier
+// (writeL2 -> apply, one newest-wins write) and then announces it on the
+// backplane (publish, backplane.go). A change that fails for a transient
+// reason is queued for auto-recovery (recovery.go).
+
+// op is the kind of a change.
+type op uint8
+
+const (
+	opSet op = iota + 1
+	opRemove
+	opExpire
+)
+
+// String names the operation in logs.
+func (o op) String() string {
+	switch o {
+	case opSet:
+		return "set"
+	case opRemove:
+		return "remove"
+	case opExpire:
+		return "expire"
+	}
+	return "unknown"
+}
+
+// pending is one change to the distributed tier (and its backplane
+// notification) not yet applied.
+type pending struct {
+	op        op
+	key       string
+	ts        int64          // the change's timestamp: newest wins
+	val       []byte         // opSet: the envelope
+	physUntil int64          // opSet: when the value dies; opExpire: physical end of the stale copy
+	l2Done    bool           // the distributed tier has it; only the notification is pending
+	skipBP    bool           // no backplane notification
+	bpKind    backplane.Kind // the message's kind; zero: derived from op
+}
+
+// store writes e to the memory tier and, with its envelope enc, to the
+// distributed tier, as o allows.
+//
+// Without a distributed tier (or with SkipL2Write) the change is only
+// announced; with one, a value that could not be encoded (kept in memory
+// only, logged) is neither written nor announced.
+func (c *Cache) store(e *entry, o *EntryOptions, enc []byte) {
+	if !o.SkipL1Write {
+		c.l1.set(e, o.Size)
+	}
+	if enc != nil || c.l2 == nil || o.SkipL2Write {
+		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil}, o)
+	}
+}
+
+// propagate sends a change to the distributed tier, in the background
+// when o.BackgroundL2Operations is set.
+//
+// The backplane hears of the change once the distributed tier has it (or
+// at once, without one), unless o.SkipBackplane is set.
+func (c *Cache) propagate(p pending, o *EntryOptions) {
+	p.skipBP = o.SkipBackplane || c.bp == nil
+	if c.l2 == nil || o.SkipL2Write {
+		if p.skipBP {
+			return
+		}
+		if o.BackgroundL2Operations && c.goBackground(func() { c.publish(p) }) {
+			return
+		}
+		c.publish(p)
+		return
+	}
+	if o.BackgroundL2Operations && c.goBackground(func() { c.writeL2(p, o) }) {
+		return
+	}
+	c.writeL2(p, o)
+}
+
+// ioContext bounds one write to the distributed tier. It is not tied to
+// the caller: a write the caller started completes even if it leaves.
+func (c *Cache) ioContext(o *EntryOptions) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), l2Timeout(o))
+}
+
+// writeL2 writes one change to the distributed tier, or queues it for
+// auto-recovery when the tier is unavailable. A change the tier refused
+// because it holds a newer one is not announced (the newer change's writer
+// announces its own), and a local copy of a refused Set is marked stale, so
+// that the next read takes the newer entry from the tier.
+func (c *Cache) writeL2(p pending, o *EntryOptions) {
+	if !c.breaker.allow() {
+		c.enqueue(p)
+		return
+	}
+	ctx, cancel := c.ioContext(o)
+	defer cancel()
+	written, err := c.apply(ctx, p)
+	if err != nil {
+		c.l2Failed(p.op.String(), p.key, err)
+		if transient(err) {
+			c.enqueue(p)
+		}
+		return
+	}
+	c.breaker.succeeded()
+	if !written {
+		c.lostToNewer(p)
+		return
+	}
+	if !p.skipBP {
+		c.publish(p)
+	}
+}
+
+// lostToNewer handles a change that the distributed tier refused because
+// it holds a newer one: the memory copy of a refused Set, if it is still
+// this change's, is marked stale.
+func (c *Cache) lostToNewer(p pending) {
+	c.stats.l2Refused.Add(1)
+	if p.op != opSet || isReserved(p.key) {
+		return
+	}
+	if e := c.l1.get(p.key); e != nil && !e.tombstone && e.ts == p.ts {
+		c.l1.set(expiredCopy(e, e.ts, nowNano()), 1)
+	}
+}
+
+// apply performs one change on the distributed tier, newest wins: written
+// is false when the tier holds a newer change, which is kept.
+//
+// A removal, and an expiry that leaves nothing to keep, write a removal
+// record (a tombstone envelope that lives removalTTL), so that an older
+// write from a slow load on another node is refused by the tier too. An
+// expiry with fail-safe rewrites the stored entry as stale, with the
+// expiry's timestamp (older writes lose against it) and its creation time
+// kept for the invalidation checks. Every write is one atomic newest-wins
+// step; nothing is deleted unconditionally.
+func (c *Cache) apply(ctx context.Context, p pending) (written bool, err error) {
+	key := c.prefix + p.key
+	now := nowNano()
+	switch p.op {
+	case opSet:
+		ttl := time.Duration(p.physUntil - now)
+		if ttl <= 0 {
+			return true, nil // expired while waiting: nothing to write
+		}
+		return c.l2.Set(ctx, key, p.val, ttl)
+	case opRemove:
+		return c.writeRemoval(ctx, key, p.ts)
+	case opExpire:
+		if p.physUntil <= now {
+			return c.writeRemoval(ctx, key, p.ts) // without fail-safe: nothing to keep
+		}
+		b, err := c.l2.Get(ctx, key)
+		if err != nil {
+			return false, err
+		}
+		env, derr := envelope.Decode(b)
+		switch {
+		case b == nil || derr != nil || env.Removed:
+			return c.writeRemoval(ctx, key, p.ts)
+		case env.Timestamp > p.ts:
+			return false, nil // a newer write since: it wins
+		}
+		if env.Created == 0 {
+			env.Created = env.Timestamp
+		}
+		env.Timestamp = p.ts
+		env.FreshUntil = min(env.FreshUntil, now)
+		return c.l2.Set(ctx, key, env.Append(nil), time.Duration(p.physUntil-now))
+	}
+	return true, nil
+}
+
+// removalTTL is how long a removal record lives in the distributed tier:
+// as long as a removal is remembered in memory.
+const removalTTL = tombstoneTTL
+
+// writeRemoval writes the removal record of key at ts, newest wins.
+func (c *Cache) writeRemoval(ctx context.Context, key string, ts int64) (bool, error) {
+	env := envelope.Envelope{Timestamp: ts, FreshUntil: ts, Removed: true}
+	return c.l2.Set(ctx, key, env.Append(nil), removalTTL)
+}
+
+func (o op) kind() backplane.Kind {
+	switch o {
+	case opRemove:
+		return backplane.KindRemove
+	case opExpire:
+		return backplane.KindExpire
+	}
+	return backplane.KindSet
+}
