@@ -504,7 +504,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 
 	began := nowNano()
 	start := stamp()
-	vals, err, panicked, pv := callBatchFactory(fctx, f, bc)
+	vals, panicked, pv, err := callBatchFactory(fctx, f, bc)
 	now := nowNano()
 	if c.ev != nil {
 		ferr := err
@@ -608,14 +608,14 @@ func countAsked[T any](vals map[string]T, bc *BatchContext[T]) int {
 }
 
 // callBatchFactory runs f, turning a panic into a value.
-func callBatchFactory[T any](ctx context.Context, f BatchFactory[T], bc *BatchContext[T]) (vals map[string]T, err error, panicked bool, pv any) {
+func callBatchFactory[T any](ctx context.Context, f BatchFactory[T], bc *BatchContext[T]) (vals map[string]T, panicked bool, pv any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			panicked, pv = true, r
 		}
 	}()
 	vals, err = f(ctx, bc)
-	return vals, err, false, nil
+	return vals, false, nil, err
 }
 
 // TryGetMany is TryGet for many keys: one Result per key, aligned with
