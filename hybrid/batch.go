@@ -584,6 +584,10 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			} else {
 				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil})
 			}
+		} else {
+			// No distributed tier to write: the backplane is told at once
+			// (as store does).
+			writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, physUntil: e.physUntil})
 		}
 		entries = append(entries, e)
 		entryKeys = append(entryKeys, k)

@@ -15,6 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
 )
@@ -681,4 +682,29 @@ func TestSetManyRemoveManyBadInput(t *testing.T) {
 	if err := c.RemoveMany(ctx, slices.Collect(maps.Keys(big))); !errors.Is(err, hybrid.ErrTooManyKeys) {
 		t.Fatalf("RemoveMany too many: %v", err)
 	}
+}
+
+// Memory-only caches on one backplane: batch writes and batch-loaded
+// values are announced, and a receiver applies each message as a single
+// one (its copy goes stale).
+func TestBatchMemoryOnlyBackplane(t *testing.T) {
+	hub := backplane.NewMemoryHub()
+	n1 := newCache(t, hybrid.Options{Name: "app", Backplane: hub.Backplane("ch")})
+	n2 := newCache(t, hybrid.Options{Name: "app", Backplane: hub.Backplane("ch")})
+	ctx := context.Background()
+	if err := hybrid.SetMany(ctx, n2, map[string]string{"a": "old", "b": "old", "c": "old"}); err != nil {
+		t.Fatal(err)
+	}
+	mustMany(t, n1, []string{"a", "b"}, newLoader(map[string]string{"a": "new", "b": "new"}).factory)
+	redistest.Eventually(t, "n2's copies of a and b go stale", func() bool {
+		res, _ := hybrid.TryGetMany[string](ctx, n2, []string{"a", "b"})
+		return !res[0].Found && !res[1].Found
+	})
+	if v, ok := mustGet[string](t, n2, "c"); !ok || v != "old" {
+		t.Fatalf("c = %q, %v; want untouched", v, ok)
+	}
+	if err := hybrid.SetMany(ctx, n1, map[string]string{"c": "newer"}); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, "n2's copy of c goes stale", func() bool { _, ok := mustGet[string](t, n2, "c"); return !ok })
 }
