@@ -174,7 +174,7 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	}
 	res := make([]Result[T], len(distinct))
 	answered := make([]bool, len(distinct))
-	var pending, eager []*batchKey
+	var pending, led, eager []*batchKey
 	// The load is detached from this caller's cancellation but not from
 	// its values (trace spans, request-scoped loggers).
 	lctx := context.WithoutCancel(ctx)
@@ -190,7 +190,7 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 			if e.eagerAt != 0 && now >= e.eagerAt {
 				// Unless a load of the key runs: one background batch
 				// for every such key of the call.
-				if b := claimKey(c, lctx, i, key, f, o, e); b.claimed {
+				if b := claimKey(c, lctx, i, key, f, o, e); b.tok != nil {
 					eager = append(eager, b)
 				}
 			}
@@ -199,29 +199,35 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		if c.ev != nil && !o.SkipL1Read {
 			c.emitMiss(key, TierL1)
 		}
-		pending = append(pending, claimKey(c, lctx, i, key, f, o, nil))
+		b := claimKey(c, lctx, i, key, f, o, nil)
+		pending = append(pending, b)
+		if b.tok != nil {
+			led = append(led, b)
+		}
 	}
 	if len(eager) > 0 {
 		started := c.goBackground(func() {
-			if led := leadersOf(eager); len(led) > 0 {
-				if c.ev != nil {
-					for _, b := range led {
-						c.emitEagerRefresh(b.key)
-					}
+			if c.ev != nil {
+				for _, b := range eager {
+					c.emitEagerRefresh(b.key)
 				}
-				loadMany(lctx, c, led, f, o)
 			}
+			loadMany(lctx, c, eager, f, o)
 		})
 		if !started {
 			for _, b := range eager {
-				b.res <- keyResult{err: ErrClosed}
+				c.finishKey(b.key, b.tok, nil, ErrClosed)
 			}
 		}
 	}
-	if led := leadersOf(pending); len(led) > 0 && !c.goBackground(func() { loadMany(lctx, c, led, f, o) }) {
+	done := make(chan struct{}) // closed when the keys this call leads are answered
+	if len(led) == 0 {
+		close(done)
+	} else if !c.goBackground(func() { defer close(done); loadMany(lctx, c, led, f, o) }) {
 		for _, b := range led {
-			b.res <- keyResult{err: ErrClosed}
+			c.finishKey(b.key, b.tok, nil, ErrClosed)
 		}
+		close(done)
 	}
 
 	w := newWaitTimers(o)
@@ -231,28 +237,34 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	panicked := false
 	for _, b := range pending {
 		for !answered[b.i] && cut == nil {
+			wait := b.ch
+			var ledDone <-chan struct{}
+			if b.tok != nil {
+				wait, ledDone = nil, done
+			}
 			var r singleflight.Result
-			if b.hasEarly {
-				r = b.early
-			} else {
-				select {
-				case r = <-b.ch:
-				case <-ctx.Done():
-					cut = ctx.Err()
-					continue
-				case <-w.soft:
-					w.soft = nil
-					answerFallbacks(c, pending, res, answered, o, false)
-					continue
-				case <-w.hard:
-					w.hard = nil
-					answerFallbacks(c, pending, res, answered, o, true)
-					continue
+			select {
+			case r = <-wait:
+			case <-ledDone:
+				var ok bool
+				if r, ok = c.finished(b.key, b.tok); !ok {
+					r = singleflight.Result{Err: ErrClosed} // not reached: loadMany answers every key
 				}
+			case <-ctx.Done():
+				cut = ctx.Err()
+				continue
+			case <-w.soft:
+				w.soft = nil
+				answerFallbacks(c, pending, res, answered, o, false)
+				continue
+			case <-w.hard:
+				w.hard = nil
+				answerFallbacks(c, pending, res, answered, o, true)
+				continue
 			}
 			answered[b.i] = true
 			res[b.i] = batchResult[T](b.key, r)
-			if p, ok := errors.AsType[*panicError](r.Err); ok && b.led && !panicked {
+			if p, ok := errors.AsType[*panicError](r.Err); ok && b.tok != nil && !panicked {
 				panicked, panicVal = true, p.value
 			}
 		}
@@ -273,48 +285,21 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	return spread(res, idx, kerrs), cut
 }
 
-// claimKey joins or starts the load of key for a batch call (an eager
-// refresh of e when e is not nil). When the call claims the key, its load
-// function waits for the batch load to answer it (b.res); when it joins
-// another load, that load answers.
+// claimKey claims key for a batch call (an eager refresh of e when e is
+// not nil): b.tok is set when the call leads the key, b.ch otherwise (the
+// channel on which the key's current load answers).
 func claimKey[T any](c *Cache, lctx context.Context, i int, key string, f BatchFactory[T], o *EntryOptions, e *entry) *batchKey {
-	b := &batchKey{i: i, key: key, eager: e, started: make(chan struct{}), res: make(chan keyResult, 1)}
-	b.ch, b.claimed = c.claimFlight(key, func(claimed bool) (any, error) {
+	b := &batchKey{i: i, key: key, eager: e}
+	b.tok, b.ch = c.claimBatch(key, func() (any, error) {
+		// The single-key load held by the key was forgotten meanwhile:
+		// this call's load of the key runs alone.
 		if !c.enterBackground() {
 			return nil, ErrClosed
 		}
 		defer c.wg.Done()
-		if !claimed {
-			// Joined a load that was forgotten meanwhile (or, for an eager
-			// refresh, ended meanwhile): load the key alone.
-			return loadOne(lctx, c, key, f, o, e)
-		}
-		close(b.started)
-		r := <-b.res
-		return r.v, r.err
+		return loadOne(lctx, c, key, f, o, e)
 	})
 	return b
-}
-
-// leadersOf returns the keys of bs that the call really leads: those it
-// claimed whose load function started. A claimed key whose load function
-// does not start joined a load that was ending as the claim was taken:
-// its result is kept for the wait.
-func leadersOf(bs []*batchKey) []*batchKey {
-	var led []*batchKey
-	for _, b := range bs {
-		if !b.claimed {
-			continue
-		}
-		select {
-		case <-b.started:
-			b.led = true
-			led = append(led, b)
-		case r := <-b.ch:
-			b.early, b.hasEarly = r, true
-		}
-	}
-	return led
 }
 
 // answerFallbacks is a timeout of the batch caller's wait, per key as for
@@ -328,6 +313,11 @@ func answerFallbacks[T any](c *Cache, pending []*batchKey, res []Result[T], answ
 		}
 		if hard {
 			c.timedOut(b.key, o)
+			if b.tok != nil && o.DisableBackgroundCompletion {
+				// Released at once, as GetOrSet's key: the next caller
+				// starts afresh; this load's late result is dropped.
+				c.finishKey(b.key, b.tok, nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, b.key, o.FactoryHardTimeout))
+			}
 		}
 		if v, ok := fallbackFor[T](c, b.key, o); ok {
 			if !hard {
@@ -364,29 +354,18 @@ func batchResult[T any](key string, r singleflight.Result) Result[T] {
 
 // loadOne loads one key with the batch factory, on the calling goroutine.
 func loadOne[T any](ctx context.Context, c *Cache, key string, f BatchFactory[T], o *EntryOptions, eager *entry) (any, error) {
-	b := &batchKey{key: key, eager: eager, res: make(chan keyResult, 1)}
+	b := &batchKey{key: key, eager: eager, tok: &claimToken{batch: true}} // a claim of its own, not registered
 	loadMany(ctx, c, []*batchKey{b}, f, o)
-	r := <-b.res
-	return r.v, r.err
-}
-
-// keyResult is what a batch load answers for one key.
-type keyResult struct {
-	v   any
-	err error
+	r, _ := c.finished(key, b.tok)
+	return r.Val, r.Err
 }
 
 // batchKey is one key of a batch call and of its load.
 type batchKey struct {
-	i        int
-	key      string
-	ch       <-chan singleflight.Result
-	claimed  bool          // claimFlight said this call leads the key
-	started  chan struct{} // closed when this call's load function runs
-	led      bool          // this call's load function runs: loadMany answers res
-	early    singleflight.Result
-	hasEarly bool
-	res      chan keyResult // loadMany's answer, for the load function
+	i   int
+	key string
+	tok *claimToken                // the call's claim: it leads the key
+	ch  <-chan singleflight.Result // else: the key's current load answers here
 
 	eager    *entry // an eager refresh of this entry
 	stale    *entry
@@ -396,9 +375,8 @@ type batchKey struct {
 
 // loadMany is load for many keys: the memory tier again, one read of the
 // distributed tier for the keys still open, then one factory call for the
-// rest. It answers each key on its res channel, once, for the load
-// function that waits there (and singleflight hands it to every caller of
-// the key).
+// rest. It answers each key's claim once (finishKey), which hands the
+// result to every caller waiting on the key.
 func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFactory[T], o *EntryOptions) {
 	if c.bp != nil {
 		for _, k := range ks {
@@ -412,8 +390,13 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	}
 	answer := func(k *batchKey, v any, err error) {
 		k.out = true
-		k.res <- keyResult{v: v, err: err}
+		c.finishKey(k.key, k.tok, v, err)
 	}
+	defer func() {
+		for _, k := range ks { // a safety net: every claim ends
+			c.finishKey(k.key, k.tok, nil, ErrClosed)
+		}
+	}()
 	haveAllStale := true
 	for _, k := range ks {
 		stale, fresh := c.memoryAgain(ctx, k.key, o, k.eager)
