@@ -63,7 +63,7 @@ func NewProvider(s Settings) (*Provider, error) {
 		p.defaults = ProductionDefaults()
 	}
 	if err := p.defaults.validate(); err != nil {
-		return nil, fmt.Errorf("strata: Defaults: %w", err)
+		return nil, fmt.Errorf("%w (in Defaults)", err)
 	}
 	if s.Redis != nil {
 		if err := s.Redis.validate(); err != nil {
@@ -93,7 +93,7 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 		}
 	}
 	if err := cs.validate(); err != nil {
-		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+		return nil, fmt.Errorf("%w (cache %q)", err, name)
 	}
 	opts := cs.options(name)
 	opts.Logger, opts.RedactKeys, opts.Events = p.logger, p.redactKeys, p.events
@@ -112,7 +112,7 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	if cs.Redis != nil {
 		c, owned, err := cs.Redis.newClient()
 		if err != nil {
-			return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+			return nil, fmt.Errorf("%w (cache %q)", err, name)
 		}
 		client = c
 		if owned {
@@ -121,12 +121,12 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	}
 	if err := p.wire(&opts, &cs, client); err != nil {
 		closeClient(own)
-		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+		return nil, fmt.Errorf("%w (cache %q)", err, name)
 	}
 	c, err := hybrid.New(opts)
 	if err != nil {
 		closeClient(own)
-		return nil, fmt.Errorf("strata: cache %q: %w", name, err)
+		return nil, err // it names the cache
 	}
 	if own != nil {
 		p.owned = append(p.owned, own)

@@ -1,6 +1,7 @@
 package hybrid
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -33,6 +34,50 @@ func (c *Cache) flight(key string, load func() (any, error)) (<-chan singlefligh
 	})
 	return ch, true
 }
+
+// flightHere is flight for a caller that nothing can make stop waiting
+// before the load ends (its ctx cannot be cancelled, and there is no
+// factory timeout): singleflight's Do runs the load on the caller's own
+// goroutine when it leads, and waits for the running one otherwise. No
+// goroutine, no channel. ok is false once the cache is closed.
+func (c *Cache) flightHere(key string, load func() (any, error)) (r singleflight.Result, ok bool) {
+	if c.closed.Load() {
+		return r, false
+	}
+	r.Val, r.Err, r.Shared = c.sf.Do(key, func() (any, error) {
+		if !c.enterBackground() {
+			return nil, ErrClosed
+		}
+		defer c.wg.Done()
+		return load()
+	})
+	return r, true
+}
+
+// detached is the context of a load: the values of the context it was
+// started from (trace spans, request-scoped loggers), none of its
+// cancellation or deadline, and cancelled when the cache closes. One
+// allocation, where WithoutCancel, WithCancel and AfterFunc took several.
+type detached struct {
+	values context.Context
+	c      *Cache
+}
+
+func (c *Cache) detach(ctx context.Context) context.Context {
+	if d, ok := ctx.(detached); ok && d.c == c {
+		return d
+	}
+	return detached{ctx, c}
+}
+
+func (d detached) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (d detached) Done() <-chan struct{}       { return d.c.ctx.Done() }
+func (d detached) Err() error                  { return d.c.ctx.Err() }
+func (d detached) Value(key any) any           { return d.values.Value(key) }
+
+// AfterFunc lets context.WithTimeout and context.AfterFunc on a detached
+// context hook into the cache's context without a goroutine of their own.
+func (d detached) AfterFunc(f func()) func() bool { return context.AfterFunc(d.c.ctx, f) }
 
 // enterBackground counts one unit of background work that Close waits
 // for; it reports false once the cache is closed. The caller calls

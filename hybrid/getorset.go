@@ -87,12 +87,22 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 	}
 	// The load is detached from this caller's cancellation but not from
 	// its values (trace spans, request-scoped loggers).
-	lctx := context.WithoutCancel(ctx)
+	lctx := c.detach(ctx)
 	ran := false // read only after the result: singleflight orders it
-	ch, ok := c.flight(key, func() (any, error) {
+	run := func() (any, error) {
 		ran = true
 		return load(lctx, c, key, f, o, nil)
-	})
+	}
+	if ctx.Done() == nil && o.FactorySoftTimeout == 0 && o.FactoryHardTimeout == 0 {
+		// Nothing can make this caller stop waiting: the load needs no
+		// goroutine of its own.
+		r, ok := c.flightHere(key, run)
+		if !ok {
+			return zero, ErrClosed
+		}
+		return result[T](key, r, ran)
+	}
+	ch, ok := c.flight(key, run)
 	if !ok {
 		return zero, ErrClosed
 	}
@@ -348,14 +358,14 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	fallback := o.FailSafe && stale != nil
 	timeout := factoryTimeout(o, fallback)
 
-	fctx, cancel := context.WithCancel(ctx)
+	// ctx is detached (see detach): Close cancels the factory.
+	fctx := ctx
 	if o.DisableBackgroundCompletion && timeout > 0 {
 		// The callers stop waiting at the timeout; so does the factory.
+		var cancel context.CancelFunc
 		fctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
-	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel) // Close cancels the factory
-	defer stop()
 
 	began := nowNano()
 	start := stamp()
@@ -417,7 +427,11 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	return e.value, nil
 }
 
-// callFactory runs f, turning a panic into a value.
+// callFactory runs f, turning a panic into a value. The error is not the
+// last result (staticcheck ST1008) on purpose: it is f's error, returned
+// beside whether f panicked, not an error of callFactory.
+//
+//lint:ignore ST1008 f's error, beside the panic it may have raised instead
 func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]) (v T, err error, panicked bool, pv any) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -433,7 +447,7 @@ func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]
 // leader load, the refresh keeps the values of the caller's ctx (trace
 // spans, request-scoped loggers) but not its cancellation.
 func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entry, f Factory[T], o *EntryOptions) {
-	lctx := context.WithoutCancel(ctx)
+	lctx := c.detach(ctx)
 	c.flight(key, func() (any, error) {
 		if c.ev != nil {
 			c.emitEagerRefresh(key)

@@ -8,23 +8,91 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 )
 
-// l1 is the memory tier: ristretto v2 holding *entry values.
+// l1 is the memory tier: ristretto v2 holding *entry values, plus a small
+// window of recent writes.
 //
 // ristretto holds entries without a TTL: logical and physical expiry live
 // in the entry, checked with one clock read on a hit. A physically expired
 // entry is never returned as a value; it leaves through eviction or when a
 // newer entry replaces it.
 //
+// Read your writes without a buffer flush: ristretto buffers the insertion
+// of a new key (a get right after misses) and its admission policy may
+// refuse it altogether. Every write also goes to the window (recentSlots
+// per shard, the newest per key, oldest out first), which get consults only
+// when ristretto misses: a hit costs nothing more, and a recent write is
+// readable at once, admitted or not. The window always holds the newest
+// entry written for a key it holds (every write passes through it), so
+// serving it on a miss never brings back an older value.
+//
 // Writes take a striped lock per key: ristretto treats two concurrent
 // first writes of a key as two insertions and keeps the first to reach its
-// buffer, whatever their timestamps. Under the lock the second writer sees
-// the key present and goes through ShouldUpdate (newest wins). Reads take
-// no lock of ours. The lock also keeps writes from racing close.
+// buffer, whatever their timestamps. So a write of a key whose earlier
+// insertion may still be buffered (the window holds it, ristretto does not
+// have it yet) flushes the buffer first, and then goes through
+// ShouldUpdate (newest wins); this is the only write that waits. Reads take
+// no lock of ours on a hit. The lock also keeps writes from racing close.
 type l1 struct {
 	rc      *ristretto.Cache[string, *entry]
 	closeMu sync.RWMutex
 	closed  bool
 	stripes [64]sync.Mutex
+	recent  [64]recentShard
+}
+
+// recentSlots is the number of recent writes kept per shard (64 shards).
+const recentSlots = 64
+
+// recentShard is one shard of the window of recent writes: a ring of the
+// entries written, and the newest per key.
+type recentShard struct {
+	mu   sync.Mutex
+	ring [recentSlots]*entry
+	next int
+	keys map[string]*entry
+}
+
+// put records e as the newest write of its key (set has checked that it
+// is); the oldest slot makes room.
+func (r *recentShard) put(e *entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keys == nil {
+		r.keys = make(map[string]*entry, recentSlots)
+	}
+	if old := r.ring[r.next]; old != nil && r.keys[old.key] == old {
+		delete(r.keys, old.key)
+	}
+	r.ring[r.next] = e
+	r.next = (r.next + 1) % recentSlots
+	r.keys[e.key] = e
+}
+
+// drop forgets key.
+func (r *recentShard) drop(key string) {
+	r.mu.Lock()
+	delete(r.keys, key)
+	r.mu.Unlock()
+}
+
+func (r *recentShard) get(key string) *entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keys[key]
+}
+
+// newestWins is the memory tier's rule for replacing existing by incoming:
+// newest wins (a physically expired entry can always be replaced); at the
+// same timestamp a value beats a tombstone, because a tombstone written for
+// a Set message must not replace the value of that very write.
+func newestWins(incoming, existing *entry) bool {
+	if existing.physUntil <= time.Now().UnixNano() {
+		return true
+	}
+	if incoming.ts != existing.ts {
+		return incoming.ts > existing.ts
+	}
+	return !incoming.tombstone || existing.tombstone
 }
 
 func newL1(maxEntries int64) (*l1, error) {
@@ -33,19 +101,7 @@ func newL1(maxEntries int64) (*l1, error) {
 		MaxCost:            maxEntries,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
-		// Newest wins: an older entry never replaces a newer one (a
-		// physically expired one can always be replaced). At the same
-		// timestamp a value beats a tombstone: a tombstone written for a
-		// Set message must not replace the value of that very write.
-		ShouldUpdate: func(incoming, existing *entry) bool {
-			if existing.physUntil <= time.Now().UnixNano() {
-				return true
-			}
-			if incoming.ts != existing.ts {
-				return incoming.ts > existing.ts
-			}
-			return !incoming.tombstone || existing.tombstone
-		},
+		ShouldUpdate:       newestWins,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hybrid: memory tier: %w", err)
@@ -53,37 +109,59 @@ func newL1(maxEntries int64) (*l1, error) {
 	return &l1{rc: rc}, nil
 }
 
-// get returns the entry stored under key, or nil.
+// get returns the entry stored under key, or nil: ristretto's, or on a
+// miss the window's (a recent write not admitted yet, or refused).
 //
 // It does not compare the stored key: ristretto matches two independent
 // 64-bit hashes of it (memhash and xxhash), so another key's entry would
 // take a 128-bit collision, and reading the key's bytes would cost a hit
 // one more memory round trip.
 func (m *l1) get(key string) *entry {
-	e, _ := m.rc.Get(key)
-	return e
+	if e, ok := m.rc.Get(key); ok {
+		return e
+	}
+	return m.recent[stripe(key)].get(key)
 }
 
 // set stores e, unless a newer entry is already there. When it returns,
-// a get of the key sees e (or the newer entry): ristretto buffers the
-// insertion of a new key, so set waits for the buffer in that case only.
+// a get of the key sees e (or the newer entry): at once from ristretto for
+// a key it has, else through the window until ristretto has taken it (or
+// for as long as the window keeps it, if ristretto refuses it). It does not
+// wait for ristretto's buffer, except when an earlier insertion of the same
+// key may still be in it.
 func (m *l1) set(e *entry, cost int64) {
 	m.closeMu.RLock()
 	defer m.closeMu.RUnlock()
 	if m.closed {
 		return
 	}
-	mu := &m.stripes[stripe(e.key)]
+	i := stripe(e.key)
+	mu := &m.stripes[i]
 	mu.Lock()
 	defer mu.Unlock()
-	_, existed := m.rc.Get(e.key)
+	w := &m.recent[i]
+	known := w.get(e.key)
+	if known != nil && !newestWins(e, known) {
+		return // a newer write of the key is still in the window
+	}
+	// GetTTL tells whether ristretto has the key without counting an
+	// access for its admission policy (Get would).
+	_, present := m.rc.GetTTL(e.key)
+	if !present && known != nil {
+		m.rc.Wait() // an earlier insertion may be buffered: let it land first
+		_, present = m.rc.GetTTL(e.key)
+	}
 	if !m.rc.Set(e.key, e, cost) {
 		// The buffer was full and the set was dropped: flush and retry once.
 		m.rc.Wait()
 		m.rc.Set(e.key, e, cost)
 	}
-	if !existed {
-		m.rc.Wait()
+	if present {
+		// An update of a present key is applied at once, newest wins:
+		// ristretto holds the newest now, the window need not.
+		w.drop(e.key)
+	} else {
+		w.put(e)
 	}
 }
 

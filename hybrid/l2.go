@@ -28,12 +28,31 @@ type L2 interface {
 	Delete(ctx context.Context, key string) error
 }
 
-// NewRedisL2 returns the distributed tier on a go-redis client: one GET
-// per read, an atomic newest-wins SET (a Lua script) per write. It does
-// not own the client and never closes it.
-func NewRedisL2(client redis.UniversalClient) L2 {
-	return redisstore.New(client)
+// RedisL2 is the distributed tier on Redis: one GET per read, one atomic
+// newest-wins write (a Lua script) per Set, in which a stored value that
+// does not decode never wins. Build it with NewRedisL2.
+type RedisL2 struct{ s *redisstore.Store }
+
+var _ L2 = (*RedisL2)(nil)
+
+// NewRedisL2 returns the distributed tier on a go-redis client (standalone,
+// cluster or sentinel failover). It does not own the client and never
+// closes it.
+func NewRedisL2(client redis.UniversalClient) *RedisL2 {
+	return &RedisL2{redisstore.New(client)}
 }
+
+// Get returns the value at key, or (nil, nil) when there is none.
+func (r *RedisL2) Get(ctx context.Context, key string) ([]byte, error) { return r.s.Get(ctx, key) }
+
+// Set writes value (an envelope) with the physical lifetime ttl unless
+// Redis holds a valid, newer envelope at key; written is false then.
+func (r *RedisL2) Set(ctx context.Context, key string, value []byte, ttl time.Duration) (written bool, err error) {
+	return r.s.Set(ctx, key, value, ttl)
+}
+
+// Delete removes key; a missing key is not an error.
+func (r *RedisL2) Delete(ctx context.Context, key string) error { return r.s.Delete(ctx, key) }
 
 // defaultL2IOTimeout bounds a write to the distributed tier when
 // EntryOptions.L2HardTimeout is off.
@@ -64,7 +83,7 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 // decodeL2 turns what the distributed tier holds into an entry of type T.
 // A corrupt payload or one of another type is a miss, logged and counted.
 func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64) *entry {
-	env, err := envelope.Decode(b)
+	env, err := envelope.DecodeShared(b) // b is the GET's reply: ours alone
 	if err != nil {
 		c.stats.l2Corrupt.Add(1)
 		c.log.Warn("l2 entry unreadable", c.keyAttr(key), slog.Any("err", err))

@@ -339,3 +339,29 @@ func BenchmarkTimestamp(b *testing.B) {
 		}
 	}
 }
+
+func TestDecodeSharedAliasesTheValue(t *testing.T) {
+	t.Parallel()
+	b := (&envelope.Envelope{Timestamp: 1, Type: "string", Value: []byte("value")}).Append(nil)
+	shared, err := envelope.DecodeShared(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := envelope.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shared, copied) {
+		t.Fatalf("DecodeShared = %#v, Decode = %#v", shared, copied)
+	}
+	b[len(b)-5] = 'X' // inside the value (before the 4 checksum bytes)
+	if string(copied.Value) != "value" {
+		t.Errorf("Decode's value changed with its input: %q", copied.Value)
+	}
+	if string(shared.Value) == "value" {
+		t.Errorf("DecodeShared's value does not alias its input")
+	}
+	if _, err := envelope.DecodeShared([]byte("garbage")); err == nil {
+		t.Error("DecodeShared accepted garbage")
+	}
+}

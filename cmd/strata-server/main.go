@@ -1,0 +1,165 @@
+// Command strata-server serves named strata caches over HTTP, for services
+// in any language: a native API (/v1/caches/{cache}/keys/{key}), dache's
+// interface as a compatibility mode (/dache/{key}), health and readiness
+// checks and Prometheus metrics. See docs/server.md.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// parseLevel reads a log level name; empty means info.
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%w: log level %q: debug, info, warn or error expected", errConfig, s)
+	}
+	return l, nil
+}
+
+// run is the whole server: it returns the exit code, 0 after a graceful
+// shutdown (SIGTERM, SIGINT or ctx done), 2 for a configuration it refuses,
+// 1 for another failure.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("strata-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", getenv("STRATA_CONFIG"), "configuration file (YAML); default $STRATA_CONFIG")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*configPath, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	var h slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	if getenv("LOG_FORMAT") == "text" {
+		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(h)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := newServer(cfg, log, reg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	defer srv.Close()
+
+	// A tier that does not answer at start is not fatal (the caches serve
+	// from memory and /readyz says why), but it is worth a loud line.
+	pctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	for _, c := range srv.caches {
+		if c.hasL2 || c.hasBackplane {
+			if err := c.c.Ping(pctx); err != nil {
+				log.Warn("distributed tier not answering at start", slog.String("cache", c.name), slog.Any("err", err))
+			}
+		}
+	}
+	cancel()
+
+	tlsConfig, err := serverTLS(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "strata-server: listen: %v\n", err)
+		return 1
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	names := srv.provider.Names()
+	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("engine", cfg.Engine),
+		slog.String("caches", strings.Join(names, ",")), slog.Bool("dache", srv.dache != nil),
+		slog.Bool("tls", tlsConfig != nil), slog.Bool("mtls", cfg.TLSClientCAFile != ""))
+
+	hs := &http.Server{
+		Handler:           srv.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
+	}
+	sctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err := <-served:
+		log.Error("serve", slog.Any("err", err))
+		return 1
+	case <-sctx.Done():
+	}
+	srv.stopping.Store(true)
+	log.Info("shutting down", slog.Duration("timeout", time.Duration(cfg.ShutdownTimeout)))
+	dctx, dcancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+	defer dcancel()
+	code := 0
+	if err := hs.Shutdown(dctx); err != nil {
+		log.Error("shutdown: in-flight requests cut", slog.Any("err", err))
+		code = 1
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("serve", slog.Any("err", err))
+	}
+	if err := srv.Close(); err != nil {
+		log.Error("closing the caches", slog.Any("err", err))
+		code = 1
+	}
+	log.Info("stopped")
+	return code
+}
+
+// serverTLS returns the TLS configuration of cfg, or nil for plain HTTP.
+func serverTLS(cfg *Config) (*tls.Config, error) {
+	if cfg.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: TLS certificate: %w", errConfig, err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.TLSClientCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: TLS client CA: %w", errConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: TLS client CA %s: no PEM certificate in it", errConfig, cfg.TLSClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}

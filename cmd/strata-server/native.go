@@ -1,0 +1,412 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/strata-cache/strata/hybrid"
+)
+
+// tagsHeader carries the tags of a PUT, comma-separated.
+const tagsHeader = "Strata-Tags"
+
+// staleHeader marks a value served stale (fail-safe or allow_stale).
+const staleHeader = "Strata-Stale"
+
+// read returns the value of key: from the cache, or from the origin on a
+// miss in origin mode. stale reports a value served past its freshness.
+func (c *cache) read(ctx context.Context, key string, allowStale bool) (v []byte, found, stale bool, err error) {
+	if c.origin != nil {
+		if c.json {
+			return originGet[json.RawMessage](ctx, c, key)
+		}
+		return originGet[[]byte](ctx, c, key)
+	}
+	v, found, err = c.tryGet(ctx, key, false)
+	if err != nil || found || !allowStale {
+		return v, found, false, err
+	}
+	v, found, err = c.tryGet(ctx, key, true)
+	return v, found, found, err
+}
+
+func (c *cache) tryGet(ctx context.Context, key string, allowStale bool) ([]byte, bool, error) {
+	var opts []hybrid.Option
+	if allowStale {
+		opts = append(opts, hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true }))
+	}
+	if c.json {
+		v, ok, err := hybrid.TryGet[json.RawMessage](ctx, c.c, key, opts...)
+		return v, ok, err
+	}
+	return hybrid.TryGet[[]byte](ctx, c.c, key, opts...)
+}
+
+// set stores v, as the cache's Go type.
+func (c *cache) set(ctx context.Context, key string, v []byte, opts ...hybrid.Option) error {
+	if c.json {
+		return hybrid.Set(ctx, c.c, key, json.RawMessage(v), opts...)
+	}
+	return hybrid.Set(ctx, c.c, key, v, opts...)
+}
+
+// etag is a strong validator of a value: its 64-bit xxhash.
+func etag(v []byte) string {
+	var b [18]byte
+	b[0] = '"'
+	var h [8]byte
+	sum := xxhash.Sum64(v)
+	for i := range h {
+		h[i] = byte(sum >> (56 - 8*i))
+	}
+	hex.Encode(b[1:17], h[:])
+	b[17] = '"'
+	return string(b[:])
+}
+
+// etagMatch reports whether an If-None-Match header matches tag.
+func etagMatch(header, tag string) bool {
+	for part := range strings.SplitSeq(header, ",") {
+		p := strings.TrimSpace(part)
+		p = strings.TrimPrefix(p, "W/")
+		if p == "*" || p == tag {
+			return true
+		}
+	}
+	return false
+}
+
+func boolQuery(r *http.Request, name string) (bool, error) {
+	if r.URL.RawQuery == "" {
+		return false, nil
+	}
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("query parameter %s=%q: 1, true, 0 or false expected", name, v)
+	}
+	return b, nil
+}
+
+func (s *server) getKey(w http.ResponseWriter, r *http.Request, c *cache) {
+	allowStale, err := boolQuery(r, "allow_stale")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	key := r.PathValue("key")
+	v, found, stale, err := c.read(r.Context(), key, allowStale)
+	if err != nil {
+		s.cacheError(w, c, err)
+		return
+	}
+	if !found {
+		s.miss(w, r, c)
+		return
+	}
+	writeValue(w, r, c, v, stale)
+}
+
+// miss answers a read that found nothing: 404, or 503 when a strict
+// cache cannot ask its distributed tier.
+func (s *server) miss(w http.ResponseWriter, r *http.Request, c *cache) {
+	if c.strict && c.l2Open(r.Context()) {
+		writeError(w, http.StatusServiceUnavailable, "tier_unavailable",
+			"not in this node's memory, and the distributed tier is unavailable (see /readyz)")
+		return
+	}
+	writeError(w, http.StatusNotFound, "not_found", "no such key")
+}
+
+func writeValue(w http.ResponseWriter, r *http.Request, c *cache, v []byte, stale bool) {
+	h := w.Header()
+	tag := etag(v)
+	h["Etag"] = []string{tag}
+	if stale {
+		h[staleHeader] = []string{"true"}
+		h["Warning"] = []string{`110 - "Response is Stale"`}
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, tag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h["Content-Type"] = []string{c.contentType}
+	h["Content-Length"] = []string{strconv.Itoa(len(v))}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(v)
+	}
+}
+
+// ttlOf reads the TTL of a PUT: ?ttl= (a Go duration or seconds) wins
+// over Cache-Control: max-age. Zero means the cache's duration.
+func ttlOf(r *http.Request) (time.Duration, error) {
+	if r.URL.RawQuery != "" {
+		if v := r.URL.Query().Get("ttl"); v != "" {
+			d, err := parseTTL(v)
+			if err != nil {
+				return 0, fmt.Errorf("ttl=%q: %w", v, err)
+			}
+			return d, nil
+		}
+	}
+	for _, cc := range r.Header.Values("Cache-Control") {
+		for part := range strings.SplitSeq(cc, ",") {
+			name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if !strings.EqualFold(name, "max-age") {
+				continue
+			}
+			n, err := strconv.ParseInt(strings.Trim(val, `"`), 10, 64)
+			if err != nil || n <= 0 || n > int64(dacheForever/time.Second) {
+				return 0, fmt.Errorf("Cache-Control max-age=%q: a positive number of seconds expected", val)
+			}
+			return time.Duration(n) * time.Second, nil
+		}
+	}
+	return 0, nil
+}
+
+func parseTTL(v string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 || n > int64(dacheForever/time.Second) {
+			return 0, errors.New("a positive number of seconds expected")
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, errors.New("a duration such as 30s or a number of seconds expected")
+	}
+	if d <= 0 || d > dacheForever {
+		return 0, errors.New("the TTL must be positive")
+	}
+	return d, nil
+}
+
+// tagsOf reads the Strata-Tags header.
+func tagsOf(r *http.Request) ([]string, error) {
+	vals := r.Header.Values(tagsHeader)
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	var tags []string
+	for _, v := range vals {
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.TrimSpace(t)
+			if t == "" {
+				return nil, fmt.Errorf("%s: empty tag", tagsHeader)
+			}
+			if len(t) > hybrid.MaxTagLength {
+				return nil, fmt.Errorf("%s: tag longer than %d bytes", tagsHeader, hybrid.MaxTagLength)
+			}
+			tags = append(tags, t)
+		}
+	}
+	return tags, nil
+}
+
+// readBody reads the bounded body; it answers the error itself.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("the body is larger than %d bytes", s.cfg.MaxBodyBytes))
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
+		return nil, false
+	}
+	return b, true
+}
+
+func (s *server) putKey(w http.ResponseWriter, r *http.Request, c *cache) {
+	key := r.PathValue("key")
+	ttl, err := ttlOf(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_ttl", err.Error())
+		return
+	}
+	tags, err := tagsOf(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_tags", err.Error())
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	if c.json && !json.Valid(body) {
+		writeError(w, http.StatusBadRequest, "bad_body", "the body is not valid JSON (this cache holds JSON values)")
+		return
+	}
+	var opts []hybrid.Option
+	if ttl > 0 {
+		opts = append(opts, hybrid.WithDuration(ttl))
+	}
+	if tags != nil {
+		opts = append(opts, hybrid.WithTags(tags...))
+	}
+	err = s.strictWrite(r.Context(), c, key, func() error { return c.set(r.Context(), key, body, opts...) })
+	if err != nil {
+		s.cacheError(w, c, err)
+		return
+	}
+	w.Header().Set("Etag", etag(body))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) deleteKey(w http.ResponseWriter, r *http.Request, c *cache) {
+	key := r.PathValue("key")
+	err := s.strictWrite(r.Context(), c, key, func() error { return c.c.Remove(r.Context(), key) })
+	if err != nil {
+		s.cacheError(w, c, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) expireKey(w http.ResponseWriter, r *http.Request, c *cache) {
+	key := r.PathValue("key")
+	err := s.strictWrite(r.Context(), c, key, func() error { return c.c.Expire(r.Context(), key) })
+	if err != nil {
+		s.cacheError(w, c, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// decodeJSON decodes the whole body into v, refusing unknown fields and
+// trailing data; it answers the error itself.
+func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return false
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_body", "the body is not the JSON expected: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad_body", "the body has data after the JSON object")
+		return false
+	}
+	return true
+}
+
+// removeByTagRequest is the body of remove-by-tag. Mode is "expire" (the
+// default: the entries stay fail-safe fallbacks) or "delete" (gone).
+type removeByTagRequest struct {
+	Tags []string `json:"tags"`
+	Mode string   `json:"mode"`
+}
+
+func (s *server) removeByTag(w http.ResponseWriter, r *http.Request, c *cache) {
+	var req removeByTagRequest
+	if !s.decodeJSON(w, r, &req) {
+		return
+	}
+	if len(req.Tags) == 0 {
+		writeError(w, http.StatusBadRequest, "bad_body", `"tags" must list at least one tag`)
+		return
+	}
+	var mode hybrid.TagRemoval
+	switch req.Mode {
+	case "", "expire":
+		mode = hybrid.ExpireTagged
+	case "delete":
+		mode = hybrid.DeleteTagged
+	default:
+		writeError(w, http.StatusBadRequest, "bad_body", `"mode" must be "expire" or "delete"`)
+		return
+	}
+	if err := c.c.RemoveByTagWith(r.Context(), mode, req.Tags...); err != nil {
+		s.cacheError(w, c, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) clear(w http.ResponseWriter, r *http.Request, c *cache) {
+	allow, err := boolQuery(r, "allow_fail_safe")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if err := c.c.Clear(r.Context(), allow); err != nil {
+		s.cacheError(w, c, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type batchGetRequest struct {
+	Keys []string `json:"keys"`
+}
+
+// batchGetResponse holds the values found (base64 strings for a bytes
+// cache, the JSON values themselves for a json cache) and the keys not
+// found.
+type batchGetResponse struct {
+	Values  map[string]any `json:"values"`
+	Missing []string       `json:"missing"`
+}
+
+// batchGet reads many keys: one read per key for now (the library's batch
+// operations will replace the loop).
+func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
+	var req batchGetRequest
+	if !s.decodeJSON(w, r, &req) {
+		return
+	}
+	if len(req.Keys) == 0 {
+		writeError(w, http.StatusBadRequest, "bad_body", `"keys" must list at least one key`)
+		return
+	}
+	if len(req.Keys) > s.cfg.MaxBatchKeys {
+		writeError(w, http.StatusBadRequest, "bad_body", fmt.Sprintf("at most %d keys per batch", s.cfg.MaxBatchKeys))
+		return
+	}
+	resp := batchGetResponse{Values: map[string]any{}, Missing: []string{}}
+	seen := make(map[string]struct{}, len(req.Keys))
+	for _, key := range req.Keys {
+		if _, dup := seen[key]; dup {
+			continue
+		}
+		seen[key] = struct{}{}
+		v, found, _, err := c.read(r.Context(), key, false)
+		if err != nil {
+			if errors.Is(err, errOriginNotFound) {
+				resp.Missing = append(resp.Missing, key)
+				continue
+			}
+			s.cacheError(w, c, fmt.Errorf("key %q: %w", key, err))
+			return
+		}
+		switch {
+		case !found:
+			resp.Missing = append(resp.Missing, key)
+		case c.json:
+			resp.Values[key] = json.RawMessage(v)
+		default:
+			resp.Values[key] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
