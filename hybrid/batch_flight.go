@@ -69,6 +69,39 @@ func (c *Cache) claimFlight(key string, load func(claimed bool) (any, error)) (<
 	}), true
 }
 
+// claimHere is claimFlight for flightHere: the load runs on the caller's
+// goroutine (singleflight's Do) when the caller leads; when a batch holds
+// the key, the caller waits for the batch's answer.
+func (c *Cache) claimHere(key string, load func() (any, error)) (r singleflight.Result) {
+	s := &c.claims.shards[stripe(key)]
+	s.mu.Lock()
+	held, isHeld := s.m[key]
+	if isHeld && held.batch {
+		ch := held.join()
+		s.mu.Unlock()
+		return <-ch
+	}
+	tok := new(claimToken)
+	if !isHeld {
+		if s.m == nil {
+			s.m = make(map[string]*claimToken)
+		}
+		s.m[key] = tok
+	}
+	s.mu.Unlock()
+	r.Val, r.Err, r.Shared = c.sf.Do(key, func() (any, error) {
+		if isHeld {
+			c.reclaim(key, held, tok) // the holder's load ended or was forgotten
+		}
+		defer c.unclaim(key, tok)
+		return load()
+	})
+	if !isHeld {
+		c.unclaim(key, tok) // if another caller's Do ran the load instead
+	}
+	return r
+}
+
 // join adds a waiter to a batch's claim (the stripe lock held).
 func (t *claimToken) join() <-chan singleflight.Result {
 	ch := make(chan singleflight.Result, 1)

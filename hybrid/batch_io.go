@@ -29,7 +29,10 @@ type BatchL2 interface {
 // prefixed) with the physical lifetime TTL.
 type L2Item = redisstore.Item
 
-var _ BatchL2 = (*redisstore.Store)(nil)
+var (
+	_ BatchL2 = (*redisstore.Store)(nil)
+	_ BatchL2 = (*RedisL2)(nil)
+)
 
 // getL2Many reads the raw values of keys (not prefixed), bounded by
 // timeout (0: none). ok[i] is false when key i could not be read (timeout,
@@ -265,48 +268,23 @@ func (c *Cache) publishMany(ps []pending) {
 	}
 }
 
-// setMany stores entries in the memory tier, newest wins per key as set
-// does, waiting for ristretto's buffer once for all the new keys rather
-// than once per key. It holds the stripe locks of all the keys until then
-// (taken in ascending order, so it cannot deadlock with another setMany;
-// set holds one lock only), for the reason set holds one: a concurrent
-// first write of a key must see the key present.
+// setMany stores entries in the memory tier, each as set does (newest
+// wins; set no longer waits for ristretto's buffer, so one call per entry
+// costs no more than a batched one).
 func (m *l1) setMany(es []*entry, cost int64) {
-	if len(es) == 0 {
-		return
-	}
-	m.closeMu.RLock()
-	defer m.closeMu.RUnlock()
-	if m.closed {
-		return
-	}
-	var locked [len(m.stripes)]bool
 	for _, e := range es {
-		locked[stripe(e.key)] = true
+		m.set(e, cost)
 	}
-	for i, l := range locked {
-		if l {
-			m.stripes[i].Lock()
-		}
-	}
-	defer func() {
-		for i, l := range locked {
-			if l {
-				m.stripes[i].Unlock()
-			}
-		}
-	}()
-	fresh := false
-	for _, e := range es {
-		if _, existed := m.rc.Get(e.key); !existed {
-			fresh = true
-		}
-		if !m.rc.Set(e.key, e, cost) {
-			m.rc.Wait()
-			m.rc.Set(e.key, e, cost)
-		}
-	}
-	if fresh {
-		m.rc.Wait()
-	}
+}
+
+// GetMany reads keys in one round trip (see redisstore.Store.GetMany): one
+// MGET, or one MGET per hash slot, pipelined, on a cluster.
+func (r *RedisL2) GetMany(ctx context.Context, keys []string) ([][]byte, []error) {
+	return r.s.GetMany(ctx, keys)
+}
+
+// SetMany writes items newest-wins in one pipeline (see
+// redisstore.Store.SetMany).
+func (r *RedisL2) SetMany(ctx context.Context, items []L2Item) ([]bool, []error) {
+	return r.s.SetMany(ctx, items)
 }

@@ -44,14 +44,13 @@ func (c *Cache) flightHere(key string, load func() (any, error)) (r singleflight
 	if c.closed.Load() {
 		return r, false
 	}
-	r.Val, r.Err, r.Shared = c.sf.Do(key, func() (any, error) {
+	return c.claimHere(key, func() (any, error) {
 		if !c.enterBackground() {
 			return nil, ErrClosed
 		}
 		defer c.wg.Done()
 		return load()
-	})
-	return r, true
+	}), true
 }
 
 // detached is the context of a load: the values of the context it was
