@@ -394,7 +394,9 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	}
 	defer func() {
 		for _, k := range ks { // a safety net: every claim ends
-			c.finishKey(k.key, k.tok, nil, ErrClosed)
+			if !k.out {
+				c.finishKey(k.key, k.tok, nil, ErrClosed)
+			}
 		}
 	}()
 	haveAllStale := true
