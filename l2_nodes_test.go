@@ -347,3 +347,42 @@ func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestNotFoundSharedThroughL2: a "not found" cached by one node is read
+// from Redis by another, which does not ask the source.
+func TestNotFoundSharedThroughL2(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	entry := hybrid.EntryOptions{Duration: time.Hour, NotFoundDuration: time.Minute}
+	n1 := engineNode(t, srv.FastClient(t, ""), entry)
+	n2 := engineNode(t, srv.FastClient(t, ""), entry)
+	if _, err := hybrid.GetOrSet(ctx, n1, "user:9", func(ctx context.Context, fc *hybrid.FactoryContext[string]) (string, error) {
+		return fc.NotFound()
+	}); !errors.Is(err, hybrid.ErrNotFound) {
+		t.Fatalf("node 1: %v", err)
+	}
+	if _, err := hybrid.GetOrSet(ctx, n2, "user:9", neverCalled(t)); !errors.Is(err, hybrid.ErrNotFound) {
+		t.Fatalf("node 2: err = %v, want the not found from Redis", err)
+	}
+}
+
+// TestAutoCloneFromL2: an entry read from Redis into a cache with
+// AutoClone gives each reader its own copy too.
+func TestAutoCloneFromL2(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	entry := hybrid.EntryOptions{Duration: time.Hour, AutoClone: true}
+	n1 := engineNode(t, srv.FastClient(t, ""), entry)
+	n2 := engineNode(t, srv.FastClient(t, ""), entry)
+	if err := hybrid.Set(ctx, n1, "k", map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	a, ok := mustGet[map[string]int](t, n2, "k")
+	if !ok {
+		t.Fatal("miss")
+	}
+	a["a"] = 99
+	if b, _ := mustGet[map[string]int](t, n2, "k"); b["a"] != 1 {
+		t.Fatalf("a reader's change reached the next reader on node 2: %v", b)
+	}
+}

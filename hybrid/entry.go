@@ -1,9 +1,12 @@
 package hybrid
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+
+	"github.com/strata-cache/strata/serializer"
 )
 
 // entry is what the memory tier holds. It is immutable once stored, except
@@ -49,12 +52,54 @@ func allocEntry[T any](v T) *entry {
 }
 
 // valueOf returns e's value as a T; ok is false when e holds another type.
+// An auto-clone entry gives a new copy, decoded from its bytes.
 func valueOf[T any](e *entry) (v T, ok bool) {
-	p, ok := e.value.(*T)
+	return valueAs[T](e.value)
+}
+
+// valueAs returns val (an entry's value: a *T, or an *autoClone) as a T.
+func valueAs[T any](val any) (v T, ok bool) {
+	p, ok := val.(*T)
 	if !ok {
-		return v, false
+		return cloneOf[T](val)
 	}
 	return *p, true
+}
+
+// autoClone is the value of an entry written with EntryOptions.AutoClone:
+// the value serialized once, decoded anew for every reader, so that a
+// reader that changes its copy (a slice, a map, a pointer's target)
+// cannot change another's.
+type autoClone struct {
+	raw []byte
+	ser serializer.Serializer
+	typ string // typeName of the value's type
+}
+
+// cloneOf decodes a new T from val if it is an auto-clone value of T.
+func cloneOf[T any](val any) (v T, ok bool) {
+	ac, isClone := val.(*autoClone)
+	if !isClone || ac.typ != typeName[T]() {
+		return v, false
+	}
+	if err := ac.ser.Unmarshal(ac.raw, &v); err != nil {
+		return v, false
+	}
+	return v, true
+}
+
+// makeAutoClone turns e, holding v, into an auto-clone entry when o asks
+// for it: v is serialized once, here.
+func makeAutoClone[T any](e *entry, v T, o *EntryOptions, ser serializer.Serializer) error {
+	if !o.AutoClone {
+		return nil
+	}
+	raw, err := ser.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("hybrid: serialize %q for auto-clone: %w", e.key, err)
+	}
+	e.value = &autoClone{raw: raw, ser: ser, typ: e.typ}
+	return nil
 }
 
 // fresh reports whether e can be returned as a fresh hit at now.
@@ -63,8 +108,24 @@ func (e *entry) fresh(now int64) bool {
 }
 
 // usableStale reports whether e can serve as a fail-safe fallback at now.
+// A cached "not found" cannot.
 func (e *entry) usableStale(now int64) bool {
-	return e != nil && !e.tombstone && now < e.physUntil
+	return e != nil && !e.tombstone && now < e.physUntil && e.value != notFoundValue
+}
+
+// notFound is the value of a cached "not found" (FactoryContext.NotFound).
+type notFound struct{}
+
+// notFoundValue is the value of every "not found" entry; reading it as any
+// T gives ErrNotFound (see mismatch).
+var notFoundValue any = &notFound{}
+
+// newNotFound is the entry of a "not found" answered for key by a factory
+// that started at ts, stored at now, cached for o.NotFoundDuration.
+func newNotFound[T any](key string, ts, now int64, o *EntryOptions) *entry {
+	until := now + int64(o.NotFoundDuration)
+	return &entry{key: key, typ: typeName[T](), ts: ts, vts: ts, verified: ts,
+		freshUntil: until, l2Fresh: until, physUntil: until, tags: o.Tags, value: notFoundValue}
 }
 
 // newer reports whether e was created after o (a nil o is older than anything).

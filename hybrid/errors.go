@@ -33,4 +33,8 @@ var (
 	// value-size error: the Redis tier's own protocol guard returns the same
 	// sentinel.
 	ErrValueTooLarge = redisstore.ErrValueTooLarge
+	// ErrNotFound is returned by GetOrSet when the factory said, now or
+	// earlier within EntryOptions.NotFoundDuration, that the key has no
+	// value (FactoryContext.NotFound). TryGet reports such a key as a miss.
+	ErrNotFound = errors.New("hybrid: not found")
 )

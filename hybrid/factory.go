@@ -29,6 +29,7 @@ type FactoryContext[T any] struct {
 	etag         string
 	lastMod      int64
 	notModified  bool
+	notFound     bool
 }
 
 // ErrNoStaleValue is returned by FactoryContext.NotModified when the cache
@@ -82,6 +83,18 @@ func (fc *FactoryContext[T]) NotModified() (T, error) {
 	}
 	fc.notModified = true
 	return fc.stale, nil
+}
+
+// NotFound is for a key the source has no value for (a record that does
+// not exist): return its results from the factory. The callers get
+// ErrNotFound, and with EntryOptions.NotFoundDuration positive the answer
+// is cached for that long, in memory and in the distributed tier (and
+// announced like any write), so that a missing id does not reach the
+// source on every request. A later Set of the key replaces it.
+func (fc *FactoryContext[T]) NotFound() (T, error) {
+	fc.notFound = true
+	var zero T
+	return zero, nil
 }
 
 // meta returns the ETag and last-modified time to store with the result.

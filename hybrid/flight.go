@@ -111,11 +111,11 @@ func result[T any](key string, r singleflight.Result, ran bool) (T, error) {
 		}
 		return zero, r.Err
 	}
-	p, ok := r.Val.(*T)
+	v, ok := valueAs[T](r.Val)
 	if !ok {
 		return zero, mismatch[T](key, r.Val)
 	}
-	return *p, nil
+	return v, nil
 }
 
 // factoryTimeout is how long callers wait for the factory: the soft

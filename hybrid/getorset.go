@@ -125,6 +125,9 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 			if v, ok := fallbackFor[T](c, key, o); ok {
 				return v, nil
 			}
+			if d, ok := failSafeDefault[T](o); ok {
+				return *d, nil
+			}
 			return zero, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, o.FactoryHardTimeout)
 		}
 	}
@@ -156,11 +159,7 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 		return v, false, err
 	}
 	if e, _ := c.memoryHit(key, o); e != nil {
-		v, ok := valueOf[T](e)
-		if !ok {
-			return v, false, mismatch[T](key, e.value)
-		}
-		return v, true, nil
+		return typedValue[T](key, e)
 	}
 	return tryGetSlow[T](ctx, c, key, o)
 }
@@ -200,10 +199,14 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 	return v, false, nil
 }
 
-// typedValue returns e's value as a T, or ErrTypeMismatch.
+// typedValue returns e's value as a T for TryGet: a cached "not found" is
+// a miss, a value of another type ErrTypeMismatch.
 func typedValue[T any](key string, e *entry) (v T, ok bool, err error) {
 	v, ok = valueOf[T](e)
 	if !ok {
+		if e.value == notFoundValue {
+			return v, false, nil
+		}
 		return v, false, mismatch[T](key, e.value)
 	}
 	return v, true, nil
@@ -228,6 +231,9 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 		return err
 	}
 	e := newEntry(key, v, stamp(), nowNano(), o, meta{})
+	if err := makeAutoClone(e, v, o, c.ser); err != nil {
+		return err
+	}
 	var enc []byte
 	if c.l2 != nil && !o.SkipL2Write {
 		if enc, err = c.encode(e); err != nil {
@@ -402,20 +408,38 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			c.l1.set(x, o.Size)
 			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
 			return eager.value, nil
-		case fallback:
+		case fallback && o.failSafeFor(err):
 			c.serveStale(key, stale, o, FailSafeFactoryError)
 			return stale.value, nil
 		}
 		if late {
 			c.log.Warn("background factory failed", c.keyAttr(key), slog.Any("err", err))
 		}
+		if d, ok := failSafeDefault[T](o); ok && stale == nil && o.failSafeFor(err) {
+			return d, nil
+		}
 		return nil, fmt.Errorf("hybrid: factory %q: %w", key, err)
+	}
+	eo := fc.opts.withDefaults()
+	if fc.notFound {
+		if eo.NotFoundDuration <= 0 {
+			return notFoundValue, nil // answered, not cached
+		}
+		e := newNotFound[T](key, start, now, &eo)
+		var enc []byte
+		if c.l2 != nil && !eo.SkipL2Write {
+			enc, _ = c.encode(e) // a record without a value cannot be too large
+		}
+		c.store(e, &eo, enc)
+		return e.value, nil
 	}
 	if fc.notModified {
 		v = fc.stale
 	}
-	eo := fc.opts.withDefaults()
 	e := newEntry(key, v, start, now, &eo, fc.meta())
+	if err := makeAutoClone(e, v, &eo, c.ser); err != nil {
+		return nil, err
+	}
 	var enc []byte
 	if c.l2 != nil && !eo.SkipL2Write {
 		var err error
@@ -456,9 +480,16 @@ func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entr
 	})
 }
 
-// mismatch reports that key holds got (a *X, or nil) and was read as T.
+// mismatch reports that key holds got (a *X, or nil) and was read as T;
+// for a cached "not found" it is ErrNotFound.
 func mismatch[T any](key string, got any) error {
+	if got == notFoundValue {
+		return fmt.Errorf("%w: key %q", ErrNotFound, key)
+	}
 	held := strings.TrimPrefix(fmt.Sprintf("%T", got), "*")
+	if ac, ok := got.(*autoClone); ok {
+		held = ac.typ
+	}
 	return fmt.Errorf("%w: key %q holds %s, read as %T", ErrTypeMismatch, key, held, *new(T))
 }
 

@@ -63,13 +63,18 @@ func typeName[T any]() string { return reflect.TypeFor[T]().String() }
 
 // encode returns the envelope of e, or ErrValueTooLarge.
 func (c *Cache) encode(e *entry) ([]byte, error) {
-	val, err := c.ser.Marshal(e.value)
-	if err != nil {
-		return nil, fmt.Errorf("hybrid: serialize %q: %w", e.key, err)
-	}
 	env := envelope.Envelope{
 		Timestamp: e.ts, FreshUntil: e.l2Fresh, LastModified: e.lastMod,
-		Type: e.typ, ETag: e.etag, Tags: e.tags, Value: val,
+		Type: e.typ, ETag: e.etag, Tags: e.tags, NotFound: e.value == notFoundValue,
+	}
+	if ac, ok := e.value.(*autoClone); ok {
+		env.Value = ac.raw // serialized once, when stored
+	} else if !env.NotFound {
+		val, err := c.ser.Marshal(e.value)
+		if err != nil {
+			return nil, fmt.Errorf("hybrid: serialize %q: %w", e.key, err)
+		}
+		env.Value = val
 	}
 	if e.vts < e.ts {
 		env.Created = e.vts
@@ -93,6 +98,14 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		// A removal record: a miss that still wins over older copies.
 		return newTombstone(key, env.Timestamp)
 	}
+	if env.NotFound {
+		e := &entry{key: key, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp, verified: now,
+			freshUntil: env.FreshUntil, l2Fresh: env.FreshUntil, physUntil: env.FreshUntil, tags: env.Tags, value: notFoundValue}
+		if o.L1Duration > 0 {
+			e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
+		}
+		return e
+	}
 	if want := typeName[T](); env.Type != want {
 		c.stats.l2Corrupt.Add(1)
 		c.log.Warn("l2 entry of another type", c.keyAttr(key), slog.String("stored", env.Type), slog.String("want", want))
@@ -105,6 +118,9 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		return nil
 	}
 	e := allocEntry(v)
+	if o.AutoClone {
+		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type} // env.Value is ours (DecodeShared)
+	}
 	e.key, e.typ, e.ts, e.vts, e.verified = key, env.Type, env.Timestamp, env.Timestamp, now
 	if env.Created != 0 {
 		e.vts = env.Created // an expired copy: invalidations compare with its creation

@@ -86,6 +86,31 @@ type EntryOptions struct {
 	Tags []string
 	// AllowStaleOnRead lets TryGet return a stale (fail-safe) entry.
 	AllowStaleOnRead bool
+	// AutoClone gives every reader its own copy of the value: the value is
+	// serialized once when it is stored (with the cache's serializer) and
+	// decoded for each read, so that a reader that changes what it got (a
+	// slice, a map, a struct behind a pointer) cannot corrupt the copy of
+	// another (FusionCache's EnableAutoClone). It costs a decode per read;
+	// entries without it pay nothing. WARNING: without it, every reader of
+	// a key shares one value: treat it as read-only.
+	AutoClone bool
+	// NotFoundDuration is how long a "not found" answered by a factory
+	// (FactoryContext.NotFound) is cached, in memory and in the distributed
+	// tier, so that a missing record does not reach the source on every
+	// request. Zero means it is not cached.
+	NotFoundDuration time.Duration
+	// FailSafeErrorFilter, when set, decides which factory errors activate
+	// fail-safe: it is called with the factory's error, and false returns
+	// the error to the callers even if a stale value exists (a "not found"
+	// from the database should not serve stale data; a timeout should).
+	// Timeouts always activate fail-safe. Nil means every error does.
+	FailSafeErrorFilter func(error) bool
+	// FailSafeDefaultValue, when fail-safe is on and there is no stale value,
+	// is returned instead of the factory's error or ErrFactoryTimeout
+	// (FusionCache's failSafeDefaultValue). It is not cached. Set it with
+	// WithFailSafeDefault, which checks its type: a value of another type
+	// than the one read is ignored. Nil means none.
+	FailSafeDefaultValue any
 	// SkipL1Read bypasses reading the memory tier for this call.
 	SkipL1Read bool
 	// SkipL1Write bypasses writing the memory tier for this call.
@@ -121,6 +146,28 @@ func WithTags(tags ...string) Option {
 	return Option{func(o *EntryOptions) { o.Tags = append([]string(nil), tags...) }}
 }
 
+// WithFailSafeDefault sets the value returned when fail-safe is on, the
+// factory fails (or times out) and there is no stale value: see
+// EntryOptions.FailSafeDefaultValue.
+func WithFailSafeDefault[T any](v T) Option {
+	return Option{func(o *EntryOptions) { o.FailSafeDefaultValue = &v }}
+}
+
+// failSafeDefault returns the default value of o as a *T, if it has one of
+// that type and fail-safe is on.
+func failSafeDefault[T any](o *EntryOptions) (*T, bool) {
+	if !o.FailSafe || o.FailSafeDefaultValue == nil {
+		return nil, false
+	}
+	d, ok := o.FailSafeDefaultValue.(*T)
+	return d, ok
+}
+
+// failSafeFor reports whether a factory error activates fail-safe.
+func (o *EntryOptions) failSafeFor(err error) bool {
+	return o.FailSafe && (o.FailSafeErrorFilter == nil || o.FailSafeErrorFilter(err))
+}
+
 // WithOptions changes any field of the options for this call: f gets a
 // copy of the cache's EntryOptions (after the earlier options of the call)
 // and may change it. A nil f changes nothing.
@@ -144,6 +191,7 @@ func (o *EntryOptions) Validate() error {
 		{"FactoryHardTimeout", o.FactoryHardTimeout},
 		{"L2SoftTimeout", o.L2SoftTimeout},
 		{"L2HardTimeout", o.L2HardTimeout},
+		{"NotFoundDuration", o.NotFoundDuration},
 	}
 	for _, d := range durations {
 		if d.d < 0 {

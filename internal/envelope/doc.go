@@ -15,7 +15,8 @@
 //	10      8     FreshUntil    int64, unix nanoseconds
 //	18      8     LastModified  int64, unix nanoseconds, 0 = none
 //	26      1     flags: bit 0 FlagRemoved (a removal record, no value),
-//	              bit 1 FlagCreated (Created follows the value); any other
+//	              bit 1 FlagCreated (Created follows the value), bit 2
+//	              FlagNotFound (a cached "not found", no value); any other
 //	              bit set is corrupt
 //	27      ...   uvarint len, then the bytes of Type
 //	        ...   uvarint len, then the bytes of ETag

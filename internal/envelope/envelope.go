@@ -34,8 +34,11 @@ const (
 	FlagRemoved byte = 1 << 0
 	// FlagCreated says that 8 bytes of Created follow the value.
 	FlagCreated byte = 1 << 1
+	// FlagNotFound marks a cached "not found": the source has no value for
+	// the key. It carries no value.
+	FlagNotFound byte = 1 << 2
 
-	knownFlags = FlagRemoved | FlagCreated
+	knownFlags = FlagRemoved | FlagCreated | FlagNotFound
 )
 
 var (
@@ -73,6 +76,8 @@ type Envelope struct {
 	Value []byte
 	// Removed marks a removal record (FlagRemoved): Value is empty.
 	Removed bool
+	// NotFound marks a cached "not found" (FlagNotFound): Value is empty.
+	NotFound bool
 	// Created, when non-zero, is when the value was created, if that is
 	// earlier than Timestamp: an expired copy takes the expiry's time as
 	// Timestamp (so that older writes lose against it) and keeps its
@@ -85,6 +90,9 @@ func (e *Envelope) flags() byte {
 	var f byte
 	if e.Removed {
 		f |= FlagRemoved
+	}
+	if e.NotFound {
+		f |= FlagNotFound
 	}
 	if e.Created != 0 {
 		f |= FlagCreated
@@ -200,6 +208,7 @@ func decode(b []byte) (Envelope, error) {
 		return Envelope{}, corrupt("unknown flags 0x%02x", flags)
 	}
 	e.Removed = flags&FlagRemoved != 0
+	e.NotFound = flags&FlagNotFound != 0
 
 	r := reader{b: body, off: HeaderSize}
 	typ := r.bytes("type")
@@ -231,6 +240,9 @@ func decode(b []byte) (Envelope, error) {
 	}
 	if r.err == nil && e.Removed && len(value) > 0 {
 		r.fail("removal record with a value")
+	}
+	if r.err == nil && e.NotFound && (len(value) > 0 || e.Removed) {
+		r.fail("not-found record with a value or a removal")
 	}
 	if r.err == nil && r.off != len(r.b) {
 		r.fail("%d trailing bytes after the value", len(r.b)-r.off)

@@ -79,6 +79,7 @@ func TestRoundTrip(t *testing.T) {
 		{"removal record", envelope.Envelope{Timestamp: 7, FreshUntil: 7, Removed: true}},
 		{"expired copy", envelope.Envelope{Timestamp: 9, FreshUntil: 8, Created: 3, Type: "string", Value: []byte("v")}},
 		{"removal with created", envelope.Envelope{Timestamp: 9, Removed: true, Created: 2}},
+		{"not found", envelope.Envelope{Timestamp: 9, FreshUntil: 10, Type: "string", NotFound: true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,6 +188,7 @@ func TestDecodeCorrupt(t *testing.T) {
 		{"trailing garbage resealed", seal(cat(body, []byte{0xEE})), envelope.ErrCorrupt, "trailing"},
 		{"negative timestamp", seal(cat(header(-1), emptyFields)), envelope.ErrCorrupt, "negative timestamp"},
 		{"unknown flag", seal(cat(header(1)[:26], []byte{0x80}, emptyFields)), envelope.ErrCorrupt, "flags"},
+		{"not found with a value", seal(cat(header(1)[:26], []byte{envelope.FlagNotFound}, []byte{0, 0, 0, 1, 'v'})), envelope.ErrCorrupt, "not-found record"},
 		{"removal with a value", seal(cat(header(1)[:26], []byte{envelope.FlagRemoved}, []byte{0, 0, 0, 1, 'v'})), envelope.ErrCorrupt, "removal record"},
 		{"created truncated", seal(cat(header(1)[:26], []byte{envelope.FlagCreated}, emptyFields, []byte{0, 0, 0})), envelope.ErrCorrupt, "created time truncated"},
 		{"created zero", seal(cat(header(1)[:26], []byte{envelope.FlagCreated}, emptyFields, make([]byte, 8))), envelope.ErrCorrupt, "not positive"},
