@@ -20,10 +20,6 @@ var (
 	// ErrTooManyKeys is returned by the batch functions for more than
 	// MaxBatchKeys keys. Nothing is done.
 	ErrTooManyKeys = errors.New("hybrid: too many keys")
-	// ErrNotFound is returned by GetOrSet when the load it waited for was
-	// part of a batch whose factory did not return the key. The batch
-	// functions report it as Result.Found == false, not as an error.
-	ErrNotFound = errors.New("hybrid: not found")
 )
 
 // Result is the outcome of one key of a batch call.
@@ -181,6 +177,9 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	for i, key := range distinct {
 		if e, now := c.memoryHit(key, o); e != nil {
 			answered[i] = true
+			if e.value == notFoundValue {
+				continue // a cached "not found": a miss
+			}
 			v, ok := valueOf[T](e)
 			if !ok {
 				res[i].Err = mismatch[T](key, e.value)
@@ -345,11 +344,14 @@ func batchResult[T any](key string, r singleflight.Result) Result[T] {
 		}
 		return Result[T]{Err: r.Err}
 	}
-	p, ok := r.Val.(*T)
+	if r.Val == notFoundValue {
+		return Result[T]{}
+	}
+	v, ok := valueAs[T](r.Val)
 	if !ok {
 		return Result[T]{Err: mismatch[T](key, r.Val)}
 	}
-	return Result[T]{Value: *p, Found: true}
+	return Result[T]{Value: v, Found: true}
 }
 
 // loadOne loads one key with the batch factory, on the calling goroutine.
@@ -545,23 +547,45 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			continue
 		}
 		if kerr != nil {
-			if k.fallback {
+			switch d, hasDefault := failSafeDefault[T](o); {
+			case k.fallback && o.failSafeFor(kerr):
 				c.serveStale(k.key, k.stale, o, FailSafeFactoryError)
 				answer(k, k.stale.value, nil)
-				continue
+			case hasDefault && k.stale == nil && o.failSafeFor(kerr):
+				answer(k, d, nil)
+			default:
+				answer(k, nil, fmt.Errorf("hybrid: batch factory %q: %w", k.key, kerr))
 			}
-			answer(k, nil, fmt.Errorf("hybrid: batch factory %q: %w", k.key, kerr))
 			continue
 		}
-		if !found {
-			answer(k, nil, fmt.Errorf("%w: key %q (the batch factory did not return it)", ErrNotFound, k.key))
+		eo := fc.opts.withDefaults()
+		if !found || fc.notFound {
+			// Left out, or fc.NotFound: a "not found", cached for
+			// NotFoundDuration if positive, as GetOrSet's.
+			if eo.NotFoundDuration <= 0 {
+				answer(k, notFoundValue, nil)
+				continue
+			}
+			e := newNotFound[T](k.key, start, now, &eo)
+			if c.l2 != nil && !eo.SkipL2Write {
+				if enc, err := c.encode(e); err == nil {
+					writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil})
+				}
+			} else {
+				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, physUntil: e.physUntil})
+			}
+			entries = append(entries, e)
+			entryKeys = append(entryKeys, k)
 			continue
 		}
 		if fc.notModified {
 			v = fc.stale
 		}
-		eo := fc.opts.withDefaults()
 		e := newEntry(k.key, v, start, now, &eo, fc.meta())
+		if err := makeAutoClone(e, v, &eo, c.ser); err != nil {
+			answer(k, nil, err)
+			continue
+		}
 		if c.l2 != nil && !eo.SkipL2Write {
 			enc, err := c.encode(e)
 			if err != nil {
@@ -707,6 +731,9 @@ func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 
 // typedResult is the Result of the entry e of key.
 func typedResult[T any](key string, e *entry) Result[T] {
+	if e.value == notFoundValue {
+		return Result[T]{} // a cached "not found": a miss
+	}
 	v, ok := valueOf[T](e)
 	if !ok {
 		return Result[T]{Err: mismatch[T](key, e.value)}
@@ -743,6 +770,9 @@ func SetMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...
 	var writes []pending
 	for k, v := range values {
 		e := newEntry(k, v, stamp(), nowNano(), o, meta{})
+		if err := makeAutoClone(e, v, o, c.ser); err != nil {
+			return err
+		}
 		if c.l2 != nil && !o.SkipL2Write {
 			enc, err := c.encode(e)
 			if err != nil {

@@ -708,3 +708,41 @@ func TestBatchMemoryOnlyBackplane(t *testing.T) {
 	}
 	redistest.Eventually(t, "n2's copy of c goes stale", func() bool { _, ok := mustGet[string](t, n2, "c"); return !ok })
 }
+
+// A key the batch factory leaves out (or answers with NotFound) is a miss;
+// with NotFoundDuration it is cached as "not found" and not asked again.
+func TestGetOrSetManyNotFoundCached(t *testing.T) {
+	c := newCache(t, hybrid.Options{Entry: hybrid.EntryOptions{NotFoundDuration: time.Minute}})
+	ctx := context.Background()
+	var asked atomic.Int64
+	f := func(ctx context.Context, bc *hybrid.BatchContext[string]) (map[string]string, error) {
+		asked.Add(int64(len(bc.Keys())))
+		out := map[string]string{}
+		for _, k := range bc.Keys() {
+			switch k {
+			case "present":
+				out[k] = "v"
+			case "explicit":
+				bc.For(k).NotFound()
+			}
+		}
+		return out, nil
+	}
+	for range 2 {
+		res := mustMany(t, c, []string{"present", "absent", "explicit"}, f)
+		wantValue(t, res[0], "present", "v")
+		for _, r := range res[1:] {
+			if r.Found || r.Err != nil {
+				t.Fatalf("not found key: %+v, want a miss", r)
+			}
+		}
+	}
+	if n := asked.Load(); n != 3 {
+		t.Fatalf("keys asked = %d, want 3 (the not-found answers are cached)", n)
+	}
+	if _, err := hybrid.GetOrSet(ctx, c, "absent", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+		return "x", nil
+	}); !errors.Is(err, hybrid.ErrNotFound) {
+		t.Fatalf("GetOrSet of a cached not-found: %v, want ErrNotFound", err)
+	}
+}
