@@ -34,6 +34,9 @@ type Provider struct {
 
 	shared      redis.UniversalClient // nil: memory-only unless a cache is isolated
 	sharedOwned bool
+	sharedTier  Tier   // Settings.Tier; nil unless set
+	tierOwned   bool   // sharedTier was built by the provider
+	ownedTiers  []Tier // isolated tiers the provider built
 
 	mu      sync.RWMutex
 	caches  map[string]*hybrid.Cache
@@ -75,6 +78,14 @@ func NewProvider(s Settings) (*Provider, error) {
 		}
 		p.shared, p.sharedOwned = c, owned
 	}
+	if s.Tier != nil {
+		if err := p.openSharedTier(s); err != nil {
+			if p.sharedOwned {
+				p.shared.Close()
+			}
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -106,6 +117,9 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	}
 	if _, dup := p.caches[name]; dup {
 		return nil, fmt.Errorf("%w: %q", ErrDuplicateName, name)
+	}
+	if cs.Tier != nil || cs.Redis == nil && p.sharedTier != nil {
+		return p.registerOnTier(name, opts, &cs)
 	}
 	client := p.shared
 	var own redis.UniversalClient
@@ -194,6 +208,7 @@ func (p *Provider) Close() error {
 		if p.sharedOwned {
 			errs = append(errs, p.shared.Close())
 		}
+		errs = append(errs, p.closeTiers()...)
 		p.err = errors.Join(errs...)
 	})
 	return p.err

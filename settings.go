@@ -20,6 +20,10 @@ type Settings struct {
 	// Redis is the Redis shared by every cache (distributed tier and
 	// backplane). Nil means memory-only caches.
 	Redis *RedisSettings
+	// Tier is a distributed tier other than Redis (etcd: see module
+	// github.com/strata-cache/strata/etcd) shared by every cache, instead of
+	// Redis. Set at most one of Redis and Tier.
+	Tier *TierSettings
 	// Defaults is the template every registered cache starts from. Nil means
 	// ProductionDefaults().
 	Defaults *CacheSettings
@@ -71,6 +75,10 @@ type CacheSettings struct {
 	// Redis, when set, gives the cache its own client, distributed tier and
 	// backplane, isolated from the provider's shared Redis.
 	Redis *RedisSettings
+	// Tier, when set, puts the cache on a tier of its own other than Redis
+	// (etcd, ...), isolated from the provider's shared store. Set at most
+	// one of Redis and Tier.
+	Tier *TierSettings
 	// Serializer encodes values for Redis. Nil means serializer.Msgpack.
 	Serializer serializer.Serializer
 	// MaxKeyLength is the longest key accepted, in bytes. Zero means
@@ -80,6 +88,12 @@ type CacheSettings struct {
 	// Set returns hybrid.ErrValueTooLarge above it. Zero means
 	// hybrid.DefaultMaxValueSize (16 MiB). It is the only value-size limit.
 	MaxValueSize int
+	// Compressor compresses large values in Redis (hybrid.Options.Compressor);
+	// nil means none. Every process of a cache must use the same one.
+	Compressor serializer.Compressor
+	// CompressMinSize is the smallest serialized value compressed. Zero
+	// means hybrid.DefaultCompressMinSize (1 KiB).
+	CompressMinSize int
 	// L2CircuitBreakerDuration is how long Redis is skipped after a
 	// transient error (one probe a second still goes through). Zero means
 	// hybrid.DefaultL2CircuitBreakerDuration (30s).
@@ -113,6 +127,8 @@ func (s *CacheSettings) options(name string) hybrid.Options {
 		MaxKeyLength:                     s.MaxKeyLength,
 		KeyPrefix:                        keyPrefix,
 		Serializer:                       s.Serializer,
+		Compressor:                       s.Compressor,
+		CompressMinSize:                  s.CompressMinSize,
 		MaxValueSize:                     s.MaxValueSize,
 		L2CircuitBreakerDuration:         s.L2CircuitBreakerDuration,
 		DisableL2CircuitBreaker:          s.DisableL2CircuitBreaker,
@@ -190,6 +206,14 @@ func (s *CacheSettings) validate() error {
 	}
 	if s.Redis != nil {
 		if err := s.Redis.validate(); err != nil {
+			return err
+		}
+	}
+	if s.Tier != nil {
+		if s.Redis != nil {
+			return fmt.Errorf("%w: set at most one of Redis and Tier", ErrInvalidSettings)
+		}
+		if err := s.Tier.validate(); err != nil {
 			return err
 		}
 	}

@@ -43,7 +43,7 @@ func (c *Cache) publish(p pending) {
 // redisstore.KindConfig), and if so logs it at Error at most once a minute
 // and counts it.
 func (c *Cache) configError(op, key string, err error) bool {
-	if redisstore.Classify(err) != redisstore.KindConfig {
+	if classifyL2(err) != redisstore.KindConfig {
 		return false
 	}
 	c.stats.configErrors.Add(1)

@@ -130,6 +130,14 @@ func (c *Cache) propagateMany(ps []pending, o *EntryOptions) {
 // tier refused because it holds a newer change is not announced, and the
 // local copy of a refused set is marked stale (lostToNewer).
 func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
+	if c.l2Feeds {
+		// A tier that announces its own writes (FeedL2): each change goes
+		// through writeL2, which hands it the announcement.
+		for _, p := range ps {
+			c.writeL2(p, o)
+		}
+		return
+	}
 	if !c.breaker.allow() {
 		for _, p := range ps {
 			c.enqueue(p)

@@ -34,6 +34,8 @@ type Cache struct {
 	l2              L2
 	prefix          string
 	ser             serializer.Serializer
+	comp            serializer.Compressor // nil: none
+	compMin         int
 	maxValue        int
 	breaker         breaker
 	recovery        recovery
@@ -41,6 +43,7 @@ type Cache struct {
 	transientErrLog rateLimit
 	stats           stats
 	bp              backplane.Backplane
+	l2Feeds         bool // l2 announces its writes on bp (FeedL2)
 	id              string
 
 	inv   atomic.Pointer[invalidations]
@@ -81,9 +84,12 @@ func New(o Options) (*Cache, error) {
 		l2:         o.L2,
 		prefix:     o.KeyPrefix,
 		ser:        o.Serializer,
+		comp:       o.Compressor,
+		compMin:    o.CompressMinSize,
 		maxValue:   o.MaxValueSize,
 	}
 	c.bp, c.id = o.Backplane, o.InstanceID
+	c.l2Feeds = feeds(o.L2, o.Backplane)
 	if c.id == "" {
 		c.id = newInstanceID()
 	}

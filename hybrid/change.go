@@ -106,7 +106,7 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 	}
 	ctx, cancel := c.ioContext(o)
 	defer cancel()
-	written, err := c.apply(ctx, p)
+	written, announced, err := c.applyFeed(ctx, p)
 	if err != nil {
 		c.l2Failed(p.op.String(), p.key, err)
 		if transient(err) {
@@ -119,7 +119,7 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 		c.lostToNewer(p)
 		return
 	}
-	if !p.skipBP {
+	if !p.skipBP && !announced {
 		c.publish(p)
 	}
 }

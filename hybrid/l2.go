@@ -76,6 +76,17 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 		}
 		env.Value = val
 	}
+	if c.comp != nil && len(env.Value) >= c.compMin && len(env.Value) <= c.maxValue {
+		// (A value above the limit is refused below either way; readers
+		// decompress at most MaxValueSize bytes.)
+		z, err := c.comp.Compress(env.Value)
+		if err != nil {
+			return nil, fmt.Errorf("hybrid: compress %q: %w", e.key, err)
+		}
+		if len(z) < len(env.Value) {
+			env.Value, env.Compressed = z, true
+		}
+	}
 	if e.vts < e.ts {
 		env.Created = e.vts
 	}
@@ -97,6 +108,20 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	if env.Removed {
 		// A removal record: a miss that still wins over older copies.
 		return newTombstone(key, env.Timestamp)
+	}
+	if env.Compressed {
+		if c.comp == nil {
+			c.stats.l2Corrupt.Add(1)
+			c.log.Warn("l2 entry compressed, and this cache has no compressor", c.keyAttr(key))
+			return nil
+		}
+		raw, err := c.comp.Decompress(env.Value, c.maxValue)
+		if err != nil {
+			c.stats.l2Corrupt.Add(1)
+			c.log.Warn("l2 value undecompressable", c.keyAttr(key), slog.Any("err", err))
+			return nil
+		}
+		env.Value = raw
 	}
 	if env.NotFound {
 		e := &entry{key: key, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp, verified: now,
@@ -199,7 +224,7 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 // (permissions, wrong type) is logged at most once a minute.
 func (c *Cache) l2Failed(op, key string, err error) {
 	c.stats.l2Errors.Add(1)
-	kind := redisstore.Classify(err)
+	kind := classifyL2(err)
 	if c.ev != nil {
 		class := L2ErrorOther
 		switch kind {
@@ -229,7 +254,7 @@ func (c *Cache) l2Failed(op, key string, err error) {
 
 // transient reports whether err is worth a retry when the tier is back.
 func transient(err error) bool {
-	return redisstore.Classify(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
+	return classifyL2(err) == redisstore.KindTransient || errors.Is(err, context.DeadlineExceeded)
 }
 
 // l2Timeout is how long one operation may wait for the distributed tier:

@@ -307,6 +307,17 @@ type Options struct {
 	// DisableL2CircuitBreaker keeps calling the distributed tier after
 	// errors.
 	DisableL2CircuitBreaker bool
+	// Compressor compresses values of at least CompressMinSize serialized
+	// bytes before they go to the distributed tier (only when that makes
+	// them smaller); the envelope records it, so readers decode compressed
+	// and plain payloads alike. Every node of the cache must use the same
+	// compressor; a node without one treats a compressed payload as a miss
+	// (logged). Nil means no compression. serializer.Flate is in the core
+	// module; faster codecs (zstd, s2) are a small Compressor of your own.
+	Compressor serializer.Compressor
+	// CompressMinSize is the smallest serialized value that is compressed,
+	// in bytes. Zero means DefaultCompressMinSize (1 KiB).
+	CompressMinSize int
 	// Backplane tells the other instances of this cache about changes and
 	// applies theirs to the memory tier. Nil means none. The cache takes
 	// ownership: Close closes it.
@@ -344,6 +355,7 @@ func (o *Options) Validate() error {
 		{"MaxValueSize", int64(o.MaxValueSize)},
 		{"L2CircuitBreakerDuration", int64(o.L2CircuitBreakerDuration)},
 		{"AutoRecoveryMaxItems", int64(o.AutoRecoveryMaxItems)},
+		{"CompressMinSize", int64(o.CompressMinSize)},
 		{"WaitForInitialBackplaneSubscribe", int64(o.WaitForInitialBackplaneSubscribe)},
 	}
 	for _, f := range ints {
@@ -386,12 +398,19 @@ func (o Options) withDefaults() Options {
 	if o.AutoRecoveryMaxItems == 0 {
 		o.AutoRecoveryMaxItems = DefaultAutoRecoveryMaxItems
 	}
+	if o.CompressMinSize == 0 {
+		o.CompressMinSize = DefaultCompressMinSize
+	}
 	return o
 }
 
 // DefaultMaxValueSize is the largest serialized value written to the
 // distributed tier when Options.MaxValueSize is zero: 16 MiB.
 const DefaultMaxValueSize = 16 << 20
+
+// DefaultCompressMinSize is the smallest serialized value compressed when
+// Options.CompressMinSize is zero: 1 KiB.
+const DefaultCompressMinSize = 1 << 10
 
 // MaxMaxValueSize is the largest Options.MaxValueSize accepted: 512 MiB,
 // Redis's default proto-max-bulk-len (Redis drops the connection on a

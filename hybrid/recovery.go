@@ -78,10 +78,10 @@ func (c *Cache) replay() {
 				return
 			}
 			var err error
-			written := true
+			written, announced := true, false
 			if !p.l2Done && c.l2 != nil {
 				ctx, cancel := c.ioContext(&c.entry)
-				written, err = c.apply(ctx, p)
+				written, announced, err = c.applyFeed(ctx, p)
 				cancel()
 				if err != nil && transient(err) {
 					c.breaker.trip()
@@ -95,7 +95,7 @@ func (c *Cache) replay() {
 			if err == nil && !written {
 				c.lostToNewer(p) // a newer change reached the tier meanwhile: nothing to announce
 			}
-			if err == nil && written && !p.skipBP && c.bp != nil {
+			if err == nil && written && !p.skipBP && !announced && c.bp != nil {
 				if perr := c.publishNow(p); perr != nil && !c.configError("publish", p.key, perr) {
 					r.mu.Lock()
 					if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {

@@ -23,6 +23,7 @@ step() { printf '\n==> %s\n' "$*"; }
 needs=(
 	redis-server:redis-server
 	redis-cli:redis-tools
+	etcd:etcd-server
 	curl:curl # cmd/strata-server: the dache interface driven by a client that is not Go
 )
 

@@ -16,8 +16,9 @@
 //	18      8     LastModified  int64, unix nanoseconds, 0 = none
 //	26      1     flags: bit 0 FlagRemoved (a removal record, no value),
 //	              bit 1 FlagCreated (Created follows the value), bit 2
-//	              FlagNotFound (a cached "not found", no value); any other
-//	              bit set is corrupt
+//	              FlagNotFound (a cached "not found", no value), bit 3
+//	              FlagCompressed (Value is compressed); any other bit set
+//	              is corrupt
 //	27      ...   uvarint len, then the bytes of Type
 //	        ...   uvarint len, then the bytes of ETag
 //	        ...   uvarint count of Tags, then for each: uvarint len, bytes

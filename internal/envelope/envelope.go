@@ -37,8 +37,11 @@ const (
 	// FlagNotFound marks a cached "not found": the source has no value for
 	// the key. It carries no value.
 	FlagNotFound byte = 1 << 2
+	// FlagCompressed says that Value is compressed (with the cache's
+	// compressor).
+	FlagCompressed byte = 1 << 3
 
-	knownFlags = FlagRemoved | FlagCreated | FlagNotFound
+	knownFlags = FlagRemoved | FlagCreated | FlagNotFound | FlagCompressed
 )
 
 var (
@@ -78,6 +81,8 @@ type Envelope struct {
 	Removed bool
 	// NotFound marks a cached "not found" (FlagNotFound): Value is empty.
 	NotFound bool
+	// Compressed says that Value is compressed (FlagCompressed).
+	Compressed bool
 	// Created, when non-zero, is when the value was created, if that is
 	// earlier than Timestamp: an expired copy takes the expiry's time as
 	// Timestamp (so that older writes lose against it) and keeps its
@@ -93,6 +98,9 @@ func (e *Envelope) flags() byte {
 	}
 	if e.NotFound {
 		f |= FlagNotFound
+	}
+	if e.Compressed {
+		f |= FlagCompressed
 	}
 	if e.Created != 0 {
 		f |= FlagCreated
@@ -209,6 +217,7 @@ func decode(b []byte) (Envelope, error) {
 	}
 	e.Removed = flags&FlagRemoved != 0
 	e.NotFound = flags&FlagNotFound != 0
+	e.Compressed = flags&FlagCompressed != 0
 
 	r := reader{b: body, off: HeaderSize}
 	typ := r.bytes("type")
