@@ -120,6 +120,9 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) (*Redis, error) {
 	return r, nil
 }
 
+// Client returns the client r publishes and subscribes with.
+func (r *Redis) Client() redis.UniversalClient { return r.client }
+
 // Channel returns the pub/sub channel of r.
 func (r *Redis) Channel() string { return r.channel }
 

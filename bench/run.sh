@@ -58,6 +58,11 @@ fi
 	"${benchstat[@]}" -filter '.name:L2Hit' \
 		-col '/cache@(redis-get-decode strata)' "$OUT" || true
 	echo
+	echo "## Service mix: Strata vs go-redis/cache (goal: ops/s >= 1.0x, p99 no worse, stale-frac < 0.01)"
+	echo
+	"${benchstat[@]}" -filter '.name:ServiceMix' \
+		-col '/cache@(go-redis-cache strata strata-sync eko-chain)' "$OUT" || true
+	echo
 	echo "## Memory per entry: Strata vs raw ristretto"
 	echo
 	"${benchstat[@]}" -filter '.name:MemoryPerEntry .unit:(B/entry OR overhead-B/entry)' \

@@ -22,6 +22,7 @@ type Cache struct {
 	l1         *l1
 	ev         *Events            // nil: no callbacks; next to l1, which every hit loads
 	sf         singleflight.Group // loads of keys: see flight
+	claims     claims             // which loads hold which keys, for batches: see claimFlight
 	tagSF      singleflight.Group // loads of tag and clear records from the distributed tier
 	tagTTL     time.Duration
 	clearKnown atomic.Bool // the distributed tier's Clear state was read

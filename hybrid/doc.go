@@ -33,6 +33,10 @@
 //     against L2, a backplane message against memory, a queued write
 //     against a newer one) the newest wins.
 //   - RemoveByTag and Clear invalidate by timestamp, without scanning.
+//   - GetOrSetMany, TryGetMany, SetMany and Cache.RemoveMany do the same
+//     for many keys in one call: one memory pass, one L2 read (one MGET),
+//     one BatchFactory call for the keys no tier answered, one pipelined
+//     write, with stampede protection and fail-safe per key.
 //
 // Observability: log/slog for what the cache swallows, Cache.Stats for
 // counters (hits and misses per tier, factory calls, fail-safe...),
@@ -46,14 +50,15 @@
 //
 // Errors are sentinels matched with errors.Is: ErrInvalidKey, ErrClosed,
 // ErrFactoryTimeout, ErrTypeMismatch, ErrNilFactory, ErrInvalidOptions,
-// ErrFactoryPanic, ErrValueTooLarge, ErrNoStaleValue.
+// ErrFactoryPanic, ErrValueTooLarge, ErrNoStaleValue, ErrTooManyKeys,
+// ErrNotFound.
 //
 // The documentation pages in the docs directory of the repository,
 // https://github.com/strata-cache/strata/tree/main/docs, describe each
 // feature in depth; start with the guide (guide.md), then getorset.md,
 // failsafe.md, timeouts.md, eager-refresh.md, jitter.md,
 // adaptive-caching.md, l2.md, redis.md, serialization.md, backplane.md,
-// tags.md, clear.md, settings.md, errors.md, observability.md, design.md
+// tags.md, clear.md, batch.md, settings.md, errors.md, observability.md, design.md
 // and benchmarks.md (for example
 // https://github.com/strata-cache/strata/blob/main/docs/getorset.md).
 package hybrid

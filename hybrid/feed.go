@@ -34,8 +34,13 @@ type Change struct {
 	// Message is what the cache would publish on the backplane for the
 	// write. Message.Key is the cache key, without the key prefix.
 	Message   backplane.Message
+	bp        backplane.Backplane
 	announced atomic.Bool
 }
+
+// Backplane returns the backplane the change is to be announced on: the
+// one the store's Announces accepted.
+func (ch *Change) Backplane() backplane.Backplane { return ch.bp }
 
 // MarkAnnounced tells the cache that Message was written to the feed
 // together with the change: the cache does not publish it again. Call it
@@ -64,7 +69,7 @@ func (c *Cache) applyFeed(ctx context.Context, p pending) (written, announced bo
 	if kind == 0 {
 		kind = p.op.kind()
 	}
-	ch := &Change{Message: backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}}
+	ch := &Change{Message: backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}, bp: c.bp}
 	written, err = c.apply(context.WithValue(ctx, changeKey{}, ch), p)
 	if err == nil && written && ch.announced.Load() {
 		c.stats.bpPublished.Add(1)

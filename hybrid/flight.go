@@ -25,13 +25,14 @@ func (c *Cache) flight(key string, load func() (any, error)) (<-chan singlefligh
 	if c.closed.Load() {
 		return nil, false
 	}
-	return c.sf.DoChan(key, func() (any, error) {
+	ch, _ := c.claimFlight(key, func(bool) (any, error) {
 		if !c.enterBackground() {
 			return nil, ErrClosed
 		}
 		defer c.wg.Done()
 		return load()
-	}), true
+	})
+	return ch, true
 }
 
 // flightHere is flight for a caller that nothing can make stop waiting
@@ -43,14 +44,13 @@ func (c *Cache) flightHere(key string, load func() (any, error)) (r singleflight
 	if c.closed.Load() {
 		return r, false
 	}
-	r.Val, r.Err, r.Shared = c.sf.Do(key, func() (any, error) {
+	return c.claimHere(key, func() (any, error) {
 		if !c.enterBackground() {
 			return nil, ErrClosed
 		}
 		defer c.wg.Done()
 		return load()
-	})
-	return r, true
+	}), true
 }
 
 // detached is the context of a load: the values of the context it was

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/redisstore"
 )
@@ -31,15 +32,35 @@ type L2 interface {
 // RedisL2 is the distributed tier on Redis: one GET per read, one atomic
 // newest-wins write (a Lua script) per Set, in which a stored value that
 // does not decode never wins. Build it with NewRedisL2.
-type RedisL2 struct{ s *redisstore.Store }
+//
+// With a backplane.Redis on the same client and classic (not sharded)
+// pub/sub, the script also publishes the write's backplane message when it
+// writes (FeedL2): a write and its announcement are one round trip, and a
+// write that lost to a newer value announces nothing. On a cluster
+// (sharded pub/sub: the channel lives in another slot than the key) the
+// message is published after the write, a second round trip.
+type RedisL2 struct {
+	s      *redisstore.Store
+	client redis.UniversalClient
+}
 
-var _ L2 = (*RedisL2)(nil)
+var (
+	_ L2     = (*RedisL2)(nil)
+	_ FeedL2 = (*RedisL2)(nil)
+)
+
+// Announces reports whether r's writes can carry bp's messages: bp is a
+// backplane.Redis on r's client with classic pub/sub.
+func (r *RedisL2) Announces(bp backplane.Backplane) bool {
+	rb, ok := bp.(*backplane.Redis)
+	return ok && !rb.Sharded() && rb.Client() == r.client
+}
 
 // NewRedisL2 returns the distributed tier on a go-redis client (standalone,
 // cluster or sentinel failover). It does not own the client and never
 // closes it.
 func NewRedisL2(client redis.UniversalClient) *RedisL2 {
-	return &RedisL2{redisstore.New(client)}
+	return &RedisL2{s: redisstore.New(client), client: client}
 }
 
 // Get returns the value at key, or (nil, nil) when there is none.
@@ -48,6 +69,15 @@ func (r *RedisL2) Get(ctx context.Context, key string) ([]byte, error) { return 
 // Set writes value (an envelope) with the physical lifetime ttl unless
 // Redis holds a valid, newer envelope at key; written is false then.
 func (r *RedisL2) Set(ctx context.Context, key string, value []byte, ttl time.Duration) (written bool, err error) {
+	if ch, ok := ChangeFromContext(ctx); ok {
+		if rb, ok := ch.Backplane().(*backplane.Redis); ok && r.Announces(rb) {
+			written, published, err := r.s.SetPublish(ctx, key, value, ttl, rb.Channel(), ch.Message.AppendBinary(nil))
+			if published {
+				ch.MarkAnnounced()
+			}
+			return written, err
+		}
+	}
 	return r.s.Set(ctx, key, value, ttl)
 }
 

@@ -295,3 +295,35 @@ func TestEventsL2Call(t *testing.T) {
 			"get x 1s err=true @b", "remove k 0s err=true @c")
 	})
 }
+
+// TestStatsCountBatches: batch reads count per key, as single reads; a
+// batch factory run is one factory call.
+func TestStatsCountBatches(t *testing.T) {
+	t.Parallel()
+	l2 := &flakyL2{}
+	writer := newCache(t, hybrid.Options{L2: l2, Logger: quietLogger()})
+	c := newCache(t, hybrid.Options{L2: l2, Logger: quietLogger()})
+	ctx := context.Background()
+	hybrid.Set(ctx, writer, "inl2", "v")
+	hybrid.Set(ctx, c, "inl1", "v")
+	before := c.Stats()
+	f := func(ctx context.Context, bc *hybrid.BatchContext[string]) (map[string]string, error) {
+		m := map[string]string{}
+		for _, k := range bc.Keys() {
+			m[k] = "loaded"
+		}
+		return m, nil
+	}
+	if _, err := hybrid.GetOrSetMany(ctx, c, []string{"inl1", "inl2", "new1", "new2"}, f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hybrid.TryGetMany[string](ctx, c, []string{"inl1", "absent"}); err != nil {
+		t.Fatal(err)
+	}
+	s := c.Stats()
+	s.L1Hits -= before.L1Hits
+	want := hybrid.Stats{L1Hits: 2, L1Misses: 4, L2Hits: 1, L2Misses: 3, FactoryCalls: 1}
+	if s != want {
+		t.Fatalf("Stats:\n got %+v\nwant %+v", s, want)
+	}
+}

@@ -67,9 +67,8 @@ func (h *hotCounter) load() uint64 {
 // whether or not Events are set, and read without any SDK; every counter
 // only grows, except RecoveryPending and L2CircuitOpen (the current state).
 type Stats struct {
-	// L1Hits counts GetOrSet and TryGet calls answered with a fresh value
-	// from the memory tier (the hit path, or a load that found the value
-	// another load had just stored).
+	// L1Hits counts GetOrSet and TryGet calls (and keys of their batch
+	// forms) answered with a fresh value from the memory tier.
 	L1Hits uint64
 	// L1Misses counts GetOrSet and TryGet calls that found no fresh value
 	// in the memory tier (not counted with SkipL1Read). L1Hits + L1Misses
@@ -83,7 +82,8 @@ type Stats struct {
 	// or failed.
 	L2Misses uint64
 	// FactoryCalls counts factory runs that returned or panicked, eager
-	// refreshes included.
+	// refreshes included; one run of a BatchFactory is one call, whatever
+	// the number of its keys.
 	FactoryCalls uint64
 	// FactoryErrors counts the factory runs among FactoryCalls that
 	// returned an error or panicked.

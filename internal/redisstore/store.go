@@ -68,6 +68,12 @@ if cur and #cur >= %[1]d and string.byte(cur, 1) == %[2]d and string.byte(cur, 2
   end
 end
 redis.call('SET', KEYS[1], new, 'PX', ARGV[2])
+if ARGV[3] and ARGV[3] ~= '' then
+  local r = redis.pcall('PUBLISH', ARGV[3], ARGV[4])
+  if type(r) == 'table' and r.err then
+    return 2
+  end
+end
 return 1
 `, envelope.MinSize, envelope.Magic, envelope.Version))
 
@@ -79,6 +85,12 @@ var repairScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and redis.sha1hex(cur) == ARGV[3] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  if ARGV[4] and ARGV[4] ~= '' then
+    local r = redis.pcall('PUBLISH', ARGV[4], ARGV[5])
+    if type(r) == 'table' and r.err then
+      return 2
+    end
+  end
   return 1
 end
 return 0
@@ -152,40 +164,54 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 // with "redisstore: set" and wrap the go-redis error (see Classify); a key
 // that holds another Redis type fails with WRONGTYPE and is left alone.
 func (s *Store) Set(ctx context.Context, key string, val []byte, ttl time.Duration) (written bool, err error) {
+	written, _, err = s.SetPublish(ctx, key, val, ttl, "", nil)
+	return written, err
+}
+
+// SetPublish is Set that, when it writes, also publishes msg on channel
+// (classic PUBLISH) inside the same script: the write and its
+// announcement in one round trip, and a write that lost to a newer value
+// announces nothing. published is false when it did not publish: nothing
+// written, an empty channel, or the PUBLISH refused (a user without the
+// channel permission: the write stands, and the caller may publish itself
+// to see the error). Not for a Redis Cluster's sharded pub/sub, whose
+// channel lives in another slot than the key.
+func (s *Store) SetPublish(ctx context.Context, key string, val []byte, ttl time.Duration, channel string, msg []byte) (written, published bool, err error) {
 	if ttl <= 0 {
-		return false, fmt.Errorf("%w: %v for %q", ErrInvalidTTL, ttl, key)
+		return false, false, fmt.Errorf("%w: %v for %q", ErrInvalidTTL, ttl, key)
 	}
 	if len(val) > s.maxValueSize {
-		return false, fmt.Errorf("%w: %d bytes for %q, the maximum is %d", ErrValueTooLarge, len(val), key, s.maxValueSize)
+		return false, false, fmt.Errorf("%w: %d bytes for %q, the maximum is %d", ErrValueTooLarge, len(val), key, s.maxValueSize)
 	}
 	if _, ok := envelope.Timestamp(val); !ok {
-		return false, fmt.Errorf("%w: %d bytes for %q", ErrNotEnvelope, len(val), key)
+		return false, false, fmt.Errorf("%w: %d bytes for %q", ErrNotEnvelope, len(val), key)
 	}
 	ms := int64((ttl + time.Millisecond - 1) / time.Millisecond)
 	// A corrupt value may be replaced by another corrupt one meanwhile
 	// (someone else writing garbage): a few rounds, then give up.
 	for range 3 {
-		res, err := setScript.Run(ctx, s.client, []string{key}, val, ms).Result()
+		res, err := setScript.Run(ctx, s.client, []string{key}, val, ms, channel, msg).Result()
 		if err != nil {
-			return false, fmt.Errorf("redisstore: set %q: %w", key, err)
+			return false, false, fmt.Errorf("redisstore: set %q: %w", key, err)
 		}
 		kept, isValue := res.(string)
 		if !isValue {
-			return res == int64(1), nil
+			n, _ := res.(int64)
+			return n >= 1, n == 1 && channel != "", nil
 		}
 		if _, err := envelope.Decode([]byte(kept)); err == nil {
-			return false, nil // a valid, newer envelope: it wins
+			return false, false, nil // a valid, newer envelope: it wins
 		}
 		sum := sha1.Sum([]byte(kept))
-		n, err := repairScript.Run(ctx, s.client, []string{key}, val, ms, hex.EncodeToString(sum[:])).Int64()
+		n, err := repairScript.Run(ctx, s.client, []string{key}, val, ms, hex.EncodeToString(sum[:]), channel, msg).Int64()
 		if err != nil {
-			return false, fmt.Errorf("redisstore: set %q: %w", key, err)
+			return false, false, fmt.Errorf("redisstore: set %q: %w", key, err)
 		}
-		if n == 1 {
-			return true, nil
+		if n >= 1 {
+			return true, n == 1 && channel != "", nil
 		}
 	}
-	return false, fmt.Errorf("redisstore: set %q: %w", key, errKeptChanging)
+	return false, false, fmt.Errorf("redisstore: set %q: %w", key, errKeptChanging)
 }
 
 // errKeptChanging is returned by Set when the key kept changing under it to

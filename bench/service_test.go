@@ -1,0 +1,320 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strata-cache/strata/internal/redistest"
+)
+
+// svcNodes is the number of nodes of the service mix.
+const svcNodes = 3
+
+// svcSetPercent is the share of operations that Set a new version; the
+// others are GetOrSet.
+const svcSetPercent = 5
+
+// svcGoroutines are the goroutine counts per node of the service mix.
+var svcGoroutines = []int{16, 64}
+
+// svcContenders are the caches of the service mix, one instance per node.
+var svcContenders = []struct {
+	name  string
+	build func(svcEnv) (svcNode, error)
+}{
+	{"strata", newStrataNode},
+	{"strata-sync", newStrataSyncNode},
+	{"go-redis-cache", newGoRedisNode},
+	{"eko-chain", newEkoNode},
+}
+
+// svcRuns numbers the runs of the mix, so that each run has keys (and, for
+// Strata, a backplane channel) of its own.
+var svcRuns atomic.Int64
+
+// BenchmarkServiceMix models a service: svcNodes nodes in one process over
+// one redis-server, each with its own Redis client and its own cache
+// instance, G goroutines per node, keys drawn Zipf (s=1.1) over svcKeys keys
+// with a fixed seed per goroutine, 95% GetOrSet (the loader returns a 1 KiB
+// value built from the key and the source's current version) and 5% Set of
+// a new version. b.N operations in all, shared out between the goroutines,
+// measured after an untimed warm-up of as many operations (every run of the
+// function starts from empty caches, on keys of its own). Each node reads
+// its own write back before anything runs.
+//
+// Metrics: ops/s; p50-ns and p99-ns of an operation (every operation's
+// duration, all goroutines merged); stale-frac, the fraction of GetOrSet
+// results older than the newest version whose Set had completed before the
+// read started; loads/op, loader calls per operation; reloads/op, loader
+// calls for a key that had been loaded or Set before (so was in Redis);
+// warns/op, records of level Warn and above that the caches logged.
+func BenchmarkServiceMix(b *testing.B) {
+	addr, own := svcRedis(b)
+	keys := make([]string, svcKeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("item:%06d", i)
+	}
+	// Zipf's rank 0 is the hottest; the ranks are shuffled onto keys.
+	perm := rand.New(rand.NewPCG(seed, 1)).Perm(svcKeys)
+	for _, sc := range svcContenders {
+		b.Run("cache="+sc.name, func(b *testing.B) {
+			for _, g := range svcGoroutines {
+				b.Run("goroutines="+strconv.Itoa(g), func(b *testing.B) {
+					runServiceMix(b, addr, own, sc.build, g, keys, perm)
+				})
+			}
+		})
+	}
+}
+
+// svcRedis returns the Redis address of the mix: REDIS_ADDR, or a
+// redis-server started for b (own is then true: the mix may flush it).
+func svcRedis(b *testing.B) (addr string, own bool) {
+	if addr := os.Getenv("REDIS_ADDR"); addr != "" {
+		return addr, false
+	}
+	return redistest.Start(b).Addr(), true
+}
+
+// svcSource is the data behind the caches: a version per key (the
+// source's), and the newest version per key whose Set has completed.
+type svcSource struct {
+	version   []atomic.Int64
+	completed []atomic.Int64
+	seen      []atomic.Bool // the key was loaded or Set before (it is in Redis)
+	loads     atomic.Int64
+	reloads   atomic.Int64 // loads of a key already seen
+}
+
+// load returns key's value at the source's current version; a key outside
+// the key space (the correctness check's) is at version -1.
+func (s *svcSource) load(_ context.Context, key string) (svcValue, error) {
+	s.loads.Add(1)
+	n, ok := strings.CutPrefix(key, "item:")
+	i, err := strconv.Atoi(n)
+	if !ok || err != nil || i < 0 || i >= len(s.version) {
+		return newSvcValue(key, -1), nil
+	}
+	if s.seen[i].Swap(true) {
+		s.reloads.Add(1)
+	}
+	return newSvcValue(key, s.version[i].Load()), nil
+}
+
+// complete records that the Set of version v of key i has returned.
+func (s *svcSource) complete(i int, v int64) {
+	for {
+		cur := s.completed[i].Load()
+		if cur >= v || s.completed[i].CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
+// svcStats is what one goroutine of the mix counts.
+type svcStats struct {
+	durs                    []time.Duration
+	reads, stale, errs, bad int
+	firstErr                error
+}
+
+func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcNode, error), g int, keys []string, perm []int) {
+	run := svcRuns.Add(1)
+	name := fmt.Sprintf("svc-%d-%d", time.Now().UnixNano(), run)
+	src := &svcSource{version: make([]atomic.Int64, svcKeys), completed: make([]atomic.Int64, svcKeys), seen: make([]atomic.Bool, svcKeys)}
+	ctx := context.Background()
+
+	logs := newCountingHandler()
+	nodes := make([]svcNode, svcNodes)
+	clients := make([]*redis.Client, svcNodes)
+	defer func() {
+		for i := range nodes {
+			if nodes[i] != nil {
+				if err := nodes[i].Close(); err != nil {
+					b.Errorf("node %d: close: %v", i, err)
+				}
+			}
+			_ = clients[i].Close()
+		}
+		svcCleanup(b, addr, own, name)
+	}()
+	for i := range nodes {
+		clients[i] = newRedisClient(addr)
+		n, err := build(svcEnv{rdb: clients[i], name: name, load: src.load, logger: slog.New(logs)})
+		if err != nil {
+			b.Fatalf("node %d: %v", i, err)
+		}
+		nodes[i] = n
+	}
+	// Each node reads its own write back before anything is measured.
+	for i, n := range nodes {
+		key := fmt.Sprintf("check:%d", i)
+		want := newSvcValue(key, 1)
+		if err := n.Set(ctx, key, want); err != nil {
+			b.Fatalf("node %d: check Set: %v", i, err)
+		}
+		got, err := n.GetOrSet(ctx, key)
+		if err != nil || got.Key != key || got.Version != 1 || string(got.Payload) != string(want.Payload) {
+			b.Fatalf("node %d: GetOrSet after Set = %q v%d, %v; want %q v1", i, got.Key, got.Version, err, key)
+		}
+	}
+
+	workers := svcNodes * g
+	stats := make([]svcStats, workers)
+	start := make(chan struct{})
+	var warmed, wg sync.WaitGroup
+	for w := range workers {
+		ops := b.N / workers
+		if w < b.N%workers {
+			ops++
+		}
+		node := nodes[w%svcNodes]
+		st := &stats[w]
+		st.durs = make([]time.Duration, 0, ops)
+		warmed.Add(1)
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(seed, uint64(w)))
+			z := rand.NewZipf(r, 1.1, 1, svcKeys-1)
+			// The warm-up: as many operations as the measured loop,
+			// untimed and uncounted, so that the figures are those of a
+			// service that has been running, not of a cold start.
+			var warm svcStats
+			warm.durs = make([]time.Duration, 0, ops)
+			runSvcOps(ctx, node, src, r, z, keys, perm, ops, &warm)
+			st.bad = warm.bad // a wrong value fails the run, warm-up or not
+			warmed.Done()
+			<-start
+			runSvcOps(ctx, node, src, r, z, keys, perm, ops, st)
+		})
+	}
+	warmed.Wait()
+	src.loads.Store(0)
+	src.reloads.Store(0)
+	warnsBefore := logs.n.Load()
+	b.ResetTimer()
+	close(start)
+	wg.Wait()
+	b.StopTimer()
+	warns := logs.n.Load() - warnsBefore
+
+	var all svcStats
+	all.durs = make([]time.Duration, 0, b.N)
+	for _, st := range stats {
+		all.durs = append(all.durs, st.durs...)
+		all.reads += st.reads
+		all.stale += st.stale
+		all.errs += st.errs
+		all.bad += st.bad
+		all.firstErr = cmpErr(all.firstErr, st.firstErr)
+	}
+	if all.bad > 0 {
+		b.Fatalf("%d reads returned another key's value", all.bad)
+	}
+	// An error now and then (a timeout on a loaded machine) is counted; more
+	// than 1% of the operations means the figures measure failures.
+	if all.errs > 0 {
+		b.Logf("%d of %d operations failed; first: %v", all.errs, b.N, all.firstErr)
+		if all.errs*100 > b.N {
+			b.Errorf("more than 1%% of the operations failed")
+		}
+	}
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)/s, "ops/s")
+	}
+	reportPercentiles(b, all.durs)
+	if all.reads > 0 {
+		b.ReportMetric(float64(all.stale)/float64(all.reads), "stale-frac")
+	}
+	b.ReportMetric(float64(src.loads.Load())/float64(b.N), "loads/op")
+	b.ReportMetric(float64(src.reloads.Load())/float64(b.N), "reloads/op")
+	b.ReportMetric(float64(warns)/float64(b.N), "warns/op")
+	if warns > 0 {
+		b.Logf("%d warnings logged while measuring; first of the run: %s", warns, *logs.first)
+	}
+}
+
+// runSvcOps runs ops operations of the mix on node, keys drawn from z, the
+// operation chosen with r, and counts them in st.
+func runSvcOps(ctx context.Context, node svcNode, src *svcSource, r *rand.Rand, z *rand.Zipf, keys []string, perm []int, ops int, st *svcStats) {
+	for range ops {
+		i := perm[z.Uint64()]
+		key := keys[i]
+		if r.IntN(100) < svcSetPercent {
+			v := src.version[i].Add(1)
+			t0 := time.Now()
+			err := node.Set(ctx, key, newSvcValue(key, v))
+			st.durs = append(st.durs, time.Since(t0))
+			if err != nil {
+				st.errs++
+				st.firstErr = cmpErr(st.firstErr, err)
+				continue
+			}
+			src.complete(i, v)
+			src.seen[i].Store(true)
+			continue
+		}
+		want := src.completed[i].Load()
+		t0 := time.Now()
+		got, err := node.GetOrSet(ctx, key)
+		st.durs = append(st.durs, time.Since(t0))
+		st.reads++
+		switch {
+		case err != nil:
+			st.errs++
+			st.firstErr = cmpErr(st.firstErr, err)
+		case got.Key != key:
+			st.bad++
+		case got.Version < want:
+			st.stale++
+		}
+	}
+}
+
+// cmpErr keeps the first non-nil error.
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// svcCleanup deletes the keys of a run: a flush of the server the mix
+// started, else the run's keys only (on a shared REDIS_ADDR).
+func svcCleanup(b *testing.B, addr string, own bool, name string) {
+	rdb := newRedisClient(addr)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if own {
+		if err := rdb.FlushAll(ctx).Err(); err != nil {
+			b.Errorf("flush: %v", err)
+		}
+		return
+	}
+	iter := rdb.Scan(ctx, 0, name+":*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			rdb.Unlink(ctx, batch...)
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		rdb.Unlink(ctx, batch...)
+	}
+	if err := iter.Err(); err != nil {
+		b.Errorf("cleanup of %s: %v", name, err)
+	}
+}

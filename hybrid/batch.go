@@ -1,0 +1,857 @@
+package hybrid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// MaxBatchKeys is the most keys one batch call accepts (duplicates
+// included); more fail the call with ErrTooManyKeys. It bounds the size of
+// one MGET, one pipeline and one burst of backplane messages (each
+// receiver queues them; see backplane.RedisOptions.QueueSize).
+const MaxBatchKeys = 1000
+
+var (
+	// ErrTooManyKeys is returned by the batch functions for more than
+	// MaxBatchKeys keys. Nothing is done.
+	ErrTooManyKeys = errors.New("hybrid: too many keys")
+)
+
+// Result is the outcome of one key of a batch call.
+//
+// Found reports whether Value is the key's value. Found is false with a
+// nil Err for a miss: TryGetMany found no value, or GetOrSetMany's
+// factory did not return the key. Err is the key's own error (an invalid
+// key, a type mismatch, the factory's error, a timeout); the other keys
+// of the call are not affected by it.
+type Result[T any] struct {
+	Value T
+	Found bool
+	Err   error
+}
+
+// BatchFactory loads the values of many keys in one call, such as one
+// `WHERE id IN (...)` query. It is asked only for the keys that neither
+// tier could answer and that no other load (single-key or batch) is
+// loading already; bc.Keys lists them, without duplicates. It returns the
+// values it found; a key it leaves out is a miss, not cached (to cache a
+// "not found", return a value that says so, such as a nil pointer, with a
+// short bc.For(key).SetDuration). Keys it returns that it was not asked
+// for are ignored and logged.
+//
+// An error fails every key of the call: each key with a stale value gets
+// it (fail-safe), the others get the error. Its context is detached from
+// the callers' cancellation, as a Factory's is.
+type BatchFactory[T any] func(ctx context.Context, bc *BatchContext[T]) (map[string]T, error)
+
+// BatchContext is handed to a BatchFactory: the keys to load and, per key,
+// a FactoryContext with what the cache holds for it (stale value, ETag,
+// last-modified time) and the options of the entry to produce (duration,
+// fail-safe, tags, ETag: adaptive caching per key).
+type BatchContext[T any] struct {
+	keys []string
+	fcs  map[string]*FactoryContext[T]
+}
+
+// Keys returns the keys to load, each once. The slice must not be changed.
+func (bc *BatchContext[T]) Keys() []string { return bc.keys }
+
+// For returns the FactoryContext of key: its stale value and metadata, and
+// the options of its entry. For a key that was not asked for it returns a
+// context whose changes are ignored.
+func (bc *BatchContext[T]) For(key string) *FactoryContext[T] {
+	if fc, ok := bc.fcs[key]; ok {
+		return fc
+	}
+	return &FactoryContext[T]{key: key}
+}
+
+// Stale returns the stale value the cache holds for key, if any. It is
+// bc.For(key).Stale().
+func (bc *BatchContext[T]) Stale(key string) (T, bool) { return bc.For(key).Stale() }
+
+// batchKeys checks the keys of a batch call. It returns the distinct keys
+// (in the order of first appearance), the index of each key's distinct
+// key in it (-1 for an invalid key, whose error is in errs).
+func (c *Cache) batchKeys(ctx context.Context, keys []string) (distinct []string, idx []int, errs map[int]error, err error) {
+	if len(keys) > MaxBatchKeys {
+		return nil, nil, nil, fmt.Errorf("%w: %d, the maximum is %d", ErrTooManyKeys, len(keys), MaxBatchKeys)
+	}
+	if c.closed.Load() {
+		return nil, nil, nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
+	}
+	idx = make([]int, len(keys))
+	seen := make(map[string]int, len(keys))
+	distinct = make([]string, 0, len(keys))
+	for i, k := range keys {
+		if j, ok := seen[k]; ok {
+			idx[i] = j
+			continue
+		}
+		if err := c.check(ctx, k); err != nil {
+			if errs == nil {
+				errs = make(map[int]error)
+			}
+			errs[i] = err
+			idx[i] = -1
+			continue
+		}
+		seen[k] = len(distinct)
+		idx[i] = len(distinct)
+		distinct = append(distinct, k)
+	}
+	return distinct, idx, errs, nil
+}
+
+// spread returns the results of the distinct keys laid out along the keys
+// of the call, duplicates included.
+func spread[T any](res []Result[T], idx []int, errs map[int]error) []Result[T] {
+	if len(res) == len(idx) {
+		return res // no duplicate, no invalid key: already aligned
+	}
+	out := make([]Result[T], len(idx))
+	for i, j := range idx {
+		if j < 0 {
+			out[i].Err = errs[i]
+			continue
+		}
+		out[i] = res[j]
+	}
+	return out
+}
+
+// GetOrSetMany is GetOrSet for many keys. It returns one Result per key,
+// aligned with keys; a key listed twice is looked up and loaded once and
+// its Result repeated. The keys the memory tier does not answer are read
+// from the distributed tier in one round trip, and the keys neither tier
+// answers are loaded with one call of f, whose results are written to the
+// distributed tier in one pipeline and announced on the backplane in one
+// batch.
+//
+// Every rule of GetOrSet holds per key: a key already being loaded (by
+// GetOrSet or another batch) is not asked of f again, the call waits for
+// that load; fail-safe, the factory timeouts and the throttle apply to
+// each key with its own stale value; eager refresh starts one background
+// batch for the keys that reached their threshold.
+//
+// The call's error is non-nil when nothing was done: ErrNilFactory,
+// ErrTooManyKeys, ErrInvalidOptions, ErrClosed, or ctx.Err() on entry.
+// It is ctx.Err() too when ctx ended before every key was answered; then
+// the keys answered by then have their Results and the others carry
+// ctx.Err() (their loads go on for the other callers). An
+// empty keys returns an empty slice and nil. An invalid key gets
+// ErrInvalidKey in its Result and the other keys are served.
+//
+// If f panics, a caller that started the load of one of the keys panics
+// with the same value; the other callers get ErrFactoryPanic for those
+// keys.
+func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFactory[T], opts ...Option) ([]Result[T], error) {
+	if f == nil {
+		return nil, ErrNilFactory
+	}
+	if len(keys) == 0 {
+		return []Result[T]{}, nil
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return nil, err
+	}
+	distinct, idx, kerrs, err := c.batchKeys(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]Result[T], len(distinct))
+	answered := make([]bool, len(distinct))
+	var pending, led, eager []*batchKey
+	// The load is detached from this caller's cancellation but not from
+	// its values (trace spans, request-scoped loggers).
+	lctx := context.WithoutCancel(ctx)
+	for i, key := range distinct {
+		if e, now := c.hitL1(ctx, key, o); e != nil {
+			answered[i] = true
+			if e.value == notFoundValue {
+				continue // a cached "not found": a miss
+			}
+			v, ok := valueOf[T](e)
+			if !ok {
+				res[i].Err = mismatch[T](key, e.value)
+				continue
+			}
+			res[i] = Result[T]{Value: v, Found: true}
+			if e.eagerAt != 0 && now >= e.eagerAt {
+				// Unless a load of the key runs: one background batch
+				// for every such key of the call.
+				if b := claimKey(c, lctx, i, key, f, o, e); b.tok != nil {
+					eager = append(eager, b)
+				}
+			}
+			continue
+		}
+		if !o.SkipL1Read {
+			c.miss(ctx, key, TierL1)
+		}
+		b := claimKey(c, lctx, i, key, f, o, nil)
+		pending = append(pending, b)
+		if b.tok != nil {
+			led = append(led, b)
+		}
+	}
+	if len(eager) > 0 {
+		started := c.goBackground(func() {
+			for _, b := range eager {
+				c.stats.eagerRefreshes.Add(1)
+				if c.ev != nil {
+					c.emitEagerRefresh(ctx, b.key)
+				}
+			}
+			loadMany(lctx, c, eager, f, o)
+		})
+		if !started {
+			for _, b := range eager {
+				c.finishKey(b.key, b.tok, nil, ErrClosed)
+			}
+		}
+	}
+	done := make(chan struct{}) // closed when the keys this call leads are answered
+	if len(led) == 0 {
+		close(done)
+	} else if !c.goBackground(func() { defer close(done); loadMany(lctx, c, led, f, o) }) {
+		for _, b := range led {
+			c.finishKey(b.key, b.tok, nil, ErrClosed)
+		}
+		close(done)
+	}
+
+	w := newWaitTimers(o)
+	defer w.stop()
+	var cut error
+	var panicVal any
+	panicked := false
+	for _, b := range pending {
+		for !answered[b.i] && cut == nil {
+			wait := b.ch
+			var ledDone <-chan struct{}
+			if b.tok != nil {
+				wait, ledDone = nil, done
+			}
+			var r singleflight.Result
+			select {
+			case r = <-wait:
+			case <-ledDone:
+				var ok bool
+				if r, ok = c.finished(b.key, b.tok); !ok {
+					r = singleflight.Result{Err: ErrClosed} // not reached: loadMany answers every key
+				}
+			case <-ctx.Done():
+				cut = ctx.Err()
+				continue
+			case <-w.soft:
+				w.soft = nil
+				answerFallbacks(ctx, c, pending, res, answered, o, false)
+				continue
+			case <-w.hard:
+				w.hard = nil
+				answerFallbacks(ctx, c, pending, res, answered, o, true)
+				continue
+			}
+			answered[b.i] = true
+			res[b.i] = batchResult[T](b.key, r)
+			if p, ok := errors.AsType[*panicError](r.Err); ok && b.tok != nil && !panicked {
+				panicked, panicVal = true, p.value
+			}
+		}
+	}
+	short := false
+	for _, b := range pending {
+		if !answered[b.i] {
+			res[b.i].Err = cut
+			short = true
+		}
+	}
+	if panicked {
+		panic(panicVal)
+	}
+	if !short {
+		cut = nil
+	}
+	return spread(res, idx, kerrs), cut
+}
+
+// claimKey claims key for a batch call (an eager refresh of e when e is
+// not nil): b.tok is set when the call leads the key, b.ch otherwise (the
+// channel on which the key's current load answers).
+func claimKey[T any](c *Cache, lctx context.Context, i int, key string, f BatchFactory[T], o *EntryOptions, e *entry) *batchKey {
+	b := &batchKey{i: i, key: key, eager: e}
+	b.tok, b.ch = c.claimBatch(key, func() (any, error) {
+		// The single-key load held by the key was forgotten meanwhile:
+		// this call's load of the key runs alone.
+		if !c.enterBackground() {
+			return nil, ErrClosed
+		}
+		defer c.wg.Done()
+		return loadOne(lctx, c, key, f, o, e)
+	})
+	return b
+}
+
+// answerFallbacks is a timeout of the batch caller's wait, per key as for
+// GetOrSet: every key still unanswered gets its fail-safe fallback; at the
+// hard timeout, the others get ErrFactoryTimeout (and, with
+// DisableBackgroundCompletion, their keys are released).
+func answerFallbacks[T any](ctx context.Context, c *Cache, pending []*batchKey, res []Result[T], answered []bool, o *EntryOptions, hard bool) {
+	for _, b := range pending {
+		if answered[b.i] {
+			continue
+		}
+		if hard {
+			c.timedOut(b.key, o)
+			if b.tok != nil && o.DisableBackgroundCompletion {
+				// Released at once, as GetOrSet's key: the next caller
+				// starts afresh; this load's late result is dropped.
+				c.finishKey(b.key, b.tok, nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, b.key, o.FactoryHardTimeout))
+			}
+		}
+		if v, ok := fallbackFor[T](ctx, c, b.key, o); ok {
+			if hard {
+				c.factoryTimedOut(ctx, b.key, o, TimeoutHard, true)
+			} else {
+				c.factoryTimedOut(ctx, b.key, o, TimeoutSoft, true)
+				c.timedOut(b.key, o)
+			}
+			answered[b.i] = true
+			res[b.i] = Result[T]{Value: v, Found: true}
+			continue
+		}
+		if hard {
+			c.factoryTimedOut(ctx, b.key, o, TimeoutHard, false)
+			answered[b.i] = true
+			res[b.i].Err = fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, b.key, o.FactoryHardTimeout)
+		}
+	}
+}
+
+// batchResult turns one key's load result into its Result.
+func batchResult[T any](key string, r singleflight.Result) Result[T] {
+	if r.Err != nil {
+		if _, ok := errors.AsType[*panicError](r.Err); ok {
+			return Result[T]{Err: fmt.Errorf("%w: key %q", ErrFactoryPanic, key)}
+		}
+		if errors.Is(r.Err, ErrNotFound) {
+			return Result[T]{}
+		}
+		return Result[T]{Err: r.Err}
+	}
+	if r.Val == notFoundValue {
+		return Result[T]{}
+	}
+	v, ok := valueAs[T](r.Val)
+	if !ok {
+		return Result[T]{Err: mismatch[T](key, r.Val)}
+	}
+	return Result[T]{Value: v, Found: true}
+}
+
+// loadOne loads one key with the batch factory, on the calling goroutine.
+func loadOne[T any](ctx context.Context, c *Cache, key string, f BatchFactory[T], o *EntryOptions, eager *entry) (any, error) {
+	b := &batchKey{key: key, eager: eager, tok: &claimToken{batch: true}} // a claim of its own, not registered
+	loadMany(ctx, c, []*batchKey{b}, f, o)
+	r, _ := c.finished(key, b.tok)
+	return r.Val, r.Err
+}
+
+// batchKey is one key of a batch call and of its load.
+type batchKey struct {
+	i   int
+	key string
+	tok *claimToken                // the call's claim: it leads the key
+	ch  <-chan singleflight.Result // else: the key's current load answers here
+
+	eager    *entry // an eager refresh of this entry
+	stale    *entry
+	fallback bool
+	out      bool // answered from a tier; not asked of the factory
+}
+
+// loadMany is load for many keys: the memory tier again, one read of the
+// distributed tier for the keys still open, then one factory call for the
+// rest. It answers each key's claim once (finishKey), which hands the
+// result to every caller waiting on the key.
+func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFactory[T], o *EntryOptions) {
+	if c.bp != nil {
+		for _, k := range ks {
+			c.readers.add(k.key) // see bpHandler.HandleMessage
+		}
+		defer func() {
+			for _, k := range ks {
+				c.readers.done(k.key)
+			}
+		}()
+	}
+	answer := func(k *batchKey, v any, err error) {
+		k.out = true
+		c.finishKey(k.key, k.tok, v, err)
+	}
+	defer func() {
+		for _, k := range ks { // a safety net: every claim ends
+			if !k.out {
+				c.finishKey(k.key, k.tok, nil, ErrClosed)
+			}
+		}
+	}()
+	haveAllStale := true
+	for _, k := range ks {
+		stale, fresh := c.memoryAgain(ctx, k.key, o, k.eager)
+		if fresh != nil {
+			answer(k, fresh.value, nil)
+			continue
+		}
+		k.stale = stale
+		haveAllStale = haveAllStale && stale != nil
+	}
+
+	// The distributed tier: one read for every key still open.
+	if c.readsL2(o) {
+		var read []*batchKey
+		for _, k := range ks {
+			if !k.out {
+				read = append(read, k)
+			}
+		}
+		if len(read) > 0 {
+			timeout := o.L2HardTimeout
+			if haveAllStale && o.L2SoftTimeout > 0 && (timeout == 0 || o.L2SoftTimeout < timeout) {
+				timeout = o.L2SoftTimeout
+			}
+			names := make([]string, len(read))
+			for i, k := range read {
+				names[i] = k.key
+			}
+			start := stamp()
+			vals, _ := c.getL2Many(ctx, names, timeout)
+			for i, k := range read {
+				if vals[i] != nil {
+					if l2e := decodeL2[T](c, k.key, vals[i], o, start); l2e != nil {
+						var fresh *entry
+						if fresh, k.stale = c.mergeL2(ctx, k.key, o, l2e, k.stale, k.eager); fresh != nil {
+							c.hit(ctx, k.key, TierL2)
+							answer(k, fresh.value, nil)
+							continue
+						}
+					}
+				}
+				c.miss(ctx, k.key, TierL2)
+			}
+		}
+	}
+
+	// The factory: one call for every key still open.
+	bc := &BatchContext[T]{fcs: make(map[string]*FactoryContext[T])}
+	var need []*batchKey
+	allFallback := true
+	for _, k := range ks {
+		if k.out {
+			continue
+		}
+		fc := &FactoryContext[T]{key: k.key, opts: *o}
+		if k.stale != nil {
+			if v, ok := valueOf[T](k.stale); ok {
+				fc.stale, fc.hasStale = v, true
+				fc.staleETag, fc.staleLastMod = k.stale.etag, k.stale.lastMod
+			} else {
+				k.stale = nil
+			}
+		}
+		k.fallback = o.FailSafe && k.stale != nil
+		allFallback = allFallback && k.fallback
+		bc.keys = append(bc.keys, k.key)
+		bc.fcs[k.key] = fc
+		need = append(need, k)
+	}
+	if len(need) == 0 {
+		return
+	}
+	// The callers stop waiting at the factory timeouts (see answerFallbacks);
+	// with DisableBackgroundCompletion so does the factory, once the last
+	// of them has.
+	timeout := factoryTimeout(o, allFallback)
+	fctx, cancel := context.WithCancel(ctx)
+	if o.DisableBackgroundCompletion && timeout > 0 {
+		fctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel) // Close cancels the factory
+	defer stop()
+
+	began := nowNano()
+	start := stamp()
+	vals, panicked, pv, err := callBatchFactory(fctx, f, bc)
+	now := nowNano()
+	// One run of the batch factory, one call in Stats; an event per key.
+	c.stats.factoryCalls.Add(1)
+	if err != nil || panicked {
+		c.stats.factoryErrors.Add(1)
+	}
+	if c.ev != nil {
+		ferr := err
+		if panicked {
+			ferr = ErrFactoryPanic
+		}
+		for _, k := range need {
+			c.emitFactoryCall(ctx, k.key, time.Duration(now-began), ferr, k.eager != nil)
+		}
+	}
+	if panicked {
+		c.log.Error("batch factory panicked", slog.Int("keys", len(need)), c.keyAttr(need[0].key), slog.Any("panic", pv))
+		for _, k := range need {
+			answer(k, nil, &panicError{pv})
+		}
+		return
+	}
+	if err == nil {
+		if extra := len(vals) - countAsked(vals, bc); extra > 0 {
+			c.log.Warn("batch factory returned keys it was not asked for; ignored", slog.Int("count", extra))
+		}
+	}
+	var entries []*entry
+	var entryKeys []*batchKey
+	var writes []pending
+	for _, k := range need {
+		if kt := factoryTimeout(o, k.fallback); o.DisableBackgroundCompletion && kt > 0 && now-began >= int64(kt) {
+			// The callers got the fallback or the timeout; drop the result.
+			answer(k, nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, k.key, kt))
+			continue
+		}
+		fc := bc.fcs[k.key]
+		kerr := err
+		v, found := vals[k.key]
+		if kerr == nil {
+			if fc.notModified && !found {
+				v, found = fc.stale, true
+			}
+			if found {
+				kerr = fc.opts.Validate()
+			}
+		}
+		if k.eager != nil && (kerr != nil || !found) {
+			// Do not retry on every hit: the entry stays as it was, minus
+			// its eager refresh point.
+			x := k.eager.clone()
+			x.eagerAt = 0
+			c.l1.set(x, o.Size)
+			if kerr != nil {
+				c.log.Warn("eager refresh failed", c.keyAttr(k.key), slog.Any("err", kerr))
+			}
+			answer(k, k.eager.value, nil)
+			continue
+		}
+		if kerr != nil {
+			switch d, hasDefault := failSafeDefault[T](o); {
+			case k.fallback && o.failSafeFor(kerr):
+				c.serveStale(ctx, k.key, k.stale, o, FailSafeFactoryError)
+				answer(k, k.stale.value, nil)
+			case hasDefault && k.stale == nil && o.failSafeFor(kerr):
+				answer(k, d, nil)
+			default:
+				answer(k, nil, fmt.Errorf("hybrid: batch factory %q: %w", k.key, kerr))
+			}
+			continue
+		}
+		eo := fc.opts.withDefaults()
+		if !found || fc.notFound {
+			// Left out, or fc.NotFound: a "not found", cached for
+			// NotFoundDuration if positive, as GetOrSet's.
+			if eo.NotFoundDuration <= 0 {
+				answer(k, notFoundValue, nil)
+				continue
+			}
+			e := newNotFound[T](k.key, start, now, &eo)
+			if c.l2 != nil && !eo.SkipL2Write {
+				if enc, err := c.encode(e); err == nil {
+					writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, ctx: uncancelled(ctx)})
+				}
+			} else {
+				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, physUntil: e.physUntil, ctx: uncancelled(ctx)})
+			}
+			entries = append(entries, e)
+			entryKeys = append(entryKeys, k)
+			continue
+		}
+		if fc.notModified {
+			v = fc.stale
+		}
+		e := newEntry(k.key, v, start, now, &eo, fc.meta())
+		if err := makeAutoClone(e, v, &eo, c.ser); err != nil {
+			answer(k, nil, err)
+			continue
+		}
+		if c.l2 != nil && !eo.SkipL2Write {
+			enc, err := c.encode(e)
+			if err != nil {
+				c.log.Warn("factory result kept in memory only", c.keyAttr(k.key), slog.Any("err", err))
+			} else {
+				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, ctx: uncancelled(ctx)})
+			}
+		} else {
+			// No distributed tier to write: the backplane is told at once
+			// (as store does).
+			writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, physUntil: e.physUntil, ctx: uncancelled(ctx)})
+		}
+		entries = append(entries, e)
+		entryKeys = append(entryKeys, k)
+	}
+	if !o.SkipL1Write {
+		c.l1.setMany(entries, o.Size)
+	}
+	c.propagateMany(writes, o)
+	for i := len(entryKeys) - 1; i >= 0; i-- { // see GetOrSetMany's wait: the first key last
+		answer(entryKeys[i], entries[i].value, nil)
+	}
+}
+
+func countAsked[T any](vals map[string]T, bc *BatchContext[T]) int {
+	n := 0
+	for k := range vals {
+		if _, ok := bc.fcs[k]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+// callBatchFactory runs f, turning a panic into a value.
+func callBatchFactory[T any](ctx context.Context, f BatchFactory[T], bc *BatchContext[T]) (vals map[string]T, panicked bool, pv any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked, pv = true, r
+		}
+	}()
+	vals, err = f(ctx, bc)
+	return vals, false, nil, err
+}
+
+// TryGetMany is TryGet for many keys: one Result per key, aligned with
+// keys (duplicates answered once and repeated), Found false on a miss. The
+// keys the memory tier does not answer are read from the distributed tier
+// in one round trip. It never calls a factory.
+//
+// The call's error is ErrTooManyKeys, ErrInvalidOptions, ErrClosed or
+// ctx.Err(), and then nothing was done; an empty keys returns an empty
+// slice and nil. An invalid key gets ErrInvalidKey in its Result.
+func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Option) ([]Result[T], error) {
+	if len(keys) == 0 {
+		return []Result[T]{}, nil
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return nil, err
+	}
+	distinct, idx, kerrs, err := c.batchKeys(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]Result[T], len(distinct))
+	stale := make([]*entry, len(distinct))
+	var miss []int
+	for i, key := range distinct {
+		if e, _ := c.hitL1(ctx, key, o); e != nil {
+			res[i] = typedResult[T](key, e)
+			continue
+		}
+		// As TryGet's slow path: the memory entry checked against the
+		// distributed tier's invalidation records, if needed.
+		s, e := c.memoryAgain(ctx, key, o, nil)
+		if !o.SkipL1Read {
+			if e != nil {
+				c.hit(ctx, key, TierL1)
+			} else {
+				c.miss(ctx, key, TierL1)
+			}
+		}
+		if e != nil {
+			res[i] = typedResult[T](key, e)
+			continue
+		}
+		stale[i] = s
+		miss = append(miss, i)
+	}
+	if len(miss) > 0 && c.readsL2(o) {
+		names := make([]string, len(miss))
+		haveAllStale := true
+		for j, i := range miss {
+			names[j] = distinct[i]
+			haveAllStale = haveAllStale && stale[i] != nil
+		}
+		if c.bp != nil {
+			for _, k := range names {
+				c.readers.add(k)
+			}
+			defer func() {
+				for _, k := range names {
+					c.readers.done(k)
+				}
+			}()
+		}
+		timeout := o.L2HardTimeout
+		if haveAllStale && o.L2SoftTimeout > 0 && (timeout == 0 || o.L2SoftTimeout < timeout) {
+			timeout = o.L2SoftTimeout
+		}
+		start := stamp()
+		vals, _ := c.getL2Many(ctx, names, timeout)
+		for j, i := range miss {
+			key := distinct[i]
+			if vals[j] != nil {
+				if l2e := decodeL2[T](c, key, vals[j], o, start); l2e != nil {
+					var fresh *entry
+					if fresh, stale[i] = c.mergeL2(ctx, key, o, l2e, stale[i], nil); fresh != nil {
+						c.hit(ctx, key, TierL2)
+						res[i] = typedResult[T](key, fresh)
+						continue
+					}
+				}
+			}
+			c.miss(ctx, key, TierL2)
+		}
+	}
+	for _, i := range miss {
+		if !res[i].Found && res[i].Err == nil && o.AllowStaleOnRead && stale[i] != nil {
+			res[i] = typedResult[T](distinct[i], stale[i])
+			c.stats.staleServed.Add(1)
+			if c.ev != nil {
+				c.emitStaleServed(ctx, distinct[i])
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return spread(res, idx, kerrs), err
+	}
+	return spread(res, idx, kerrs), nil
+}
+
+// typedResult is the Result of the entry e of key.
+func typedResult[T any](key string, e *entry) Result[T] {
+	if e.value == notFoundValue {
+		return Result[T]{} // a cached "not found": a miss
+	}
+	v, ok := valueOf[T](e)
+	if !ok {
+		return Result[T]{Err: mismatch[T](key, e.value)}
+	}
+	return Result[T]{Value: v, Found: true}
+}
+
+// SetMany stores every value of values under its key, in every tier, as
+// Set does for one: the memory tier at once, the distributed tier in one
+// pipelined newest-wins write, the backplane in one batch.
+//
+// It checks everything first: if a key is invalid or a value cannot be
+// encoded (ErrInvalidKey, ErrValueTooLarge, a serializer error), it
+// returns that error, naming the key, and stores nothing. An empty map
+// does nothing. Errors: ErrTooManyKeys, ErrInvalidKey, ErrInvalidOptions,
+// ErrClosed, ErrValueTooLarge, ctx.Err().
+func SetMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...Option) error {
+	if len(values) == 0 {
+		return nil
+	}
+	if len(values) > MaxBatchKeys {
+		return fmt.Errorf("%w: %d, the maximum is %d", ErrTooManyKeys, len(values), MaxBatchKeys)
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return err
+	}
+	for k := range values {
+		if err := c.checkOne(ctx, k); err != nil {
+			return err
+		}
+	}
+	entries := make([]*entry, 0, len(values))
+	var writes []pending
+	for k, v := range values {
+		e := newEntry(k, v, stamp(), nowNano(), o, meta{})
+		if err := makeAutoClone(e, v, o, c.ser); err != nil {
+			return err
+		}
+		if c.l2 != nil && !o.SkipL2Write {
+			enc, err := c.encode(e)
+			if err != nil {
+				return err
+			}
+			writes = append(writes, pending{op: opSet, key: k, ts: e.ts, val: enc, physUntil: e.physUntil, ctx: uncancelled(ctx)})
+		} else if c.bp != nil && !o.SkipBackplane {
+			writes = append(writes, pending{op: opSet, key: k, ts: e.ts, ctx: uncancelled(ctx)})
+		}
+		entries = append(entries, e)
+	}
+	if !o.SkipL1Write {
+		c.l1.setMany(entries, o.Size)
+	}
+	c.propagateMany(writes, o)
+	return nil
+}
+
+// RemoveMany removes every key of keys, as Remove does for one: a
+// tombstone in the memory tier at once (a read that raced the removal
+// cannot put the old value back), then the distributed tier and one batch
+// of backplane notifications. Duplicates are removed once.
+//
+// It checks every key first: for an invalid key it returns ErrInvalidKey,
+// naming the key, and removes nothing. Errors: ErrTooManyKeys,
+// ErrInvalidKey, ErrInvalidOptions, ErrClosed, ctx.Err().
+func (c *Cache) RemoveMany(ctx context.Context, keys []string, opts ...Option) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if len(keys) > MaxBatchKeys {
+		return fmt.Errorf("%w: %d, the maximum is %d", ErrTooManyKeys, len(keys), MaxBatchKeys)
+	}
+	o, err := c.resolve(opts)
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if err := c.checkOne(ctx, k); err != nil {
+			return err
+		}
+		seen[k] = true
+	}
+	tombs := make([]*entry, 0, len(seen))
+	ps := make([]pending, 0, len(seen))
+	for _, k := range keys {
+		if !seen[k] {
+			continue
+		}
+		seen[k] = false
+		now := stamp()
+		tombs = append(tombs, newTombstone(k, now))
+		ps = append(ps, pending{op: opRemove, key: k, ts: now, ctx: uncancelled(ctx)})
+	}
+	c.l1.setMany(tombs, 1)
+	c.propagateMany(ps, o)
+	return nil
+}
+
+// checkOne is check for one key of a batch: an invalid key's error names it.
+func (c *Cache) checkOne(ctx context.Context, k string) error {
+	err := c.check(ctx, k)
+	if err != nil && errors.Is(err, ErrInvalidKey) {
+		return fmt.Errorf("%w (key %q)", err, truncate(k))
+	}
+	return err
+}
+
+// truncate shortens a key for an error message.
+func truncate(k string) string {
+	if len(k) > 64 {
+		return k[:64] + "..."
+	}
+	return k
+}

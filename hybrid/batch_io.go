@@ -1,0 +1,302 @@
+package hybrid
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/envelope"
+	"github.com/strata-cache/strata/internal/redisstore"
+)
+
+// BatchL2 is an L2 that reads and writes many keys in one round trip. The
+// batch functions (GetOrSetMany, TryGetMany, SetMany, RemoveMany) use it
+// when Options.L2 implements it, as NewRedisL2's store does; with a plain
+// L2 they fall back to one call per key.
+type BatchL2 interface {
+	L2
+	// GetMany returns the values at keys, aligned with keys (nil: no value).
+	// errs is nil when every key was read, else aligned with keys: a key
+	// with an error counts as unread, the others are used.
+	GetMany(ctx context.Context, keys []string) (vals [][]byte, errs []error)
+	// SetMany writes each item newest-wins, as L2.Set does. written and
+	// errs are aligned with items; errs is nil when no write failed.
+	SetMany(ctx context.Context, items []L2Item) (written []bool, errs []error)
+}
+
+// L2Item is one write of BatchL2.SetMany: the envelope Value at Key (already
+// prefixed) with the physical lifetime TTL.
+type L2Item = redisstore.Item
+
+var (
+	_ BatchL2 = (*redisstore.Store)(nil)
+	_ BatchL2 = (*RedisL2)(nil)
+)
+
+// getL2Many reads the raw values of keys (not prefixed), bounded by
+// timeout (0: none). ok[i] is false when key i could not be read (timeout,
+// open breaker, error); a miss is (nil, true). An error is logged and
+// counted once per call, not once per key.
+func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Duration) (vals [][]byte, ok []bool) {
+	ok = make([]bool, len(keys))
+	if c.l2 == nil || len(keys) == 0 || !c.breaker.allow() {
+		return make([][]byte, len(keys)), ok
+	}
+	rctx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		rctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = c.prefix + k
+	}
+	var errs []error
+	if bl, isBatch := c.l2.(BatchL2); isBatch {
+		vals, errs = bl.GetMany(rctx, full)
+	} else {
+		vals = make([][]byte, len(keys))
+		for i, k := range full {
+			b, err := c.l2.Get(rctx, k)
+			if err != nil {
+				if errs == nil {
+					errs = make([]error, len(keys))
+				}
+				errs[i] = err
+				continue
+			}
+			vals[i] = b
+		}
+	}
+	var first error
+	firstKey := ""
+	for i := range keys {
+		if errs != nil && errs[i] != nil {
+			if first == nil {
+				first, firstKey = errs[i], keys[i]
+			}
+			vals[i] = nil
+			continue
+		}
+		ok[i] = true
+	}
+	if first == nil {
+		c.breaker.succeeded()
+		return vals, ok
+	}
+	dl, hasDL := rctx.Deadline()
+	if rctx.Err() != nil || hasDL && !time.Now().Before(dl) {
+		c.stats.l2Timeouts.Add(1)
+		if c.ev != nil {
+			c.emitL2Error(ctx, "get", firstKey, L2ErrorTimeout, first)
+		}
+		return vals, ok
+	}
+	c.l2Failed(ctx, "get", firstKey, first)
+	return vals, ok
+}
+
+// propagateMany is propagate for many changes: one pipelined write to the
+// distributed tier, then one batch of backplane notifications.
+func (c *Cache) propagateMany(ps []pending, o *EntryOptions) {
+	if len(ps) == 0 {
+		return
+	}
+	skip := o.SkipBackplane || c.bp == nil
+	for i := range ps {
+		ps[i].skipBP = skip
+	}
+	if c.l2 == nil || o.SkipL2Write {
+		if skip {
+			return
+		}
+		if o.BackgroundL2Operations && c.goBackground(func() { c.publishMany(ps) }) {
+			return
+		}
+		c.publishMany(ps)
+		return
+	}
+	if o.BackgroundL2Operations && c.goBackground(func() { c.writeL2Many(ps, o) }) {
+		return
+	}
+	c.writeL2Many(ps, o)
+}
+
+// writeL2Many writes changes to the distributed tier, as writeL2 does for
+// one: the sets and the removals (removal records, as writeRemoval writes
+// them) in one BatchL2.SetMany, anything else one by one (apply). A change
+// that fails on a transient error is queued for auto-recovery; one the
+// tier refused because it holds a newer change is not announced, and the
+// local copy of a refused set is marked stale (lostToNewer).
+func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
+	if c.l2Feeds {
+		// A tier that announces its own writes (FeedL2): each change goes
+		// through writeL2, which hands it the announcement.
+		for _, p := range ps {
+			c.writeL2(p, o)
+		}
+		return
+	}
+	if !c.breaker.allow() {
+		for _, p := range ps {
+			c.enqueue(p)
+		}
+		return
+	}
+	pctx := context.Background() // the first change's operation (its span)
+	if len(ps) > 0 {
+		pctx = ps[0].context()
+	}
+	ctx, cancel := c.ioContext(pctx, o)
+	defer cancel()
+	done := make([]pending, 0, len(ps))
+	bl, isBatch := c.l2.(BatchL2)
+	var batched []int
+	var items []L2Item
+	now := nowNano()
+	for i, p := range ps {
+		if isBatch {
+			switch p.op {
+			case opSet:
+				if p.physUntil-now > 0 { // else expired while waiting: nothing to write
+					batched = append(batched, i)
+					items = append(items, L2Item{Key: c.prefix + p.key, Value: p.val, TTL: time.Duration(p.physUntil - now)})
+				}
+				continue
+			case opRemove:
+				batched = append(batched, i)
+				items = append(items, removalItem(c.prefix+p.key, p.ts))
+				continue
+			}
+		}
+		written, err := c.apply(ctx, p)
+		if err != nil {
+			c.l2Failed(p.context(), p.op.String(), p.key, err)
+			if transient(err) {
+				c.enqueue(p)
+			}
+			continue
+		}
+		c.breaker.succeeded()
+		if !written {
+			c.lostToNewer(p)
+			continue
+		}
+		done = append(done, p)
+	}
+	if len(items) > 0 {
+		written, errs := bl.SetMany(ctx, items)
+		logged := false
+		for j, i := range batched {
+			if errs != nil && errs[j] != nil {
+				if !logged { // one log line and one breaker trip per call
+					c.l2Failed(ps[i].context(), ps[i].op.String(), ps[i].key, errs[j])
+					logged = true
+				}
+				if transient(errs[j]) {
+					c.enqueue(ps[i])
+				}
+				continue
+			}
+			if !written[j] {
+				c.lostToNewer(ps[i])
+				continue
+			}
+			done = append(done, ps[i])
+		}
+		if !logged {
+			c.breaker.succeeded()
+		}
+	}
+	c.publishMany(done)
+}
+
+// removalItem is the removal record of key at ts, as writeRemoval writes it.
+func removalItem(key string, ts int64) L2Item {
+	env := envelope.Envelope{Timestamp: ts, FreshUntil: ts, Removed: true}
+	return L2Item{Key: key, Value: env.Append(nil), TTL: removalTTL}
+}
+
+// publishMany announces changes that reached the distributed tier (or the
+// memory tier, without one), in one BatchPublisher.PublishBatch when the
+// backplane has it. Failed notifications are queued for auto-recovery,
+// except those refused by configuration (see publish).
+func (c *Cache) publishMany(ps []pending) {
+	if c.bp == nil {
+		return
+	}
+	send := ps[:0:0]
+	for _, p := range ps {
+		if !p.skipBP {
+			send = append(send, p)
+		}
+	}
+	if len(send) == 0 {
+		return
+	}
+	bp, isBatch := c.bp.(backplane.BatchPublisher)
+	if !isBatch || len(send) == 1 {
+		for _, p := range send {
+			c.publish(p)
+		}
+		return
+	}
+	ms := make([]backplane.Message, len(send))
+	for i, p := range send {
+		kind := p.bpKind
+		if kind == 0 {
+			kind = p.op.kind()
+		}
+		ms[i] = backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}
+	}
+	ctx, cancel := c.ioContext(send[0].context(), &c.entry) // the first change's operation
+	defer cancel()
+	errs := bp.PublishBatch(ctx, ms)
+	logged := false
+	for i, p := range send {
+		var err error
+		if errs != nil {
+			err = errs[i]
+		}
+		switch {
+		case err != nil:
+			c.stats.bpErrors.Add(1)
+			if c.configError("publish", p.key, err) {
+				break // retrying cannot fix it: not queued (as publish)
+			}
+			if !logged {
+				c.log.Warn("backplane publish failed", c.keyAttr(p.key), slog.Int("batch", len(send)), slog.Any("err", err))
+				logged = true
+			}
+			p.l2Done = true
+			c.enqueue(p)
+		default:
+			c.stats.bpPublished.Add(1)
+		}
+		if c.ev != nil {
+			c.emitBackplaneMessage(p.context(), p.key, DirectionSent, ms[i].Kind, err)
+		}
+	}
+}
+
+// setMany stores entries in the memory tier, each as set does (newest
+// wins; set no longer waits for ristretto's buffer, so one call per entry
+// costs no more than a batched one).
+func (m *l1) setMany(es []*entry, cost int64) {
+	for _, e := range es {
+		m.set(e, cost)
+	}
+}
+
+// GetMany reads keys in one round trip (see redisstore.Store.GetMany): one
+// MGET, or one MGET per hash slot, pipelined, on a cluster.
+func (r *RedisL2) GetMany(ctx context.Context, keys []string) ([][]byte, []error) {
+	return r.s.GetMany(ctx, keys)
+}
+
+// SetMany writes items newest-wins in one pipeline (see
+// redisstore.Store.SetMany).
+func (r *RedisL2) SetMany(ctx context.Context, items []L2Item) ([]bool, []error) {
+	return r.s.SetMany(ctx, items)
+}
