@@ -141,6 +141,9 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 	}
 	if span != nil {
 		span.SetAttributes(slog.String(AttrTier, TierL2.String()), slog.String(AttrOp, p.op.String()))
+		if announced {
+			span.SetAttributes(slog.Bool(AttrAnnounced, true))
+		}
 		span.End(err)
 	}
 	if err != nil {

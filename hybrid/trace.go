@@ -102,6 +102,10 @@ const (
 	AttrOp = "strata.operation.change"
 	// AttrMessageKind (string): on SpanPublish, the message's kind.
 	AttrMessageKind = "strata.backplane.message_action"
+	// AttrAnnounced (bool): on SpanL2Set, the write published the
+	// backplane message itself (one round trip on a standalone Redis whose
+	// client the backplane shares): there is no SpanPublish then.
+	AttrAnnounced = "strata.backplane.announced"
 	// AttrTagsCount (int): on SpanRemoveByTag, how many tags.
 	AttrTagsCount = "strata.tags.count"
 )
