@@ -49,7 +49,8 @@ type Cache struct {
 	inv   atomic.Pointer[invalidations]
 	invMu sync.Mutex
 
-	hookPanic atomic.Bool // an event callback panicked (logged once)
+	hookPanic  atomic.Bool // an event callback panicked (logged once)
+	subscribed atomic.Bool // the backplane subscription was confirmed
 
 	closed    atomic.Bool
 	mu        sync.RWMutex // guards starting background work against Close

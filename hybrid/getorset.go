@@ -169,6 +169,16 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 // invalidation records, then the distributed tier, then a stale value if
 // the options allow it.
 func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOptions) (v T, ok bool, err error) {
+	e, err := tryGetEntry[T](ctx, c, key, o)
+	if e == nil || err != nil {
+		return v, false, err
+	}
+	return typedValue[T](key, e)
+}
+
+// tryGetEntry is TryGet's slow path: the entry that answers (fresh, or
+// stale with AllowStaleOnRead), or nil for a miss.
+func tryGetEntry[T any](ctx context.Context, c *Cache, key string, o *EntryOptions) (*entry, error) {
 	stale, e := c.memoryAgain(ctx, key, o, nil)
 	if c.ev != nil && !o.SkipL1Read {
 		if e != nil {
@@ -180,7 +190,7 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 	if e != nil {
 		// The hit path could not tell without the distributed tier's
 		// invalidation records; now it can.
-		return typedValue[T](key, e)
+		return e, nil
 	}
 	if c.l2 != nil && c.bp != nil {
 		c.readers.add(key)
@@ -188,15 +198,15 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 	}
 	hit, stale := readThroughL2[T](ctx, c, key, o, stale, nil)
 	if hit != nil {
-		return typedValue[T](key, hit)
+		return hit, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return v, false, err
+		return nil, err
 	}
 	if o.AllowStaleOnRead && stale != nil {
-		return typedValue[T](key, stale)
+		return stale, nil
 	}
-	return v, false, nil
+	return nil, nil
 }
 
 // typedValue returns e's value as a T for TryGet: a cached "not found" is
