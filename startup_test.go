@@ -76,7 +76,11 @@ func TestRegisterDoesNotWaitForRedis(t *testing.T) {
 		t.Fatalf("memory while Redis hangs: %q, %v", v, ok)
 	}
 
+	if a.BackplaneSubscribed() {
+		t.Fatal("BackplaneSubscribed with Redis hung")
+	}
 	proxy.Resume()
+	redistest.Eventually(t, "BackplaneSubscribed", a.BackplaneSubscribed)
 	redistest.Eventually(t, "the backplane subscriptions", func() bool {
 		return numSub(t, srv, "strata:{a:}:bp") == 1 && numSub(t, srv, "strata:{c:}:bp") == 1
 	})

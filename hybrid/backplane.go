@@ -141,6 +141,7 @@ func (c *Cache) received(m backplane.Message) {
 // only if it is still the newest. Nothing is reloaded eagerly.
 func (h bpHandler) HandleGap() {
 	c := h.c
+	c.subscribed.Store(true) // a gap is reported once subscribed (again)
 	c.stats.bpGaps.Add(1)
 	now := stamp()
 	c.clearKnown.Store(false) // a Clear may have been missed too: read its record again
@@ -185,6 +186,7 @@ func (c *Cache) subscribe(wait time.Duration) error {
 			c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, stamp()) })
 			return nil
 		}
+		c.subscribed.Store(err == nil)
 		return err
 	}
 	ready, err := as.StartSubscribe(bpHandler{c})
@@ -196,6 +198,7 @@ func (c *Cache) subscribe(wait time.Duration) error {
 		defer t.Stop()
 		select {
 		case <-ready:
+			c.subscribed.Store(true)
 			return nil // nothing stored yet: nothing to verify
 		case <-t.C:
 		}
@@ -203,6 +206,7 @@ func (c *Cache) subscribe(wait time.Duration) error {
 	c.wg.Go(func() { // ends on Close at the latest
 		select {
 		case <-ready:
+			c.subscribed.Store(true)
 			c.invalidate(func(inv *invalidations) { inv.verifyBefore = max(inv.verifyBefore, stamp()) })
 		case <-c.ctx.Done():
 		}

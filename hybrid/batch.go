@@ -223,6 +223,18 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	done := make(chan struct{}) // closed when the keys this call leads are answered
 	if len(led) == 0 {
 		close(done)
+	} else if ctx.Done() == nil && o.FactorySoftTimeout == 0 && o.FactoryHardTimeout == 0 {
+		// Nothing can make this caller stop waiting: the load runs here,
+		// without a goroutine of its own (as flightHere for one key).
+		if c.enterBackground() {
+			loadMany(lctx, c, led, f, o)
+			c.wg.Done()
+		} else {
+			for _, b := range led {
+				c.finishKey(b.key, b.tok, nil, ErrClosed)
+			}
+		}
+		close(done)
 	} else if !c.goBackground(func() { defer close(done); loadMany(lctx, c, led, f, o) }) {
 		for _, b := range led {
 			c.finishKey(b.key, b.tok, nil, ErrClosed)

@@ -49,9 +49,10 @@ type Cache struct {
 	inv   atomic.Pointer[invalidations]
 	invMu sync.Mutex
 
-	hookPanic atomic.Bool // an event callback panicked (logged once)
-	tr        Tracer      // nil: no spans
-	traceKeys bool        // keys as span attributes (never with redactKeys)
+	hookPanic  atomic.Bool // an event callback panicked (logged once)
+	subscribed atomic.Bool // the backplane subscription was confirmed
+	tr         Tracer      // nil: no spans
+	traceKeys  bool        // keys as span attributes (never with redactKeys)
 
 	closed    atomic.Bool
 	mu        sync.RWMutex // guards starting background work against Close

@@ -200,6 +200,16 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 // invalidation records, then the distributed tier, then a stale value if
 // the options allow it.
 func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOptions) (v T, ok bool, err error) {
+	e, err := tryGetEntry[T](ctx, c, key, o)
+	if e == nil || err != nil {
+		return v, false, err
+	}
+	return typedValue[T](key, e)
+}
+
+// tryGetEntry is TryGet's slow path: the entry that answers (fresh, or
+// stale with AllowStaleOnRead), or nil for a miss.
+func tryGetEntry[T any](ctx context.Context, c *Cache, key string, o *EntryOptions) (_ *entry, err error) {
 	if c.tr != nil && c.l2 != nil {
 		var span Span
 		ctx, span = c.startOp(ctx, SpanTryGet, key)
@@ -219,7 +229,7 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 		}
 		// The hit path could not tell without the distributed tier's
 		// invalidation records; now it can.
-		return typedValue[T](key, e)
+		return e, nil
 	}
 	if c.l2 != nil && c.bp != nil {
 		c.readers.add(key)
@@ -227,10 +237,10 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 	}
 	hit, stale := readThroughL2[T](ctx, c, key, o, stale, nil)
 	if hit != nil {
-		return typedValue[T](key, hit)
+		return hit, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return v, false, err
+		return nil, err
 	}
 	if o.AllowStaleOnRead && stale != nil {
 		c.stats.staleServed.Add(1)
@@ -240,12 +250,12 @@ func tryGetSlow[T any](ctx context.Context, c *Cache, key string, o *EntryOption
 		if c.ev != nil {
 			c.emitStaleServed(ctx, key)
 		}
-		return typedValue[T](key, stale)
+		return stale, nil
 	}
 	if c.tr != nil {
 		annotate(ctx, slog.Bool(AttrHit, false))
 	}
-	return v, false, nil
+	return nil, nil
 }
 
 // typedValue returns e's value as a T for TryGet: a cached "not found" is

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,9 @@ func TestNativeRoundTrip(t *testing.T) {
 	tag := h.Get("Etag")
 	if tag == "" || h.Get(staleHeader) != "" {
 		t.Fatalf("ETag %q, stale %q", tag, h.Get(staleHeader))
+	}
+	if age, err := strconv.Atoi(h.Get("Age")); err != nil || age < 0 || age > 60 {
+		t.Errorf("Age %q: want the seconds since the PUT", h.Get("Age"))
 	}
 	if st, _, _ := do(t, "GET", u, "", "If-None-Match", tag); st != 304 {
 		t.Errorf("If-None-Match: %d, want 304", st)

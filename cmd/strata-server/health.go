@@ -94,6 +94,9 @@ func (c *cache) readiness(ctx context.Context) cacheReadiness {
 	if err := c.c.Ping(ctx); err != nil {
 		cr.Ready, cr.L2 = false, "unavailable: "+trimPrefix(err)
 	}
+	if c.hasBackplane && !c.c.BackplaneSubscribed() {
+		cr.Ready, cr.Backplane = false, "not subscribed yet (changes made on other nodes are not heard)"
+	}
 	cr.CircuitOpen = c.l2Open(ctx)
 	if cr.CircuitOpen && cr.Ready {
 		cr.Ready, cr.L2 = false, "circuit breaker open after errors (the tier answers again; the next probe closes it)"

@@ -26,18 +26,37 @@ const staleHeader = "Strata-Stale"
 // read returns the value of key: from the cache, or from the origin on a
 // miss in origin mode. stale reports a value served past its freshness.
 func (c *cache) read(ctx context.Context, key string, allowStale bool) (v []byte, found, stale bool, err error) {
+	v, found, stale, _, err = c.readInfo(ctx, key, allowStale)
+	return v, found, stale, err
+}
+
+// readInfo is read that also says when the value was created (zero when
+// unknown: origin mode).
+func (c *cache) readInfo(ctx context.Context, key string, allowStale bool) (v []byte, found, stale bool, created time.Time, err error) {
 	if c.origin != nil {
 		if c.json {
-			return originGet[json.RawMessage](ctx, c, key)
+			v, found, stale, err = originGet[json.RawMessage](ctx, c, key)
+		} else {
+			v, found, stale, err = originGet[[]byte](ctx, c, key)
 		}
-		return originGet[[]byte](ctx, c, key)
+		return v, found, stale, time.Time{}, err
 	}
-	v, found, err = c.tryGet(ctx, key, false)
-	if err != nil || found || !allowStale {
-		return v, found, false, err
+	var info hybrid.EntryInfo
+	if c.json {
+		var raw json.RawMessage
+		raw, info, found, err = hybrid.TryGetInfo[json.RawMessage](ctx, c.c, key, staleOpts(allowStale)...)
+		v = raw
+	} else {
+		v, info, found, err = hybrid.TryGetInfo[[]byte](ctx, c.c, key, staleOpts(allowStale)...)
 	}
-	v, found, err = c.tryGet(ctx, key, true)
-	return v, found, found, err
+	return v, found, found && info.Stale, info.Created, err
+}
+
+func staleOpts(allowStale bool) []hybrid.Option {
+	if !allowStale {
+		return nil
+	}
+	return []hybrid.Option{hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })}
 }
 
 func (c *cache) tryGet(ctx context.Context, key string, allowStale bool) ([]byte, bool, error) {
@@ -108,7 +127,7 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request, c *cache) {
 		return
 	}
 	key := r.PathValue("key")
-	v, found, stale, err := c.read(r.Context(), key, allowStale)
+	v, found, stale, created, err := c.readInfo(r.Context(), key, allowStale)
 	if err != nil {
 		s.cacheError(w, c, err)
 		return
@@ -116,6 +135,10 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request, c *cache) {
 	if !found {
 		s.miss(w, r, c)
 		return
+	}
+	if !created.IsZero() {
+		// Age: seconds since the value was created (RFC 9111 5.1).
+		w.Header()["Age"] = []string{strconv.FormatInt(max(0, int64(time.Since(created)/time.Second)), 10)}
 	}
 	writeValue(w, r, c, v, stale)
 }
