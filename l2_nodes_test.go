@@ -386,3 +386,35 @@ func TestAutoCloneFromL2(t *testing.T) {
 		t.Fatalf("a reader's change reached the next reader on node 2: %v", b)
 	}
 }
+
+// TestSlidingExtendsRedis: a read that extends a sliding entry also pushes
+// its logical expiry (and TTL) forward in Redis, once per half window, so
+// another node keeps seeing it fresh.
+func TestSlidingExtendsRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rdb := srv.Client(t)
+	entry := hybrid.EntryOptions{Duration: time.Hour, SlidingDuration: 2 * time.Second}
+	n1 := engineNode(t, srv.FastClient(t, ""), entry)
+	if err := hybrid.Set(ctx, n1, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	freshUntil := func() int64 {
+		b, err := rdb.Get(ctx, "app:k").Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := envelope.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env.FreshUntil
+	}
+	first := freshUntil()
+	redistest.Eventually(t, "a read past the half window to extend the entry in Redis", func() bool {
+		if _, ok := mustGet[string](t, n1, "k"); !ok {
+			t.Fatal("the entry expired while being read")
+		}
+		return freshUntil() > first
+	})
+}

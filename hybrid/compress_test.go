@@ -75,3 +75,39 @@ func TestCompression(t *testing.T) {
 		t.Fatalf("L2Corrupt = %d, want the compressed payload counted", st.L2Corrupt)
 	}
 }
+
+// BenchmarkCompression reads a JSON-like value from the distributed tier
+// (memory skipped, an in-memory L2, so the figure is the decode and
+// decompression cost, not the network's) and reports the bytes stored.
+//
+//	go test -run '^$' -bench Compression -count 6 ./hybrid | benchstat -col /codec -
+func BenchmarkCompression(b *testing.B) {
+	ctx := context.Background()
+	skipL1 := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL1Read = true })
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"1KiB", 1 << 10}, {"100KiB", 100 << 10}} {
+		record := `{"id":4242,"name":"Ada Lovelace","email":"ada@example.com","roles":["admin","dev"],"active":true},`
+		value := strings.Repeat(record, size.n/len(record)+1)[:size.n]
+		for _, codec := range []struct {
+			name string
+			c    serializer.Compressor
+		}{{"none", nil}, {"flate", serializer.Flate{}}} {
+			b.Run("size="+size.name+"/codec="+codec.name, func(b *testing.B) {
+				l2 := &memL2{m: map[string][]byte{}}
+				c := newCache(b, hybrid.Options{Name: "app", L2: l2, Compressor: codec.c, CompressMinSize: 512})
+				if err := hybrid.Set(ctx, c, "k", value); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, ok, err := hybrid.TryGet[string](ctx, c, "k", skipL1); !ok || err != nil {
+						b.Fatal("miss", err)
+					}
+				}
+				b.ReportMetric(float64(len(l2.m["app:k"])), "stored-bytes")
+			})
+		}
+	}
+}

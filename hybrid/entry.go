@@ -27,9 +27,10 @@ type entry struct {
 	etag      string
 	tags      []string
 
-	tombstone  bool  // a removal: a miss that still wins over older writes
-	freshUntil int64 // logical expiry, unix ns (memory tier: capped by L1Duration)
-	eagerAt    int64 // a hit from then on starts an eager refresh; 0 = off
+	tombstone  bool     // a removal: a miss that still wins over older writes
+	freshUntil int64    // logical expiry, unix ns (memory tier: capped by L1Duration)
+	eagerAt    int64    // a hit from then on starts an eager refresh; 0 = off
+	slide      *sliding // sliding expiration; nil (the common case) = off
 	// checked is the cache generation at which this entry was last found
 	// valid against tag invalidations, Clear and backplane gaps. When it
 	// equals the cache's generation, the hit path skips those checks.
@@ -138,8 +139,20 @@ func (e *entry) clone() *entry {
 	return &entry{
 		key: e.key, value: e.value, typ: e.typ, ts: e.ts, vts: e.vts, verified: e.verified, freshUntil: e.freshUntil, l2Fresh: e.l2Fresh,
 		physUntil: e.physUntil, eagerAt: e.eagerAt, lastMod: e.lastMod, etag: e.etag,
-		tags: e.tags, tombstone: e.tombstone,
+		tags: e.tags, tombstone: e.tombstone, slide: e.slide,
 	}
+}
+
+// sliding is the sliding expiration of an entry (EntryOptions.
+// SlidingDuration): a hit from at on extends freshness to window past the
+// hit, never past max.
+type sliding struct {
+	at, window, max int64
+}
+
+// newSliding returns the sliding state of an entry fresh until fresh.
+func newSliding(fresh, window, limit int64) *sliding {
+	return &sliding{at: fresh - window/2, window: window, max: limit}
 }
 
 // meta is what a factory or Set may attach to a value.
@@ -169,6 +182,11 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 	}
 	if o.EagerRefreshThreshold > 0 {
 		e.eagerAt = now + int64(float64(d)*o.EagerRefreshThreshold)
+	}
+	if o.SlidingDuration > 0 {
+		e.freshUntil = min(e.freshUntil, now+int64(o.SlidingDuration))
+		e.l2Fresh = e.freshUntil
+		e.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), fresh)
 	}
 	return e
 }

@@ -77,7 +77,37 @@ func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry,
 	if c.ev != nil {
 		c.emitHit(ctx, key, TierL1)
 	}
+	if e.slide != nil && now >= e.slide.at {
+		c.extend(e, now)
+	}
 	return e, now
+}
+
+// extend is sliding expiration: a hit past the entry's extension point
+// keeps it fresh for another window (never past its limit), in memory at
+// once and in the distributed tier in the background (same timestamp: the
+// write replaces the stored copy; not announced, since the value did not
+// change).
+func (c *Cache) extend(e *entry, now int64) {
+	s := e.slide
+	x := e.clone()
+	x.freshUntil = min(now+s.window, s.max)
+	x.l2Fresh = x.freshUntil
+	x.physUntil = max(x.physUntil, x.freshUntil)
+	x.slide = nil // at the limit: no more extensions
+	if x.freshUntil < s.max {
+		x.slide = newSliding(x.freshUntil, s.window, s.max)
+	}
+	c.l1.set(x, c.entry.Size)
+	if c.l2 == nil {
+		return
+	}
+	enc, err := c.encode(x)
+	if err != nil {
+		return
+	}
+	p := pending{op: opSet, key: x.key, ts: x.ts, val: enc, physUntil: x.physUntil, skipBP: true}
+	c.goBackground(func() { c.writeL2(p, &c.entry) })
 }
 
 // getOrSetSlow joins (or starts) the load of key and waits for it, for the

@@ -189,6 +189,9 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	if o.L1Duration > 0 {
 		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
 	}
+	if o.SlidingDuration > 0 {
+		e.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
+	}
 	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
 		e.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
 	}

@@ -86,6 +86,13 @@ type EntryOptions struct {
 	Tags []string
 	// AllowStaleOnRead lets TryGet return a stale (fail-safe) entry.
 	AllowStaleOnRead bool
+	// SlidingDuration, when positive, is sliding expiration: the entry is
+	// fresh for SlidingDuration after it is written and after each read,
+	// never past Duration after it was written (the absolute limit). A
+	// read extends it at most once per half window, in memory and in the
+	// distributed tier (its TTL and logical expiry, not announced). Zero
+	// means off; entries without it pay nothing on a hit.
+	SlidingDuration time.Duration
 	// AutoClone gives every reader its own copy of the value: the value is
 	// serialized once when it is stored (with the cache's serializer) and
 	// decoded for each read, so that a reader that changes what it got (a
@@ -192,6 +199,7 @@ func (o *EntryOptions) Validate() error {
 		{"L2SoftTimeout", o.L2SoftTimeout},
 		{"L2HardTimeout", o.L2HardTimeout},
 		{"NotFoundDuration", o.NotFoundDuration},
+		{"SlidingDuration", o.SlidingDuration},
 	}
 	for _, d := range durations {
 		if d.d < 0 {
