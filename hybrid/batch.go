@@ -153,7 +153,18 @@ func spread[T any](res []Result[T], idx []int, errs map[int]error) []Result[T] {
 // If f panics, a caller that started the load of one of the keys panics
 // with the same value; the other callers get ErrFactoryPanic for those
 // keys.
-func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFactory[T], opts ...Option) ([]Result[T], error) {
+func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFactory[T], opts ...Option) (res []Result[T], err error) {
+	if c.tr != nil && len(keys) > 0 {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanGetOrSetMany, "")
+		span.SetAttributes(slog.Int(AttrKeysCount, len(keys)))
+		defer func() { span.End(c.spanError(err)) }()
+	}
+	return getOrSetMany(ctx, c, keys, f, opts...)
+}
+
+// The body of the exported function above, which traces it.
+func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFactory[T], opts ...Option) ([]Result[T], error) {
 	if f == nil {
 		return nil, ErrNilFactory
 	}
@@ -657,7 +668,18 @@ func callBatchFactory[T any](ctx context.Context, f BatchFactory[T], bc *BatchCo
 // The call's error is ErrTooManyKeys, ErrInvalidOptions, ErrClosed or
 // ctx.Err(), and then nothing was done; an empty keys returns an empty
 // slice and nil. An invalid key gets ErrInvalidKey in its Result.
-func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Option) ([]Result[T], error) {
+func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Option) (res []Result[T], err error) {
+	if c.tr != nil && len(keys) > 0 {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanTryGetMany, "")
+		span.SetAttributes(slog.Int(AttrKeysCount, len(keys)))
+		defer func() { span.End(c.spanError(err)) }()
+	}
+	return tryGetMany[T](ctx, c, keys, opts...)
+}
+
+// The body of the exported function above, which traces it.
+func tryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Option) ([]Result[T], error) {
 	if len(keys) == 0 {
 		return []Result[T]{}, nil
 	}
@@ -768,7 +790,18 @@ func typedResult[T any](key string, e *entry) Result[T] {
 // returns that error, naming the key, and stores nothing. An empty map
 // does nothing. Errors: ErrTooManyKeys, ErrInvalidKey, ErrInvalidOptions,
 // ErrClosed, ErrValueTooLarge, ctx.Err().
-func SetMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...Option) error {
+func SetMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...Option) (err error) {
+	if c.tr != nil && len(values) > 0 {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanSetMany, "")
+		span.SetAttributes(slog.Int(AttrKeysCount, len(values)))
+		defer func() { span.End(c.spanError(err)) }()
+	}
+	return setMany(ctx, c, values, opts...)
+}
+
+// The body of the exported function above, which traces it.
+func setMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...Option) error {
 	if len(values) == 0 {
 		return nil
 	}
@@ -817,7 +850,18 @@ func SetMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...
 // It checks every key first: for an invalid key it returns ErrInvalidKey,
 // naming the key, and removes nothing. Errors: ErrTooManyKeys,
 // ErrInvalidKey, ErrInvalidOptions, ErrClosed, ctx.Err().
-func (c *Cache) RemoveMany(ctx context.Context, keys []string, opts ...Option) error {
+func (c *Cache) RemoveMany(ctx context.Context, keys []string, opts ...Option) (err error) {
+	if c.tr != nil && len(keys) > 0 {
+		var span Span
+		ctx, span = c.startOp(ctx, SpanRemoveMany, "")
+		span.SetAttributes(slog.Int(AttrKeysCount, len(keys)))
+		defer func() { span.End(c.spanError(err)) }()
+	}
+	return c.removeMany(ctx, keys, opts...)
+}
+
+// The body of the exported function above, which traces it.
+func (c *Cache) removeMany(ctx context.Context, keys []string, opts ...Option) error {
 	if len(keys) == 0 {
 		return nil
 	}

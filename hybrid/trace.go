@@ -61,6 +61,10 @@ const (
 	SpanPublish      = "publish to backplane"       // a backplane message sent
 	SpanEagerRefresh = "eager refresh"              // the background refresh of an entry (linked)
 	SpanRecovery     = "process auto-recovery item" // a replay of a queued change (linked)
+	SpanGetOrSetMany = "get or set many from cache" // GetOrSetMany
+	SpanTryGetMany   = "get many from cache"        // TryGetMany
+	SpanSetMany      = "set many to cache"          // SetMany
+	SpanRemoveMany   = "remove many from cache"     // RemoveMany
 )
 
 // The attribute keys of the spans.
@@ -106,6 +110,8 @@ const (
 	// backplane message itself (one round trip on a standalone Redis whose
 	// client the backplane shares): there is no SpanPublish then.
 	AttrAnnounced = "strata.backplane.announced"
+	// AttrKeysCount (int): on the batch spans, how many keys the call got.
+	AttrKeysCount = "strata.keys.count"
 	// AttrTagsCount (int): on SpanRemoveByTag, how many tags.
 	AttrTagsCount = "strata.tags.count"
 )

@@ -205,3 +205,48 @@ func TestTracerRecoveryLinked(t *testing.T) {
 		wantSpans(t, "replay", tt.take(t), "link:set to cache > process auto-recovery item {strata.operation.change=set}")
 	})
 }
+
+// TestTracerBatchSpans: each batch call is one span with its key count;
+// its L2 and factory work are children of it; an empty call makes none.
+func TestTracerBatchSpans(t *testing.T) {
+	t.Parallel()
+	var tt testTracer
+	c := newCache(t, hybrid.Options{Name: "app", Tracer: &tt, Logger: quietLogger()})
+	ctx := context.Background()
+	if err := hybrid.SetMany(ctx, c, map[string]int{"a": 1, "b": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hybrid.TryGetMany[int](ctx, c, []string{"a", "b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveMany(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hybrid.TryGetMany[int](ctx, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := tt.take(t)
+	for _, want := range []string{
+		"- > set many to cache {strata.keys.count=2}",
+		"- > get many from cache {strata.keys.count=3}",
+		"- > remove many from cache {strata.keys.count=1}",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no span %q in\n  %s", want, strings.Join(got, "\n  "))
+		}
+	}
+	if _, err := hybrid.GetOrSetMany(ctx, c, []string{"x"}, func(ctx context.Context, bc *hybrid.BatchContext[int]) (map[string]int, error) {
+		return map[string]int{"x": 1}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got = tt.take(t)
+	if len(got) == 0 || got[0] != "- > get or set many from cache {strata.keys.count=1}" {
+		t.Fatalf("GetOrSetMany spans:\n  %s", strings.Join(got, "\n  "))
+	}
+	for _, s := range got[1:] {
+		if !strings.HasPrefix(s, "get or set many from cache > ") {
+			t.Errorf("span %q is not a child of the batch call", s)
+		}
+	}
+}
