@@ -54,7 +54,11 @@ func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Durat
 	}
 	var errs []error
 	if bl, isBatch := c.l2.(BatchL2); isBatch {
+		began := nowNano()
 		vals, errs = bl.GetMany(rctx, full)
+		if c.ev != nil {
+			c.emitL2Call(ctx, "get-many", "", time.Duration(nowNano()-began), firstErr(errs))
+		}
 	} else {
 		vals = make([][]byte, len(keys))
 		for i, k := range full {
@@ -186,7 +190,11 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 		done = append(done, p)
 	}
 	if len(items) > 0 {
+		began := nowNano()
 		written, errs := bl.SetMany(ctx, items)
+		if c.ev != nil {
+			c.emitL2Call(ps[batched[0]].context(), "set-many", "", time.Duration(nowNano()-began), firstErr(errs))
+		}
 		logged := false
 		for j, i := range batched {
 			if errs != nil && errs[j] != nil {
@@ -299,4 +307,14 @@ func (r *RedisL2) GetMany(ctx context.Context, keys []string) ([][]byte, []error
 // redisstore.Store.SetMany).
 func (r *RedisL2) SetMany(ctx context.Context, items []L2Item) ([]bool, []error) {
 	return r.s.SetMany(ctx, items)
+}
+
+// firstErr returns the first non-nil error of errs, or nil.
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

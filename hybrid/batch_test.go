@@ -746,3 +746,31 @@ func TestGetOrSetManyNotFoundCached(t *testing.T) {
 		t.Fatalf("GetOrSet of a cached not-found: %v, want ErrNotFound", err)
 	}
 }
+
+// TestBatchL2CallEvents: a batch read and a batch write of the distributed
+// tier are one L2Call event each.
+func TestBatchL2CallEvents(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var ops []string
+	ev := &hybrid.Events{L2Call: func(e hybrid.L2CallEvent) {
+		mu.Lock()
+		ops = append(ops, e.Op)
+		mu.Unlock()
+	}}
+	srv := redistest.Start(t)
+	c := newCache(t, hybrid.Options{Name: "app", Events: ev, L2: hybrid.NewRedisL2(srv.FastClient(t, "")), Logger: quietLogger()})
+	ctx := context.Background()
+	if err := hybrid.SetMany(ctx, c, map[string]int{"a": 1, "b": 2}); err != nil {
+		t.Fatal(err)
+	}
+	skipL1 := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL1Read = true })
+	if _, err := hybrid.TryGetMany[int](ctx, c, []string{"a", "b"}, skipL1); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(ops, "set-many") || !slices.Contains(ops, "get-many") {
+		t.Fatalf("L2Call ops %v, want a set-many and a get-many", ops)
+	}
+}
