@@ -3,87 +3,27 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-cache/strata/internal/testcerts"
 )
-
-// testPKI is a CA, a server certificate for 127.0.0.1 and a client
-// certificate, written as PEM files.
-type testPKI struct {
-	caFile, certFile, keyFile string
-	pool                      *x509.CertPool
-	client                    tls.Certificate
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "test"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, key
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	pk := &testPKI{pool: x509.NewCertPool()}
-	pk.pool.AddCert(ca)
-	pk.caFile = write("ca.pem", "CERTIFICATE", caDER)
-	srvDER, srvKey := issue(2, x509.ExtKeyUsageServerAuth)
-	pk.certFile = write("server.pem", "CERTIFICATE", srvDER)
-	kb, _ := x509.MarshalECPrivateKey(srvKey)
-	pk.keyFile = write("server-key.pem", "EC PRIVATE KEY", kb)
-	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth)
-	pk.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
-	return pk
-}
 
 // TestMTLS runs the server in-process (run) with a client CA: a client
 // with a certificate of that CA is served, others are refused at the
 // handshake. Cancelling ctx stops it cleanly.
 func TestMTLS(t *testing.T) {
-	pk := newTestPKI(t)
+	pk, err := testcerts.Write(t.TempDir(), "strata-server")
+	if err != nil {
+		t.Fatal(err)
+	}
 	env := map[string]string{
 		"STRATA_LISTEN": "127.0.0.1:0", "LOG_REQUESTS": "false",
-		"STRATA_TLS_CERT_FILE": pk.certFile, "STRATA_TLS_KEY_FILE": pk.keyFile, "STRATA_TLS_CLIENT_CA_FILE": pk.caFile,
+		"STRATA_TLS_CERT_FILE": pk.CertFile, "STRATA_TLS_KEY_FILE": pk.KeyFile, "STRATA_TLS_CLIENT_CA_FILE": pk.CAFile,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -112,7 +52,7 @@ func TestMTLS(t *testing.T) {
 		t.Fatal("not listening after 10s")
 	}
 	get := func(certs []tls.Certificate) (int, error) {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pk.pool, Certificates: certs}}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pk.Client.RootCAs, Certificates: certs}}
 		defer tr.CloseIdleConnections()
 		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + a + "/healthz")
 		if err != nil {
@@ -121,7 +61,7 @@ func TestMTLS(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	if st, err := get([]tls.Certificate{pk.client}); err != nil || st != 200 {
+	if st, err := get(pk.Client.Certificates); err != nil || st != 200 {
 		t.Fatalf("with a client certificate: %d %v", st, err)
 	}
 	if st, err := get(nil); err == nil {

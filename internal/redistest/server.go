@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/strata-cache/strata/internal/testcerts"
 )
 
 const (
@@ -67,7 +68,7 @@ type Server struct {
 	port int
 	dir  string
 	cfg  config
-	tls  *tlsFiles
+	tls  *testcerts.Files
 
 	mu      sync.Mutex
 	proc    *process // nil while killed
@@ -103,7 +104,7 @@ func start(t testing.TB, cfg config) *Server {
 	t.Helper()
 	s := &Server{dir: t.TempDir(), cfg: cfg}
 	if cfg.tls {
-		f, err := writeTLSFiles(s.dir)
+		f, err := testcerts.Write(s.dir, "redistest")
 		if err != nil {
 			t.Fatalf("redistest: generate TLS certificates: %v", err)
 		}
@@ -143,9 +144,9 @@ func (s *Server) args() []string {
 	if s.tls != nil {
 		args = []string{
 			"--bind", "127.0.0.1", "--port", "0", "--tls-port", port,
-			"--tls-cert-file", s.tls.certFile,
-			"--tls-key-file", s.tls.keyFile,
-			"--tls-ca-cert-file", s.tls.caFile,
+			"--tls-cert-file", s.tls.CertFile,
+			"--tls-key-file", s.tls.KeyFile,
+			"--tls-ca-cert-file", s.tls.CAFile,
 			"--tls-auth-clients", "optional",
 		}
 	}
@@ -291,7 +292,7 @@ func (s *Server) TLSConfig() *tls.Config {
 	if s.tls == nil {
 		return nil
 	}
-	return s.tls.client.Clone()
+	return s.tls.Client.Clone()
 }
 
 // CAFile returns the path of the test CA certificate (PEM), or "" without WithTLS.
@@ -299,7 +300,7 @@ func (s *Server) CAFile() string {
 	if s.tls == nil {
 		return ""
 	}
-	return s.tls.caFile
+	return s.tls.CAFile
 }
 
 // Options returns a fresh copy of go-redis options that connect to the server (Addr, and

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-cache/strata/internal/testcerts"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -56,7 +57,7 @@ func WithTLS() Option { return func(c *config) { c.tls = true } }
 // Cluster is a set of etcd members started for a test.
 type Cluster struct {
 	Members []*Member
-	tls     *tlsFiles
+	tls     *testcerts.Files
 }
 
 // Member is one etcd process. Its methods are safe for concurrent use.
@@ -66,7 +67,7 @@ type Member struct {
 	peerPort   int
 	dir        string
 	args       []string
-	tls        *tlsFiles
+	tls        *testcerts.Files
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -105,7 +106,7 @@ func tryStart(t testing.TB, n int, cfg config) (*Cluster, error) {
 	root := t.TempDir()
 	c := &Cluster{}
 	if cfg.tls {
-		f, err := writeTLSFiles(root)
+		f, err := testcerts.Write(root, "etcdtest")
 		if err != nil {
 			return nil, err
 		}
@@ -140,8 +141,8 @@ func tryStart(t testing.TB, n int, cfg config) (*Cluster, error) {
 			"--snapshot-count", "100000",
 		}
 		if cfg.tls {
-			m.args = append(m.args, "--cert-file", c.tls.certFile, "--key-file", c.tls.keyFile,
-				"--trusted-ca-file", c.tls.caFile, "--client-cert-auth")
+			m.args = append(m.args, "--cert-file", c.tls.CertFile, "--key-file", c.tls.KeyFile,
+				"--trusted-ca-file", c.tls.CAFile, "--client-cert-auth")
 		}
 		if err := m.start(); err != nil {
 			c.kill()
@@ -215,7 +216,7 @@ func (m *Member) TLSConfig() *tls.Config {
 	if m.tls == nil {
 		return nil
 	}
-	return m.tls.client.Clone()
+	return m.tls.Client.Clone()
 }
 
 // TLSConfig returns the cluster's client TLS config (see Member.TLSConfig).

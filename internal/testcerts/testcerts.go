@@ -1,4 +1,7 @@
-package redistest
+// Package testcerts issues the throwaway TLS material of the tests that start
+// servers (internal/redistest, etcd/internal/etcdtest): a CA, a server certificate
+// for 127.0.0.1 and localhost, and a client certificate.
+package testcerts
 
 import (
 	"crypto/ecdsa"
@@ -16,10 +19,11 @@ import (
 	"time"
 )
 
-// tlsFiles holds the paths of the PEM files given to redis-server and the client config.
-type tlsFiles struct {
-	caFile, certFile, keyFile string
-	client                    *tls.Config
+// Files holds the paths of the PEM files given to a server, and a client config.
+type Files struct {
+	CAFile, CertFile, KeyFile string
+	// Client trusts the CA and presents the client certificate.
+	Client *tls.Config
 }
 
 // certSpec describes one certificate to issue.
@@ -28,11 +32,11 @@ type certSpec struct {
 	usages []x509.ExtKeyUsage
 }
 
-// writeTLSFiles generates a test CA, a server certificate for 127.0.0.1 / localhost and a
+// Write generates a test CA, a server certificate for 127.0.0.1 / localhost and a
 // client certificate (all ECDSA P-256, valid for a day), writes the CA, server certificate and
 // server key as PEM files into dir, and returns them with a client config that trusts the CA
 // and presents the client certificate.
-func writeTLSFiles(dir string) (*tlsFiles, error) {
+func Write(dir, name string) (*Files, error) {
 	now := time.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -40,7 +44,7 @@ func writeTLSFiles(dir string) (*tlsFiles, error) {
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "redistest CA"},
+		Subject:               pkix.Name{CommonName: name + " CA"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -73,39 +77,40 @@ func writeTLSFiles(dir string) (*tlsFiles, error) {
 		certDER, err = x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		return certDER, key, err
 	}
-	// The server certificate also allows client auth: redis-server uses it as its client
-	// certificate for outgoing TLS connections (replication, cluster bus).
+	// The server certificate also allows client auth: servers use it as their client
+	// certificate for their own outgoing TLS connections (Redis replication and cluster
+	// bus, etcd peers).
 	srvDER, srvKey, err := issue(certSpec{"127.0.0.1", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		return nil, err
 	}
-	cliDER, cliKey, err := issue(certSpec{"redistest client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	cliDER, cliKey, err := issue(certSpec{name + " client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		return nil, err
 	}
 
-	f := &tlsFiles{
-		caFile:   filepath.Join(dir, "ca.crt"),
-		certFile: filepath.Join(dir, "redis.crt"),
-		keyFile:  filepath.Join(dir, "redis.key"),
+	f := &Files{
+		CAFile:   filepath.Join(dir, "ca.crt"),
+		CertFile: filepath.Join(dir, "server.crt"),
+		KeyFile:  filepath.Join(dir, "server.key"),
 	}
 	srvKeyDER, err := x509.MarshalECPrivateKey(srvKey)
 	if err != nil {
 		return nil, err
 	}
 	for path, block := range map[string]*pem.Block{
-		f.caFile:   {Type: "CERTIFICATE", Bytes: caDER},
-		f.certFile: {Type: "CERTIFICATE", Bytes: srvDER},
-		f.keyFile:  {Type: "EC PRIVATE KEY", Bytes: srvKeyDER},
+		f.CAFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		f.CertFile: {Type: "CERTIFICATE", Bytes: srvDER},
+		f.KeyFile:  {Type: "EC PRIVATE KEY", Bytes: srvKeyDER},
 	} {
 		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-			return nil, fmt.Errorf("redistest: write %s: %w", path, err)
+			return nil, fmt.Errorf("testcerts: write %s: %w", path, err)
 		}
 	}
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	f.client = &tls.Config{
+	f.Client = &tls.Config{
 		RootCAs:    pool,
 		ServerName: "127.0.0.1",
 		MinVersion: tls.VersionTLS12,
