@@ -183,21 +183,14 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	answered := make([]bool, len(distinct))
 	var pending, led, eager []*batchKey
 	// The load is detached from this caller's cancellation but not from
-	// its values (trace spans, request-scoped loggers).
-	lctx := context.WithoutCancel(ctx)
+	// its values (trace spans, request-scoped loggers), and cancelled by
+	// Close (see detach).
+	lctx := c.detach(ctx)
 	for i, key := range distinct {
 		if e, now := c.hitL1(ctx, key, o); e != nil {
 			answered[i] = true
-			if e.value == notFoundValue {
-				continue // a cached "not found": a miss
-			}
-			v, ok := valueOf[T](e)
-			if !ok {
-				res[i].Err = mismatch[T](key, e.value)
-				continue
-			}
-			res[i] = Result[T]{Value: v, Found: true}
-			if e.eagerAt != 0 && now >= e.eagerAt {
+			res[i] = typedResult[T](key, e)
+			if res[i].Found && e.eagerAt != 0 && now >= e.eagerAt {
 				// Unless a load of the key runs: one background batch
 				// for every such key of the call.
 				if b := claimKey(c, lctx, i, key, f, o, e); b.tok != nil {
@@ -505,13 +498,12 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	// with DisableBackgroundCompletion so does the factory, once the last
 	// of them has.
 	timeout := factoryTimeout(o, allFallback)
-	fctx, cancel := context.WithCancel(ctx)
+	fctx := ctx // detached (see detach): Close cancels the factory
 	if o.DisableBackgroundCompletion && timeout > 0 {
+		var cancel context.CancelFunc
 		fctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
-	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel) // Close cancels the factory
-	defer stop()
 
 	began := nowNano()
 	start := stamp()
