@@ -354,23 +354,15 @@ func answerFallbacks[T any](ctx context.Context, c *Cache, pending []*batchKey, 
 	}
 }
 
-// batchResult turns one key's load result into its Result.
+// batchResult turns one key's load result into its Result: what GetOrSet
+// would return (result), with a "not found" as a miss.
 func batchResult[T any](key string, r singleflight.Result) Result[T] {
-	if r.Err != nil {
-		if _, ok := errors.AsType[*panicError](r.Err); ok {
-			return Result[T]{Err: fmt.Errorf("%w: key %q", ErrFactoryPanic, key)}
-		}
-		if errors.Is(r.Err, ErrNotFound) {
-			return Result[T]{}
-		}
-		return Result[T]{Err: r.Err}
-	}
-	if r.Val == notFoundValue {
+	v, err := result[T](key, r, false)
+	switch {
+	case errors.Is(err, ErrNotFound):
 		return Result[T]{}
-	}
-	v, ok := valueAs[T](r.Val)
-	if !ok {
-		return Result[T]{Err: mismatch[T](key, r.Val)}
+	case err != nil:
+		return Result[T]{Err: err}
 	}
 	return Result[T]{Value: v, Found: true}
 }
