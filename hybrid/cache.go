@@ -32,6 +32,7 @@ type Cache struct {
 	maxKey     int
 
 	l2              L2
+	locker          Locker // l2 as a Locker; nil when it is not one
 	prefix          string
 	ser             serializer.Serializer
 	comp            serializer.Compressor // nil: none
@@ -93,6 +94,7 @@ func New(o Options) (*Cache, error) {
 		tr:         o.Tracer,
 		traceKeys:  o.TraceKeys && !o.RedactKeys,
 	}
+	c.locker, _ = o.L2.(Locker)
 	c.bp, c.id = o.Backplane, o.InstanceID
 	c.l2Feeds = feeds(o.L2, o.Backplane)
 	if c.id == "" {

@@ -375,7 +375,8 @@ type L2CallEvent struct {
 	Ctx   context.Context // the caller's context (or the replay's)
 	Cache string          // the cache's name
 	Key   string          // the cache key, or a reserved key for tag and Clear records
-	// Op is "get", "set", "remove", "expire" or "recover", or for a batch
+	// Op is "get", "set", "remove", "expire", "recover", "lock" or
+	// "unlock" (EntryOptions.DistributedLock), or for a batch
 	// call (one event for the whole call, Key empty) "get-many" or
 	// "set-many".
 	Op       string

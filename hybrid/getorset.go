@@ -361,6 +361,29 @@ func load[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *Ent
 	if e != nil {
 		return e.value, nil
 	}
+	if c.locks(o) {
+		var outcome lockOutcome
+		var held *heldLock
+		var err error
+		outcome, e, stale, held, err = distributedLock[T](ctx, c, key, o, stale, eager)
+		switch {
+		case err != nil:
+			return nil, err
+		case outcome == lockAnswer:
+			return e.value, nil
+		case outcome == lockBusy:
+			return eager.value, nil // another process refreshes it
+		case outcome == lockHeld:
+			// Released once the value is in the distributed tier: the
+			// write is not left to the background.
+			defer held.release()
+			if o.BackgroundL2Operations {
+				fg := *o
+				fg.BackgroundL2Operations = false
+				o = &fg
+			}
+		}
+	}
 	return runFactory(ctx, c, key, f, o, stale, eager)
 }
 

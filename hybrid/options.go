@@ -118,6 +118,25 @@ type EntryOptions struct {
 	// WithFailSafeDefault, which checks its type: a value of another type
 	// than the one read is ignored. Nil means none.
 	FailSafeDefaultValue any
+	// DistributedLock is cluster-wide stampede protection: a load that
+	// finds nothing fresh in the distributed tier takes a short lock of the
+	// key there before it calls the factory, so that of the processes
+	// loading the key at once one calls the factory and the others wait
+	// for its value (see docs/getorset.md). It needs a distributed tier
+	// that is a Locker (RedisL2 is); without one, or when the tier fails,
+	// a load runs as without it (one factory call per process). Batch
+	// loads (GetOrSetMany) do not take it.
+	DistributedLock bool
+	// DistributedLockLease is the lease of a key's lock, renewed every
+	// third of it while the holder's factory runs: a holder that dies
+	// keeps the key locked at most this long. Zero means
+	// DefaultDistributedLockLease (2s).
+	DistributedLockLease time.Duration
+	// DistributedLockTimeout is how long a load waits for another
+	// process's lock before it calls the factory itself. The factory
+	// timeouts still bound how long each caller waits. Zero means
+	// DefaultDistributedLockTimeout (5s).
+	DistributedLockTimeout time.Duration
 	// SkipL1Read bypasses reading the memory tier for this call.
 	SkipL1Read bool
 	// SkipL1Write bypasses writing the memory tier for this call.
@@ -200,6 +219,8 @@ func (o *EntryOptions) Validate() error {
 		{"L2HardTimeout", o.L2HardTimeout},
 		{"NotFoundDuration", o.NotFoundDuration},
 		{"SlidingDuration", o.SlidingDuration},
+		{"DistributedLockLease", o.DistributedLockLease},
+		{"DistributedLockTimeout", o.DistributedLockTimeout},
 	}
 	for _, d := range durations {
 		if d.d < 0 {
