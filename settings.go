@@ -109,6 +109,13 @@ type CacheSettings struct {
 	// AutoRecoveryMaxItems bounds the queue of changes replayed when Redis
 	// is back. Zero means hybrid.DefaultAutoRecoveryMaxItems.
 	AutoRecoveryMaxItems int
+	// BackplaneValueMaxSize is the largest entry a Set's backplane message
+	// carries, so that the other processes replace their copy without
+	// reading Redis (hybrid.Options.BackplaneValueMaxSize). Zero means
+	// hybrid.DefaultBackplaneValueMaxSize (4 KiB).
+	BackplaneValueMaxSize int
+	// DisableBackplaneValues sends every Set message without its entry.
+	DisableBackplaneValues bool
 	// InstanceID tells this process's backplane messages from the others'.
 	// Empty means a random id per cache.
 	InstanceID string
@@ -139,6 +146,8 @@ func (s *CacheSettings) options(name string) hybrid.Options {
 		L2CircuitBreakerDuration:         s.L2CircuitBreakerDuration,
 		DisableL2CircuitBreaker:          s.DisableL2CircuitBreaker,
 		InstanceID:                       s.InstanceID,
+		BackplaneValueMaxSize:            s.BackplaneValueMaxSize,
+		DisableBackplaneValues:           s.DisableBackplaneValues,
 		AutoRecoveryMaxItems:             s.AutoRecoveryMaxItems,
 		WaitForInitialBackplaneSubscribe: s.WaitForInitialBackplaneSubscribe,
 	}

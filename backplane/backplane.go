@@ -60,6 +60,11 @@ type Message struct {
 	// Timestamp is the time of the change in Unix nanoseconds. Receivers use it to let
 	// the newest change win.
 	Timestamp int64
+	// Value is, optionally, what a KindSet change wrote: the entry as the distributed
+	// tier holds it (an encoded envelope, hybrid's own format), so that receivers can
+	// replace their copy without reading it back (hybrid.Options.BackplaneValueMaxSize).
+	// Empty for other kinds and for large values.
+	Value string
 }
 
 // Handler receives what arrives on a backplane. A backplane calls its handler from one

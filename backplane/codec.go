@@ -13,9 +13,11 @@ import (
 //	cache     uvarint length + bytes
 //	key       uvarint length + bytes
 //	source    uvarint length + bytes
+//	value     optional: uvarint length (at least 1) + bytes
 //
-// Lengths use the minimal uvarint encoding and nothing may follow the source, so every
-// message has exactly one encoding.
+// Lengths use the minimal uvarint encoding, an empty value is left out and nothing may
+// follow the value (or the source, without one), so every message has exactly one
+// encoding.
 const (
 	magic0        = 0xC1
 	magic1        = 0x42
@@ -34,6 +36,9 @@ func (m Message) AppendBinary(dst []byte) []byte {
 	dst = appendString(dst, m.Cache)
 	dst = appendString(dst, m.Key)
 	dst = appendString(dst, m.Source)
+	if len(m.Value) > 0 {
+		dst = appendString(dst, m.Value)
+	}
 	return dst
 }
 
@@ -56,10 +61,17 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 
 func (m Message) encodedLen() int {
 	return headerLen + uvarintLen(len(m.Cache)) + len(m.Cache) + uvarintLen(len(m.Key)) + len(m.Key) +
-		uvarintLen(len(m.Source)) + len(m.Source)
+		uvarintLen(len(m.Source)) + len(m.Source) + valueLen(m.Value)
 }
 
-func appendString(dst []byte, s string) []byte {
+func valueLen(v string) int {
+	if len(v) == 0 {
+		return 0
+	}
+	return uvarintLen(len(v)) + len(v)
+}
+
+func appendString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	n := uint64(len(s))
 	for n >= 0x80 {
 		dst = append(dst, byte(n)|0x80)
@@ -125,7 +137,17 @@ func decode[T ~string | ~[]byte](b T) (Message, error) {
 		return Message{}, err
 	}
 	if len(rest) != 0 {
-		return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(rest))
+		var v string
+		if v, rest, err = decodeString(rest, "value"); err != nil {
+			return Message{}, err
+		}
+		if v == "" {
+			return Message{}, fmt.Errorf("%w: empty value", ErrCorrupt)
+		}
+		if len(rest) != 0 {
+			return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(rest))
+		}
+		m.Value = v
 	}
 	return m, nil
 }

@@ -19,6 +19,8 @@ func sampleMessages() []backplane.Message {
 		{Kind: backplane.KindSet, Cache: "bin", Key: "\xff\xfe\x00invalid\xc3\x28utf8", Source: "\x80", Timestamp: math.MinInt64},
 		{Kind: backplane.KindSet, Cache: "long", Key: strings.Repeat("k", 300), Source: strings.Repeat("s", 20000), Timestamp: 7},
 		{Kind: backplane.KindRemove, Cache: "{weird}", Key: "ключ", Source: "日本", Timestamp: 42},
+		{Kind: backplane.KindSet, Cache: "users", Key: "k", Source: "a", Timestamp: 3, Value: "\x00envelope\xff"},
+		{Kind: backplane.KindSet, Cache: "users", Key: "k", Source: "a", Timestamp: 3, Value: strings.Repeat("v", 5000)},
 	}
 }
 
@@ -90,7 +92,9 @@ func TestDecodeMessageErrors(t *testing.T) {
 		{"truncated cache", valid[:13], backplane.ErrCorrupt},
 		{"no source", valid[:len(valid)-2], backplane.ErrCorrupt},
 		{"truncated source", valid[:len(valid)-1], backplane.ErrCorrupt},
-		{"trailing byte", append(bytes.Clone(valid), 0), backplane.ErrCorrupt},
+		{"trailing byte (an empty value)", append(bytes.Clone(valid), 0), backplane.ErrCorrupt},
+		{"truncated value", append(bytes.Clone(valid), 5, 'a'), backplane.ErrCorrupt},
+		{"bytes after the value", append(bytes.Clone(valid), 1, 'v', 0), backplane.ErrCorrupt},
 		{"length beyond input", mutate(func(b []byte) []byte { b[12] = 100; return b }), backplane.ErrCorrupt},
 		{"huge length", append(bytes.Clone(valid[:12]), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f), backplane.ErrCorrupt},
 		{"length overflow", append(bytes.Clone(valid[:12]), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02), backplane.ErrCorrupt},

@@ -23,10 +23,11 @@
 //	cache     uvarint length, then the bytes
 //	key       uvarint length, then the bytes
 //	source    uvarint length, then the bytes
+//	value     optional (a set carrying its entry): uvarint length >= 1, then the bytes
 //
 // Strings are length-prefixed bytes, so any key round-trips, including invalid UTF-8
-// (JSON would replace it). Lengths are minimal uvarints and nothing may follow the
-// source, so each message has one encoding. [DecodeMessage] rejects anything else
+// (JSON would replace it). Lengths are minimal uvarints, an empty value is left out
+// and nothing may follow the value (or the source), so each message has one encoding. [DecodeMessage] rejects anything else
 // with [ErrCorrupt] (or [ErrVersion] for another format version) and never panics; a
 // format change increments the version byte.
 //

@@ -136,14 +136,19 @@ type strataNode struct {
 // newStrataNode is Strata with ProductionDefaults: Set returns once the
 // memory tier is written, and the Redis write and its announcement follow
 // in the background.
-func newStrataNode(e svcEnv) (svcNode, error) { return newStrataNodeBG(e, true) }
+func newStrataNode(e svcEnv) (svcNode, error) { return newStrataNodeBG(e, true, false) }
 
 // newStrataSyncNode is Strata with ProductionDefaults but
 // BackgroundL2Operations off: Set returns once Redis is written and the
 // change announced.
-func newStrataSyncNode(e svcEnv) (svcNode, error) { return newStrataNodeBG(e, false) }
+func newStrataSyncNode(e svcEnv) (svcNode, error) { return newStrataNodeBG(e, false, false) }
 
-func newStrataNodeBG(e svcEnv, background bool) (svcNode, error) {
+// newStrataSyncNoValuesNode is strata-sync with Set messages that never
+// carry the entry (DisableBackplaneValues): the receivers mark their copy
+// stale and read Redis again, as before issue 11's change.
+func newStrataSyncNoValuesNode(e svcEnv) (svcNode, error) { return newStrataNodeBG(e, false, true) }
+
+func newStrataNodeBG(e svcEnv, background, noValues bool) (svcNode, error) {
 	p, err := strata.NewProvider(strata.Settings{
 		Redis:  &strata.RedisSettings{Client: e.rdb},
 		Logger: e.logger,
@@ -154,6 +159,7 @@ func newStrataNodeBG(e svcEnv, background bool) (svcNode, error) {
 	c, err := p.Register(e.name, func(s *strata.CacheSettings) {
 		s.L1MaxEntries = svcCapacity
 		s.Entry.BackgroundL2Operations = background
+		s.DisableBackplaneValues = noValues
 		s.WaitForInitialBackplaneSubscribe = 5 * time.Second
 	})
 	if err != nil {
@@ -175,6 +181,18 @@ func (s *strataNode) Set(ctx context.Context, key string, v svcValue) error {
 }
 
 func (s *strataNode) Close() error { return s.p.Close() }
+
+// counts returns the node's memory misses and reads of Redis (hits and
+// misses of the distributed tier) so far.
+func (s *strataNode) counts() (l1Misses, l2Reads uint64) {
+	st := s.c.Stats()
+	return st.L1Misses, st.L2Hits + st.L2Misses
+}
+
+// svcCounter is a node that counts its tier accesses (Strata).
+type svcCounter interface {
+	counts() (l1Misses, l2Reads uint64)
+}
 
 // goRedisNode is go-redis/cache as its README sets it up: Redis and a local
 // TinyLFU per node (capacity of the mix, local TTL of a minute as in the

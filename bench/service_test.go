@@ -35,6 +35,7 @@ var svcContenders = []struct {
 }{
 	{"strata", newStrataNode},
 	{"strata-sync", newStrataSyncNode},
+	{"strata-sync-novalues", newStrataSyncNoValuesNode},
 	{"go-redis-cache", newGoRedisNode},
 	{"eko-chain", newEkoNode},
 }
@@ -202,6 +203,18 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	src.loads.Store(0)
 	src.reloads.Store(0)
 	warnsBefore := logs.n.Load()
+	countAll := func() (misses, reads uint64, ok bool) {
+		for _, n := range nodes {
+			sc, is := n.(svcCounter)
+			if !is {
+				return 0, 0, false
+			}
+			m, r := sc.counts()
+			misses, reads = misses+m, reads+r
+		}
+		return misses, reads, true
+	}
+	missesBefore, readsBefore, counted := countAll()
 	b.ResetTimer()
 	close(start)
 	wg.Wait()
@@ -239,6 +252,11 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	b.ReportMetric(float64(src.loads.Load())/float64(b.N), "loads/op")
 	b.ReportMetric(float64(src.reloads.Load())/float64(b.N), "reloads/op")
 	b.ReportMetric(float64(warns)/float64(b.N), "warns/op")
+	if counted {
+		misses, reads, _ := countAll()
+		b.ReportMetric(float64(misses-missesBefore)/float64(b.N), "l1-misses/op")
+		b.ReportMetric(float64(reads-readsBefore)/float64(b.N), "l2-reads/op")
+	}
 	if warns > 0 {
 		b.Logf("%d warnings logged while measuring; first of the run: %s", warns, *logs.first)
 	}

@@ -60,7 +60,7 @@ func (c *Cache) publishNow(p pending) error {
 	if kind == 0 {
 		kind = p.op.kind()
 	}
-	m := backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}
+	m := backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts, Value: c.messageValue(&p)}
 	pctx := p.context()
 	sctx, span := c.startChild(pctx, SpanPublish, p.key)
 	ctx, cancel := c.ioContext(sctx, &c.entry)
@@ -88,9 +88,11 @@ type bpHandler struct{ c *Cache }
 // HandleMessage applies another instance's change to the memory tier,
 // newest wins: a copy at least as new as the change is kept as it is.
 //
-//   - Set: the local copy is marked stale with the change's timestamp, so
-//     the next read takes the new entry from the distributed tier (and a
-//     read that raced the change cannot put the old value back as fresh).
+//   - Set: the local copy is replaced by the entry the message carries
+//     (Options.BackplaneValueMaxSize), or without one marked stale with
+//     the change's timestamp, so the next read takes the new entry from
+//     the distributed tier (and a read that raced the change cannot put
+//     the old value back as fresh).
 //   - Remove: the local copy is replaced by a tombstone.
 //   - Expire: the local copy is marked stale (still a fail-safe fallback).
 //
@@ -119,6 +121,7 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 		}
 	case e.ts >= m.Timestamp:
 		// The local copy is this change or a newer one.
+	case m.Kind == backplane.KindSet && m.Value != "" && c.replaceFromMessage(m):
 	case e.tombstone || m.Kind == backplane.KindRemove:
 		c.l1.set(newTombstone(m.Key, m.Timestamp), 1)
 	default:

@@ -45,6 +45,7 @@ type Cache struct {
 	stats           stats
 	bp              backplane.Backplane
 	l2Feeds         bool // l2 announces its writes on bp (FeedL2)
+	bpValueMax      int  // the largest envelope a Set message carries; 0: none
 	id              string
 
 	inv   atomic.Pointer[invalidations]
@@ -95,6 +96,9 @@ func New(o Options) (*Cache, error) {
 		traceKeys:  o.TraceKeys && !o.RedactKeys,
 	}
 	c.locker, _ = o.L2.(Locker)
+	if !o.DisableBackplaneValues {
+		c.bpValueMax = o.BackplaneValueMaxSize
+	}
 	c.bp, c.id = o.Backplane, o.InstanceID
 	c.l2Feeds = feeds(o.L2, o.Backplane)
 	if c.id == "" {

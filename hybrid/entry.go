@@ -79,6 +79,9 @@ type autoClone struct {
 
 // cloneOf decodes a new T from val if it is an auto-clone value of T.
 func cloneOf[T any](val any) (v T, ok bool) {
+	if _, isLazy := val.(*lazyValue); isLazy {
+		return lazyOf[T](val)
+	}
 	ac, isClone := val.(*autoClone)
 	if !isClone || ac.typ != typeName[T]() {
 		return v, false

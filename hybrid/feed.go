@@ -69,7 +69,8 @@ func (c *Cache) applyFeed(ctx context.Context, p pending) (written, announced bo
 	if kind == 0 {
 		kind = p.op.kind()
 	}
-	ch := &Change{Message: backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}, bp: c.bp}
+	ch := &Change{Message: backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts,
+		Value: c.messageValue(&p)}, bp: c.bp}
 	written, err = c.apply(context.WithValue(ctx, changeKey{}, ch), p)
 	if err == nil && written && ch.announced.Load() {
 		c.stats.bpPublished.Add(1)

@@ -639,6 +639,9 @@ func mismatch[T any](key string, got any) error {
 	if ac, ok := got.(*autoClone); ok {
 		held = ac.typ
 	}
+	if lv, ok := got.(*lazyValue); ok {
+		held = lv.typ
+	}
 	return fmt.Errorf("%w: key %q holds %s, read as %T", ErrTypeMismatch, key, held, *new(T))
 }
 

@@ -358,6 +358,17 @@ type Options struct {
 	// applies theirs to the memory tier. Nil means none. The cache takes
 	// ownership: Close closes it.
 	Backplane backplane.Backplane
+	// BackplaneValueMaxSize is the largest entry (encoded, as written to
+	// the distributed tier) that a Set's backplane message carries: an
+	// instance that holds an older copy of the key replaces it with the
+	// message's entry instead of reading the distributed tier when next
+	// asked; larger entries are announced without it (the receivers mark
+	// their copy stale). Zero means DefaultBackplaneValueMaxSize (4 KiB).
+	BackplaneValueMaxSize int
+	// DisableBackplaneValues sends every Set message of this instance
+	// without its entry. (Receiving is not affected: an entry that arrives
+	// is used.)
+	DisableBackplaneValues bool
 	// InstanceID tells this instance's backplane messages from the others'.
 	// Empty means a random id.
 	InstanceID string
@@ -392,6 +403,7 @@ func (o *Options) Validate() error {
 		{"L2CircuitBreakerDuration", int64(o.L2CircuitBreakerDuration)},
 		{"AutoRecoveryMaxItems", int64(o.AutoRecoveryMaxItems)},
 		{"CompressMinSize", int64(o.CompressMinSize)},
+		{"BackplaneValueMaxSize", int64(o.BackplaneValueMaxSize)},
 		{"WaitForInitialBackplaneSubscribe", int64(o.WaitForInitialBackplaneSubscribe)},
 	}
 	for _, f := range ints {
@@ -436,6 +448,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CompressMinSize == 0 {
 		o.CompressMinSize = DefaultCompressMinSize
+	}
+	if o.BackplaneValueMaxSize == 0 {
+		o.BackplaneValueMaxSize = DefaultBackplaneValueMaxSize
 	}
 	return o
 }

@@ -30,6 +30,7 @@ type stats struct {
 	bpReceived      atomic.Uint64
 	bpErrors        atomic.Uint64
 	bpGaps          atomic.Uint64
+	bpValues        atomic.Uint64
 }
 
 // hotShards is the number of stripes of a hotCounter.
@@ -141,6 +142,10 @@ type Stats struct {
 	// BackplaneGaps counts the times messages may have been lost (a
 	// reconnect, a full queue): entries from before are verified before use.
 	BackplaneGaps uint64
+	// BackplaneValues counts received Set messages whose entry replaced
+	// the local copy (Options.BackplaneValueMaxSize), sparing a read of
+	// the distributed tier.
+	BackplaneValues uint64
 }
 
 // Stats returns a snapshot of the cache's counters. The counters are read
@@ -178,6 +183,7 @@ func (c *Cache) Stats() Stats {
 		BackplaneReceived:  s.bpReceived.Load(),
 		BackplaneErrors:    s.bpErrors.Load(),
 		BackplaneGaps:      s.bpGaps.Load(),
+		BackplaneValues:    s.bpValues.Load(),
 	}
 }
 

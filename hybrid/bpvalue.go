@@ -1,0 +1,127 @@
+package hybrid
+
+import (
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/envelope"
+	"github.com/strata-cache/strata/serializer"
+)
+
+// Set messages that carry the entry (Options.BackplaneValueMaxSize): the
+// writer puts the envelope it wrote to the distributed tier in its
+// backplane message when it is small, and a receiver that holds an older
+// copy of the key replaces it with the message's entry instead of marking
+// it stale, sparing the read of the distributed tier that would follow.
+// A receiver that does not hold the key ignores the value (it does not fill
+// its memory with keys it never asked for).
+
+// DefaultBackplaneValueMaxSize is the largest encoded entry a Set's
+// backplane message carries when Options.BackplaneValueMaxSize is zero.
+const DefaultBackplaneValueMaxSize = 4 << 10
+
+// messageValue returns what p's backplane message carries: the envelope of
+// a Set small enough, else "".
+func (c *Cache) messageValue(p *pending) string {
+	if p.op != opSet || len(p.val) == 0 || len(p.val) > c.bpValueMax {
+		return ""
+	}
+	return string(p.val)
+}
+
+// lazyValue is the value of an entry that arrived in a backplane message:
+// the receiver does not know its Go type, so it keeps the serialized bytes
+// and the first reader of the right type decodes them, once; later
+// readers share that decoded value, as they share any entry's value.
+type lazyValue struct {
+	raw     []byte
+	ser     serializer.Serializer
+	typ     string       // typeName of the value's type
+	decoded atomic.Value // a *T, once decoded
+}
+
+// lazyOf returns val's value as a T if it is a lazyValue of T.
+func lazyOf[T any](val any) (v T, ok bool) {
+	lv, isLazy := val.(*lazyValue)
+	if !isLazy || lv.typ != typeName[T]() {
+		return v, false
+	}
+	if p, ok := lv.decoded.Load().(*T); ok {
+		return *p, true
+	}
+	p := new(T)
+	if err := lv.ser.Unmarshal(lv.raw, p); err != nil {
+		return v, false
+	}
+	if !lv.decoded.CompareAndSwap(nil, p) {
+		p = lv.decoded.Load().(*T) // another reader decoded it first: share its copy
+	}
+	return *p, true
+}
+
+// fromMessage returns the entry a Set message carries, to replace the
+// local copy, or nil when it carries none or one this cache cannot use (it
+// is then handled as a message without a value).
+func (c *Cache) fromMessage(key string, ts int64, value string) *entry {
+	if value == "" {
+		return nil
+	}
+	env, err := envelope.Decode([]byte(value))
+	if err != nil || env.Removed || env.Timestamp != ts {
+		c.log.Warn("backplane message value unreadable", c.keyAttr(key), slog.Any("err", err))
+		return nil
+	}
+	if env.Compressed {
+		if c.comp == nil {
+			return nil
+		}
+		raw, err := c.comp.Decompress(env.Value, c.maxValue)
+		if err != nil {
+			c.log.Warn("backplane message value undecompressable", c.keyAttr(key), slog.Any("err", err))
+			return nil
+		}
+		env.Value = raw
+	}
+	o := &c.entry
+	now := stamp()
+	e := &entry{key: key, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp, verified: now,
+		freshUntil: env.FreshUntil, l2Fresh: env.FreshUntil, physUntil: env.FreshUntil,
+		lastMod: env.LastModified, etag: env.ETag, tags: env.Tags}
+	switch {
+	case env.NotFound:
+		e.value = notFoundValue
+	case o.AutoClone:
+		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type}
+	default:
+		e.value = &lazyValue{raw: env.Value, ser: c.ser, typ: env.Type}
+	}
+	if env.Created != 0 {
+		e.vts = env.Created
+	}
+	if o.FailSafe && !env.NotFound {
+		e.physUntil = max(e.physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
+	}
+	if o.L1Duration > 0 {
+		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
+	}
+	if o.SlidingDuration > 0 && !env.NotFound {
+		e.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
+	}
+	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp && !env.NotFound {
+		e.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
+	}
+	return e
+}
+
+// replaceFromMessage stores the entry m carries in place of the older
+// local copy; false when m's value is of no use here.
+func (c *Cache) replaceFromMessage(m backplane.Message) bool {
+	e := c.fromMessage(m.Key, m.Timestamp, m.Value)
+	if e == nil {
+		return false
+	}
+	c.l1.set(e, c.entry.Size)
+	c.stats.bpValues.Add(1)
+	return true
+}
