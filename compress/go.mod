@@ -1,0 +1,16 @@
+module github.com/strata-cache/strata/compress
+
+go 1.26.0
+
+replace github.com/strata-cache/strata => ../
+
+require (
+	github.com/klauspost/compress v1.18.0
+	github.com/strata-cache/strata v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
+	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
+)
