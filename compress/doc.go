@@ -1,6 +1,6 @@
 // Package compress provides serializer.Compressor implementations on
 // github.com/klauspost/compress, for the distributed tier's compression
-// (hybrid.Options.Compressor, strata CacheSettings.Compressor): Zstandard
+// (hybrid.Options.Compressor, strata.CacheSettings.Compressor): Zstandard
 // (NewZstd) and S2 (S2), both faster than the core module's
 // serializer.Flate.
 //
