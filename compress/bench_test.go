@@ -40,7 +40,7 @@ var benchSizes = []struct {
 // value (jsonLike: records with varying fields), and reports the
 // compressed size.
 //
-//	go test -run '^$' -bench Codec -count 6 . | benchstat -col /codec -
+//	go test -run '^$' -bench Codec -count 10 -benchtime 300ms . | benchstat -col /codec -
 func BenchmarkCodec(b *testing.B) {
 	for _, size := range benchSizes {
 		in := jsonLike(size.n)
@@ -78,7 +78,7 @@ func BenchmarkCodec(b *testing.B) {
 // decode, the decompression and msgpack's decode of a string. It reports
 // the bytes Redis holds for the key.
 //
-//	go test -run '^$' -bench RedisHit -count 6 . | benchstat -col /codec -
+//	go test -run '^$' -bench RedisHit -count 10 -benchtime 300ms . | benchstat -col /codec -
 func BenchmarkRedisHit(b *testing.B) {
 	srv := redistest.Start(b)
 	ctx := context.Background()
