@@ -54,7 +54,9 @@ func (s S2) Compress(src []byte) ([]byte, error) {
 // Decompress returns the decompressed form of the S2 block src. A block
 // that declares more than maxSize bytes is refused with an error wrapping
 // serializer.ErrTooLarge, before anything is allocated for it; a malformed
-// block (s2.ErrCorrupt) is an error too.
+// block (s2.ErrCorrupt) is an error too. The output is allocated at the
+// declared size before decoding, so a payload can make it allocate up to
+// maxSize.
 func (S2) Decompress(src []byte, maxSize int) ([]byte, error) {
 	n, err := s2.DecodedLen(src)
 	if err != nil {

@@ -67,7 +67,8 @@ func (z *Zstd) Compress(src []byte) ([]byte, error) {
 // serializer.ErrTooLarge, before anything is allocated for it; a frame
 // without a declared size, a malformed or truncated one, a checksum
 // mismatch, trailing bytes or a frame that decodes to more than it
-// declares are errors too.
+// declares are errors too. The output is allocated at the declared size
+// before decoding, so a payload can make it allocate up to maxSize.
 func (z *Zstd) Decompress(src []byte, maxSize int) ([]byte, error) {
 	var h zstd.Header
 	if err := h.Decode(src); err != nil {
