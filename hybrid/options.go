@@ -349,7 +349,8 @@ type Options struct {
 	// and plain payloads alike. Every node of the cache must use the same
 	// compressor; a node without one treats a compressed payload as a miss
 	// (logged). Nil means no compression. serializer.Flate is in the core
-	// module; faster codecs (zstd, s2) are a small Compressor of your own.
+	// module; faster codecs (zstd, S2) are in the module
+	// github.com/strata-cache/strata/compress.
 	Compressor serializer.Compressor
 	// CompressMinSize is the smallest serialized value that is compressed,
 	// in bytes. Zero means DefaultCompressMinSize (1 KiB).

@@ -28,8 +28,9 @@ var ErrTooLarge = errors.New("serializer: decompressed value too large")
 
 // Flate is a Compressor on the standard library's DEFLATE (compress/flate).
 // Level is a compress/flate level; zero means flate.DefaultCompression.
-// For faster codecs (zstd, s2) implement Compressor on a library of your
-// choice: the core module depends on no compression library.
+// Faster codecs (zstd, S2) are in the module
+// github.com/strata-cache/strata/compress, kept apart because the core
+// module depends on no compression library.
 type Flate struct{ Level int }
 
 var _ Compressor = Flate{}
