@@ -472,7 +472,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		if k.stale != nil {
 			if v, ok := valueOf[T](k.stale); ok {
 				fc.stale, fc.hasStale = v, true
-				fc.staleETag, fc.staleLastMod = k.stale.etag, k.stale.lastMod
+				fc.staleETag, fc.staleLastMod = k.stale.etag(), k.stale.lastMod()
 			} else {
 				k.stale = nil
 			}

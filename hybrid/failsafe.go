@@ -49,7 +49,7 @@ func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *Ent
 		return
 	}
 	x := stale.clone()
-	x.vts = stamp()
+	x.withVTS(stamp())
 	x.freshUntil = now + int64(o.FailSafeThrottleDuration)
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.eagerAt = 0

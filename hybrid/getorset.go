@@ -453,7 +453,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	if stale != nil {
 		if v, ok := valueOf[T](stale); ok {
 			fc.stale, fc.hasStale = v, true
-			fc.staleETag, fc.staleLastMod = stale.etag, stale.lastMod
+			fc.staleETag, fc.staleLastMod = stale.etag(), stale.lastMod()
 		} else {
 			stale = nil
 		}
