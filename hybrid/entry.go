@@ -17,9 +17,11 @@ import (
 // the same allocation (see typedEntry): a hit on a key not in the CPU's
 // caches then costs as few memory round trips as possible. What most
 // entries do not have (an ETag, a last-modified time, tags, a validity
-// timestamp other than ts) lives in ext, nil for the common entry; the
-// type name written to the distributed tier is derived from the value
-// (see typ).
+// timestamp other than ts) lives in ext, and what a hit may have to do
+// besides returning the value (eager refresh, sliding expiration) in hit:
+// both nil for the common entry, and in the entry's allocation when set.
+// The type name written to the distributed tier is derived from the value
+// (see typ), and a tombstone is the entry without a value.
 type entry struct {
 	key       string
 	ext       *entryExt // nil: no ETag, last-modified, tags; vts is ts
@@ -28,15 +30,67 @@ type entry struct {
 	l2Fresh   int64     // logical expiry as written to the distributed tier
 	physUntil int64     // physical expiry, unix ns: usable as a fail-safe fallback until then
 
-	tombstone  bool     // a removal: a miss that still wins over older writes
-	freshUntil int64    // logical expiry, unix ns (memory tier: capped by L1Duration)
-	eagerAt    int64    // a hit from then on starts an eager refresh; 0 = off
-	slide      *sliding // sliding expiration; nil (the common case) = off
+	freshUntil int64  // logical expiry, unix ns (memory tier: capped by L1Duration)
+	hit        *onHit // eager refresh, sliding expiration; nil (the common case) = neither
 	// checked is the cache generation at which this entry was last found
 	// valid against tag invalidations, Clear and backplane gaps. When it
 	// equals the cache's generation, the hit path skips those checks.
 	checked atomic.Uint64
-	value   any // *T, pointing at the typedEntry's v (nil for tombstones)
+	value   any // *T, pointing at the typedEntry's v; nil: a tombstone (see tombstone)
+}
+
+// onHit is what a hit on an entry may have to do besides returning its
+// value. Like ext, it is immutable once stored.
+type onHit struct {
+	eagerAt int64   // a hit from then on starts an eager refresh; 0 = off
+	slide   sliding // sliding expiration; window 0 = off
+}
+
+// tombstone reports whether e is a removal: a miss that still wins over
+// older writes. It is the entry without a value.
+func (e *entry) tombstone() bool { return e.value == nil }
+
+// eagerDue reports whether a hit at now starts an eager refresh of e.
+func (e *entry) eagerDue(now int64) bool {
+	h := e.hit
+	return h != nil && h.eagerAt != 0 && now >= h.eagerAt
+}
+
+// eagerAt returns when a hit starts an eager refresh of e (0 = off).
+func (e *entry) eagerAt() int64 {
+	if e.hit == nil {
+		return 0
+	}
+	return e.hit.eagerAt
+}
+
+// noEager turns e's eager refresh off (e is a clone not stored yet).
+func (e *entry) noEager() {
+	if e.eagerAt() != 0 {
+		e.setHit(onHit{slide: e.hit.slide})
+	}
+}
+
+// sliding returns e's sliding expiration, or nil when it has none.
+func (e *entry) sliding() *sliding {
+	if e.hit == nil || e.hit.slide.window == 0 {
+		return nil
+	}
+	return &e.hit.slide
+}
+
+// setSlide sets e's sliding expiration (a zero s: none; e is a clone not
+// stored yet).
+func (e *entry) setSlide(s sliding) {
+	e.setHit(onHit{eagerAt: e.eagerAt(), slide: s})
+}
+
+// setHit gives e a new onHit h (nil when h is empty), shared with no one.
+func (e *entry) setHit(h onHit) {
+	e.hit = nil
+	if h != (onHit{}) {
+		e.hit = &h
+	}
 }
 
 // entryExt is the part of an entry that most entries do not have. Like
@@ -134,22 +188,48 @@ type typedEntry[T any] struct {
 }
 
 // allocEntry returns the entry of a new typedEntry holding v, with x as
-// its ext (copied into the same allocation) unless x is empty.
-func allocEntry[T any](v T, x *entryExt) *entry {
-	if x == nil || x.empty() {
+// its ext and h as its onHit (each copied into the same allocation) unless
+// they are empty.
+func allocEntry[T any](v T, x *entryExt, h *onHit) *entry {
+	hasX, hasH := x != nil && !x.empty(), h != nil && *h != (onHit{})
+	switch {
+	case !hasX && !hasH:
 		te := &typedEntry[T]{v: v}
 		te.value = &te.v
 		return &te.entry
+	case !hasH:
+		te := &typedEntryExt[T]{typedEntry: typedEntry[T]{v: v}, x: *x}
+		te.value, te.ext = &te.v, &te.x
+		return &te.entry
+	case !hasX:
+		te := &typedEntryHit[T]{typedEntry: typedEntry[T]{v: v}, h: *h}
+		te.value, te.hit = &te.v, &te.h
+		return &te.entry
+	default:
+		te := &typedEntryExtHit[T]{typedEntry: typedEntry[T]{v: v}, x: *x, h: *h}
+		te.value, te.ext, te.hit = &te.v, &te.x, &te.h
+		return &te.entry
 	}
-	te := &typedEntryExt[T]{typedEntry: typedEntry[T]{v: v}, x: *x}
-	te.value, te.ext = &te.v, &te.x
-	return &te.entry
 }
 
 // typedEntryExt is a typedEntry and its ext in one allocation.
 type typedEntryExt[T any] struct {
 	typedEntry[T]
 	x entryExt
+}
+
+// typedEntryHit is a typedEntry and its onHit in one allocation.
+type typedEntryHit[T any] struct {
+	typedEntry[T]
+	h onHit
+}
+
+// typedEntryExtHit is a typedEntry, its ext and its onHit in one
+// allocation.
+type typedEntryExtHit[T any] struct {
+	typedEntry[T]
+	x entryExt
+	h onHit
 }
 
 // entryWithExt is an untyped entry (a "not found") and its ext in one
@@ -223,13 +303,13 @@ func makeAutoClone[T any](e *entry, v T, o *EntryOptions, ser serializer.Seriali
 
 // fresh reports whether e can be returned as a fresh hit at now.
 func (e *entry) fresh(now int64) bool {
-	return !e.tombstone && now < e.freshUntil
+	return now < e.freshUntil && !e.tombstone()
 }
 
 // usableStale reports whether e can serve as a fail-safe fallback at now.
 // A cached "not found" cannot.
 func (e *entry) usableStale(now int64) bool {
-	return e != nil && !e.tombstone && now < e.physUntil && e.value != notFoundValue
+	return e != nil && !e.tombstone() && now < e.physUntil && e.value != notFoundValue
 }
 
 // notFound is the value of a cached "not found" (FactoryContext.NotFound).
@@ -258,7 +338,7 @@ func (e *entry) newer(o *entry) bool {
 func (e *entry) clone() *entry {
 	return &entry{
 		key: e.key, value: e.value, ext: e.ext, ts: e.ts, verified: e.verified, freshUntil: e.freshUntil, l2Fresh: e.l2Fresh,
-		physUntil: e.physUntil, eagerAt: e.eagerAt, tombstone: e.tombstone, slide: e.slide,
+		physUntil: e.physUntil, hit: e.hit,
 	}
 }
 
@@ -270,8 +350,8 @@ type sliding struct {
 }
 
 // newSliding returns the sliding state of an entry fresh until fresh.
-func newSliding(fresh, window, limit int64) *sliding {
-	return &sliding{at: fresh - window/2, window: window, max: limit}
+func newSliding(fresh, window, limit int64) sliding {
+	return sliding{at: fresh - window/2, window: window, max: limit}
 }
 
 // meta is what a factory or Set may attach to a value.
@@ -292,24 +372,27 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 	if o.FailSafe {
 		phys = max(fresh, now+int64(o.FailSafeMaxDuration))
 	}
+	freshUntil, l2Fresh := fresh, fresh
+	if o.L1Duration > 0 && o.L1Duration < d {
+		freshUntil = now + int64(o.L1Duration)
+	}
+	// x and h are copied by allocEntry: they do not escape.
 	var x *entryExt
 	if m.etag != "" || m.lastMod != 0 || len(o.Tags) > 0 {
-		x = &entryExt{etag: m.etag, lastMod: m.lastMod, tags: o.Tags} // copied by allocEntry: does not escape
+		x = &entryExt{etag: m.etag, lastMod: m.lastMod, tags: o.Tags}
 	}
-	e := allocEntry(v, x)
-	e.key, e.ts, e.verified = key, ts, ts
-	e.freshUntil, e.l2Fresh, e.physUntil = fresh, fresh, phys
-	if o.L1Duration > 0 && o.L1Duration < d {
-		e.freshUntil = now + int64(o.L1Duration)
-	}
+	var h onHit
 	if o.EagerRefreshThreshold > 0 {
-		e.eagerAt = now + int64(float64(d)*o.EagerRefreshThreshold)
+		h.eagerAt = now + int64(float64(d)*o.EagerRefreshThreshold)
 	}
 	if o.SlidingDuration > 0 {
-		e.freshUntil = min(e.freshUntil, now+int64(o.SlidingDuration))
-		e.l2Fresh = e.freshUntil
-		e.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), fresh)
+		freshUntil = min(freshUntil, now+int64(o.SlidingDuration))
+		l2Fresh = freshUntil
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), fresh)
 	}
+	e := allocEntry(v, x, &h)
+	e.key, e.ts, e.verified = key, ts, ts
+	e.freshUntil, e.l2Fresh, e.physUntil = freshUntil, l2Fresh, phys
 	return e
 }
 
@@ -318,5 +401,5 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 const tombstoneTTL = time.Minute
 
 func newTombstone(key string, ts int64) *entry {
-	return &entry{key: key, ts: ts, verified: ts, tombstone: true, physUntil: ts + int64(tombstoneTTL)}
+	return &entry{key: key, ts: ts, verified: ts, physUntil: ts + int64(tombstoneTTL)} // no value: a tombstone
 }

@@ -3,6 +3,7 @@ package hybrid
 import (
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/strata-cache/strata/serializer"
 )
@@ -79,5 +80,50 @@ func TestEntryExt(t *testing.T) {
 	p.withVTS(p.ts)
 	if p.ext != nil {
 		t.Fatalf("withVTS(ts) on a plain entry left ext %+v", p.ext)
+	}
+}
+
+// TestEntryOnHit checks eager refresh and sliding expiration through
+// onHit: set together in one allocation, turned off one at a time on a
+// clone without changing the original.
+func TestEntryOnHit(t *testing.T) {
+	now := nowNano()
+	o := &EntryOptions{Duration: time.Minute, EagerRefreshThreshold: 0.5, SlidingDuration: 10 * time.Second}
+	e := newEntry("k", 1, now, now, o, meta{etag: "E"})
+	if e.eagerAt() == 0 || e.sliding() == nil || e.etag() != "E" {
+		t.Fatalf("eager %d, sliding %v, etag %q", e.eagerAt(), e.sliding(), e.etag())
+	}
+	if e.eagerDue(now) || !e.eagerDue(now+int64(time.Minute)) {
+		t.Fatal("eagerDue")
+	}
+	x := e.clone()
+	x.noEager()
+	if x.eagerAt() != 0 || x.sliding() == nil || *x.sliding() != *e.sliding() || e.eagerAt() == 0 {
+		t.Fatalf("noEager: clone eager %d sliding %v; original eager %d", x.eagerAt(), x.sliding(), e.eagerAt())
+	}
+	x.setSlide(sliding{})
+	if x.hit != nil || e.sliding() == nil {
+		t.Fatalf("setSlide(none): clone hit %+v, original sliding %v", x.hit, e.sliding())
+	}
+	y := e.clone()
+	y.setSlide(newSliding(now+5, 7, now+100))
+	if y.eagerAt() != e.eagerAt() || y.sliding().window != 7 || e.sliding().window != int64(10*time.Second) {
+		t.Fatal("setSlide changed eager refresh or the original")
+	}
+	p := newEntry("k", 1, now, now, &EntryOptions{Duration: time.Minute}, meta{})
+	if p.hit != nil || p.sliding() != nil || p.eagerDue(now+int64(time.Hour)) {
+		t.Fatal("a plain entry has an onHit")
+	}
+	if !newTombstone("k", now).tombstone() || p.tombstone() || newNotFound[int]("k", now, now, o).tombstone() {
+		t.Fatal("tombstone()")
+	}
+}
+
+// TestEntryHeaderSize keeps the header of the common entry (what every
+// entry pays before its value) from growing back: the rarely used fields
+// belong in entryExt or onHit (docs/benchmarks.md, memory per entry).
+func TestEntryHeaderSize(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n > 96 {
+		t.Fatalf("entry header is %d bytes, want at most 96", n)
 	}
 }

@@ -178,23 +178,25 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	if env.Created != 0 && env.Created != env.Timestamp {
 		x.vts = env.Created // an expired copy: invalidations compare with its creation
 	}
-	e := allocEntry(v, &x)
+	freshUntil := env.FreshUntil
+	if o.L1Duration > 0 {
+		freshUntil = min(freshUntil, now+int64(o.L1Duration))
+	}
+	var h onHit
+	if o.SlidingDuration > 0 {
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
+	}
+	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
+		h.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
+	}
+	e := allocEntry(v, &x, &h)
 	if o.AutoClone {
 		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type} // env.Value is ours (DecodeShared)
 	}
 	e.key, e.ts, e.verified = key, env.Timestamp, now
-	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
+	e.freshUntil, e.l2Fresh, e.physUntil = freshUntil, env.FreshUntil, env.FreshUntil
 	if o.FailSafe {
 		e.physUntil = max(e.physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
-	}
-	if o.L1Duration > 0 {
-		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
-	}
-	if o.SlidingDuration > 0 {
-		e.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
-	}
-	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
-		e.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
 	}
 	return e
 }
