@@ -122,7 +122,7 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	case e.ts >= m.Timestamp:
 		// The local copy is this change or a newer one.
 	case m.Kind == backplane.KindSet && m.Value != "" && c.replaceFromMessage(m):
-	case e.tombstone || m.Kind == backplane.KindRemove:
+	case e.tombstone() || m.Kind == backplane.KindRemove:
 		c.l1.set(newTombstone(m.Key, m.Timestamp), 1)
 	default:
 		c.l1.set(expiredCopy(e, m.Timestamp, nowNano()), c.entry.Size)

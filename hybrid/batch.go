@@ -190,7 +190,7 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		if e, now := c.hitL1(ctx, key, o); e != nil {
 			answered[i] = true
 			res[i] = typedResult[T](key, e)
-			if res[i].Found && e.eagerAt != 0 && now >= e.eagerAt {
+			if res[i].Found && e.eagerDue(now) {
 				// Unless a load of the key runs: one background batch
 				// for every such key of the call.
 				if b := claimKey(c, lctx, i, key, f, o, e); b.tok != nil {
@@ -472,7 +472,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		if k.stale != nil {
 			if v, ok := valueOf[T](k.stale); ok {
 				fc.stale, fc.hasStale = v, true
-				fc.staleETag, fc.staleLastMod = k.stale.etag, k.stale.lastMod
+				fc.staleETag, fc.staleLastMod = k.stale.etag(), k.stale.lastMod()
 			} else {
 				k.stale = nil
 			}
@@ -551,7 +551,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			// Do not retry on every hit: the entry stays as it was, minus
 			// its eager refresh point.
 			x := k.eager.clone()
-			x.eagerAt = 0
+			x.noEager()
 			c.l1.set(x, o.Size)
 			if kerr != nil {
 				c.log.Warn("eager refresh failed", c.keyAttr(k.key), slog.Any("err", kerr))

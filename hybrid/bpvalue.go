@@ -85,32 +85,39 @@ func (c *Cache) fromMessage(key string, ts int64, value string) *entry {
 	}
 	o := &c.entry
 	now := stamp()
-	e := &entry{key: key, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp, verified: now,
-		freshUntil: env.FreshUntil, l2Fresh: env.FreshUntil, physUntil: env.FreshUntil,
-		lastMod: env.LastModified, etag: env.ETag, tags: env.Tags}
+	x := entryExt{etag: env.ETag, lastMod: env.LastModified, tags: env.Tags}
+	if env.Created != 0 && env.Created != env.Timestamp {
+		x.vts = env.Created // an expired copy: invalidations compare with its creation
+	}
+	if env.NotFound {
+		x.typ = env.Type
+	}
+	e := allocBare(&x)
+	e.key, e.ts, e.verified = key, env.Timestamp, now
+	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
+	if o.L1Duration > 0 {
+		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
+	}
 	switch {
 	case env.NotFound:
 		e.value = notFoundValue
+		return e
 	case o.AutoClone:
 		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type}
 	default:
 		e.value = &lazyValue{raw: env.Value, ser: c.ser, typ: env.Type}
 	}
-	if env.Created != 0 {
-		e.vts = env.Created
-	}
-	if o.FailSafe && !env.NotFound {
+	if o.FailSafe {
 		e.physUntil = max(e.physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
 	}
-	if o.L1Duration > 0 {
-		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
+	var h onHit
+	if o.SlidingDuration > 0 {
+		h.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
 	}
-	if o.SlidingDuration > 0 && !env.NotFound {
-		e.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
+	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
+		h.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
 	}
-	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp && !env.NotFound {
-		e.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
-	}
+	e.setHit(h)
 	return e
 }
 

@@ -218,7 +218,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 		defer func() { span.End(c.spanError(err)) }()
 	}
 	ts, now := stamp(), nowNano()
-	if e := c.l1.get(key); e != nil && !e.tombstone && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
+	if e := c.l1.get(key); e != nil && !e.tombstone() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
 		c.l1.set(expiredCopy(e, ts, now), o.Size)
 	}
 	var phys int64 // without fail-safe the distributed copy is deleted
@@ -238,6 +238,6 @@ func expiredCopy(e *entry, ts, now int64) *entry {
 	x.ts = max(e.ts, ts)
 	x.freshUntil = min(e.freshUntil, now)
 	x.l2Fresh = min(e.l2Fresh, now)
-	x.eagerAt = 0
+	x.noEager()
 	return x
 }

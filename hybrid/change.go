@@ -171,7 +171,7 @@ func (c *Cache) lostToNewer(p pending) {
 	if p.op != opSet || isReserved(p.key) {
 		return
 	}
-	if e := c.l1.get(p.key); e != nil && !e.tombstone && e.ts == p.ts {
+	if e := c.l1.get(p.key); e != nil && !e.tombstone() && e.ts == p.ts {
 		c.l1.set(expiredCopy(e, e.ts, nowNano()), 1)
 	}
 }

@@ -3,6 +3,7 @@ package hybrid
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -14,28 +15,171 @@ import (
 //
 // The fields a hit reads come last, right before the value, which lives in
 // the same allocation (see typedEntry): a hit on a key not in the CPU's
-// caches then costs as few memory round trips as possible.
+// caches then costs as few memory round trips as possible. What most
+// entries do not have (an ETag, a last-modified time, tags, a validity
+// timestamp other than ts) lives in ext, and what a hit may have to do
+// besides returning the value (eager refresh, sliding expiration) in hit:
+// both nil for the common entry, and in the entry's allocation when set.
+// The type name written to the distributed tier is derived from the value
+// (see typ), and a tombstone is the entry without a value.
 type entry struct {
 	key       string
-	typ       string // typeName of T, for the distributed tier
-	ts        int64  // creation time, unix ns: newest wins
-	vts       int64  // compared with invalidations (Clear, tags); ts unless noted
-	verified  int64  // known to be the newest as of then (backplane gaps)
-	l2Fresh   int64  // logical expiry as written to the distributed tier
-	physUntil int64  // physical expiry, unix ns: usable as a fail-safe fallback until then
-	lastMod   int64  // unix ns, 0 = none
-	etag      string
-	tags      []string
+	ext       *entryExt // nil: no ETag, last-modified, tags; vts is ts
+	ts        int64     // creation time, unix ns: newest wins
+	verified  int64     // known to be the newest as of then (backplane gaps)
+	l2Fresh   int64     // logical expiry as written to the distributed tier
+	physUntil int64     // physical expiry, unix ns: usable as a fail-safe fallback until then
 
-	tombstone  bool     // a removal: a miss that still wins over older writes
-	freshUntil int64    // logical expiry, unix ns (memory tier: capped by L1Duration)
-	eagerAt    int64    // a hit from then on starts an eager refresh; 0 = off
-	slide      *sliding // sliding expiration; nil (the common case) = off
+	freshUntil int64  // logical expiry, unix ns (memory tier: capped by L1Duration)
+	hit        *onHit // eager refresh, sliding expiration; nil (the common case) = neither
 	// checked is the cache generation at which this entry was last found
 	// valid against tag invalidations, Clear and backplane gaps. When it
 	// equals the cache's generation, the hit path skips those checks.
 	checked atomic.Uint64
-	value   any // *T, pointing at the typedEntry's v (nil for tombstones)
+	value   any // *T, pointing at the typedEntry's v; nil: a tombstone (see tombstone)
+}
+
+// onHit is what a hit on an entry may have to do besides returning its
+// value. Like ext, it is immutable once stored.
+type onHit struct {
+	eagerAt int64   // a hit from then on starts an eager refresh; 0 = off
+	slide   sliding // sliding expiration; window 0 = off
+}
+
+// tombstone reports whether e is a removal: a miss that still wins over
+// older writes. It is the entry without a value.
+func (e *entry) tombstone() bool { return e.value == nil }
+
+// eagerDue reports whether a hit at now starts an eager refresh of e.
+func (e *entry) eagerDue(now int64) bool {
+	h := e.hit
+	return h != nil && h.eagerAt != 0 && now >= h.eagerAt
+}
+
+// eagerAt returns when a hit starts an eager refresh of e (0 = off).
+func (e *entry) eagerAt() int64 {
+	if e.hit == nil {
+		return 0
+	}
+	return e.hit.eagerAt
+}
+
+// noEager turns e's eager refresh off (e is a clone not stored yet).
+func (e *entry) noEager() {
+	if e.eagerAt() != 0 {
+		e.setHit(onHit{slide: e.hit.slide})
+	}
+}
+
+// sliding returns e's sliding expiration, or nil when it has none.
+func (e *entry) sliding() *sliding {
+	if e.hit == nil || e.hit.slide.window == 0 {
+		return nil
+	}
+	return &e.hit.slide
+}
+
+// setSlide sets e's sliding expiration (a zero s: none; e is a clone not
+// stored yet).
+func (e *entry) setSlide(s sliding) {
+	e.setHit(onHit{eagerAt: e.eagerAt(), slide: s})
+}
+
+// setHit gives e a new onHit h (nil when h is empty), shared with no one.
+func (e *entry) setHit(h onHit) {
+	e.hit = nil
+	if h != (onHit{}) {
+		e.hit = &h
+	}
+}
+
+// entryExt is the part of an entry that most entries do not have. Like
+// the entry, it is immutable once stored: clones share it, and a change
+// makes a new one (see withVTS).
+type entryExt struct {
+	etag    string
+	lastMod int64 // unix ns, 0 = none
+	tags    []string
+	typ     string // the type name of a "not found" entry (it holds no T)
+	vts     int64  // compared with invalidations (Clear, tags); 0 = ts
+}
+
+// empty reports whether x holds nothing, so that an entry needs no ext.
+func (x *entryExt) empty() bool {
+	return x.etag == "" && x.lastMod == 0 && len(x.tags) == 0 && x.typ == "" && x.vts == 0
+}
+
+// etag returns e's ETag ("" = none).
+func (e *entry) etag() string {
+	if e.ext == nil {
+		return ""
+	}
+	return e.ext.etag
+}
+
+// lastMod returns e's last-modified time, unix ns (0 = none).
+func (e *entry) lastMod() int64 {
+	if e.ext == nil {
+		return 0
+	}
+	return e.ext.lastMod
+}
+
+// tags returns e's tags.
+func (e *entry) tags() []string {
+	if e.ext == nil {
+		return nil
+	}
+	return e.ext.tags
+}
+
+// vts is the timestamp compared with invalidations (Clear, tags): ts,
+// unless a fail-safe throttle renewed it or the entry is an expired copy
+// read from the distributed tier (its creation time).
+func (e *entry) vts() int64 {
+	if e.ext == nil || e.ext.vts == 0 {
+		return e.ts
+	}
+	return e.ext.vts
+}
+
+// withVTS sets e's validity timestamp (e is a clone not stored yet); its
+// ext, shared with the original, is copied.
+func (e *entry) withVTS(vts int64) {
+	var x entryExt
+	if e.ext != nil {
+		x = *e.ext
+	}
+	x.vts = vts
+	if vts == e.ts {
+		x.vts = 0
+	}
+	e.ext = nil
+	if !x.empty() {
+		e.ext = &x
+	}
+}
+
+// typ returns the type name of e's value (typeName of T) for the
+// distributed tier's envelope: the value is a *T (or an auto-clone value,
+// which records it); a "not found" entry keeps it in ext. It is derived on
+// each write to the distributed tier rather than stored in every entry.
+func (e *entry) typ() string {
+	switch v := e.value.(type) {
+	case *autoClone:
+		return v.typ
+	case *lazyValue:
+		return v.typ
+	case *notFound, nil:
+		if e.ext != nil {
+			return e.ext.typ
+		}
+		return ""
+	}
+	if t := reflect.TypeOf(e.value); t.Kind() == reflect.Pointer {
+		return t.Elem().String()
+	}
+	return "" // an internal marker (a tag check), never written to the distributed tier
 }
 
 // typedEntry puts an entry and its value in one allocation, so that the
@@ -45,11 +189,67 @@ type typedEntry[T any] struct {
 	v T
 }
 
-// allocEntry returns the entry of a new typedEntry holding v.
-func allocEntry[T any](v T) *entry {
-	te := &typedEntry[T]{v: v}
-	te.value = &te.v
-	return &te.entry
+// allocEntry returns the entry of a new typedEntry holding v, with x as
+// its ext and h as its onHit (each copied into the same allocation) unless
+// they are empty.
+func allocEntry[T any](v T, x *entryExt, h *onHit) *entry {
+	hasX, hasH := x != nil && !x.empty(), h != nil && *h != (onHit{})
+	switch {
+	case !hasX && !hasH:
+		te := &typedEntry[T]{v: v}
+		te.value = &te.v
+		return &te.entry
+	case !hasH:
+		te := &typedEntryExt[T]{typedEntry: typedEntry[T]{v: v}, x: *x}
+		te.value, te.ext = &te.v, &te.x
+		return &te.entry
+	case !hasX:
+		te := &typedEntryHit[T]{typedEntry: typedEntry[T]{v: v}, h: *h}
+		te.value, te.hit = &te.v, &te.h
+		return &te.entry
+	default:
+		te := &typedEntryExtHit[T]{typedEntry: typedEntry[T]{v: v}, x: *x, h: *h}
+		te.value, te.ext, te.hit = &te.v, &te.x, &te.h
+		return &te.entry
+	}
+}
+
+// typedEntryExt is a typedEntry and its ext in one allocation.
+type typedEntryExt[T any] struct {
+	typedEntry[T]
+	x entryExt
+}
+
+// typedEntryHit is a typedEntry and its onHit in one allocation.
+type typedEntryHit[T any] struct {
+	typedEntry[T]
+	h onHit
+}
+
+// typedEntryExtHit is a typedEntry, its ext and its onHit in one
+// allocation.
+type typedEntryExtHit[T any] struct {
+	typedEntry[T]
+	x entryExt
+	h onHit
+}
+
+// entryWithExt is an untyped entry (a "not found") and its ext in one
+// allocation.
+type entryWithExt struct {
+	entry
+	x entryExt
+}
+
+// allocBare returns a new entry without a value, with x as its ext (in the
+// same allocation) unless x is empty.
+func allocBare(x *entryExt) *entry {
+	if x == nil || x.empty() {
+		return &entry{}
+	}
+	ee := &entryWithExt{x: *x}
+	ee.ext = &ee.x
+	return &ee.entry
 }
 
 // valueOf returns e's value as a T; ok is false when e holds another type.
@@ -102,19 +302,19 @@ func makeAutoClone[T any](e *entry, v T, o *EntryOptions, ser serializer.Seriali
 	if err != nil {
 		return fmt.Errorf("hybrid: serialize %q for auto-clone: %w", e.key, err)
 	}
-	e.value = &autoClone{raw: raw, ser: ser, typ: e.typ}
+	e.value = &autoClone{raw: raw, ser: ser, typ: typeName[T]()}
 	return nil
 }
 
 // fresh reports whether e can be returned as a fresh hit at now.
 func (e *entry) fresh(now int64) bool {
-	return !e.tombstone && now < e.freshUntil
+	return now < e.freshUntil && !e.tombstone()
 }
 
 // usableStale reports whether e can serve as a fail-safe fallback at now.
 // A cached "not found" cannot.
 func (e *entry) usableStale(now int64) bool {
-	return e != nil && !e.tombstone && now < e.physUntil && e.value != notFoundValue
+	return e != nil && !e.tombstone() && now < e.physUntil && e.value != notFoundValue
 }
 
 // notFound is the value of a cached "not found" (FactoryContext.NotFound).
@@ -128,8 +328,10 @@ var notFoundValue any = &notFound{}
 // that started at ts, stored at now, cached for o.NotFoundDuration.
 func newNotFound[T any](key string, ts, now int64, o *EntryOptions) *entry {
 	until := now + int64(o.NotFoundDuration)
-	return &entry{key: key, typ: typeName[T](), ts: ts, vts: ts, verified: ts,
-		freshUntil: until, l2Fresh: until, physUntil: until, tags: o.Tags, value: notFoundValue}
+	e := allocBare(&entryExt{typ: typeName[T](), tags: o.Tags})
+	e.key, e.ts, e.verified = key, ts, ts
+	e.freshUntil, e.l2Fresh, e.physUntil, e.value = until, until, until, notFoundValue
+	return e
 }
 
 // newer reports whether e was created after o (a nil o is older than anything).
@@ -140,9 +342,8 @@ func (e *entry) newer(o *entry) bool {
 // clone returns a copy of e that can be modified and stored again.
 func (e *entry) clone() *entry {
 	return &entry{
-		key: e.key, value: e.value, typ: e.typ, ts: e.ts, vts: e.vts, verified: e.verified, freshUntil: e.freshUntil, l2Fresh: e.l2Fresh,
-		physUntil: e.physUntil, eagerAt: e.eagerAt, lastMod: e.lastMod, etag: e.etag,
-		tags: e.tags, tombstone: e.tombstone, slide: e.slide,
+		key: e.key, value: e.value, ext: e.ext, ts: e.ts, verified: e.verified, freshUntil: e.freshUntil, l2Fresh: e.l2Fresh,
+		physUntil: e.physUntil, hit: e.hit,
 	}
 }
 
@@ -154,8 +355,8 @@ type sliding struct {
 }
 
 // newSliding returns the sliding state of an entry fresh until fresh.
-func newSliding(fresh, window, limit int64) *sliding {
-	return &sliding{at: fresh - window/2, window: window, max: limit}
+func newSliding(fresh, window, limit int64) sliding {
+	return sliding{at: fresh - window/2, window: window, max: limit}
 }
 
 // meta is what a factory or Set may attach to a value.
@@ -176,21 +377,27 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 	if o.FailSafe {
 		phys = max(fresh, now+int64(o.FailSafeMaxDuration))
 	}
-	e := allocEntry(v)
-	e.key, e.typ, e.ts, e.vts, e.verified = key, typeName[T](), ts, ts, ts
-	e.freshUntil, e.l2Fresh, e.physUntil = fresh, fresh, phys
-	e.lastMod, e.etag, e.tags = m.lastMod, m.etag, o.Tags
+	freshUntil, l2Fresh := fresh, fresh
 	if o.L1Duration > 0 && o.L1Duration < d {
-		e.freshUntil = now + int64(o.L1Duration)
+		freshUntil = now + int64(o.L1Duration)
 	}
+	// x and h are copied by allocEntry: they do not escape.
+	var x *entryExt
+	if m.etag != "" || m.lastMod != 0 || len(o.Tags) > 0 {
+		x = &entryExt{etag: m.etag, lastMod: m.lastMod, tags: o.Tags}
+	}
+	var h onHit
 	if o.EagerRefreshThreshold > 0 {
-		e.eagerAt = now + int64(float64(d)*o.EagerRefreshThreshold)
+		h.eagerAt = now + int64(float64(d)*o.EagerRefreshThreshold)
 	}
 	if o.SlidingDuration > 0 {
-		e.freshUntil = min(e.freshUntil, now+int64(o.SlidingDuration))
-		e.l2Fresh = e.freshUntil
-		e.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), fresh)
+		freshUntil = min(freshUntil, now+int64(o.SlidingDuration))
+		l2Fresh = freshUntil
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), fresh)
 	}
+	e := allocEntry(v, x, &h)
+	e.key, e.ts, e.verified = key, ts, ts
+	e.freshUntil, e.l2Fresh, e.physUntil = freshUntil, l2Fresh, phys
 	return e
 }
 
@@ -199,5 +406,5 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 const tombstoneTTL = time.Minute
 
 func newTombstone(key string, ts int64) *entry {
-	return &entry{key: key, ts: ts, vts: ts, verified: ts, tombstone: true, physUntil: ts + int64(tombstoneTTL)}
+	return &entry{key: key, ts: ts, verified: ts, physUntil: ts + int64(tombstoneTTL)} // no value: a tombstone
 }

@@ -49,10 +49,10 @@ func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *Ent
 		return
 	}
 	x := stale.clone()
-	x.vts = stamp()
+	x.withVTS(stamp())
 	x.freshUntil = now + int64(o.FailSafeThrottleDuration)
 	x.physUntil = max(x.physUntil, x.freshUntil)
-	x.eagerAt = 0
+	x.noEager()
 	c.l1.set(x, o.Size)
 	c.stats.failSafe.Add(1)
 	c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()))

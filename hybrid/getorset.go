@@ -50,7 +50,7 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 		if !ok {
 			return zero, mismatch[T](key, e.value)
 		}
-		if e.eagerAt != 0 && now >= e.eagerAt {
+		if e.eagerDue(now) {
 			startEagerRefresh(ctx, c, key, e, f, o)
 		}
 		return v, nil
@@ -77,7 +77,7 @@ func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry,
 	if c.ev != nil {
 		c.emitHit(ctx, key, TierL1)
 	}
-	if e.slide != nil && now >= e.slide.at {
+	if s := e.sliding(); s != nil && now >= s.at {
 		c.extend(e, now)
 	}
 	return e, now
@@ -89,14 +89,14 @@ func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry,
 // write replaces the stored copy; not announced, since the value did not
 // change).
 func (c *Cache) extend(e *entry, now int64) {
-	s := e.slide
+	s := e.sliding()
 	x := e.clone()
 	x.freshUntil = min(now+s.window, s.max)
 	x.l2Fresh = x.freshUntil
 	x.physUntil = max(x.physUntil, x.freshUntil)
-	x.slide = nil // at the limit: no more extensions
+	x.setSlide(sliding{}) // at the limit: no more extensions
 	if x.freshUntil < s.max {
-		x.slide = newSliding(x.freshUntil, s.window, s.max)
+		x.setSlide(newSliding(x.freshUntil, s.window, s.max))
 	}
 	c.l1.set(x, c.entry.Size)
 	if c.l2 == nil {
@@ -449,7 +449,7 @@ func (c *Cache) mergeL2(ctx context.Context, key string, o *EntryOptions, l2e, s
 	if cur := c.l1.get(key); cur != nil && l2e.ts < cur.ts {
 		return nil, stale
 	}
-	if l2e.tombstone {
+	if l2e.tombstone() {
 		return nil, c.removedInL2(l2e, stale, o)
 	}
 	v := c.learnThenCheck(ctx, l2e, o, true)
@@ -476,7 +476,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	if stale != nil {
 		if v, ok := valueOf[T](stale); ok {
 			fc.stale, fc.hasStale = v, true
-			fc.staleETag, fc.staleLastMod = stale.etag, stale.lastMod
+			fc.staleETag, fc.staleLastMod = stale.etag(), stale.lastMod()
 		} else {
 			stale = nil
 		}
@@ -539,7 +539,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			// Do not retry on every hit: the entry stays as it was, minus
 			// its eager refresh point.
 			x := eager.clone()
-			x.eagerAt = 0
+			x.noEager()
 			c.l1.set(x, o.Size)
 			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
 			return eager.value, nil

@@ -39,7 +39,7 @@ func TryGetInfo[T any](ctx context.Context, c *Cache, key string, opts ...Option
 	if v, ok, err = typedValue[T](key, e); !ok || err != nil {
 		return v, info, ok, err
 	}
-	info = EntryInfo{Created: time.Unix(0, e.ts), Stale: !e.fresh(nowNano()), ETag: e.etag, LastModified: unixTime(e.lastMod)}
+	info = EntryInfo{Created: time.Unix(0, e.ts), Stale: !e.fresh(nowNano()), ETag: e.etag(), LastModified: unixTime(e.lastMod())}
 	return v, info, true, nil
 }
 

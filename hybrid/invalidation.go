@@ -68,17 +68,18 @@ func (c *Cache) learnThenCheck(ctx context.Context, e *entry, o *EntryOptions, f
 // against inv's generation, unless the distributed tier could still know
 // more (needsLearn).
 func (c *Cache) checkEntry(e *entry, inv *invalidations, fromL2 bool) validity {
-	if e.vts < inv.removeBefore {
+	vts := e.vts()
+	if vts < inv.removeBefore {
 		return invalidGone
 	}
 	v := valid
 	unverified := max(e.ts, e.verified) < inv.verifyBefore
-	if e.vts < inv.expireBefore || unverified && !fromL2 {
+	if vts < inv.expireBefore || unverified && !fromL2 {
 		v = invalidStale
 	}
-	for _, t := range e.tags {
-		if ti, ok := inv.tags[t]; ok && e.vts < ti.at {
-			if e.vts < ti.removeAt {
+	for _, t := range e.tags() {
+		if ti, ok := inv.tags[t]; ok && vts < ti.at {
+			if vts < ti.removeAt {
 				return invalidGone
 			}
 			v = invalidStale
@@ -101,11 +102,11 @@ func (c *Cache) needsLearn(e *entry, inv *invalidations) bool {
 	if !c.clearKnown.Load() {
 		return true
 	}
-	if len(e.tags) == 0 {
+	if len(e.tags()) == 0 {
 		return false
 	}
 	now := nowNano()
-	for _, t := range e.tags {
+	for _, t := range e.tags() {
 		if !c.tagKnown(t, inv, now) {
 			return true
 		}

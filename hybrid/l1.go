@@ -92,7 +92,7 @@ func newestWins(incoming, existing *entry) bool {
 	if incoming.ts != existing.ts {
 		return incoming.ts > existing.ts
 	}
-	return !incoming.tombstone || existing.tombstone
+	return !incoming.tombstone() || existing.tombstone()
 }
 
 func newL1(maxEntries int64) (*l1, error) {

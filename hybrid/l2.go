@@ -94,11 +94,13 @@ func typeName[T any]() string { return reflect.TypeFor[T]().String() }
 // encode returns the envelope of e, or ErrValueTooLarge.
 func (c *Cache) encode(e *entry) ([]byte, error) {
 	env := envelope.Envelope{
-		Timestamp: e.ts, FreshUntil: e.l2Fresh, LastModified: e.lastMod,
-		Type: e.typ, ETag: e.etag, Tags: e.tags, NotFound: e.value == notFoundValue,
+		Timestamp: e.ts, FreshUntil: e.l2Fresh, LastModified: e.lastMod(),
+		Type: e.typ(), ETag: e.etag(), Tags: e.tags(), NotFound: e.value == notFoundValue,
 	}
 	if ac, ok := e.value.(*autoClone); ok {
 		env.Value = ac.raw // serialized once, when stored
+	} else if lv, ok := e.value.(*lazyValue); ok {
+		env.Value = lv.raw // as received in a backplane message
 	} else if !env.NotFound {
 		val, err := c.ser.Marshal(e.value)
 		if err != nil {
@@ -117,8 +119,8 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 			env.Value, env.Compressed = z, true
 		}
 	}
-	if e.vts < e.ts {
-		env.Created = e.vts
+	if vts := e.vts(); vts < e.ts {
+		env.Created = vts
 	}
 	if n := env.Size(); n > c.maxValue {
 		return nil, fmt.Errorf("%w: %q encodes to %d bytes, the maximum is %d", ErrValueTooLarge, e.key, n, c.maxValue)
@@ -154,8 +156,9 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		env.Value = raw
 	}
 	if env.NotFound {
-		e := &entry{key: key, typ: env.Type, ts: env.Timestamp, vts: env.Timestamp, verified: now,
-			freshUntil: env.FreshUntil, l2Fresh: env.FreshUntil, physUntil: env.FreshUntil, tags: env.Tags, value: notFoundValue}
+		e := allocBare(&entryExt{typ: env.Type, tags: env.Tags})
+		e.key, e.ts, e.verified, e.value = key, env.Timestamp, now, notFoundValue
+		e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
 		if o.L1Duration > 0 {
 			e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
 		}
@@ -173,27 +176,29 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		c.log.Error("l2 value undecodable", c.keyAttr(key), slog.Any("err", err))
 		return nil
 	}
-	e := allocEntry(v)
+	x := entryExt{etag: env.ETag, lastMod: env.LastModified, tags: env.Tags}
+	if env.Created != 0 && env.Created != env.Timestamp {
+		x.vts = env.Created // an expired copy: invalidations compare with its creation
+	}
+	freshUntil := env.FreshUntil
+	if o.L1Duration > 0 {
+		freshUntil = min(freshUntil, now+int64(o.L1Duration))
+	}
+	var h onHit
+	if o.SlidingDuration > 0 {
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
+	}
+	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
+		h.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
+	}
+	e := allocEntry(v, &x, &h)
 	if o.AutoClone {
 		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type} // env.Value is ours (DecodeShared)
 	}
-	e.key, e.typ, e.ts, e.vts, e.verified = key, env.Type, env.Timestamp, env.Timestamp, now
-	if env.Created != 0 {
-		e.vts = env.Created // an expired copy: invalidations compare with its creation
-	}
-	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
-	e.lastMod, e.etag, e.tags = env.LastModified, env.ETag, env.Tags
+	e.key, e.ts, e.verified = key, env.Timestamp, now
+	e.freshUntil, e.l2Fresh, e.physUntil = freshUntil, env.FreshUntil, env.FreshUntil
 	if o.FailSafe {
 		e.physUntil = max(e.physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
-	}
-	if o.L1Duration > 0 {
-		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
-	}
-	if o.SlidingDuration > 0 {
-		e.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
-	}
-	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
-		e.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
 	}
 	return e
 }

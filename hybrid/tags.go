@@ -210,7 +210,7 @@ func (c *Cache) learn(ctx context.Context, e *entry, o *EntryOptions) {
 		}
 	}
 	now := nowNano()
-	for _, t := range e.tags {
+	for _, t := range e.tags() {
 		inv := c.inv.Load()
 		if c.tagKnown(t, inv, now) {
 			continue
@@ -229,7 +229,7 @@ func (c *Cache) learn(ctx context.Context, e *entry, o *EntryOptions) {
 				c.invalidate(func(inv *invalidations) { inv.tags[t] = mergeTag(inv.tags[t], cur) })
 				continue
 			}
-			c.l1.set(&entry{key: tagCheckPrefix + t, value: true, ts: read, vts: read, verified: read,
+			c.l1.set(&entry{key: tagCheckPrefix + t, value: true, ts: read, verified: read,
 				freshUntil: now + int64(c.entry.Duration), physUntil: now + int64(c.entry.Duration)}, 1)
 		}
 	}
