@@ -24,7 +24,7 @@ const DefaultBackplaneValueMaxSize = 4 << 10
 // messageValue returns what p's backplane message carries: the envelope of
 // a Set small enough, else "".
 func (c *Cache) messageValue(p *pending) string {
-	if p.op != opSet || len(p.val) == 0 || len(p.val) > c.bpValueMax {
+	if p.op != opSet || p.noValue || len(p.val) == 0 || len(p.val) > c.bpValueMax {
 		return ""
 	}
 	return string(p.val)
@@ -44,11 +44,14 @@ type lazyValue struct {
 // lazyOf returns val's value as a T if it is a lazyValue of T.
 func lazyOf[T any](val any) (v T, ok bool) {
 	lv, isLazy := val.(*lazyValue)
-	if !isLazy || lv.typ != typeName[T]() {
+	if !isLazy {
 		return v, false
 	}
 	if p, ok := lv.decoded.Load().(*T); ok {
-		return *p, true
+		return *p, true // decoded: no type name to compare
+	}
+	if lv.typ != typeName[T]() {
+		return v, false
 	}
 	p := new(T)
 	if err := lv.ser.Unmarshal(lv.raw, p); err != nil {

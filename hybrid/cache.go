@@ -56,6 +56,8 @@ type Cache struct {
 	tr         Tracer      // nil: no spans
 	traceKeys  bool        // keys as span attributes (never with redactKeys)
 
+	bgWork    chan func()  // to an idle background worker (unbuffered)
+	bgWorkers atomic.Int32 // background workers running
 	closed    atomic.Bool
 	mu        sync.RWMutex // guards starting background work against Close
 	wg        sync.WaitGroup
@@ -112,6 +114,7 @@ func New(o Options) (*Cache, error) {
 	c.recovery.max = o.AutoRecoveryMaxItems
 	c.entry.Tags = append([]string(nil), o.Entry.Tags...)
 	c.inv.Store(&invalidations{})
+	c.bgWork = make(chan func())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if err := c.subscribe(o.WaitForInitialBackplaneSubscribe); err != nil {
 		c.cancel()
@@ -146,14 +149,55 @@ func (c *Cache) Close() error {
 
 // goBackground runs f on a goroutine that Close waits for. It reports
 // false, without running f, once the cache is closed.
+//
+// An idle background worker takes f if there is one; else a new worker
+// starts (up to maxBackgroundWorkers, then a plain goroutine). A worker
+// waits backgroundIdle for more work before it ends, so that a stream of
+// background writes reuses a few goroutines and their grown stacks
+// instead of starting (and growing) one per write.
 func (c *Cache) goBackground(f func()) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed.Load() {
 		return false
 	}
-	c.wg.Go(f)
+	select {
+	case c.bgWork <- f:
+		return true
+	default:
+	}
+	if c.bgWorkers.Add(1) > maxBackgroundWorkers {
+		c.bgWorkers.Add(-1)
+		c.wg.Go(f)
+		return true
+	}
+	c.wg.Go(func() { c.backgroundWorker(f) })
 	return true
+}
+
+// The background workers: how many at most, and how long one waits idle.
+const (
+	maxBackgroundWorkers = 64
+	backgroundIdle       = time.Second
+)
+
+// backgroundWorker runs f, then what goBackground hands it, until it has
+// been idle for backgroundIdle or the cache closes.
+func (c *Cache) backgroundWorker(f func()) {
+	defer c.bgWorkers.Add(-1)
+	idle := time.NewTimer(backgroundIdle)
+	defer idle.Stop()
+	for {
+		f()
+		idle.Reset(backgroundIdle)
+		select {
+		case f = <-c.bgWork:
+		case <-idle.C:
+			return
+		case <-c.ctx.Done():
+			return
+		}
+	}
 }
 
 // check validates what every operation receives.

@@ -48,6 +48,7 @@ type pending struct {
 	physUntil int64          // opSet: when the value dies; opExpire: physical end of the stale copy
 	l2Done    bool           // the distributed tier has it; only the notification is pending
 	skipBP    bool           // no backplane notification
+	noValue   bool           // opSet: the notification does not carry val (see storeAs)
 	bpKind    backplane.Kind // the message's kind; zero: derived from op
 	// ctx is the context of the operation that made the change (its span,
 	// for the spans of the write and the publish, and the caller's values
@@ -72,11 +73,18 @@ func (p *pending) context() context.Context {
 // announced; with one, a value that could not be encoded (kept in memory
 // only, logged) is neither written nor announced.
 func (c *Cache) store(ctx context.Context, e *entry, o *EntryOptions, enc []byte) {
+	c.storeAs(ctx, e, o, enc, false)
+}
+
+// storeAs is store; cold says that e is the first value of a key that no
+// tier held (a load without a stale value): its backplane message carries
+// no entry, since the other instances are unlikely to hold the key.
+func (c *Cache) storeAs(ctx context.Context, e *entry, o *EntryOptions, enc []byte, cold bool) {
 	if !o.SkipL1Write {
 		c.l1.set(e, o.Size)
 	}
 	if enc != nil || c.l2 == nil || o.SkipL2Write {
-		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, ctx: uncancelled(ctx)}, o)
+		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, noValue: cold, ctx: uncancelled(ctx)}, o)
 	}
 }
 

@@ -588,7 +588,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			c.log.Log(ctx, level, "factory result kept in memory only", c.keyAttr(key), slog.Any("err", err))
 		}
 	}
-	c.store(ctx, e, &eo, enc)
+	c.storeAs(ctx, e, &eo, enc, stale == nil && eager == nil)
 	return e.value, nil
 }
 
