@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/hybrid"
+)
+
+// BenchmarkSyncSet measures a synchronous write on one goroutine, over the
+// uniform stream of l2Keys keys with the keyspace's values, and reports
+// p50-ns and p99-ns:
+//
+//   - raw-set: a go-redis SET of the value's msgpack bytes (the floor);
+//   - raw-set-publish: that SET and a PUBLISH of a backplane message of
+//     the same size as Strata's, pipelined (one round trip);
+//   - strata-sync: hybrid.Set on a cache with the Redis L2 and the Redis
+//     backplane on the same client, BackgroundL2Operations off (Set returns
+//     once Redis has the entry and the change is announced: one script
+//     call, the newest-wins write and its PUBLISH);
+//   - strata-sync-l2only: the same without a backplane.
+func BenchmarkSyncSet(b *testing.B) {
+	k := sharedKeyspace()
+	rdb := redisFor(b)
+	ctx := context.Background()
+	run := time.Now().UnixNano()
+	keyOf := func(name string, i int) string { return fmt.Sprintf("bench:set:%d:%s:%06d", run, name, i) }
+	strata := func(name string, bp bool) func(key string, v Value) error {
+		o := hybrid.Options{Name: "bench-set-" + name, L1MaxEntries: capacity, L2: hybrid.NewRedisL2(rdb),
+			Entry: hybrid.EntryOptions{Duration: ttl}}
+		if bp {
+			p, err := backplane.NewRedis(rdb, backplane.RedisOptions{Channel: backplane.ChannelName("", o.Name)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			o.Backplane = p
+			o.WaitForInitialBackplaneSubscribe = 5 * time.Second
+		}
+		c, err := hybrid.New(o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		return func(key string, v Value) error { return hybrid.Set(ctx, c, key, v) }
+	}
+	msg := backplane.Message{Kind: backplane.KindSet, Cache: "bench-set", Key: keyOf("raw-set-publish", 0),
+		Source: "0123456789abcdef", Timestamp: run}.AppendBinary(nil)
+	contenders := []struct {
+		name string
+		set  func(key string, v Value) error
+	}{
+		{"raw-set", func(key string, v Value) error {
+			b, err := msgpack.Marshal(v)
+			if err != nil {
+				return err
+			}
+			return rdb.Set(ctx, key, b, ttl).Err()
+		}},
+		{"raw-set-publish", func(key string, v Value) error {
+			b, err := msgpack.Marshal(v)
+			if err != nil {
+				return err
+			}
+			_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, key, b, ttl)
+				p.Publish(ctx, "bench-set-raw", msg)
+				return nil
+			})
+			return err
+		}},
+		{"strata-sync", strata("sync", true)},
+		{"strata-sync-l2only", strata("l2only", false)},
+	}
+	for _, sc := range contenders {
+		b.Run("cache="+sc.name, func(b *testing.B) {
+			keys := make([]string, l2Keys)
+			for i := range keys {
+				keys[i] = keyOf(sc.name, i)
+			}
+			stream := k.uniform
+			durs := make([]time.Duration, l2Samples)
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				j := stream[i&(streamLen-1)] & (l2Keys - 1)
+				t0 := time.Now()
+				if err := sc.set(keys[j], k.values[j]); err != nil {
+					b.Fatal(err)
+				}
+				durs[i&(l2Samples-1)] = time.Since(t0)
+				i++
+			}
+			reportPercentiles(b, durs[:min(i, l2Samples)])
+		})
+	}
+}
