@@ -125,7 +125,10 @@ func (c *Cache) propagate(p pending, o *EntryOptions) {
 // the Redis client) but not its cancellation: a write the caller started
 // completes even if it leaves.
 func (c *Cache) ioContext(parent context.Context, o *EntryOptions) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(parent), l2Timeout(o))
+	if parent.Done() != nil { // (a change's context is uncancelled already)
+		parent = context.WithoutCancel(parent)
+	}
+	return context.WithTimeout(parent, l2Timeout(o))
 }
 
 // writeL2 writes one change to the distributed tier, or queues it for

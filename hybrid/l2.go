@@ -71,7 +71,8 @@ func (r *RedisL2) Get(ctx context.Context, key string) ([]byte, error) { return 
 func (r *RedisL2) Set(ctx context.Context, key string, value []byte, ttl time.Duration) (written bool, err error) {
 	if ch, ok := ChangeFromContext(ctx); ok {
 		if rb, ok := ch.Backplane().(*backplane.Redis); ok && r.Announces(rb) {
-			written, published, err := r.s.SetPublish(ctx, key, value, ttl, rb.Channel(), ch.Message.AppendBinary(nil))
+			msg, _ := ch.Message.MarshalBinary() // sized once
+			written, published, err := r.s.SetPublish(ctx, key, value, ttl, rb.Channel(), msg)
 			if published {
 				ch.MarkAnnounced()
 			}
