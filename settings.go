@@ -74,6 +74,11 @@ type CacheSettings struct {
 	// L1MaxEntries is the capacity of the memory tier. Zero means
 	// hybrid.DefaultL1MaxEntries.
 	L1MaxEntries int64
+	// HitClockResolution, when positive, makes a memory hit read a clock
+	// updated that often instead of the system clock: cheaper hits, and an
+	// entry may be served up to about that long past its expiry
+	// (hybrid.Options.HitClockResolution). Zero means the precise clock.
+	HitClockResolution time.Duration
 	// DisableL2 makes the cache memory-only even if Redis is configured.
 	DisableL2 bool
 	// DisableBackplane turns off the backplane of the cache.
@@ -137,6 +142,7 @@ func (s *CacheSettings) options(name string) hybrid.Options {
 		Name:                             name,
 		Entry:                            s.Entry,
 		L1MaxEntries:                     s.L1MaxEntries,
+		HitClockResolution:               s.HitClockResolution,
 		MaxKeyLength:                     s.MaxKeyLength,
 		KeyPrefix:                        keyPrefix,
 		Serializer:                       s.Serializer,

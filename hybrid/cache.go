@@ -21,6 +21,7 @@ type Cache struct {
 	entry      EntryOptions // defaults applied
 	l1         *l1
 	ev         *Events            // nil: no callbacks; next to l1, which every hit loads
+	clock      *hitClock          // nil: the hit path reads the clock (HitClockResolution 0)
 	sf         singleflight.Group // loads of keys: see flight
 	claims     claims             // which loads hold which keys, for batches: see claimFlight
 	tagSF      singleflight.Group // loads of tag and clear records from the distributed tier
@@ -116,6 +117,11 @@ func New(o Options) (*Cache, error) {
 	c.inv.Store(&invalidations{})
 	c.bgWork = make(chan func())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if o.HitClockResolution > 0 {
+		c.clock = newHitClock(o.HitClockResolution)
+		done := c.ctx.Done()
+		c.wg.Go(func() { c.clock.run(done) })
+	}
 	if err := c.subscribe(o.WaitForInitialBackplaneSubscribe); err != nil {
 		c.cancel()
 		c.wg.Wait()

@@ -36,3 +36,80 @@ func stamp() int64 {
 		}
 	}
 }
+
+// hitClock is the clock of the hit path with Options.HitClockResolution:
+// an atomic load instead of a clock read. A goroutine stores the time
+// every tick while hits read it, and parks after a few ticks without one;
+// a read while it is parked takes the precise time and wakes it. So the
+// time a hit sees is at most a tick old (plus how late the goroutine is
+// scheduled), and an idle cache costs nothing.
+type hitClock struct {
+	now    atomic.Int64
+	used   atomic.Bool // a hit read now since the last tick
+	parked atomic.Bool
+	_      [40]byte // the fields above on a line of their own
+	tick   time.Duration
+	wake   chan struct{} // capacity 1
+}
+
+// hitClockIdleTicks is how many ticks without a hit park the clock.
+const hitClockIdleTicks = 4
+
+// minHitClockResolution is the finest Options.HitClockResolution honoured.
+const minHitClockResolution = 100 * time.Microsecond
+
+func newHitClock(tick time.Duration) *hitClock {
+	k := &hitClock{tick: max(tick, minHitClockResolution), wake: make(chan struct{}, 1)}
+	k.parked.Store(true)
+	return k
+}
+
+// read returns the time for a hit's checks, in unix nanoseconds.
+func (k *hitClock) read() int64 {
+	if k.parked.Load() {
+		select {
+		case k.wake <- struct{}{}:
+		default:
+		}
+		return nowNano()
+	}
+	if !k.used.Load() {
+		k.used.Store(true) // once per tick at most: the line stays shared
+	}
+	return k.now.Load()
+}
+
+// run keeps the time until done is closed.
+func (k *hitClock) run(done <-chan struct{}) {
+	t := time.NewTicker(k.tick)
+	t.Stop()
+	for {
+		// Parked: hits read the precise time until one wakes the clock.
+		select {
+		case <-done:
+			return
+		case <-k.wake:
+		}
+		k.now.Store(nowNano())
+		k.parked.Store(false)
+		t.Reset(k.tick)
+		for idle := 0; idle < hitClockIdleTicks; {
+			select {
+			case <-done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			k.now.Store(nowNano())
+			if k.used.Swap(false) {
+				idle = 0
+			} else {
+				idle++
+			}
+		}
+		t.Stop()
+		// (A hit between the last tick and this store used a time at
+		// most a tick old.)
+		k.parked.Store(true)
+	}
+}

@@ -69,7 +69,12 @@ func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry,
 	if e == nil {
 		return nil, 0
 	}
-	now := nowNano()
+	var now int64
+	if c.clock != nil {
+		now = c.clock.read()
+	} else {
+		now = nowNano()
+	}
 	if !e.fresh(now) || !c.valid(e) {
 		return nil, 0
 	}

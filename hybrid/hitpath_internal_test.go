@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 )
@@ -38,7 +39,7 @@ func hitKeys(n int) ([]string, []int) {
 //
 //	go test -run '^$' -bench HitPath -count 8 ./hybrid | benchstat -
 func BenchmarkHitPath(b *testing.B) {
-	for _, n := range []int{1 << 10, 1 << 16} {
+	for _, n := range []int{1 << 10, 1 << 14, 1 << 16} {
 		b.Run(fmt.Sprint("keys=", n), func(b *testing.B) { benchHitPath(b, n) })
 	}
 }
@@ -101,6 +102,9 @@ func benchHitPath(b *testing.B, n int) {
 	}
 	o := Options{L1MaxEntries: 1 << 17, Entry: EntryOptions{Duration: 1 << 62}}
 	b.Run("impl=strata", strata(o))
+	hc := o
+	hc.HitClockResolution = time.Millisecond
+	b.Run("impl=strata-hitclock", strata(hc))
 	// What a Hit hook costs on a hit: one that counts (an atomic add).
 	var hits atomic.Int64
 	o.Events = &Events{Hit: func(HitEvent) { hits.Add(1) }}

@@ -307,6 +307,16 @@ type Options struct {
 	// MaxKeyLength is the longest key accepted, in bytes. Zero means
 	// DefaultMaxKeyLength (1024).
 	MaxKeyLength int
+	// HitClockResolution, when positive, makes a memory hit read a clock
+	// that a goroutine of the cache updates every HitClockResolution (at
+	// least 100µs) while hits happen, instead of the system clock: a hit
+	// costs an atomic load instead of a clock read (~20 ns on some virtual
+	// machines), and an entry may be served as fresh up to about that
+	// long past its logical expiry (more if the goroutine is scheduled
+	// late). Expiry on every other path, fail-safe and timestamps keep the
+	// precise clock. The goroutine parks when the cache has no hits and
+	// ends on Close. Zero (the default) reads the clock on every hit.
+	HitClockResolution time.Duration
 	// Logger receives what the cache swallows (a failed background refresh,
 	// a fail-safe activation). Nil means slog.Default().
 	Logger *slog.Logger
@@ -400,6 +410,7 @@ func (o *Options) Validate() error {
 	}{
 		{"L1MaxEntries", o.L1MaxEntries},
 		{"MaxKeyLength", int64(o.MaxKeyLength)},
+		{"HitClockResolution", int64(o.HitClockResolution)},
 		{"MaxValueSize", int64(o.MaxValueSize)},
 		{"L2CircuitBreakerDuration", int64(o.L2CircuitBreakerDuration)},
 		{"AutoRecoveryMaxItems", int64(o.AutoRecoveryMaxItems)},
