@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"time"
 
@@ -76,8 +77,10 @@ func (bc *BatchContext[T]) For(key string) *FactoryContext[T] {
 func (bc *BatchContext[T]) Stale(key string) (T, bool) { return bc.For(key).Stale() }
 
 // batchKeys checks the keys of a batch call. It returns the distinct keys
-// (in the order of first appearance), the index of each key's distinct
-// key in it (-1 for an invalid key, whose error is in errs).
+// (in the order of first appearance) and, when some key is a duplicate or
+// invalid, the index of each key's distinct key in them (-1 for an invalid
+// key, whose error is in errs); idx is nil when distinct is keys itself
+// (the common case: no copy, no allocation).
 func (c *Cache) batchKeys(ctx context.Context, keys []string) (distinct []string, idx []int, errs map[int]error, err error) {
 	if len(keys) > MaxBatchKeys {
 		return nil, nil, nil, fmt.Errorf("%w: %d, the maximum is %d", ErrTooManyKeys, len(keys), MaxBatchKeys)
@@ -88,34 +91,94 @@ func (c *Cache) batchKeys(ctx context.Context, keys []string) (distinct []string
 	if err := ctx.Err(); err != nil {
 		return nil, nil, nil, err
 	}
-	idx = make([]int, len(keys))
-	seen := make(map[string]int, len(keys))
-	distinct = make([]string, 0, len(keys))
+	var small [256]int32
+	set := newKeySet(len(keys), small[:])
+	distinct = keys
 	for i, k := range keys {
-		if j, ok := seen[k]; ok {
-			idx[i] = j
-			continue
+		kerr := c.check(ctx, k)
+		j := -1
+		if kerr == nil {
+			j = set.add(k, distinct)
 		}
-		if err := c.check(ctx, k); err != nil {
+		if idx == nil {
+			if kerr == nil && j < 0 {
+				set.setLast(i)
+				continue // still aligned: distinct is keys[:i+1]
+			}
+			// The first duplicate or invalid key: from now on distinct is
+			// a copy and idx maps the keys to it.
+			idx = make([]int, len(keys))
+			for x := range i {
+				idx[x] = x
+			}
+			distinct = append(make([]string, 0, len(keys)), keys[:i]...)
+		}
+		switch {
+		case kerr != nil:
 			if errs == nil {
 				errs = make(map[int]error)
 			}
-			errs[i] = err
+			errs[i] = kerr
 			idx[i] = -1
-			continue
+		case j >= 0:
+			idx[i] = j
+		default:
+			set.setLast(len(distinct))
+			idx[i] = len(distinct)
+			distinct = append(distinct, k)
 		}
-		seen[k] = len(distinct)
-		idx[i] = len(distinct)
-		distinct = append(distinct, k)
 	}
 	return distinct, idx, errs, nil
 }
 
+// keySet finds the duplicates among the keys of a batch call: an
+// open-addressing table of indexes into the distinct keys, hashed with
+// maphash (in the caller's stack array for up to 128 keys).
+type keySet struct {
+	slots []int32 // 1 + the index in distinct of the key in the slot; 0 = empty
+	mask  uint64
+	last  int // the slot of the last key add did not find
+}
+
+var keySeed = maphash.MakeSeed()
+
+// newKeySet returns a keySet for n keys, in small if it is large enough.
+func newKeySet(n int, small []int32) keySet {
+	size := 16
+	for size < 2*n {
+		size *= 2
+	}
+	if size > len(small) {
+		small = make([]int32, size)
+	}
+	return keySet{slots: small[:size], mask: uint64(size - 1)}
+}
+
+// add looks k up among distinct: its index there if it holds it, else -1,
+// and then a following setLast records k's index once it is known.
+func (s *keySet) add(k string, distinct []string) int {
+	h := maphash.String(keySeed, k) & s.mask
+	for {
+		v := s.slots[h]
+		if v == 0 {
+			s.last = int(h)
+			return -1
+		}
+		if distinct[v-1] == k {
+			return int(v - 1)
+		}
+		h = (h + 1) & s.mask
+	}
+}
+
+// setLast records at the slot found by the last add the index j of its key.
+func (s *keySet) setLast(j int) { s.slots[s.last] = int32(j + 1) }
+
 // spread returns the results of the distinct keys laid out along the keys
-// of the call, duplicates included.
+// of the call, duplicates included (idx nil: already aligned).
 func spread[T any](res []Result[T], idx []int, errs map[int]error) []Result[T] {
-	if len(res) == len(idx) {
-		return res // no duplicate, no invalid key: already aligned
+	if idx == nil {
+		return res
 	}
 	out := make([]Result[T], len(idx))
 	for i, j := range idx {
