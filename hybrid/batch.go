@@ -341,10 +341,12 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	for j := range open {
 		b := &open[j]
 		if b.tok != nil && done == nil && !b.answered {
-			// Led and loaded here: the claim holds the answer.
+			// Led and loaded here: the claim holds the answer. Every
+			// finishKey of the claims this call leads ran on this
+			// goroutine (loadMany above), so no lock is needed to read it.
 			b.answered = true
-			r, ok := c.finished(b.key, b.tok)
-			if !ok {
+			r := b.own.res
+			if !b.own.done {
 				r = singleflight.Result{Err: ErrClosed} // not reached: loadMany answers every key
 			}
 			res[b.i] = batchResult[T](b.key, r)
@@ -508,9 +510,9 @@ type batchKey struct {
 	ch  <-chan singleflight.Result // else: the key's current load answers here
 	own claimToken                 // the storage of tok
 
-	answered bool   // the call has the key's Result
 	eager    *entry // an eager refresh of this entry
 	stale    *entry
+	answered bool // the call has the key's Result
 	fallback bool
 	out      bool // answered from a tier; not asked of the factory
 }

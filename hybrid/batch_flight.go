@@ -30,8 +30,8 @@ type claims struct {
 // answered (res).
 type claimToken struct {
 	batch   bool
-	waiters []chan singleflight.Result
 	done    bool
+	waiters []chan singleflight.Result
 	res     singleflight.Result
 }
 
