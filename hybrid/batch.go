@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"time"
 
@@ -76,8 +77,10 @@ func (bc *BatchContext[T]) For(key string) *FactoryContext[T] {
 func (bc *BatchContext[T]) Stale(key string) (T, bool) { return bc.For(key).Stale() }
 
 // batchKeys checks the keys of a batch call. It returns the distinct keys
-// (in the order of first appearance), the index of each key's distinct
-// key in it (-1 for an invalid key, whose error is in errs).
+// (in the order of first appearance) and, when some key is a duplicate or
+// invalid, the index of each key's distinct key in them (-1 for an invalid
+// key, whose error is in errs); idx is nil when distinct is keys itself
+// (the common case: no copy, no allocation).
 func (c *Cache) batchKeys(ctx context.Context, keys []string) (distinct []string, idx []int, errs map[int]error, err error) {
 	if len(keys) > MaxBatchKeys {
 		return nil, nil, nil, fmt.Errorf("%w: %d, the maximum is %d", ErrTooManyKeys, len(keys), MaxBatchKeys)
@@ -88,34 +91,94 @@ func (c *Cache) batchKeys(ctx context.Context, keys []string) (distinct []string
 	if err := ctx.Err(); err != nil {
 		return nil, nil, nil, err
 	}
-	idx = make([]int, len(keys))
-	seen := make(map[string]int, len(keys))
-	distinct = make([]string, 0, len(keys))
+	var small [256]int32
+	set := newKeySet(len(keys), small[:])
+	distinct = keys
 	for i, k := range keys {
-		if j, ok := seen[k]; ok {
-			idx[i] = j
-			continue
+		kerr := c.check(ctx, k)
+		j := -1
+		if kerr == nil {
+			j = set.add(k, distinct)
 		}
-		if err := c.check(ctx, k); err != nil {
+		if idx == nil {
+			if kerr == nil && j < 0 {
+				set.setLast(i)
+				continue // still aligned: distinct is keys[:i+1]
+			}
+			// The first duplicate or invalid key: from now on distinct is
+			// a copy and idx maps the keys to it.
+			idx = make([]int, len(keys))
+			for x := range i {
+				idx[x] = x
+			}
+			distinct = append(make([]string, 0, len(keys)), keys[:i]...)
+		}
+		switch {
+		case kerr != nil:
 			if errs == nil {
 				errs = make(map[int]error)
 			}
-			errs[i] = err
+			errs[i] = kerr
 			idx[i] = -1
-			continue
+		case j >= 0:
+			idx[i] = j
+		default:
+			set.setLast(len(distinct))
+			idx[i] = len(distinct)
+			distinct = append(distinct, k)
 		}
-		seen[k] = len(distinct)
-		idx[i] = len(distinct)
-		distinct = append(distinct, k)
 	}
 	return distinct, idx, errs, nil
 }
 
+// keySet finds the duplicates among the keys of a batch call: an
+// open-addressing table of indexes into the distinct keys, hashed with
+// maphash (in the caller's stack array for up to 128 keys).
+type keySet struct {
+	slots []int32 // 1 + the index in distinct of the key in the slot; 0 = empty
+	mask  uint64
+	last  int // the slot of the last key add did not find
+}
+
+var keySeed = maphash.MakeSeed()
+
+// newKeySet returns a keySet for n keys, in small if it is large enough.
+func newKeySet(n int, small []int32) keySet {
+	size := 16
+	for size < 2*n {
+		size *= 2
+	}
+	if size > len(small) {
+		small = make([]int32, size)
+	}
+	return keySet{slots: small[:size], mask: uint64(size - 1)}
+}
+
+// add looks k up among distinct: its index there if it holds it, else -1,
+// and then a following setLast records k's index once it is known.
+func (s *keySet) add(k string, distinct []string) int {
+	h := maphash.String(keySeed, k) & s.mask
+	for {
+		v := s.slots[h]
+		if v == 0 {
+			s.last = int(h)
+			return -1
+		}
+		if distinct[v-1] == k {
+			return int(v - 1)
+		}
+		h = (h + 1) & s.mask
+	}
+}
+
+// setLast records at the slot found by the last add the index j of its key.
+func (s *keySet) setLast(j int) { s.slots[s.last] = int32(j + 1) }
+
 // spread returns the results of the distinct keys laid out along the keys
-// of the call, duplicates included.
+// of the call, duplicates included (idx nil: already aligned).
 func spread[T any](res []Result[T], idx []int, errs map[int]error) []Result[T] {
-	if len(res) == len(idx) {
-		return res // no duplicate, no invalid key: already aligned
+	if idx == nil {
+		return res
 	}
 	out := make([]Result[T], len(idx))
 	for i, j := range idx {
@@ -180,20 +243,24 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		return nil, err
 	}
 	res := make([]Result[T], len(distinct))
-	answered := make([]bool, len(distinct))
-	var pending, led, eager []*batchKey
-	// The load is detached from this caller's cancellation but not from
-	// its values (trace spans, request-scoped loggers), and cancelled by
-	// Close (see detach).
-	lctx := c.detach(ctx)
+	// The keys memory does not answer, in one slice for the call, made at
+	// the first of them (a call answered by memory allocates nothing more):
+	// the claims the call leads live in it (batchKey.own), so it is never
+	// grown; open[j].i is the key's index in distinct.
+	var open []batchKey
+	var eager []*batchKey
+	var call *batchCall[T] // made at the first key that needs a load
 	for i, key := range distinct {
 		if e, now := c.hitL1(ctx, key, o); e != nil {
-			answered[i] = true
 			res[i] = typedResult[T](key, e)
 			if res[i].Found && e.eagerDue(now) {
 				// Unless a load of the key runs: one background batch
 				// for every such key of the call.
-				if b := claimKey(c, lctx, i, key, f, o, e); b.tok != nil {
+				if call == nil {
+					call = newBatchCall(ctx, c, f, o)
+				}
+				b := &batchKey{i: i, key: key, eager: e}
+				if call.claim(b) {
 					eager = append(eager, b)
 				}
 			}
@@ -202,13 +269,17 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		if !o.SkipL1Read {
 			c.miss(ctx, key, TierL1)
 		}
-		b := claimKey(c, lctx, i, key, f, o, nil)
-		pending = append(pending, b)
-		if b.tok != nil {
-			led = append(led, b)
+		if call == nil {
+			call = newBatchCall(ctx, c, f, o)
 		}
+		if open == nil {
+			open = make([]batchKey, 0, len(distinct)-i)
+		}
+		open = append(open, batchKey{i: i, key: key})
+		call.claim(&open[len(open)-1])
 	}
 	if len(eager) > 0 {
+		lctx := call.lctx
 		started := c.goBackground(func() {
 			for _, b := range eager {
 				c.stats.eagerRefreshes.Add(1)
@@ -224,26 +295,42 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 			}
 		}
 	}
-	done := make(chan struct{}) // closed when the keys this call leads are answered
-	if len(led) == 0 {
-		close(done)
-	} else if ctx.Done() == nil && o.FactorySoftTimeout == 0 && o.FactoryHardTimeout == 0 {
+	if len(open) == 0 {
+		return spread(res, idx, kerrs), nil
+	}
+	var led []*batchKey
+	for j := range open {
+		if open[j].tok != nil {
+			if led == nil {
+				led = make([]*batchKey, 0, len(open)-j)
+			}
+			led = append(led, &open[j])
+		}
+	}
+	// done is closed when the keys this call leads are answered; nil when
+	// they were answered here, before the wait.
+	var done chan struct{}
+	switch {
+	case len(led) == 0:
+	case ctx.Done() == nil && o.FactorySoftTimeout == 0 && o.FactoryHardTimeout == 0:
 		// Nothing can make this caller stop waiting: the load runs here,
 		// without a goroutine of its own (as flightHere for one key).
 		if c.enterBackground() {
-			loadMany(lctx, c, led, f, o)
+			loadMany(call.lctx, c, led, f, o)
 			c.wg.Done()
 		} else {
 			for _, b := range led {
 				c.finishKey(b.key, b.tok, nil, ErrClosed)
 			}
 		}
-		close(done)
-	} else if !c.goBackground(func() { defer close(done); loadMany(lctx, c, led, f, o) }) {
-		for _, b := range led {
-			c.finishKey(b.key, b.tok, nil, ErrClosed)
+	default:
+		done = make(chan struct{})
+		if !c.goBackground(func() { defer close(done); loadMany(call.lctx, c, led, f, o) }) {
+			for _, b := range led {
+				c.finishKey(b.key, b.tok, nil, ErrClosed)
+			}
+			close(done)
 		}
-		close(done)
 	}
 
 	w := newWaitTimers(o)
@@ -251,8 +338,24 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	var cut error
 	var panicVal any
 	panicked := false
-	for _, b := range pending {
-		for !answered[b.i] && cut == nil {
+	for j := range open {
+		b := &open[j]
+		if b.tok != nil && done == nil && !b.answered {
+			// Led and loaded here: the claim holds the answer. Every
+			// finishKey of the claims this call leads ran on this
+			// goroutine (loadMany above), so no lock is needed to read it.
+			b.answered = true
+			r := b.own.res
+			if !b.own.done {
+				r = singleflight.Result{Err: ErrClosed} // not reached: loadMany answers every key
+			}
+			res[b.i] = batchResult[T](b.key, r)
+			if p, ok := errors.AsType[*panicError](r.Err); ok && !panicked {
+				panicked, panicVal = true, p.value
+			}
+			continue
+		}
+		for !b.answered && cut == nil {
 			wait := b.ch
 			var ledDone <-chan struct{}
 			if b.tok != nil {
@@ -271,14 +374,14 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 				continue
 			case <-w.soft:
 				w.soft = nil
-				answerFallbacks(ctx, c, pending, res, answered, o, false)
+				answerFallbacks(ctx, c, open, res, o, false)
 				continue
 			case <-w.hard:
 				w.hard = nil
-				answerFallbacks(ctx, c, pending, res, answered, o, true)
+				answerFallbacks(ctx, c, open, res, o, true)
 				continue
 			}
-			answered[b.i] = true
+			b.answered = true
 			res[b.i] = batchResult[T](b.key, r)
 			if p, ok := errors.AsType[*panicError](r.Err); ok && b.tok != nil && !panicked {
 				panicked, panicVal = true, p.value
@@ -286,9 +389,9 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		}
 	}
 	short := false
-	for _, b := range pending {
-		if !answered[b.i] {
-			res[b.i].Err = cut
+	for j := range open {
+		if !open[j].answered {
+			res[open[j].i].Err = cut
 			short = true
 		}
 	}
@@ -301,30 +404,52 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	return spread(res, idx, kerrs), cut
 }
 
-// claimKey claims key for a batch call (an eager refresh of e when e is
-// not nil): b.tok is set when the call leads the key, b.ch otherwise (the
-// channel on which the key's current load answers).
-func claimKey[T any](c *Cache, lctx context.Context, i int, key string, f BatchFactory[T], o *EntryOptions, e *entry) *batchKey {
-	b := &batchKey{i: i, key: key, eager: e}
-	b.tok, b.ch = c.claimBatch(key, func() (any, error) {
-		// The single-key load held by the key was forgotten meanwhile:
-		// this call's load of the key runs alone.
-		if !c.enterBackground() {
-			return nil, ErrClosed
-		}
-		defer c.wg.Done()
-		return loadOne(lctx, c, key, f, o, e)
-	})
-	return b
+// batchCall is what the loads of one batch call share.
+type batchCall[T any] struct {
+	c *Cache
+	// The loads are detached from the caller's cancellation but not from
+	// its values (trace spans, request-scoped loggers), and cancelled by
+	// Close (see detach).
+	lctx context.Context
+	f    BatchFactory[T]
+	o    *EntryOptions
+}
+
+func newBatchCall[T any](ctx context.Context, c *Cache, f BatchFactory[T], o *EntryOptions) *batchCall[T] {
+	return &batchCall[T]{c: c, lctx: c.detach(ctx), f: f, o: o}
+}
+
+// claim claims b's key for the call (an eager refresh of b.eager when it
+// is set) and reports whether the call leads it: then b.tok is set (to
+// b.own), else b.ch (the channel on which the key's current load answers).
+func (bc *batchCall[T]) claim(b *batchKey) bool {
+	led, ch := bc.c.claimBatch(b.key, &b.own, b.eager, bc)
+	if led {
+		b.tok = &b.own
+	} else {
+		b.ch = ch
+	}
+	return led
+}
+
+// loadAlone is the call's load of one key, alone: the single-key load the
+// call joined for it was forgotten meanwhile (see claimBatch).
+func (bc *batchCall[T]) loadAlone(key string, eager *entry) (any, error) {
+	if !bc.c.enterBackground() {
+		return nil, ErrClosed
+	}
+	defer bc.c.wg.Done()
+	return loadOne(bc.lctx, bc.c, key, bc.f, bc.o, eager)
 }
 
 // answerFallbacks is a timeout of the batch caller's wait, per key as for
 // GetOrSet: every key still unanswered gets its fail-safe fallback; at the
 // hard timeout, the others get ErrFactoryTimeout (and, with
 // DisableBackgroundCompletion, their keys are released).
-func answerFallbacks[T any](ctx context.Context, c *Cache, pending []*batchKey, res []Result[T], answered []bool, o *EntryOptions, hard bool) {
-	for _, b := range pending {
-		if answered[b.i] {
+func answerFallbacks[T any](ctx context.Context, c *Cache, open []batchKey, res []Result[T], o *EntryOptions, hard bool) {
+	for j := range open {
+		b := &open[j]
+		if b.answered {
 			continue
 		}
 		if hard {
@@ -342,13 +467,13 @@ func answerFallbacks[T any](ctx context.Context, c *Cache, pending []*batchKey, 
 				c.factoryTimedOut(ctx, b.key, o, TimeoutSoft, true)
 				c.timedOut(b.key, o)
 			}
-			answered[b.i] = true
+			b.answered = true
 			res[b.i] = Result[T]{Value: v, Found: true}
 			continue
 		}
 		if hard {
 			c.factoryTimedOut(ctx, b.key, o, TimeoutHard, false)
-			answered[b.i] = true
+			b.answered = true
 			res[b.i].Err = fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, b.key, o.FactoryHardTimeout)
 		}
 	}
@@ -369,7 +494,9 @@ func batchResult[T any](key string, r singleflight.Result) Result[T] {
 
 // loadOne loads one key with the batch factory, on the calling goroutine.
 func loadOne[T any](ctx context.Context, c *Cache, key string, f BatchFactory[T], o *EntryOptions, eager *entry) (any, error) {
-	b := &batchKey{key: key, eager: eager, tok: &claimToken{batch: true}} // a claim of its own, not registered
+	b := &batchKey{key: key, eager: eager} // a claim of its own, not registered
+	b.own.batch = true
+	b.tok = &b.own
 	loadMany(ctx, c, []*batchKey{b}, f, o)
 	r, _ := c.finished(key, b.tok)
 	return r.Val, r.Err
@@ -379,11 +506,13 @@ func loadOne[T any](ctx context.Context, c *Cache, key string, f BatchFactory[T]
 type batchKey struct {
 	i   int
 	key string
-	tok *claimToken                // the call's claim: it leads the key
+	tok *claimToken                // the call's claim (&own): it leads the key
 	ch  <-chan singleflight.Result // else: the key's current load answers here
+	own claimToken                 // the storage of tok
 
 	eager    *entry // an eager refresh of this entry
 	stale    *entry
+	answered bool // the call has the key's Result
 	fallback bool
 	out      bool // answered from a tier; not asked of the factory
 }
@@ -427,26 +556,34 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 
 	// The distributed tier: one read for every key still open.
 	if c.readsL2(o) {
-		var read []*batchKey
+		n := 0
 		for _, k := range ks {
 			if !k.out {
-				read = append(read, k)
+				n++
 			}
 		}
-		if len(read) > 0 {
+		if n > 0 {
 			timeout := o.L2HardTimeout
 			if haveAllStale && o.L2SoftTimeout > 0 && (timeout == 0 || o.L2SoftTimeout < timeout) {
 				timeout = o.L2SoftTimeout
 			}
-			names := make([]string, len(read))
-			for i, k := range read {
-				names[i] = k.key
+			names := make([]string, 0, n)
+			for _, k := range ks {
+				if !k.out {
+					names = append(names, k.key)
+				}
 			}
 			start := stamp()
-			vals, _ := c.getL2Many(ctx, names, timeout)
-			for i, k := range read {
-				if vals[i] != nil {
-					if l2e := decodeL2[T](c, k.key, vals[i], o, start); l2e != nil {
+			vals := c.getL2Many(ctx, names, timeout)
+			j := 0
+			for _, k := range ks {
+				if k.out {
+					continue // answered by memory (the read left it out)
+				}
+				b := vals[j]
+				j++
+				if b != nil {
+					if l2e := decodeL2[T](c, k.key, b, o, start); l2e != nil {
 						var fresh *entry
 						if fresh, k.stale = c.mergeL2(ctx, k.key, o, l2e, k.stale, k.eager); fresh != nil {
 							c.hit(ctx, k.key, TierL2)
@@ -461,8 +598,17 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	}
 
 	// The factory: one call for every key still open.
-	bc := &BatchContext[T]{fcs: make(map[string]*FactoryContext[T])}
-	var need []*batchKey
+	n := 0
+	for _, k := range ks {
+		if !k.out {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	bc := &BatchContext[T]{keys: make([]string, 0, n), fcs: make(map[string]*FactoryContext[T], n)}
+	need := make([]*batchKey, 0, n)
 	allFallback := true
 	for _, k := range ks {
 		if k.out {
@@ -482,9 +628,6 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		bc.keys = append(bc.keys, k.key)
 		bc.fcs[k.key] = fc
 		need = append(need, k)
-	}
-	if len(need) == 0 {
-		return
 	}
 	// The callers stop waiting at the factory timeouts (see answerFallbacks);
 	// with DisableBackgroundCompletion so does the factory, once the last
@@ -722,7 +865,7 @@ func tryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 			timeout = o.L2SoftTimeout
 		}
 		start := stamp()
-		vals, _ := c.getL2Many(ctx, names, timeout)
+		vals := c.getL2Many(ctx, names, timeout)
 		for j, i := range miss {
 			key := distinct[i]
 			if vals[j] != nil {

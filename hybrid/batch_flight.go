@@ -30,8 +30,8 @@ type claims struct {
 // answered (res).
 type claimToken struct {
 	batch   bool
-	waiters []chan singleflight.Result
 	done    bool
+	waiters []chan singleflight.Result
 	res     singleflight.Result
 }
 
@@ -109,32 +109,40 @@ func (t *claimToken) join() <-chan singleflight.Result {
 	return ch
 }
 
-// claimBatch claims key for a batch call. It returns the claim when the
-// call leads the key, or else the channel on which the key's current load
-// answers: a batch's claim, or the singleflight group's load, which the
-// call joins (if that load was forgotten meanwhile, alone runs instead).
-func (c *Cache) claimBatch(key string, alone func() (any, error)) (tok *claimToken, ch <-chan singleflight.Result) {
+// claimBatch claims key for a batch call. It reports whether the call
+// leads the key, with tok (zero, the call's own storage) as its claim;
+// else it returns the channel on which the key's current load answers: a
+// batch's claim, or the singleflight group's load, which the call joins
+// (if that load was forgotten meanwhile, l.loadAlone runs instead). No
+// allocation when the call leads the key, the common case.
+func (c *Cache) claimBatch(key string, tok *claimToken, eager *entry, l aloneLoader) (led bool, ch <-chan singleflight.Result) {
 	s := &c.claims.shards[stripe(key)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	held, isHeld := s.m[key]
 	switch {
 	case isHeld && held.batch:
-		return nil, held.join()
+		return false, held.join()
 	case isHeld:
-		tok := new(claimToken)
-		return nil, c.sf.DoChan(key, func() (any, error) {
-			c.reclaim(key, held, tok)
-			defer c.unclaim(key, tok)
-			return alone()
+		own := new(claimToken)
+		return false, c.sf.DoChan(key, func() (any, error) {
+			c.reclaim(key, held, own)
+			defer c.unclaim(key, own)
+			return l.loadAlone(key, eager)
 		})
 	}
 	if s.m == nil {
 		s.m = make(map[string]*claimToken)
 	}
-	tok = &claimToken{batch: true}
+	tok.batch = true
 	s.m[key] = tok
-	return tok, nil
+	return true, nil
+}
+
+// aloneLoader loads one key of a batch call alone: when the single-key
+// load the call joined was forgotten meanwhile (see claimBatch).
+type aloneLoader interface {
+	loadAlone(key string, eager *entry) (any, error)
 }
 
 // finishKey ends a batch's claim of key with its result and hands the

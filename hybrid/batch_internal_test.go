@@ -39,3 +39,66 @@ func TestL1SetManyConcurrentFirstWritesNewestWins(t *testing.T) {
 		}
 	}
 }
+
+// batchKeys against a plain map: distinct keys in order of first
+// appearance, each key mapped to its distinct key, invalid keys -1, and
+// idx nil exactly when distinct is keys itself.
+func TestBatchKeysMatchesMap(t *testing.T) {
+	c, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := t.Context()
+	for round := range 300 {
+		n := round % 260 // past the 128 keys of the stack table
+		keys := make([]string, n)
+		for i := range keys {
+			switch r := (i*7919 + round*31) % 97; {
+			case r == 0 && round%3 == 0:
+				keys[i] = "" // invalid
+			case r < 10 && round%2 == 0:
+				keys[i] = fmt.Sprint("k", r) // duplicates
+			default:
+				keys[i] = fmt.Sprint("k", round, ":", i)
+			}
+		}
+		distinct, idx, errs, err := c.batchKeys(ctx, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		wantIdx := make([]int, n)
+		seen := map[string]int{}
+		aligned := true
+		for i, k := range keys {
+			if k == "" {
+				wantIdx[i] = -1
+				aligned = false
+				continue
+			}
+			if j, ok := seen[k]; ok {
+				wantIdx[i] = j
+				aligned = false
+				continue
+			}
+			seen[k] = len(want)
+			wantIdx[i] = len(want)
+			want = append(want, k)
+		}
+		if fmt.Sprint(distinct) != fmt.Sprint(want) {
+			t.Fatalf("round %d: distinct %q, want %q", round, distinct, want)
+		}
+		if aligned != (idx == nil) {
+			t.Fatalf("round %d: idx nil %v, want %v", round, idx == nil, aligned)
+		}
+		if idx != nil && fmt.Sprint(idx) != fmt.Sprint(wantIdx) {
+			t.Fatalf("round %d: idx %v, want %v", round, idx, wantIdx)
+		}
+		for i, j := range wantIdx {
+			if (j < 0) != (errs[i] != nil) {
+				t.Fatalf("round %d: key %d: error %v", round, i, errs[i])
+			}
+		}
+	}
+}

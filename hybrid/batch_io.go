@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"time"
+	"unsafe"
 
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/internal/envelope"
@@ -35,23 +36,19 @@ var (
 )
 
 // getL2Many reads the raw values of keys (not prefixed), bounded by
-// timeout (0: none). ok[i] is false when key i could not be read (timeout,
-// open breaker, error); a miss is (nil, true). An error is logged and
-// counted once per call, not once per key.
-func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Duration) (vals [][]byte, ok []bool) {
-	ok = make([]bool, len(keys))
+// timeout (0: none). A key that could not be read (timeout, open breaker,
+// error) is nil, as a miss is. An error is logged and counted once per
+// call, not once per key.
+func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Duration) (vals [][]byte) {
 	if c.l2 == nil || len(keys) == 0 || !c.breaker.allow() {
-		return make([][]byte, len(keys)), ok
+		return make([][]byte, len(keys))
 	}
 	rctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
 		rctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
-	full := make([]string, len(keys))
-	for i, k := range keys {
-		full[i] = c.prefix + k
-	}
+	full := c.prefixed(keys)
 	var errs []error
 	if bl, isBatch := c.l2.(BatchL2); isBatch {
 		began := nowNano()
@@ -75,19 +72,17 @@ func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Durat
 	}
 	var first error
 	firstKey := ""
-	for i := range keys {
-		if errs != nil && errs[i] != nil {
+	for i := range errs {
+		if errs[i] != nil {
 			if first == nil {
 				first, firstKey = errs[i], keys[i]
 			}
 			vals[i] = nil
-			continue
 		}
-		ok[i] = true
 	}
 	if first == nil {
 		c.breaker.succeeded()
-		return vals, ok
+		return vals
 	}
 	dl, hasDL := rctx.Deadline()
 	if rctx.Err() != nil || hasDL && !time.Now().Before(dl) {
@@ -95,10 +90,33 @@ func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Durat
 		if c.ev != nil {
 			c.emitL2Error(ctx, "get", firstKey, L2ErrorTimeout, first)
 		}
-		return vals, ok
+		return vals
 	}
 	c.l2Failed(ctx, "get", firstKey, first)
-	return vals, ok
+	return vals
+}
+
+// prefixed returns keys with the cache's prefix, in two allocations for
+// the call (the slice, and one buffer holding every key) rather than one
+// per key. The strings are views of the buffer, which nothing writes
+// after.
+func (c *Cache) prefixed(keys []string) []string {
+	if c.prefix == "" {
+		return keys
+	}
+	n := 0
+	for _, k := range keys {
+		n += len(c.prefix) + len(k)
+	}
+	buf := make([]byte, 0, n)
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		start := len(buf)
+		buf = append(buf, c.prefix...)
+		buf = append(buf, k...)
+		full[i] = unsafe.String(&buf[start], len(buf)-start)
+	}
+	return full
 }
 
 // propagateMany is propagate for many changes: one pipelined write to the

@@ -132,7 +132,8 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 // decodeL2 turns what the distributed tier holds into an entry of type T.
 // A corrupt payload or one of another type is a miss, logged and counted.
 func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64) *entry {
-	env, err := envelope.DecodeShared(b) // b is the GET's reply: ours alone
+	want := typeName[T]()
+	env, err := envelope.DecodeShared(b, want) // b is the GET's reply: ours alone
 	if err != nil {
 		c.stats.l2Corrupt.Add(1)
 		c.log.Warn("l2 entry unreadable", c.keyAttr(key), slog.Any("err", err))
@@ -165,16 +166,9 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		}
 		return e
 	}
-	if want := typeName[T](); env.Type != want {
+	if env.Type != want {
 		c.stats.l2Corrupt.Add(1)
 		c.log.Warn("l2 entry of another type", c.keyAttr(key), slog.String("stored", env.Type), slog.String("want", want))
-		return nil
-	}
-	var v T
-	if err := c.ser.Unmarshal(env.Value, &v); err != nil {
-		c.stats.l2Corrupt.Add(1)
-		// A serialization error, at Error as FusionCache logs them.
-		c.log.Error("l2 value undecodable", c.keyAttr(key), slog.Any("err", err))
 		return nil
 	}
 	x := entryExt{etag: env.ETag, lastMod: env.LastModified, tags: env.Tags}
@@ -192,7 +186,17 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
 		h.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
 	}
-	e := allocEntry(v, &x, &h)
+	// Decoded in place, into the entry's own value (a *T): a separate T
+	// would escape to the heap through Unmarshal's interface, one more
+	// allocation and a copy per read.
+	var zero T
+	e := allocEntry(zero, &x, &h)
+	if err := c.ser.Unmarshal(env.Value, e.value); err != nil {
+		c.stats.l2Corrupt.Add(1)
+		// A serialization error, at Error as FusionCache logs them.
+		c.log.Error("l2 value undecodable", c.keyAttr(key), slog.Any("err", err))
+		return nil
+	}
 	if o.AutoClone {
 		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type} // env.Value is ours (DecodeShared)
 	}

@@ -174,7 +174,7 @@ func Timestamp(b []byte) (int64, bool) {
 // unknown version, and an error wrapping ErrCorrupt, with the detail, for
 // anything else that is malformed. Decode never panics.
 func Decode(b []byte) (Envelope, error) {
-	e, err := decode(b)
+	e, err := decode(b, "")
 	if err == nil && len(e.Value) > 0 {
 		e.Value = slices.Clone(e.Value)
 	}
@@ -185,9 +185,14 @@ func Decode(b []byte) (Envelope, error) {
 // aliases b, so the caller must not change b while it uses Value. For a
 // buffer that nobody else holds (the reply of a GET), it saves an
 // allocation and a copy of the value on every read.
-func DecodeShared(b []byte) (Envelope, error) { return decode(b) }
+//
+// typ is the Type the caller expects: when the envelope's is the same, the
+// result's Type is typ itself, not a new string (one allocation less per
+// read). Pass "" for none.
+func DecodeShared(b []byte, typ string) (Envelope, error) { return decode(b, typ) }
 
-func decode(b []byte) (Envelope, error) {
+// decode is Decode without the copy of the value; see DecodeShared for typ.
+func decode(b []byte, typ string) (Envelope, error) {
 	var e Envelope
 	if len(b) < 2 {
 		return e, corrupt("%d bytes, shorter than the header", len(b))
@@ -220,7 +225,7 @@ func decode(b []byte) (Envelope, error) {
 	e.Compressed = flags&FlagCompressed != 0
 
 	r := reader{b: body, off: HeaderSize}
-	typ := r.bytes("type")
+	typeBytes := r.bytes("type")
 	etag := r.bytes("etag")
 	count := r.uvarint("tag count")
 	// Every tag takes at least one byte, so a count above the remaining
@@ -259,7 +264,11 @@ func decode(b []byte) (Envelope, error) {
 	if r.err != nil {
 		return Envelope{}, r.err
 	}
-	e.Type = string(typ)
+	if string(typeBytes) == typ {
+		e.Type = typ // no copy
+	} else {
+		e.Type = string(typeBytes)
+	}
 	e.ETag = string(etag)
 	e.Tags = tags
 	if len(value) > 0 {

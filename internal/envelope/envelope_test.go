@@ -345,7 +345,7 @@ func BenchmarkTimestamp(b *testing.B) {
 func TestDecodeSharedAliasesTheValue(t *testing.T) {
 	t.Parallel()
 	b := (&envelope.Envelope{Timestamp: 1, Type: "string", Value: []byte("value")}).Append(nil)
-	shared, err := envelope.DecodeShared(b)
+	shared, err := envelope.DecodeShared(b, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,22 @@ func TestDecodeSharedAliasesTheValue(t *testing.T) {
 	if string(shared.Value) == "value" {
 		t.Errorf("DecodeShared's value does not alias its input")
 	}
-	if _, err := envelope.DecodeShared([]byte("garbage")); err == nil {
+	if _, err := envelope.DecodeShared([]byte("garbage"), ""); err == nil {
 		t.Error("DecodeShared accepted garbage")
+	}
+}
+
+// DecodeShared's typ is only a hint: the Type decoded is the envelope's,
+// whether or not it is typ.
+func TestDecodeSharedExpectedType(t *testing.T) { // not parallel: AllocsPerRun
+	b := (&envelope.Envelope{Timestamp: 1, Type: "main.User", Value: []byte("v")}).Append(nil)
+	for _, typ := range []string{"", "main.User", "main.Other", "main.Use"} {
+		e, err := envelope.DecodeShared(b, typ)
+		if err != nil || e.Type != "main.User" {
+			t.Errorf("DecodeShared(b, %q) = Type %q, %v; want main.User", typ, e.Type, err)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = envelope.DecodeShared(b, "main.User") }); n != 0 {
+		t.Errorf("DecodeShared with the expected type: %v allocations, want 0", n)
 	}
 }

@@ -45,7 +45,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (vals [][]byte, errs
 	case *redis.Ring:
 		return vals, s.getManyPipelined(ctx, c, keys, vals)
 	}
-	res, err := s.client.MGet(ctx, keys...).Result()
+	res, err := mget(ctx, s.client, keys).Result()
 	if err == nil && len(res) != len(keys) {
 		err = fmt.Errorf("MGET returned %d values for %d keys", len(res), len(keys))
 	}
@@ -56,6 +56,26 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (vals [][]byte, errs
 		vals[i] = asBytes(r)
 	}
 	return vals, nil
+}
+
+// mget is client.MGet(ctx, keys...) with each key passed as a *string,
+// which go-redis writes (and routes) as the string: boxing a pointer
+// allocates nothing, boxing a string one object per key. keys must not
+// change until the command has run.
+func mget(ctx context.Context, client processor, keys []string) *redis.SliceCmd {
+	args := make([]any, 1+len(keys))
+	args[0] = "mget"
+	for i := range keys {
+		args[1+i] = &keys[i]
+	}
+	cmd := redis.NewSliceCmd(ctx, args...)
+	_ = client.Process(ctx, cmd)
+	return cmd
+}
+
+// processor is what runs a command: a client or a pipeline.
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
 }
 
 // getManyCluster sends one MGET per hash slot, pipelined.
@@ -77,7 +97,7 @@ func (s *Store) getManyCluster(ctx context.Context, c *redis.ClusterClient, keys
 		for j, i := range idx {
 			ks[j] = keys[i]
 		}
-		cmds[g] = pipe.MGet(ctx, ks...)
+		cmds[g] = mget(ctx, pipe, ks)
 	}
 	_, _ = pipe.Exec(ctx) // errors are per command, read below
 	var errs []error
