@@ -122,18 +122,25 @@ func noLocksLeft(t *testing.T, client redis.UniversalClient) {
 }
 
 // Three processes x 200 callers on a cold key: one factory call across
-// the cluster (without the lock: one per process, 3).
+// the cluster (without the lock: one per process, 3). With background L2
+// operations too: the holder writes Redis before it releases the lock.
 func TestDistributedLockOneFactoryAcrossNodes(t *testing.T) {
 	srv := redistest.Start(t)
-	nodes, calls := lockNodes(t, 3, func() redis.UniversalClient { return srv.FastClient(t, "") }, hybrid.EntryOptions{Duration: time.Minute})
-	if n := stampede(t, nodes, calls, 200, "cold", "v1"); n != 1 {
-		t.Fatalf("%d factory calls across 3 nodes, want 1", n)
-	}
-	noLocksLeft(t, srv.FastClient(t, ""))
-	for i, n := range nodes {
-		if v, ok := mustGet[string](t, n, "cold"); !ok || v != "v1" {
-			t.Fatalf("node %d holds %q, %v after the load", i, v, ok)
-		}
+	for _, background := range []bool{false, true} {
+		t.Run(fmt.Sprintf("background=%v", background), func(t *testing.T) {
+			key := fmt.Sprintf("cold-%v", background)
+			nodes, calls := lockNodes(t, 3, func() redis.UniversalClient { return srv.FastClient(t, "") },
+				hybrid.EntryOptions{Duration: time.Minute, BackgroundL2Operations: background})
+			if n := stampede(t, nodes, calls, 200, key, "v1"); n != 1 {
+				t.Fatalf("%d factory calls across 3 nodes, want 1", n)
+			}
+			noLocksLeft(t, srv.FastClient(t, ""))
+			for i, n := range nodes {
+				if v, ok := mustGet[string](t, n, key); !ok || v != "v1" {
+					t.Fatalf("node %d holds %q, %v after the load", i, v, ok)
+				}
+			}
+		})
 	}
 }
 
