@@ -82,6 +82,35 @@ func exerciseACL(t *testing.T, admins []*redis.Client, client func() redis.Unive
 	if _, err := hybrid.GetOrSet(ctx, n2, "2", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "x", nil }); err != nil {
 		t.Fatal(err)
 	}
+	// Cluster-wide stampede protection: the lock's scripts (get-or-lock,
+	// renewal, release) on the cache's prefix.
+	lockOpt := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.DistributedLock = true; o.DistributedLockLease = 30 * time.Millisecond })
+	if _, err := hybrid.GetOrSet(ctx, n2, "3", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+		time.Sleep(50 * time.Millisecond) // a factory slower than a renewal interval: the lease is renewed
+		return "y", nil
+	}, lockOpt); err != nil {
+		t.Fatal(err)
+	}
+	// Batches: MGET, pipelined writes and removals.
+	keys := []string{"b1", "b2", "{x}b3"}
+	if _, err := hybrid.GetOrSetMany(ctx, n1, keys, func(_ context.Context, bc *hybrid.BatchContext[string]) (map[string]string, error) {
+		m := map[string]string{}
+		for _, k := range bc.Keys() {
+			m[k] = "v-" + k
+		}
+		return m, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hybrid.TryGetMany[string](ctx, n2, keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := hybrid.SetMany(ctx, n2, map[string]string{"b1": "w1", "b2": "w2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.RemoveMany(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []*hybrid.Cache{n1, n2} {
 		if st := c.Stats(); st.ConfigErrors != 0 || st.L2Errors != 0 || st.BackplaneErrors != 0 {
 			t.Errorf("with the documented ACL: %+v", st)
