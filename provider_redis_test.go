@@ -357,8 +357,8 @@ func TestProviderLeastPrivilegeACL(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithArgs(
 		"--user", "cacheapp", "on", ">secret", "resetchannels",
 		"~users:*", "&"+channel,
-		"-@all", "+get", "+set", "+del", "+evalsha", "+eval",
-		"+publish", "+subscribe", "+unsubscribe",
+		"-@all", "+get", "+mget", "+set", "+del", "+pexpire", "+evalsha", "+eval",
+		"+publish", "+subscribe", "+unsubscribe", "+ping",
 	))
 	ctx := context.Background()
 	url := fmt.Sprintf("redis://cacheapp:secret@127.0.0.1:%d", srv.Port())
