@@ -143,6 +143,9 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	}
 	c, err := hybrid.New(opts)
 	if err != nil {
+		if opts.Backplane != nil {
+			opts.Backplane.Close() // New takes ownership only when it succeeds
+		}
 		closeClient(own)
 		return nil, err // it names the cache
 	}
