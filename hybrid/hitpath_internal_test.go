@@ -68,6 +68,34 @@ func benchHitPath(b *testing.B, n int) {
 			i++
 		}
 	})
+	// The same with a pointer per value, read through (as Strata's entry
+	// is): the cost of one more dependent load once the keys leave the
+	// CPU's caches.
+	b.Run("impl=ristretto-ptr", func(b *testing.B) {
+		rc, _ := ristretto.NewCache(&ristretto.Config[string, *benchValue]{NumCounters: 1 << 21, MaxCost: 1 << 17, BufferItems: 64, IgnoreInternalCost: true})
+		defer rc.Close()
+		for i, k := range keys {
+			for !rc.Set(k, &benchValue{ID: int64(i)}, 1) {
+				rc.Wait()
+			}
+			if i%1024 == 0 {
+				rc.Wait()
+			}
+		}
+		rc.Wait()
+		b.ReportAllocs()
+		i := 0
+		var sum int64
+		for b.Loop() {
+			v, ok := rc.Get(keys[idx[i&(1<<20-1)]])
+			if !ok {
+				b.Fatal("miss")
+			}
+			sum += v.ID
+			i++
+		}
+		_ = sum
+	})
 	strata := func(o Options) func(b *testing.B) {
 		return func(b *testing.B) {
 			c, _ := New(o)
