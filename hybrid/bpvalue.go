@@ -71,12 +71,17 @@ func (c *Cache) fromMessage(key string, ts int64, value string) *entry {
 		return nil
 	}
 	env, err := envelope.Decode([]byte(value))
-	if err != nil || env.Removed || env.Timestamp != ts {
+	switch {
+	case err != nil:
 		c.log.Warn("backplane message value unreadable", c.keyAttr(key), slog.Any("err", err))
+		return nil
+	case env.Removed || env.Timestamp != ts:
+		c.log.Warn("backplane message value is not the message's write", c.keyAttr(key))
 		return nil
 	}
 	if env.Compressed {
 		if c.comp == nil {
+			c.log.Warn("backplane message value compressed, and this cache has no compressor", c.keyAttr(key))
 			return nil
 		}
 		raw, err := c.comp.Decompress(env.Value, c.maxValue)
