@@ -82,20 +82,6 @@ type Handler interface {
 	HandleGap()
 }
 
-// InlineHandler is a Handler whose HandleMessage returns within microseconds and never
-// waits for I/O or for the backplane (short locks are fine). When Inline reports true,
-// [Redis] calls HandleMessage on its receiving goroutine whenever nothing is queued,
-// sparing a hand-off to its dispatcher (a goroutine wake-up) per message; what arrives
-// while a call runs is queued as for any Handler, and HandleGap always comes from the
-// dispatcher. Calls stay sequential. A HandleMessage that blocks delays the reading of the
-// subscription itself: go-redis buffers 256 messages, then drops them after its send
-// timeout without a gap being reported, so a handler that may block must not be inline.
-type InlineHandler interface {
-	Handler
-	// Inline reports whether HandleMessage may be called on the receiving goroutine.
-	Inline() bool
-}
-
 // Backplane sends change notifications to the other instances of a cache and delivers
 // theirs. Delivery is at-most-once: see the package documentation.
 type Backplane interface {

@@ -7,14 +7,12 @@ import (
 // inbox is the bounded queue between a transport's receiver and the handler, with its
 // dispatcher. push never blocks: a full queue drops the message and flags a gap. Gaps
 // are coalesced: however many are flagged before the dispatcher runs, the handler gets
-// one HandleGap. pending counts what was queued (messages, a gap) and not yet handled,
-// so that deliver can hand a message to an InlineHandler at once when nothing is.
+// one HandleGap.
 type inbox struct {
-	queue   chan Message
-	wake    chan struct{} // capacity 1: "a gap is pending"
-	stop    chan struct{} // closed to stop the dispatcher
-	gap     atomic.Bool
-	pending atomic.Int64
+	queue chan Message
+	wake  chan struct{} // capacity 1: "a gap is pending"
+	stop  chan struct{} // closed to stop the dispatcher
+	gap   atomic.Bool
 
 	received atomic.Uint64
 	dropped  atomic.Uint64
@@ -33,35 +31,18 @@ func newInbox(size int) *inbox {
 // push queues m for the handler. It reports false if the queue was full (m dropped and
 // a gap flagged); the caller may log the first drop of an episode (see flagGap's result).
 func (in *inbox) push(m Message) (ok, newGap bool) {
-	in.pending.Add(1)
 	select {
 	case in.queue <- m:
 		return true, false
 	default:
-		in.pending.Add(-1)
 		in.dropped.Add(1)
 		return false, in.flagGap()
 	}
 }
 
-// deliver is push for an InlineHandler h and a transport whose messages and gaps all
-// come from one receiving goroutine (the Redis reader): when nothing is queued or being
-// handled, it calls h.HandleMessage at once on that goroutine, sparing the dispatcher's
-// wake-up; otherwise it queues m behind the rest, as push does. Calls stay sequential:
-// with pending at zero the dispatcher is idle, and only this goroutine adds to pending.
-func (in *inbox) deliver(h Handler, m Message) (ok, newGap bool) {
-	if in.pending.Load() == 0 {
-		h.HandleMessage(m)
-		return true, false
-	}
-	return in.push(m)
-}
-
 // flagGap makes the dispatcher call HandleGap. It reports whether no gap was pending.
 func (in *inbox) flagGap() bool {
-	in.pending.Add(1)
 	if in.gap.Swap(true) {
-		in.pending.Add(-1)
 		return false
 	}
 	select {
@@ -82,7 +63,6 @@ func (in *inbox) run(h Handler) {
 		if in.gap.Swap(false) {
 			in.gaps.Add(1)
 			h.HandleGap()
-			in.pending.Add(-1)
 			continue
 		}
 		select {
@@ -90,7 +70,6 @@ func (in *inbox) run(h Handler) {
 			return
 		case m := <-in.queue:
 			h.HandleMessage(m)
-			in.pending.Add(-1)
 		case <-in.wake:
 		}
 	}

@@ -213,11 +213,7 @@ func (r *Redis) StartSubscribe(h Handler) (ready <-chan struct{}, err error) {
 	r.in.Store(in)
 	rc := make(chan struct{})
 	ps := r.ps
-	inline := false
-	if ih, ok := h.(InlineHandler); ok {
-		inline = ih.Inline()
-	}
-	r.wg.Go(func() { r.read(ps, in, rc, h, inline) })
+	r.wg.Go(func() { r.read(ps, in, rc) })
 	r.wg.Go(func() { in.run(h) })
 	return rc, nil
 }
@@ -241,9 +237,9 @@ func messages(ps *redis.PubSub) <-chan any {
 }
 
 // read runs until go-redis closes the channel of the current PubSub (after Close). It
-// never blocks on a Handler, so go-redis never has to drop a message for lack of a
-// reader; an InlineHandler it calls itself when nothing is queued (inbox.deliver).
-func (r *Redis) read(ps *redis.PubSub, in *inbox, ready chan struct{}, h Handler, inline bool) {
+// never blocks on the handler, so go-redis never has to drop a message for lack of a
+// reader.
+func (r *Redis) read(ps *redis.PubSub, in *inbox, ready chan struct{}) {
 	msgs := messages(ps)
 	first := true
 	// While a replacement PubSub awaits its first confirmation, retry fires if it
@@ -295,13 +291,7 @@ func (r *Redis) read(ps *redis.PubSub, in *inbox, ready chan struct{}, h Handler
 				r.log.Warn("backplane dropped an undecodable message", "channel", r.channel, "err", err)
 				continue
 			}
-			var ok, newGap bool
-			if inline {
-				ok, newGap = in.deliver(h, m)
-			} else {
-				ok, newGap = in.push(m)
-			}
-			if !ok && newGap {
+			if ok, newGap := in.push(m); !ok && newGap {
 				r.log.Warn("backplane receive queue full, dropping messages", "channel", r.channel, "queue_size", r.queueSize)
 			}
 		case *redis.Subscription:

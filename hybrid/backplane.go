@@ -129,11 +129,6 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	}
 }
 
-// Inline lets a backplane call HandleMessage on its receiving goroutine
-// (backplane.InlineHandler): it only touches memory, behind short locks.
-// The BackplaneMessage event's callback runs there too.
-func (h bpHandler) Inline() bool { return true }
-
 // received counts a message applied to the memory tier.
 func (c *Cache) received(m backplane.Message) {
 	c.stats.bpReceived.Add(1)
@@ -222,4 +217,4 @@ func (c *Cache) subscribe(wait time.Duration) error {
 	return nil
 }
 
-var _ backplane.InlineHandler = bpHandler{}
+var _ backplane.Handler = bpHandler{}

@@ -72,9 +72,7 @@ type Events struct {
 	CircuitBreaker func(CircuitBreakerEvent)
 	// BackplaneMessage is called when a backplane message was published (or
 	// failed to be), and when a message from another instance was applied
-	// to the memory tier: for a received one, on the backplane's receiving
-	// goroutine (the cache's handler is a backplane.InlineHandler), so a
-	// slow callback delays the reading of the next messages.
+	// to the memory tier.
 	BackplaneMessage func(BackplaneMessageEvent)
 	// BackplaneGap is called when the backplane reports that messages may
 	// have been lost (a reconnect, a full queue).
