@@ -258,7 +258,9 @@ func TestDistributedLockRedisDown(t *testing.T) {
 // factory once.
 func TestDistributedLockHolderKilled(t *testing.T) {
 	srv := redistest.Start(t)
-	const lease = 300 * time.Millisecond
+	// A lease long enough that a loaded machine still renews it in time
+	// (every third of it), short enough for a quick takeover.
+	const lease = time.Second
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolderProcess$")
 	cmd.Env = append(os.Environ(), "STRATA_LOCK_HOLDER_REDIS="+srv.Addr())
 	out, err := cmd.StdoutPipe()
@@ -296,9 +298,10 @@ func TestDistributedLockHolderKilled(t *testing.T) {
 		}
 		done <- err
 	}()
-	// This node polls for longer than a lease (12 polls take over 400ms):
-	// only the holder's renewals keep the lock from it meanwhile.
-	redistest.Eventually(t, "this node to wait longer than a lease", func() bool { return lc.n.Load() >= 12 })
+	// This node polls for longer than a lease (25 polls take over 1.06s:
+	// 2+4+8+16+32 ms, then 50 ms apart): only the holder's renewals keep the
+	// lock from it meanwhile.
+	redistest.Eventually(t, "this node to wait longer than a lease", func() bool { return lc.n.Load() >= 25 })
 	if rc.Exists(t.Context(), lk).Val() != 1 {
 		t.Fatal("the holder's lock is gone while it lives")
 	}
@@ -325,7 +328,7 @@ func TestLockHolderProcess(t *testing.T) {
 		t.Skip("the holder process of TestDistributedLockHolderKilled")
 	}
 	client := redis.NewClient(&redis.Options{Addr: addr})
-	n := node(t, client, hybrid.EntryOptions{DistributedLock: true, DistributedLockLease: 300 * time.Millisecond})
+	n := node(t, client, hybrid.EntryOptions{DistributedLock: true, DistributedLockLease: time.Second})
 	_, _ = hybrid.GetOrSet(context.Background(), n, "k", func(ctx context.Context, _ *hybrid.FactoryContext[string]) (string, error) {
 		fmt.Println("holding")
 		select {} // until killed
