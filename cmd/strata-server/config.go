@@ -120,6 +120,11 @@ type CacheConfig struct {
 	BackgroundL2Operations   *bool     `yaml:"background_l2_operations"`
 	EagerRefreshThreshold    *float64  `yaml:"eager_refresh_threshold"`
 	Tags                     []string  `yaml:"tags"`
+	// Cluster-wide stampede protection: server replicas (or Go services)
+	// sharing the Redis load a cold key once (docs/getorset.md).
+	DistributedLock        *bool     `yaml:"distributed_lock"`
+	DistributedLockLease   *Duration `yaml:"distributed_lock_lease"`
+	DistributedLockTimeout *Duration `yaml:"distributed_lock_timeout"`
 
 	// The fields of strata.CacheSettings, named the same way.
 	KeyPrefix                *string   `yaml:"key_prefix"`
@@ -169,6 +174,11 @@ func (c CacheConfig) merge(o CacheConfig) CacheConfig {
 	set(&c.L2SoftTimeout, o.L2SoftTimeout)
 	set(&c.L2HardTimeout, o.L2HardTimeout)
 	set(&c.L2CircuitBreakerDuration, o.L2CircuitBreakerDuration)
+	set(&c.DistributedLockLease, o.DistributedLockLease)
+	set(&c.DistributedLockTimeout, o.DistributedLockTimeout)
+	if o.DistributedLock != nil {
+		c.DistributedLock = o.DistributedLock
+	}
 	if o.FailSafe != nil {
 		c.FailSafe = o.FailSafe
 	}
@@ -235,6 +245,11 @@ func (c CacheConfig) apply(cs *strata.CacheSettings) {
 	d(&e.L2SoftTimeout, c.L2SoftTimeout)
 	d(&e.L2HardTimeout, c.L2HardTimeout)
 	d(&cs.L2CircuitBreakerDuration, c.L2CircuitBreakerDuration)
+	d(&e.DistributedLockLease, c.DistributedLockLease)
+	d(&e.DistributedLockTimeout, c.DistributedLockTimeout)
+	if c.DistributedLock != nil {
+		e.DistributedLock = *c.DistributedLock
+	}
 	if c.FailSafe != nil {
 		e.FailSafe = *c.FailSafe
 	}

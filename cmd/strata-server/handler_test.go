@@ -434,6 +434,39 @@ caches:
 	}
 }
 
+// Two server replicas over one Redis, with distributed_lock: concurrent
+// misses on both call the origin once (without the lock: once per replica).
+func TestOriginDistributedLock(t *testing.T) {
+	rs := redistest.Start(t)
+	up := &upstream{status: 200, body: "from origin", delay: 500 * time.Millisecond}
+	us := httptest.NewServer(up)
+	defer us.Close()
+	yaml := `
+caches:
+  web:
+    distributed_lock: true
+    origin:
+      url: ` + us.URL + `
+      timeout: 5s
+`
+	env := map[string]string{"DURABILITY_ENGINE": "redis", "REDIS_URL": rs.URL()}
+	a, _ := testServer(t, yaml, env)
+	b, _ := testServer(t, yaml, env)
+	var wg sync.WaitGroup
+	for _, ts := range []*httptest.Server{a, b, a, b, a, b} {
+		wg.Go(func() {
+			st, body, _ := do(t, "GET", ts.URL+"/v1/caches/web/keys/cold", "")
+			if st != 200 || body != "from origin" {
+				t.Errorf("GET: %d %q", st, body)
+			}
+		})
+	}
+	wg.Wait()
+	if n := up.calls.Load(); n != 1 {
+		t.Fatalf("origin called %d times by two replicas, want 1", n)
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	ts, _ := testServer(t, basicYAML, nil)
 	do(t, "PUT", ts.URL+"/v1/caches/blobs/keys/a", "x")
@@ -512,6 +545,8 @@ defaults:
 caches:
   a:
     duration: 1m
+    distributed_lock: true
+    distributed_lock_lease: 3s
   b: {}
   dache:
     strict_writes: false
@@ -528,6 +563,14 @@ caches:
 	cs := cfg.cacheNames()
 	if d := time.Duration(*cs["a"].Duration); d != time.Minute {
 		t.Errorf("a: duration %v", d)
+	}
+	var settings strata.CacheSettings
+	cs["a"].apply(&settings)
+	if e := settings.Entry; !e.DistributedLock || e.DistributedLockLease != 3*time.Second || e.DistributedLockTimeout != 0 {
+		t.Errorf("a: distributed lock %v, lease %v, timeout %v; want on, 3s, default", e.DistributedLock, e.DistributedLockLease, e.DistributedLockTimeout)
+	}
+	if cs["b"].DistributedLock != nil {
+		t.Errorf("b: distributed_lock set without being configured")
 	}
 	if d := time.Duration(*cs["b"].Duration); d != 5*time.Minute || *cs["b"].FailSafe {
 		t.Errorf("b: duration %v fail-safe %v", d, *cs["b"].FailSafe)
