@@ -316,3 +316,45 @@ func TestSetManyCorruptHeaderNeverWins(t *testing.T) {
 		t.Fatalf("newer key holds %q", got)
 	}
 }
+
+// On a *redis.Ring (two shards) the batch calls route every key to its
+// shard: written and read back whichever shard holds it, one missing key a
+// nil, and removed.
+func TestBatchOnRing(t *testing.T) {
+	t.Parallel()
+	a, b := redistest.Start(t), redistest.Start(t)
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": a.Addr(), "b": b.Addr()}})
+	t.Cleanup(func() { _ = ring.Close() })
+	s := redisstore.New(ring)
+	keys := make([]string, 40)
+	items := make([]redisstore.Item, len(keys))
+	for i := range keys {
+		keys[i] = fmt.Sprintf("user:%d", i)
+		items[i] = redisstore.Item{Key: keys[i], Value: env(int64(i+1), keys[i]), TTL: time.Minute}
+	}
+	if _, errs := s.SetMany(t.Context(), items); errs != nil {
+		t.Fatalf("SetMany on a ring: %v", errs)
+	}
+	perShard := []int64{a.Client(t).DBSize(t.Context()).Val(), b.Client(t).DBSize(t.Context()).Val()}
+	if perShard[0] == 0 || perShard[1] == 0 || perShard[0]+perShard[1] != int64(len(keys)) {
+		t.Fatalf("keys per shard %v: want all %d spread over both", perShard, len(keys))
+	}
+	vals, errs := s.GetMany(t.Context(), append(keys, "absent"))
+	if errs != nil {
+		t.Fatalf("GetMany on a ring: %v", errs)
+	}
+	for i, k := range keys {
+		if !bytes.Equal(vals[i], env(int64(i+1), k)) {
+			t.Fatalf("GetMany[%s] = %q", k, vals[i])
+		}
+	}
+	if vals[len(keys)] != nil {
+		t.Fatalf("GetMany[absent] = %q, want nil", vals[len(keys)])
+	}
+	if errs := s.DeleteMany(t.Context(), keys); errs != nil {
+		t.Fatalf("DeleteMany on a ring: %v", errs)
+	}
+	if n := a.Client(t).DBSize(t.Context()).Val() + b.Client(t).DBSize(t.Context()).Val(); n != 0 {
+		t.Fatalf("%d keys left after DeleteMany", n)
+	}
+}
