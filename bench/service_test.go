@@ -105,7 +105,7 @@ func (s *svcSource) load(_ context.Context, key string) (svcValue, error) {
 	n, ok := strings.CutPrefix(key, "item:")
 	i, err := strconv.Atoi(n)
 	if !ok || err != nil || i < 0 || i >= len(s.version) {
-		return newSvcValue(key, -1), nil
+		return newSvcValue(key, -1), nil //nolint:nilerr // not an item key: version -1, by design
 	}
 	if s.seen[i].Swap(true) {
 		s.reloads.Add(1)

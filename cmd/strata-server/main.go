@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	cfg, err := loadConfig(*configPath, getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		_, _ = fmt.Fprintln(stderr, err)
 		return 2
 	}
 	level, _ := parseLevel(cfg.LogLevel)
@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := newServer(cfg, log, reg)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		_, _ = fmt.Fprintln(stderr, err)
 		return 2
 	}
 	defer srv.Close()
@@ -86,12 +86,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	tlsConfig, err := serverTLS(cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		_, _ = fmt.Fprintln(stderr, err)
 		return 2
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "strata-server: listen: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "strata-server: listen: %v\n", err)
 		return 1
 	}
 	if tlsConfig != nil {

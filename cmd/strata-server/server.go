@@ -80,8 +80,8 @@ func newServer(cfg *Config, log *slog.Logger, reg *prometheus.Registry) (*server
 			strict:      cc.strict(),
 		}
 		redis := cfg.Engine == engineRedis || cc.RedisURL != nil && *cc.RedisURL != ""
-		sc.hasL2 = redis && !(cc.DisableL2 != nil && *cc.DisableL2)
-		sc.hasBackplane = redis && !(cc.DisableBackplane != nil && *cc.DisableBackplane)
+		sc.hasL2 = redis && (cc.DisableL2 == nil || !*cc.DisableL2)
+		sc.hasBackplane = redis && (cc.DisableBackplane == nil || !*cc.DisableBackplane)
 		if cc.Token != nil {
 			sc.token = *cc.Token
 		}

@@ -236,7 +236,7 @@ func (m *Member) start() error {
 		return fmt.Errorf("etcdtest: start etcd: %w", err)
 	}
 	wait := make(chan struct{})
-	go func() { cmd.Wait(); close(wait) }()
+	go func() { _ = cmd.Wait(); close(wait) }() // its status: the process is ours to kill
 	m.cmd, m.wait = cmd, wait
 	return nil
 }
