@@ -334,7 +334,7 @@ func (m *Member) Kill() {
 	if cmd == nil {
 		return
 	}
-	cmd.Process.Kill()
+	_ = cmd.Process.Kill() // already gone is fine: Wait follows
 	<-wait
 }
 
