@@ -79,51 +79,22 @@ func (c *Cache) fromMessage(key string, ts int64, value string) *entry {
 		c.log.Warn("backplane message value is not the message's write", c.keyAttr(key))
 		return nil
 	}
-	if env.Compressed {
-		if c.comp == nil {
-			c.log.Warn("backplane message value compressed, and this cache has no compressor", c.keyAttr(key))
-			return nil
-		}
-		raw, err := c.comp.Decompress(env.Value, c.maxValue)
-		if err != nil {
-			c.log.Warn("backplane message value undecompressable", c.keyAttr(key), slog.Any("err", err))
-			return nil
-		}
-		env.Value = raw
+	if err := c.inflate(&env); err != nil {
+		c.log.Warn("backplane message value unusable", c.keyAttr(key), slog.Any("err", err))
+		return nil
 	}
-	o := &c.entry
 	now := stamp()
-	x := entryExt{etag: env.ETag, lastMod: env.LastModified, tags: env.Tags}
-	if env.Created != 0 && env.Created != env.Timestamp {
-		x.vts = env.Created // an expired copy: invalidations compare with its creation
-	}
 	if env.NotFound {
-		x.typ = env.Type
+		return notFoundFromL2(key, &env, &c.entry, now)
 	}
+	x, h, freshUntil, physUntil := fromL2Parts(&env, &c.entry, now)
 	e := allocBare(&x)
 	e.key, e.ts, e.verified = key, env.Timestamp, now
-	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
-	if o.L1Duration > 0 {
-		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
-	}
-	switch {
-	case env.NotFound:
-		e.value = notFoundValue
-		return e
-	case o.AutoClone:
+	e.freshUntil, e.l2Fresh, e.physUntil = freshUntil, env.FreshUntil, physUntil
+	if c.entry.AutoClone {
 		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type}
-	default:
+	} else {
 		e.value = &lazyValue{raw: env.Value, ser: c.ser, typ: env.Type}
-	}
-	if o.FailSafe {
-		e.physUntil = max(e.physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
-	}
-	var h onHit
-	if o.SlidingDuration > 0 {
-		h.slide = newSliding(e.freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
-	}
-	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
-		h.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
 	}
 	e.setHit(h)
 	return e

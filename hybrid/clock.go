@@ -47,7 +47,6 @@ type hitClock struct {
 	now    atomic.Int64
 	used   atomic.Bool // a hit read now since the last tick
 	parked atomic.Bool
-	_      [40]byte // the fields above on a line of their own
 	tick   time.Duration
 	wake   chan struct{} // capacity 1
 }

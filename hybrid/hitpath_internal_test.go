@@ -47,55 +47,12 @@ func BenchmarkHitPath(b *testing.B) {
 func benchHitPath(b *testing.B, n int) {
 	keys, idx := hitKeys(n)
 	ctx := context.Background()
-	b.Run("impl=ristretto", func(b *testing.B) {
-		rc, _ := ristretto.NewCache(&ristretto.Config[string, benchValue]{NumCounters: 1 << 21, MaxCost: 1 << 17, BufferItems: 64, IgnoreInternalCost: true})
-		defer rc.Close()
-		for i, k := range keys {
-			for !rc.Set(k, benchValue{ID: int64(i)}, 1) {
-				rc.Wait()
-			}
-			if i%1024 == 0 {
-				rc.Wait()
-			}
-		}
-		rc.Wait()
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if _, ok := rc.Get(keys[idx[i&(1<<20-1)]]); !ok {
-				b.Fatal("miss")
-			}
-			i++
-		}
-	})
+	b.Run("impl=ristretto", benchRistretto(keys, idx, func(i int) benchValue { return benchValue{ID: int64(i)} }, nil))
 	// The same with a pointer per value, read through (as Strata's entry
 	// is): the cost of one more dependent load once the keys leave the
 	// CPU's caches.
-	b.Run("impl=ristretto-ptr", func(b *testing.B) {
-		rc, _ := ristretto.NewCache(&ristretto.Config[string, *benchValue]{NumCounters: 1 << 21, MaxCost: 1 << 17, BufferItems: 64, IgnoreInternalCost: true})
-		defer rc.Close()
-		for i, k := range keys {
-			for !rc.Set(k, &benchValue{ID: int64(i)}, 1) {
-				rc.Wait()
-			}
-			if i%1024 == 0 {
-				rc.Wait()
-			}
-		}
-		rc.Wait()
-		b.ReportAllocs()
-		i := 0
-		var sum int64
-		for b.Loop() {
-			v, ok := rc.Get(keys[idx[i&(1<<20-1)]])
-			if !ok {
-				b.Fatal("miss")
-			}
-			sum += v.ID
-			i++
-		}
-		_ = sum
-	})
+	b.Run("impl=ristretto-ptr", benchRistretto(keys, idx, func(i int) *benchValue { return &benchValue{ID: int64(i)} },
+		func(v *benchValue) int64 { return v.ID }))
 	strata := func(o Options) func(b *testing.B) {
 		return func(b *testing.B) {
 			c, _ := New(o)
@@ -137,6 +94,38 @@ func benchHitPath(b *testing.B, n int) {
 	var hits atomic.Int64
 	o.Events = &Events{Hit: func(HitEvent) { hits.Add(1) }}
 	b.Run("impl=strata-events", strata(o))
+}
+
+// benchRistretto is the hit benchmark of raw ristretto holding keys[i] ->
+// mk(i), each hit read through read (nil: not read).
+func benchRistretto[V any](keys []string, idx []int, mk func(int) V, read func(V) int64) func(*testing.B) {
+	return func(b *testing.B) {
+		rc, _ := ristretto.NewCache(&ristretto.Config[string, V]{NumCounters: 1 << 21, MaxCost: 1 << 17, BufferItems: 64, IgnoreInternalCost: true})
+		defer rc.Close()
+		for i, k := range keys {
+			for !rc.Set(k, mk(i), 1) {
+				rc.Wait()
+			}
+			if i%1024 == 0 {
+				rc.Wait()
+			}
+		}
+		rc.Wait()
+		b.ReportAllocs()
+		i := 0
+		var sum int64
+		for b.Loop() {
+			v, ok := rc.Get(keys[idx[i&(1<<20-1)]])
+			if !ok {
+				b.Fatal("miss")
+			}
+			if read != nil {
+				sum += read(v)
+			}
+			i++
+		}
+		_ = sum
+	}
 }
 
 // BenchmarkHitPathParallel is BenchmarkHitPath's 1024-key case from

@@ -143,49 +143,20 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		// A removal record: a miss that still wins over older copies.
 		return newTombstone(key, env.Timestamp)
 	}
-	if env.Compressed {
-		if c.comp == nil {
-			c.stats.l2Corrupt.Add(1)
-			c.log.Warn("l2 entry compressed, and this cache has no compressor", c.keyAttr(key))
-			return nil
-		}
-		raw, err := c.comp.Decompress(env.Value, c.maxValue)
-		if err != nil {
-			c.stats.l2Corrupt.Add(1)
-			c.log.Warn("l2 value undecompressable", c.keyAttr(key), slog.Any("err", err))
-			return nil
-		}
-		env.Value = raw
+	if err := c.inflate(&env); err != nil {
+		c.stats.l2Corrupt.Add(1)
+		c.log.Warn("l2 entry unusable", c.keyAttr(key), slog.Any("err", err))
+		return nil
 	}
 	if env.NotFound {
-		e := allocBare(&entryExt{typ: env.Type, tags: env.Tags})
-		e.key, e.ts, e.verified, e.value = key, env.Timestamp, now, notFoundValue
-		e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
-		if o.L1Duration > 0 {
-			e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
-		}
-		return e
+		return notFoundFromL2(key, &env, o, now)
 	}
 	if env.Type != want {
 		c.stats.l2Corrupt.Add(1)
 		c.log.Warn("l2 entry of another type", c.keyAttr(key), slog.String("stored", env.Type), slog.String("want", want))
 		return nil
 	}
-	x := entryExt{etag: env.ETag, lastMod: env.LastModified, tags: env.Tags}
-	if env.Created != 0 && env.Created != env.Timestamp {
-		x.vts = env.Created // an expired copy: invalidations compare with its creation
-	}
-	freshUntil := env.FreshUntil
-	if o.L1Duration > 0 {
-		freshUntil = min(freshUntil, now+int64(o.L1Duration))
-	}
-	var h onHit
-	if o.SlidingDuration > 0 {
-		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
-	}
-	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
-		h.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
-	}
+	x, h, freshUntil, physUntil := fromL2Parts(&env, o, now)
 	// Decoded in place, into the entry's own value (a *T): a separate T
 	// would escape to the heap through Unmarshal's interface, one more
 	// allocation and a copy per read.
@@ -201,9 +172,66 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type} // env.Value is ours (DecodeShared)
 	}
 	e.key, e.ts, e.verified = key, env.Timestamp, now
-	e.freshUntil, e.l2Fresh, e.physUntil = freshUntil, env.FreshUntil, env.FreshUntil
+	e.freshUntil, e.l2Fresh, e.physUntil = freshUntil, env.FreshUntil, physUntil
+	return e
+}
+
+// Errors of inflate.
+var (
+	errNoCompressor   = errors.New("compressed, and this cache has no compressor")
+	errUndecompressed = errors.New("value undecompressable")
+)
+
+// inflate decompresses env's value in place if the envelope says it is
+// compressed.
+func (c *Cache) inflate(env *envelope.Envelope) error {
+	if !env.Compressed {
+		return nil
+	}
+	if c.comp == nil {
+		return errNoCompressor
+	}
+	raw, err := c.comp.Decompress(env.Value, c.maxValue)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUndecompressed, err)
+	}
+	env.Value = raw
+	return nil
+}
+
+// fromL2Parts is what an entry of a value from the distributed tier (read,
+// or carried by a backplane message) takes from its envelope under o, now
+// being when it was read: its rare fields, what a hit may have to do, and
+// its logical (in memory) and physical expiries.
+func fromL2Parts(env *envelope.Envelope, o *EntryOptions, now int64) (x entryExt, h onHit, freshUntil, physUntil int64) {
+	x = entryExt{etag: env.ETag, lastMod: env.LastModified, tags: env.Tags}
+	if env.Created != 0 && env.Created != env.Timestamp {
+		x.vts = env.Created // an expired copy: invalidations compare with its creation
+	}
+	freshUntil, physUntil = env.FreshUntil, env.FreshUntil
+	if o.L1Duration > 0 {
+		freshUntil = min(freshUntil, now+int64(o.L1Duration))
+	}
 	if o.FailSafe {
-		e.physUntil = max(e.physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
+		physUntil = max(physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
+	}
+	if o.SlidingDuration > 0 {
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
+	}
+	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
+		h.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
+	}
+	return x, h, freshUntil, physUntil
+}
+
+// notFoundFromL2 is the entry of a "not found" record from the distributed
+// tier.
+func notFoundFromL2(key string, env *envelope.Envelope, o *EntryOptions, now int64) *entry {
+	e := allocBare(&entryExt{typ: env.Type, tags: env.Tags})
+	e.key, e.ts, e.verified, e.value = key, env.Timestamp, now, notFoundValue
+	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
+	if o.L1Duration > 0 {
+		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
 	}
 	return e
 }

@@ -292,11 +292,7 @@ func fillErr(keys []string, err error) []error {
 // key, or of its hash tag (the part between the first '{' and the next '}',
 // when not empty), modulo 16384.
 func Slot(key string) uint16 {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
+	key = hashPart(key)
 	var crc uint16
 	for k := 0; k < len(key); k++ {
 		crc ^= uint16(key[k]) << 8
