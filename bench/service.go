@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/strata-cache/strata"
+	"github.com/strata-cache/strata/compress"
 	"github.com/strata-cache/strata/hybrid"
 )
 
@@ -136,19 +137,40 @@ type strataNode struct {
 // newStrataNode is Strata with ProductionDefaults: Set returns once the
 // memory tier is written, and the Redis write and its announcement follow
 // in the background.
-func newStrataNode(e svcEnv) (svcNode, error) { return newStrataNodeBG(e, true, false) }
+func newStrataNode(e svcEnv) (svcNode, error) { return newStrataNodeWith(e, nil) }
 
 // newStrataSyncNode is Strata with ProductionDefaults but
 // BackgroundL2Operations off: Set returns once Redis is written and the
 // change announced.
-func newStrataSyncNode(e svcEnv) (svcNode, error) { return newStrataNodeBG(e, false, false) }
+func newStrataSyncNode(e svcEnv) (svcNode, error) { return newStrataNodeWith(e, syncWrites) }
 
 // newStrataSyncNoValuesNode is strata-sync with Set messages that never
 // carry the entry (DisableBackplaneValues): the receivers mark their copy
 // stale and read Redis again, as before issue 11's change.
-func newStrataSyncNoValuesNode(e svcEnv) (svcNode, error) { return newStrataNodeBG(e, false, true) }
+func newStrataSyncNoValuesNode(e svcEnv) (svcNode, error) {
+	return newStrataNodeWith(e, func(s *strata.CacheSettings) {
+		syncWrites(s)
+		s.DisableBackplaneValues = true
+	})
+}
 
-func newStrataNodeBG(e svcEnv, background, noValues bool) (svcNode, error) {
+// newStrataSyncS2Node is strata-sync with values of 64 bytes and more
+// compressed with S2 in Redis (module compress), as go-redis/cache
+// compresses them by default (s2, above 64 bytes).
+func newStrataSyncS2Node(e svcEnv) (svcNode, error) {
+	return newStrataNodeWith(e, func(s *strata.CacheSettings) {
+		syncWrites(s)
+		s.Compressor = compress.S2{}
+		s.CompressMinSize = 64
+	})
+}
+
+// syncWrites turns BackgroundL2Operations off.
+func syncWrites(s *strata.CacheSettings) { s.Entry.BackgroundL2Operations = false }
+
+// newStrataNodeWith builds a Strata node with ProductionDefaults, the mix's
+// capacity, and then configure (nil: nothing more).
+func newStrataNodeWith(e svcEnv, configure func(*strata.CacheSettings)) (svcNode, error) {
 	p, err := strata.NewProvider(strata.Settings{
 		Redis:  &strata.RedisSettings{Client: e.rdb},
 		Logger: e.logger,
@@ -158,9 +180,10 @@ func newStrataNodeBG(e svcEnv, background, noValues bool) (svcNode, error) {
 	}
 	c, err := p.Register(e.name, func(s *strata.CacheSettings) {
 		s.L1MaxEntries = svcCapacity
-		s.Entry.BackgroundL2Operations = background
-		s.DisableBackplaneValues = noValues
 		s.WaitForInitialBackplaneSubscribe = 5 * time.Second
+		if configure != nil {
+			configure(s)
+		}
 	})
 	if err != nil {
 		_ = p.Close()

@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +39,7 @@ var svcContenders = []struct {
 	{"strata", newStrataNode},
 	{"strata-sync", newStrataSyncNode},
 	{"strata-sync-novalues", newStrataSyncNoValuesNode},
+	{"strata-sync-s2", newStrataSyncS2Node},
 	{"go-redis-cache", newGoRedisNode},
 	{"eko-chain", newEkoNode},
 }
@@ -57,9 +61,14 @@ var svcRuns atomic.Int64
 // Metrics: ops/s; p50-ns and p99-ns of an operation (every operation's
 // duration, all goroutines merged); stale-frac, the fraction of GetOrSet
 // results older than the newest version whose Set had completed before the
-// read started; loads/op, loader calls per operation; reloads/op, loader
-// calls for a key that had been loaded or Set before (so was in Redis);
-// warns/op, records of level Warn and above that the caches logged.
+// read started; stale-rt-frac, the fraction of GetOrSet results that a
+// linearizable register could not return (see rtStale); loads/op, loader
+// calls per operation; reloads/op, loader calls for a key that had been
+// loaded or Set before (so was in Redis); warns/op, records of level Warn
+// and above that the caches logged; cpu-us/op, this process's CPU time per
+// operation (the three nodes: user and system); redis-cpu-us/op,
+// redis-server's (INFO cpu, so only meaningful on a server nobody else
+// uses, such as the one the mix starts).
 func BenchmarkServiceMix(b *testing.B) {
 	addr, own := svcRedis(b)
 	keys := make([]string, svcKeys)
@@ -128,6 +137,28 @@ type svcStats struct {
 	durs                    []time.Duration
 	reads, stale, errs, bad int
 	firstErr                error
+	// readLog is every read that returned a value of its key, for rtStale.
+	readLog []svcRead
+}
+
+// svcHist is what one goroutine records for rtStale, in the warm-up and the
+// measured loop alike: the Sets that returned without an error, with the
+// times they were called and returned.
+type svcHist struct {
+	sets []svcSet
+}
+
+// svcSet is one completed Set: key index, version, and when it was called
+// and returned (nanoseconds since the run's base time).
+type svcSet struct {
+	key, version int64
+	start, end   int64
+}
+
+// svcRead is one read: key index, the version it returned, and when it was
+// called.
+type svcRead struct {
+	key, got, start int64
 }
 
 func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcNode, error), g int, keys []string, perm []int) {
@@ -173,6 +204,8 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 
 	workers := svcNodes * g
 	stats := make([]svcStats, workers)
+	hists := make([]*svcHist, workers)
+	base := time.Now()
 	start := make(chan struct{})
 	var warmed, wg sync.WaitGroup
 	for w := range workers {
@@ -183,6 +216,9 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 		node := nodes[w%svcNodes]
 		st := &stats[w]
 		st.durs = make([]time.Duration, 0, ops)
+		st.readLog = make([]svcRead, 0, ops)
+		h := &svcHist{}
+		hists[w] = h
 		warmed.Add(1)
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(seed, uint64(w)))
@@ -192,11 +228,11 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 			// service that has been running, not of a cold start.
 			var warm svcStats
 			warm.durs = make([]time.Duration, 0, ops)
-			runSvcOps(ctx, node, src, r, z, keys, perm, ops, &warm)
+			runSvcOps(ctx, node, src, r, z, keys, perm, ops, &warm, h, base)
 			st.bad = warm.bad // a wrong value fails the run, warm-up or not
 			warmed.Done()
 			<-start
-			runSvcOps(ctx, node, src, r, z, keys, perm, ops, st)
+			runSvcOps(ctx, node, src, r, z, keys, perm, ops, st, h, base)
 		})
 	}
 	warmed.Wait()
@@ -215,10 +251,16 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 		return misses, reads, true
 	}
 	missesBefore, readsBefore, counted := countAll()
+	admin := newRedisClient(addr)
+	defer admin.Close()
+	redisCPU0, redisOK := redisCPU(ctx, admin)
+	cpu0, cpuOK := processCPU()
 	b.ResetTimer()
 	close(start)
 	wg.Wait()
 	b.StopTimer()
+	cpu1, cpuOK1 := processCPU()
+	redisCPU1, redisOK1 := redisCPU(ctx, admin)
 	warns := logs.n.Load() - warnsBefore
 
 	var all svcStats
@@ -230,6 +272,7 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 		all.errs += st.errs
 		all.bad += st.bad
 		all.firstErr = cmpErr(all.firstErr, st.firstErr)
+		all.readLog = append(all.readLog, st.readLog...)
 	}
 	if all.bad > 0 {
 		b.Fatalf("%d reads returned another key's value", all.bad)
@@ -248,6 +291,13 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	reportPercentiles(b, all.durs)
 	if all.reads > 0 {
 		b.ReportMetric(float64(all.stale)/float64(all.reads), "stale-frac")
+		b.ReportMetric(float64(rtStale(hists, all.readLog))/float64(all.reads), "stale-rt-frac")
+	}
+	if cpuOK && cpuOK1 {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+	}
+	if redisOK && redisOK1 {
+		b.ReportMetric(float64((redisCPU1-redisCPU0).Microseconds())/float64(b.N), "redis-cpu-us/op")
 	}
 	b.ReportMetric(float64(src.loads.Load())/float64(b.N), "loads/op")
 	b.ReportMetric(float64(src.reloads.Load())/float64(b.N), "reloads/op")
@@ -264,7 +314,7 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 
 // runSvcOps runs ops operations of the mix on node, keys drawn from z, the
 // operation chosen with r, and counts them in st.
-func runSvcOps(ctx context.Context, node svcNode, src *svcSource, r *rand.Rand, z *rand.Zipf, keys []string, perm []int, ops int, st *svcStats) {
+func runSvcOps(ctx context.Context, node svcNode, src *svcSource, r *rand.Rand, z *rand.Zipf, keys []string, perm []int, ops int, st *svcStats, h *svcHist, base time.Time) {
 	for range ops {
 		i := perm[z.Uint64()]
 		key := keys[i]
@@ -272,12 +322,15 @@ func runSvcOps(ctx context.Context, node svcNode, src *svcSource, r *rand.Rand, 
 			v := src.version[i].Add(1)
 			t0 := time.Now()
 			err := node.Set(ctx, key, newSvcValue(key, v))
-			st.durs = append(st.durs, time.Since(t0))
+			d := time.Since(t0)
+			st.durs = append(st.durs, d)
 			if err != nil {
 				st.errs++
 				st.firstErr = cmpErr(st.firstErr, err)
 				continue
 			}
+			start := int64(t0.Sub(base))
+			h.sets = append(h.sets, svcSet{key: int64(i), version: v, start: start, end: start + int64(d)})
 			src.complete(i, v)
 			src.seen[i].Store(true)
 			continue
@@ -293,10 +346,94 @@ func runSvcOps(ctx context.Context, node svcNode, src *svcSource, r *rand.Rand, 
 			st.firstErr = cmpErr(st.firstErr, err)
 		case got.Key != key:
 			st.bad++
-		case got.Version < want:
-			st.stale++
+		default:
+			if got.Version < want {
+				st.stale++
+			}
+			st.readLog = append(st.readLog, svcRead{key: int64(i), got: got.Version, start: int64(t0.Sub(base))})
 		}
 	}
+}
+
+// rtStale returns how many of reads a linearizable register could not have
+// returned. stale-frac counts a read as stale when it returns a version
+// older than the newest one whose Set had returned before the read
+// started; but the mix takes a version from the source before it calls
+// Set, so two Sets of one key can be called in the other order than their
+// versions (and Sets that overlap in time may take effect in either
+// order). Versions then say nothing about which write is the newer one: a
+// cache that keeps the write called last (Strata's newest-wins) is counted
+// stale, one that keeps the higher version although its Set was called
+// first is not. By real time instead, a read that returned version g is
+// stale if some Set of the key was called after the Set of g had returned
+// and itself returned before the read started. Version 0, never Set,
+// "returned" before the run.
+func rtStale(hists []*svcHist, reads []svcRead) int {
+	type span struct{ start, end int64 }
+	ends := make(map[[2]int64]int64) // key, version -> when its Set returned
+	byKey := make(map[int64][]span)
+	for _, h := range hists {
+		for _, s := range h.sets {
+			ends[[2]int64{s.key, s.version}] = s.end
+			byKey[s.key] = append(byKey[s.key], span{s.start, s.end})
+		}
+	}
+	// Per key: the Sets by the time they returned, and the latest call time
+	// among each prefix, so one binary search answers "was a Set called
+	// after t and returned before r".
+	latest := make(map[int64][]int64, len(byKey))
+	for k, sp := range byKey {
+		slices.SortFunc(sp, func(a, b span) int { return cmp.Compare(a.end, b.end) })
+		l := make([]int64, len(sp))
+		for j, x := range sp {
+			l[j] = x.start
+			if j > 0 {
+				l[j] = max(l[j], l[j-1])
+			}
+		}
+		latest[k] = l
+	}
+	n := 0
+	for _, rd := range reads {
+		gotEnd := int64(math.MinInt64) // version 0
+		if rd.got != 0 {
+			e, ok := ends[[2]int64{rd.key, rd.got}]
+			if !ok {
+				continue // its Set failed or never returned: not provably stale
+			}
+			gotEnd = e
+		}
+		sp := byKey[rd.key]
+		j, _ := slices.BinarySearchFunc(sp, rd.start, func(x span, t int64) int { return cmp.Compare(x.end, t) })
+		if j > 0 && latest[rd.key][j-1] > gotEnd {
+			n++
+		}
+	}
+	return n
+}
+
+// redisCPU returns the CPU time redis-server has used so far (INFO cpu:
+// used_cpu_sys + used_cpu_user, its main thread and the others), and true.
+func redisCPU(ctx context.Context, rdb *redis.Client) (time.Duration, bool) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, false
+	}
+	var total float64
+	found := 0
+	for line := range strings.SplitSeq(info, "\n") {
+		name, val, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || name != "used_cpu_sys" && name != "used_cpu_user" {
+			continue
+		}
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return 0, false
+		}
+		total += f
+		found++
+	}
+	return time.Duration(total * float64(time.Second)), found == 2
 }
 
 // cmpErr keeps the first non-nil error.

@@ -4,7 +4,7 @@
 # On a fresh Debian/Ubuntu machine with only Go installed it installs the servers the tests
 # start (see "needs" below; apt-get, with sudo when not root), then runs gofmt, and go vet and
 # the whole test suite with -race in every module of the repository, and a quick benchmark
-# smoke run of bench/.
+# smoke run of bench/ (with its own tests).
 #
 # The tests start their own redis-server processes on free loopback ports
 # (internal/redistest); they never use the Debian redis-server service that apt may start on
@@ -94,8 +94,8 @@ for m in "${modules[@]}"; do
 done
 
 if [ -f bench/go.mod ]; then
-	step "bench: go vet and a quick benchmark smoke run"
-	(cd bench && go vet ./... && go test -run '^$' -bench . -benchtime=100x -count=1 ./...)
+	step "bench: go vet, its tests and a quick benchmark smoke run"
+	(cd bench && go vet ./... && go test -bench . -benchtime=100x -count=1 ./...)
 fi
 
 step "all checks passed"
