@@ -7,11 +7,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/viccon/sturdyc"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/hybrid"
 )
 
@@ -192,6 +194,33 @@ func BenchmarkBatchCold(b *testing.B) {
 			}
 		})
 		b.ReportMetric(float64(redisCalls(b, rdb, "evalsha")-e0)/float64(b.N), "evalsha/op")
+	})
+	// A provider over one Redis, as a service builds it: L2 and backplane on
+	// the one client (each write's script publishes its message), writes
+	// waited for (BackgroundL2Operations off), so that the time is theirs.
+	b.Run("cache=strata-provider-sync", func(b *testing.B) {
+		rdb := redisFor(b)
+		p, err := strata.NewProvider(strata.Settings{Redis: &strata.RedisSettings{Client: rdb}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Close() })
+		c, err := p.Register(fmt.Sprintf("bench-cold-%d", gen.Add(1)), func(s *strata.CacheSettings) {
+			s.L1MaxEntries = capacity
+			s.Entry.BackgroundL2Operations = false
+			s.WaitForInitialBackplaneSubscribe = 5 * time.Second
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		e0, p0 := redisCalls(b, rdb, "evalsha"), redisCalls(b, rdb, "publish")
+		run(b, func(keys []string) {
+			if _, err := hybrid.GetOrSetMany(ctx, c, keys, strataLoad); err != nil {
+				b.Fatal(err)
+			}
+		})
+		b.ReportMetric(float64(redisCalls(b, rdb, "evalsha")-e0)/float64(b.N), "evalsha/op")
+		b.ReportMetric(float64(redisCalls(b, rdb, "publish")-p0)/float64(b.N), "publish/op")
 	})
 	b.Run("cache=strata-memory", func(b *testing.B) {
 		c, err := hybrid.New(hybrid.Options{Name: "bench-cold", L1MaxEntries: capacity, Entry: hybrid.EntryOptions{Duration: ttl}})

@@ -725,7 +725,8 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			e := newNotFound[T](k.key, start, now, &eo)
 			if c.l2 != nil && !eo.SkipL2Write {
 				if enc, err := c.encode(e); err == nil {
-					writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, ctx: uncancelled(ctx)})
+					writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil,
+						noValue: k.stale == nil && k.eager == nil, ctx: uncancelled(ctx)})
 				}
 			} else {
 				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, physUntil: e.physUntil, ctx: uncancelled(ctx)})
@@ -747,7 +748,9 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			if err != nil {
 				c.log.Warn("factory result kept in memory only", c.keyAttr(k.key), slog.Any("err", err))
 			} else {
-				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, ctx: uncancelled(ctx)})
+				// A key no tier held: its message carries no entry (see storeAs).
+				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil,
+					noValue: k.stale == nil && k.eager == nil, ctx: uncancelled(ctx)})
 			}
 		} else {
 			// No distributed tier to write: the backplane is told at once

@@ -147,19 +147,25 @@ func (c *Cache) propagateMany(ps []pending, o *EntryOptions) {
 
 // writeL2Many writes changes to the distributed tier, as writeL2 does for
 // one: the sets and the removals (removal records, as writeRemoval writes
-// them) in one BatchL2.SetMany, anything else one by one (apply). A change
+// them) in one BatchL2.SetMany, anything else one by one (apply). When the
+// tier announces its writes (FeedL2) and can do so for a batch (RedisL2
+// with the backplane on its client: batchFeeder), the batch carries each
+// change's message, still one round trip. A change
 // that fails on a transient error is queued for auto-recovery; one the
 // tier refused because it holds a newer change is not announced, and the
 // local copy of a refused set is marked stale (lostToNewer).
 func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
-	if c.l2Feeds {
-		// A tier that announces its own writes (FeedL2): each change goes
-		// through writeL2, which hands it the announcement.
+	bf, feedBatch := c.l2.(batchFeeder)
+	if c.l2Feeds && !feedBatch {
+		// A tier that announces its own writes (FeedL2) but has no batch
+		// write for them: each change goes through writeL2, which hands it
+		// the announcement.
 		for _, p := range ps {
 			c.writeL2(p, o)
 		}
 		return
 	}
+	feedBatch = feedBatch && c.l2Feeds
 	if !c.breaker.allow() {
 		for _, p := range ps {
 			c.enqueue(p)
@@ -174,25 +180,32 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 	defer cancel()
 	done := make([]pending, 0, len(ps))
 	bl, isBatch := c.l2.(BatchL2)
+	isBatch = isBatch || feedBatch
 	var batched []int
 	var items []L2Item
+	var changes []*Change // with feedBatch: the announcement of each item
+	batch := func(i int, it L2Item) {
+		batched = append(batched, i)
+		items = append(items, it)
+		if feedBatch {
+			changes = append(changes, c.change(ps[i]))
+		}
+	}
 	now := nowNano()
 	for i, p := range ps {
 		if isBatch {
 			switch p.op {
 			case opSet:
 				if p.physUntil-now > 0 { // else expired while waiting: nothing to write
-					batched = append(batched, i)
-					items = append(items, L2Item{Key: c.prefix + p.key, Value: p.val, TTL: time.Duration(p.physUntil - now)})
+					batch(i, L2Item{Key: c.prefix + p.key, Value: p.val, TTL: time.Duration(p.physUntil - now)})
 				}
 				continue
 			case opRemove:
-				batched = append(batched, i)
-				items = append(items, removalItem(c.prefix+p.key, p.ts))
+				batch(i, removalItem(c.prefix+p.key, p.ts))
 				continue
 			}
 		}
-		written, err := c.apply(ctx, p)
+		written, announced, err := c.applyFeed(ctx, p)
 		if err != nil {
 			c.l2Failed(p.context(), p.op.String(), p.key, err)
 			if transient(err) {
@@ -205,11 +218,19 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 			c.lostToNewer(p)
 			continue
 		}
-		done = append(done, p)
+		if !announced {
+			done = append(done, p)
+		}
 	}
 	if len(items) > 0 {
 		began := nowNano()
-		written, errs := bl.SetMany(ctx, items)
+		var written []bool
+		var errs []error
+		if feedBatch {
+			written, errs = bf.setManyAnnounced(ctx, items, changes)
+		} else {
+			written, errs = bl.SetMany(ctx, items)
+		}
 		if c.ev != nil {
 			c.emitL2Call(ps[batched[0]].context(), "set-many", "", time.Duration(nowNano()-began), firstErr(errs))
 		}
@@ -227,6 +248,10 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 			}
 			if !written[j] {
 				c.lostToNewer(ps[i])
+				continue
+			}
+			if feedBatch && changes[j] != nil && changes[j].announced.Load() {
+				c.sentByFeed(ps[i], changes[j])
 				continue
 			}
 			done = append(done, ps[i])
@@ -274,7 +299,7 @@ func (c *Cache) publishMany(ps []pending) {
 		if kind == 0 {
 			kind = p.op.kind()
 		}
-		ms[i] = backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts}
+		ms[i] = backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts, Value: c.messageValue(&p)}
 	}
 	ctx, cancel := c.ioContext(send[0].context(), &c.entry) // the first change's operation
 	defer cancel()

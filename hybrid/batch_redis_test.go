@@ -396,3 +396,70 @@ func TestBatchRedisDownFailSafe(t *testing.T) {
 		t.Fatalf("k9: %+v, want the factory's error", res[3])
 	}
 }
+
+// TestBatchFeedRoundTrips: with the backplane on the L2's own client (the
+// provider's shared client, where each write's script publishes its
+// message), a batch write is still one pipeline, and every change is
+// announced.
+func TestBatchFeedRoundTrips(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ch := backplane.ChannelName("", "app")
+	var rt roundTrips
+	shared := srv.FastClient(t, "")
+	shared.AddHook(&rt)
+	bp, err := backplane.NewRedis(shared, backplane.RedisOptions{Channel: ch, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := node(t, shared, hybrid.EntryOptions{Duration: time.Hour}, func(o *hybrid.Options) {
+		o.Backplane = bp
+		o.WaitForInitialBackplaneSubscribe = 5 * time.Second
+	})
+	warm(t, n1)
+	keys := keysOf(40)
+	vals := map[string]string{}
+	for _, k := range keys {
+		vals[k] = "v-" + k
+	}
+	before := commandCalls(t, admin)
+	rt.reset()
+	if err := hybrid.SetMany(context.Background(), n1, vals); err != nil {
+		t.Fatal(err)
+	}
+	if c, p := rt.cmds.Load(), rt.pipes.Load(); c != 0 || p != 1 {
+		t.Fatalf("SetMany of 40 keys: %d commands + %d pipelines; want 0 + 1", c, p)
+	}
+	if d := diff(commandCalls(t, admin), before); d["evalsha"] != 40 || d["publish"] != 40 {
+		t.Fatalf("commands for SetMany: %v; want 40 evalsha, each publishing", d)
+	}
+	if st := n1.Stats(); st.BackplanePublished < 40 {
+		t.Fatalf("Stats.BackplanePublished = %d, want at least 40", st.BackplanePublished)
+	}
+
+	// RemoveMany: the removal records and their messages, one pipeline.
+	before = commandCalls(t, admin)
+	rt.reset()
+	if err := n1.RemoveMany(context.Background(), keys[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if c, p := rt.cmds.Load(), rt.pipes.Load(); c != 0 || p != 1 {
+		t.Fatalf("RemoveMany of 10 keys: %d commands + %d pipelines; want 0 + 1", c, p)
+	}
+	if d := diff(commandCalls(t, admin), before); d["evalsha"] != 10 || d["publish"] != 10 {
+		t.Fatalf("commands for RemoveMany: %v; want 10 evalsha, each publishing", d)
+	}
+
+	// GetOrSetMany of 20 cold keys: one MGET, one factory call, one pipeline.
+	cold := keysOf(60)[40:]
+	l := newLoader(table(60))
+	before = commandCalls(t, admin)
+	rt.reset()
+	mustMany(t, n1, cold, l.factory)
+	if c, p := rt.cmds.Load(), rt.pipes.Load(); c != 1 || p != 1 {
+		t.Fatalf("GetOrSetMany of 20 cold keys: %d commands + %d pipelines; want 1 (the MGET) + 1", c, p)
+	}
+	if d := diff(commandCalls(t, admin), before); d["mget"] != 1 || d["evalsha"] != 20 || d["publish"] != 20 {
+		t.Fatalf("commands for GetOrSetMany: %v; want 1 mget, 20 evalsha, each publishing", d)
+	}
+}

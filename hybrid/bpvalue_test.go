@@ -26,9 +26,12 @@ func TestBackplaneSetCarriesValue(t *testing.T) {
 		value    string
 		disabled bool
 		carried  bool
+		batch    bool // the second write is a SetMany of two keys
 	}{
 		{name: "script publishes", shared: true, value: "v2", carried: true},
 		{name: "publish of its own", shared: false, value: "v2", carried: true},
+		{name: "batch, script publishes", shared: true, value: "v2", carried: true, batch: true},
+		{name: "batch, publish of its own", shared: false, value: "v2", carried: true, batch: true},
 		{name: "above the max", shared: true, value: strings.Repeat("x", 600)},
 		{name: "disabled", shared: true, value: "v2", disabled: true},
 	} {
@@ -67,10 +70,20 @@ func TestBackplaneSetCarriesValue(t *testing.T) {
 				t.Fatalf("b reads %q, %v; want v1", v, ok)
 			}
 			received := b.Stats().BackplaneReceived
-			if err := hybrid.Set(t.Context(), a, key, tc.value, hybrid.WithTags("t")); err != nil {
+			var err error
+			if tc.batch {
+				err = hybrid.SetMany(t.Context(), a, map[string]string{key: tc.value, key + "-other": "x"}, hybrid.WithTags("t"))
+			} else {
+				err = hybrid.Set(t.Context(), a, key, tc.value, hybrid.WithTags("t"))
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
-			redistest.Eventually(t, "b to receive the Set", func() bool { return b.Stats().BackplaneReceived > received })
+			sent := uint64(1)
+			if tc.batch {
+				sent = 2
+			}
+			redistest.Eventually(t, "b to receive the Set", func() bool { return b.Stats().BackplaneReceived >= received+sent })
 			bGets.Store(0)
 			if v, ok := mustGet[string](t, b, key); !ok || v != tc.value {
 				t.Fatalf("b reads %.20q, %v after the Set; want %.20q", v, ok, tc.value)

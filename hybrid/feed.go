@@ -61,25 +61,49 @@ func ChangeFromContext(ctx context.Context) (ch *Change, ok bool) {
 // distributed tier announces its writes. announced reports whether the
 // store wrote the message, so the cache must not publish it.
 func (c *Cache) applyFeed(ctx context.Context, p pending) (written, announced bool, err error) {
-	if !c.l2Feeds || p.skipBP {
+	ch := c.change(p)
+	if ch == nil {
 		written, err = c.apply(ctx, p)
 		return written, false, err
+	}
+	written, err = c.apply(context.WithValue(ctx, changeKey{}, ch), p)
+	if err == nil && written && ch.announced.Load() {
+		c.sentByFeed(p, ch)
+		return true, true, nil
+	}
+	return written, false, err
+}
+
+// change returns the announcement of p for a distributed tier that
+// announces its writes, or nil when the tier does not or p skips the
+// backplane.
+func (c *Cache) change(p pending) *Change {
+	if !c.l2Feeds || p.skipBP {
+		return nil
 	}
 	kind := p.bpKind
 	if kind == 0 {
 		kind = p.op.kind()
 	}
-	ch := &Change{Message: backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts,
+	return &Change{Message: backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts,
 		Value: c.messageValue(&p)}, bp: c.bp}
-	written, err = c.apply(context.WithValue(ctx, changeKey{}, ch), p)
-	if err == nil && written && ch.announced.Load() {
-		c.stats.bpPublished.Add(1)
-		if c.ev != nil {
-			c.emitBackplaneMessage(p.context(), p.key, DirectionSent, kind, nil)
-		}
-		return true, true, nil
+}
+
+// sentByFeed counts (and reports) p's message, which the distributed tier
+// wrote with the change.
+func (c *Cache) sentByFeed(p pending, ch *Change) {
+	c.stats.bpPublished.Add(1)
+	if c.ev != nil {
+		c.emitBackplaneMessage(p.context(), p.key, DirectionSent, ch.Message.Kind, nil)
 	}
-	return written, false, err
+}
+
+// batchFeeder is a distributed tier that announces its writes (FeedL2) and
+// writes a batch of changes, each with its announcement, in one round trip
+// (RedisL2). changes is aligned with items; a nil change is written
+// without one. The tier marks each change it announced (MarkAnnounced).
+type batchFeeder interface {
+	setManyAnnounced(ctx context.Context, items []L2Item, changes []*Change) (written []bool, errs []error)
 }
 
 // feeds reports whether l2 announces its writes on bp.

@@ -82,6 +82,33 @@ func (r *RedisL2) Set(ctx context.Context, key string, value []byte, ttl time.Du
 	return r.s.Set(ctx, key, value, ttl)
 }
 
+// setManyAnnounced writes items newest-wins in one pipeline, each with the
+// message of its change published by the same script (see Set).
+func (r *RedisL2) setManyAnnounced(ctx context.Context, items []L2Item, changes []*Change) ([]bool, []error) {
+	msgs := make([][]byte, len(items))
+	channel := ""
+	for i, ch := range changes {
+		if ch == nil {
+			continue
+		}
+		rb, ok := ch.Backplane().(*backplane.Redis)
+		if !ok || !r.Announces(rb) {
+			continue
+		}
+		channel = rb.Channel() // one cache: one channel
+		msgs[i], _ = ch.Message.MarshalBinary()
+	}
+	written, published, errs := r.s.SetPublishMany(ctx, items, channel, msgs)
+	for i, p := range published {
+		if p {
+			changes[i].MarkAnnounced()
+		}
+	}
+	return written, errs
+}
+
+var _ batchFeeder = (*RedisL2)(nil)
+
 // Delete removes key; a missing key is not an error.
 func (r *RedisL2) Delete(ctx context.Context, key string) error { return r.s.Delete(ctx, key) }
 

@@ -161,9 +161,20 @@ func (s *Store) getManyPipelined(ctx context.Context, c redis.UniversalClient, k
 // failed. An item that Set would refuse (ErrInvalidTTL, ErrNotEnvelope,
 // ErrValueTooLarge) gets that error and is not sent; the others are.
 func (s *Store) SetMany(ctx context.Context, items []Item) (written []bool, errs []error) {
+	written, _, errs = s.SetPublishMany(ctx, items, "", nil)
+	return written, errs
+}
+
+// SetPublishMany is SetMany in which each write also publishes its message
+// on channel (classic PUBLISH) inside the same script, as SetPublish does:
+// msgs is aligned with items (nil, or a nil element: no message), and
+// published reports, aligned with items, which writes published theirs.
+// Still one pipeline: the writes and their announcements in one round trip.
+func (s *Store) SetPublishMany(ctx context.Context, items []Item, channel string, msgs [][]byte) (written, published []bool, errs []error) {
 	written = make([]bool, len(items))
+	published = make([]bool, len(items))
 	if len(items) == 0 {
-		return written, nil
+		return written, published, nil
 	}
 	fail := func(i int, err error) {
 		if errs == nil {
@@ -188,28 +199,55 @@ func (s *Store) SetMany(ctx context.Context, items []Item) (written []bool, errs
 			send = append(send, i)
 		}
 	}
-	retry := s.runSet(ctx, items, send, ms, written, fail, false)
+	b := setBatch{items: items, channel: channel, msgs: msgs, ms: ms, written: written, published: published, fail: fail}
+	retry := s.runSet(ctx, &b, send, false)
 	if len(retry) > 0 {
-		s.runSet(ctx, items, retry, ms, written, fail, true)
+		s.runSet(ctx, &b, retry, true)
 	}
-	return written, errs
+	return written, published, errs
 }
 
-// runSet pipelines the script for items[idx]. Without eval it sends
-// EVALSHA and returns the indexes that failed with NOSCRIPT, for a retry
-// with EVAL.
-func (s *Store) runSet(ctx context.Context, items []Item, idx []int, ms []int64, written []bool, fail func(int, error), eval bool) (noscript []int) {
+// setBatch is one SetPublishMany call: its items, their messages, and
+// where the results go.
+type setBatch struct {
+	items     []Item
+	channel   string
+	msgs      [][]byte
+	ms        []int64 // TTL in milliseconds, per item
+	written   []bool
+	published []bool
+	fail      func(int, error)
+}
+
+// msg returns the message of item i, or nil.
+func (b *setBatch) msg(i int) []byte {
+	if b.channel == "" || b.msgs == nil {
+		return nil
+	}
+	return b.msgs[i]
+}
+
+// runSet pipelines the script for the items of b at idx. Without eval it
+// sends EVALSHA and returns the indexes that failed with NOSCRIPT, for a
+// retry with EVAL.
+func (s *Store) runSet(ctx context.Context, b *setBatch, idx []int, eval bool) (noscript []int) {
 	if len(idx) == 0 {
 		return nil
 	}
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(idx))
 	for j, i := range idx {
-		keys := []string{items[i].Key}
-		if eval {
-			cmds[j] = setScript.Eval(ctx, pipe, keys, items[i].Value, ms[i])
+		keys := []string{b.items[i].Key}
+		var args []any
+		if m := b.msg(i); m != nil {
+			args = []any{b.items[i].Value, b.ms[i], b.channel, m}
 		} else {
-			cmds[j] = setScript.EvalSha(ctx, pipe, keys, items[i].Value, ms[i])
+			args = []any{b.items[i].Value, b.ms[i]}
+		}
+		if eval {
+			cmds[j] = setScript.Eval(ctx, pipe, keys, args...)
+		} else {
+			cmds[j] = setScript.EvalSha(ctx, pipe, keys, args...)
 		}
 	}
 	_, _ = pipe.Exec(ctx)
@@ -220,25 +258,31 @@ func (s *Store) runSet(ctx context.Context, items []Item, idx []int, ms []int64,
 				noscript = append(noscript, i)
 				continue
 			}
-			fail(i, fmt.Errorf("redisstore: set %q: %w", items[i].Key, err))
+			b.fail(i, fmt.Errorf("redisstore: set %q: %w", b.items[i].Key, err))
 			continue
 		}
 		kept, isValue := res.(string)
 		if !isValue {
-			written[i] = res == int64(1)
+			b.written[i] = res == int64(1) || res == int64(2)
+			b.published[i] = res == int64(1) && b.msg(i) != nil
 			continue
 		}
 		if _, err := envelope.Decode([]byte(kept)); err == nil {
 			continue // a valid, newer envelope: it wins
 		}
-		// A corrupt value that only looks newer: Set replaces it (rare,
-		// so one key at a time).
-		w, err := s.Set(ctx, items[i].Key, items[i].Value, items[i].TTL)
+		// A corrupt value that only looks newer: SetPublish replaces it
+		// (rare, so one key at a time).
+		it := b.items[i]
+		channel := b.channel
+		if b.msg(i) == nil {
+			channel = "" // no message for this one
+		}
+		w, p, err := s.SetPublish(ctx, it.Key, it.Value, it.TTL, channel, b.msg(i))
 		if err != nil {
-			fail(i, err)
+			b.fail(i, err)
 			continue
 		}
-		written[i] = w
+		b.written[i], b.published[i] = w, p
 	}
 	return noscript
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -356,5 +357,64 @@ func TestBatchOnRing(t *testing.T) {
 	}
 	if n := a.Client(t).DBSize(t.Context()).Val() + b.Client(t).DBSize(t.Context()).Val(); n != 0 {
 		t.Fatalf("%d keys left after DeleteMany", n)
+	}
+}
+
+// SetPublishMany: each write that happens publishes its own message, in the
+// one pipeline; a write that lost publishes nothing, nor does an item
+// without a message.
+func TestSetPublishMany(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := newClient(t, srv, nil)
+	var hook pipelines
+	rdb.AddHook(&hook)
+	s := redisstore.New(rdb)
+	mustSet(t, s, "old", env(1000, "stored"), time.Minute) // newer than the batch's write
+	sub := srv.Client(t).Subscribe(t.Context(), "ch")
+	t.Cleanup(func() { _ = sub.Close() })
+	if _, err := sub.Receive(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	items := []redisstore.Item{
+		{Key: "old", Value: env(999, "batch"), TTL: time.Minute},
+		{Key: "a", Value: env(5, "batch"), TTL: time.Minute},
+		{Key: "quiet", Value: env(5, "batch"), TTL: time.Minute},
+		{Key: "b", Value: env(5, "batch"), TTL: time.Minute},
+	}
+	hook.cmds.Store(0)
+	hook.pipes.Store(0)
+	written, published, errs := s.SetPublishMany(t.Context(), items, "ch", [][]byte{[]byte("m-old"), []byte("m-a"), nil, []byte("m-b")})
+	if errs != nil {
+		t.Fatalf("errs = %v", errs)
+	}
+	if want := []bool{false, true, true, true}; !slices.Equal(written, want) {
+		t.Fatalf("written = %v, want %v", written, want)
+	}
+	if want := []bool{false, true, false, true}; !slices.Equal(published, want) {
+		t.Fatalf("published = %v, want %v", published, want)
+	}
+	if p, c := hook.pipes.Load(), hook.cmds.Load(); p != 1 || c != 0 {
+		t.Fatalf("round trips: %d pipelines, %d single commands; want 1, 0", p, c)
+	}
+	var got []string
+	for range 2 {
+		m, err := sub.ReceiveMessage(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.Payload)
+	}
+	if !slices.Equal(got, []string{"m-a", "m-b"}) {
+		t.Fatalf("messages = %q, want [m-a m-b]", got)
+	}
+	// Nothing else was published: a PING answered next proves the queue empty.
+	if err := sub.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.Receive(t.Context()); err != nil {
+		t.Fatal(err)
+	} else if _, isPong := m.(*redis.Pong); !isPong {
+		t.Fatalf("after the two messages: %#v, want the PING's answer", m)
 	}
 }
