@@ -29,7 +29,7 @@ const svcNodes = 3
 const svcSetPercent = 5
 
 // svcGoroutines are the goroutine counts per node of the service mix.
-var svcGoroutines = []int{16, 64}
+var svcGoroutines = []int{1, 4, 16, 64}
 
 // svcContenders are the caches of the service mix, one instance per node.
 var svcContenders = []struct {
