@@ -22,9 +22,12 @@ import (
 const DefaultBackplaneValueMaxSize = 4 << 10
 
 // messageValue returns what p's backplane message carries: the envelope of
-// a Set small enough, else "".
+// a Set small enough, else "". A tag or Clear record (written as a set,
+// announced as an Expire or Remove of its reserved key) carries nothing:
+// its receivers need only the message's timestamp.
 func (c *Cache) messageValue(p *pending) string {
-	if p.op != opSet || p.noValue || len(p.val) == 0 || len(p.val) > c.bpValueMax {
+	if p.op != opSet || p.bpKind != 0 && p.bpKind != backplane.KindSet ||
+		p.noValue || len(p.val) == 0 || len(p.val) > c.bpValueMax {
 		return ""
 	}
 	return string(p.val)

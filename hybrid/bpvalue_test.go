@@ -1,8 +1,11 @@
 package hybrid_test
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,5 +141,86 @@ func TestBackplaneValueNotStoredWhenNotHeld(t *testing.T) {
 	}
 	if n := b.Stats().BackplaneValues; n != 0 {
 		t.Fatalf("b took %d message values", n)
+	}
+}
+
+// msgRecorder is a backplane handler that keeps what it is given.
+type msgRecorder struct {
+	mu   sync.Mutex
+	msgs []backplane.Message
+}
+
+func (r *msgRecorder) HandleMessage(m backplane.Message) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+}
+func (r *msgRecorder) HandleGap() {}
+
+func (r *msgRecorder) all() []backplane.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.msgs)
+}
+
+// What each change's message carries, as another subscriber of the
+// channel sees it: a Set its entry, the first value of a cold key none, a
+// RemoveByTag or Clear (Expire and Remove messages of reserved keys) none.
+func TestBackplaneMessageValues(t *testing.T) {
+	srv := redistest.Start(t)
+	ch := backplane.ChannelName("", "app")
+	client := srv.FastClient(t, "")
+	bp, err := backplane.NewRedis(client, backplane.RedisOptions{Channel: ch, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := node(t, client, hybrid.EntryOptions{Duration: time.Hour}, func(o *hybrid.Options) {
+		o.Backplane = bp
+		o.WaitForInitialBackplaneSubscribe = 5 * time.Second
+	})
+	var rec msgRecorder
+	newRedisSubscriber(t, srv.FastClient(t, ""), ch, &rec)
+	ctx := t.Context()
+	if err := hybrid.Set(ctx, n, "set", "v", hybrid.WithTags("t")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hybrid.GetOrSet(ctx, n, "cold", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "loaded", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RemoveByTag(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Clear(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, "the four messages", func() bool { return len(rec.all()) >= 4 })
+	msgs := rec.all()
+	for i, want := range []struct {
+		kind     backplane.Kind
+		key      string // "" for a reserved key
+		hasValue bool
+	}{
+		{backplane.KindSet, "set", true},
+		{backplane.KindSet, "cold", false},
+		{backplane.KindExpire, "", false},
+		{backplane.KindRemove, "", false},
+	} {
+		m := msgs[i]
+		if m.Kind != want.kind || want.key != "" && m.Key != want.key || (m.Value != "") != want.hasValue {
+			t.Errorf("message %d: %s %q with a %d-byte value; want %s %q, value: %v", i, m.Kind, m.Key, len(m.Value), want.kind, want.key, want.hasValue)
+		}
+	}
+}
+
+// newRedisSubscriber subscribes h to channel on a backplane of its own.
+func newRedisSubscriber(t *testing.T, client *redis.Client, channel string, h backplane.Handler) {
+	t.Helper()
+	bp, err := backplane.NewRedis(client, backplane.RedisOptions{Channel: channel, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bp.Close() })
+	if err := bp.Subscribe(h); err != nil {
+		t.Fatal(err)
 	}
 }
