@@ -1,5 +1,5 @@
 // Package testcerts issues the throwaway TLS material of the tests that start
-// servers (internal/redistest, etcd/internal/etcdtest): a CA, a server certificate
+// servers (internal/redistest, internal/etcdtest): a CA, a server certificate
 // for 127.0.0.1 and localhost, and a client certificate.
 package testcerts
 

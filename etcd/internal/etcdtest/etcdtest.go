@@ -1,360 +1,77 @@
-// Package etcdtest starts real etcd processes for tests: one member or a
-// cluster, on free loopback ports, in temporary directories, stopped by the
-// test's cleanup. Faults are real: Kill, Restart, and compaction through the
-// client.
+// Package etcdtest is the etcd module's test harness: the etcd processes of
+// internal/etcdtest (one member or a cluster on free loopback ports, Kill,
+// Restart), with clients, compaction and authentication on top.
 package etcdtest
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/strata-cache/strata/internal/testcerts"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-)
 
-const (
-	readyTimeout  = 20 * time.Second
-	installHint   = "install it with `sudo apt-get install etcd-server` or run ./scripts/test.sh, which installs it"
-	startAttempts = 5
+	base "github.com/strata-cache/strata/internal/etcdtest"
 )
-
-// Require checks that etcd is on PATH. When it is not, it skips the test,
-// unless the environment variable CI is non-empty: then it fails it.
-func Require(t testing.TB) {
-	t.Helper()
-	if _, err := exec.LookPath("etcd"); err == nil {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("etcdtest: etcd not found on PATH (CI is set, so this is a failure): %s", installHint)
-	}
-	t.Skipf("etcdtest: etcd not found on PATH, skipping: %s", installHint)
-}
 
 // Option changes how a member starts.
-type Option func(*config)
-
-type config struct {
-	tls bool
-}
+type Option = base.Option
 
 // WithTLS makes the members serve clients over TLS only, with a CA and
 // certificates generated for the test (client certificates required).
-func WithTLS() Option { return func(c *config) { c.tls = true } }
+func WithTLS() Option { return base.WithTLS() }
+
+// Require checks that etcd is on PATH (see internal/etcdtest.Require).
+func Require(t testing.TB) { base.Require(t) }
+
+// Member is one etcd process.
+type Member struct{ *base.Member }
 
 // Cluster is a set of etcd members started for a test.
 type Cluster struct {
+	*base.Cluster
 	Members []*Member
-	tls     *testcerts.Files
-}
-
-// Member is one etcd process. Its methods are safe for concurrent use.
-type Member struct {
-	name       string
-	clientPort int
-	peerPort   int
-	dir        string
-	args       []string
-	tls        *testcerts.Files
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	wait chan struct{}
-	log  *bytes.Buffer
 }
 
 // Start starts a single member.
 func Start(t testing.TB, opts ...Option) *Member {
 	t.Helper()
-	return StartCluster(t, 1, opts...).Members[0]
+	return &Member{base.Start(t, opts...)}
 }
 
 // StartCluster starts n members forming one cluster and waits until it
 // answers.
 func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
-	Require(t)
-	var cfg config
-	for _, o := range opts {
-		o(&cfg)
+	bc := base.StartCluster(t, n, opts...)
+	c := &Cluster{Cluster: bc}
+	for _, m := range bc.Members {
+		c.Members = append(c.Members, &Member{m})
 	}
-	var lastErr error
-	for range startAttempts {
-		c, err := tryStart(t, n, cfg)
-		if err == nil {
-			return c
-		}
-		lastErr = err
-	}
-	t.Fatalf("etcdtest: start %d member(s): %v", n, lastErr)
-	return nil
-}
-
-func tryStart(t testing.TB, n int, cfg config) (*Cluster, error) {
-	root := t.TempDir()
-	c := &Cluster{}
-	if cfg.tls {
-		f, err := testcerts.Write(root, "etcdtest")
-		if err != nil {
-			return nil, err
-		}
-		c.tls = f
-	}
-	ports, err := freePorts(2 * n)
-	if err != nil {
-		return nil, err
-	}
-	var initial []string
-	for i := range n {
-		m := &Member{name: fmt.Sprintf("m%d", i), clientPort: ports[2*i], peerPort: ports[2*i+1],
-			dir: filepath.Join(root, fmt.Sprintf("m%d", i)), tls: c.tls}
-		initial = append(initial, fmt.Sprintf("%s=http://127.0.0.1:%d", m.name, m.peerPort))
-		c.Members = append(c.Members, m)
-	}
-	scheme := "http"
-	if cfg.tls {
-		scheme = "https"
-	}
-	for _, m := range c.Members {
-		url := fmt.Sprintf("%s://127.0.0.1:%d", scheme, m.clientPort)
-		m.args = []string{
-			"--name", m.name, "--data-dir", filepath.Join(m.dir, "data"),
-			"--listen-client-urls", url, "--advertise-client-urls", url,
-			"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", m.peerPort),
-			"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", m.peerPort),
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
-			"--initial-cluster-token", filepath.Base(root),
-			"--heartbeat-interval", "50", "--election-timeout", "500",
-			"--logger", "zap", "--log-level", "warn", "--log-outputs", "stderr",
-			"--snapshot-count", "100000",
-		}
-		if cfg.tls {
-			m.args = append(m.args, "--cert-file", c.tls.CertFile, "--key-file", c.tls.KeyFile,
-				"--trusted-ca-file", c.tls.CAFile, "--client-cert-auth")
-		}
-		if err := m.start(); err != nil {
-			c.kill()
-			return nil, err
-		}
-	}
-	t.Cleanup(c.kill)
-	for _, m := range c.Members {
-		if err := m.waitReady(); err != nil {
-			c.kill()
-			return nil, err
-		}
-	}
-	return c, nil
-}
-
-// freePorts returns n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		p := l.Addr().(*net.TCPAddr).Port
-		if p == 2379 || p == 2380 {
-			continue
-		}
-		ports = append(ports, p)
-	}
-	return ports, nil
-}
-
-func (c *Cluster) kill() {
-	for _, m := range c.Members {
-		m.Kill()
-	}
-}
-
-// Endpoints returns the client URLs of every member.
-func (c *Cluster) Endpoints() []string {
-	var eps []string
-	for _, m := range c.Members {
-		eps = append(eps, m.Endpoint())
-	}
-	return eps
-}
-
-// Endpoint returns the member's client URL.
-func (m *Member) Endpoint() string {
-	scheme := "http"
-	if m.tls != nil {
-		scheme = "https"
-	}
-	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, m.clientPort)
-}
-
-// Addr returns the member's client address, host:port.
-func (m *Member) Addr() string { return fmt.Sprintf("127.0.0.1:%d", m.clientPort) }
-
-// TLSConfig returns a client TLS config trusting the test CA and presenting
-// a client certificate, or nil without TLS.
-func (m *Member) TLSConfig() *tls.Config {
-	if m.tls == nil {
-		return nil
-	}
-	return m.tls.Client.Clone()
-}
-
-// TLSConfig returns the cluster's client TLS config (see Member.TLSConfig).
-func (c *Cluster) TLSConfig() *tls.Config { return c.Members[0].TLSConfig() }
-
-func (m *Member) start() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := os.MkdirAll(m.dir, 0o700); err != nil {
-		return err
-	}
-	cmd := exec.Command("etcd", m.args...)
-	m.log = &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = &lockedWriter{mu: &m.mu, b: m.log}, &lockedWriter{mu: &m.mu, b: m.log}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("etcdtest: start etcd: %w", err)
-	}
-	wait := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(wait) }() // its status: the process is ours to kill
-	m.cmd, m.wait = cmd, wait
-	return nil
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.b.Len() > 1<<20 {
-		w.b.Reset()
-	}
-	return w.b.Write(p)
-}
-
-// waitReady polls the member until it answers a read.
-func (m *Member) waitReady() error {
-	cli, err := m.client()
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err := cli.Get(ctx, "etcdtest-ready")
-		cancel()
-		if err == nil {
-			return nil
-		}
-		m.mu.Lock()
-		exited := m.wait
-		m.mu.Unlock()
-		select {
-		case <-exited:
-			return fmt.Errorf("etcdtest: etcd exited: %s", m.logTail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("etcdtest: etcd not ready after %s (%v): %s", readyTimeout, err, m.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (m *Member) logTail() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.log.String()
-	if len(s) > 3000 {
-		s = s[len(s)-3000:]
-	}
-	return s
-}
-
-// client returns a client on this member only.
-func (m *Member) client() (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint()}, TLS: m.TLSConfig(),
-		DialTimeout: time.Second, Logger: zap.NewNop()})
+	return c
 }
 
 // Client returns a client on this member only, closed by the test's cleanup.
 func (m *Member) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	c, err := m.client()
-	if err != nil {
-		t.Fatalf("etcdtest: client: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return newClient(t, []string{m.Endpoint()}, m)
 }
 
 // Client returns a client on every member, closed by the test's cleanup.
 func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), TLS: c.TLSConfig(),
+	return newClient(t, c.Endpoints(), c.Members[0])
+}
+
+func newClient(t testing.TB, endpoints []string, m *Member) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, TLS: m.TLSConfig(),
 		DialTimeout: time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("etcdtest: client: %v", err)
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
-}
-
-// Kill kills the member (SIGKILL) and waits for it to exit. Killing a
-// member that is not running does nothing.
-func (m *Member) Kill() {
-	m.mu.Lock()
-	cmd, wait := m.cmd, m.wait
-	m.cmd = nil
-	m.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill() // already gone is fine: Wait follows
-	<-wait
-}
-
-// Restart starts a killed member again on the same ports and data, and
-// waits until it answers.
-func (m *Member) Restart(t testing.TB) {
-	t.Helper()
-	m.Kill()
-	// The restarted member joins its existing cluster from its data dir.
-	for i, a := range m.args {
-		if a == "--initial-cluster-state" {
-			m.args[i+1] = "existing"
-		}
-	}
-	if err := m.start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.waitReady(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // Compact compacts the history of the cluster up to its current revision
