@@ -67,11 +67,24 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
 	// Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	// Engine is the distributed tier: memory (none) or redis. postgres and
-	// etcd are refused with an error in this build.
+	// Engine is the distributed tier: memory (none), redis or etcd.
+	// postgres is refused with an error in this build.
 	Engine string `yaml:"engine"`
 	// RedisURL is the Redis of engine redis.
 	RedisURL string `yaml:"redis_url"`
+	// EtcdEndpoints are the etcd members' client URLs of engine etcd
+	// (http://host:2379, or https://).
+	EtcdEndpoints []string `yaml:"etcd_endpoints"`
+	// EtcdUsername and EtcdPassword authenticate with etcd's auth (both or
+	// neither). The password never appears in errors or logs.
+	EtcdUsername string `yaml:"etcd_username"`
+	EtcdPassword string `yaml:"etcd_password"`
+	// EtcdCAFile (PEM) makes https:// endpoints trust these CAs;
+	// EtcdCertFile and EtcdKeyFile (PEM) are the client certificate when
+	// the members require one.
+	EtcdCAFile   string `yaml:"etcd_ca_file"`
+	EtcdCertFile string `yaml:"etcd_cert_file"`
+	EtcdKeyFile  string `yaml:"etcd_key_file"`
 	// Dache configures the dache compatibility mode.
 	Dache DacheConfig `yaml:"dache"`
 	// Defaults apply to every cache, on top of strata.ProductionDefaults.
@@ -400,6 +413,28 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	if v := getenv("REDIS_URL"); v != "" {
 		c.RedisURL = v
 	}
+	if v := getenv("ETCD_ENDPOINTS"); v != "" {
+		c.EtcdEndpoints = nil
+		for ep := range strings.SplitSeq(v, ",") {
+			if ep = strings.TrimSpace(ep); ep != "" {
+				c.EtcdEndpoints = append(c.EtcdEndpoints, ep)
+			}
+		}
+	}
+	for _, e := range []struct {
+		name string
+		dst  *string
+	}{
+		{"ETCD_USERNAME", &c.EtcdUsername},
+		{"ETCD_PASSWORD", &c.EtcdPassword},
+		{"ETCD_CA_FILE", &c.EtcdCAFile},
+		{"ETCD_CERT_FILE", &c.EtcdCertFile},
+		{"ETCD_KEY_FILE", &c.EtcdKeyFile},
+	} {
+		if v := getenv(e.name); v != "" {
+			*e.dst = v
+		}
+	}
 	return nil
 }
 
@@ -434,22 +469,38 @@ func (c *Config) fillDefaults() {
 
 func (c *Config) dacheEnabled() bool { return *c.Dache.Enabled }
 
+// etcdSet reports whether any etcd setting is given.
+func (c *Config) etcdSet() bool {
+	return len(c.EtcdEndpoints) > 0 || c.EtcdUsername != "" || c.EtcdPassword != "" ||
+		c.EtcdCAFile != "" || c.EtcdCertFile != "" || c.EtcdKeyFile != ""
+}
+
 func (c *Config) validate() error {
 	switch c.Engine {
-	case engineMemory:
-		if c.RedisURL != "" {
-			return fmt.Errorf("%w: REDIS_URL (redis_url) is set but the engine is %q: set DURABILITY_ENGINE=redis, or unset REDIS_URL", errConfig, c.Engine)
-		}
-	case engineRedis:
-		if c.RedisURL == "" {
-			return fmt.Errorf("%w: DURABILITY_ENGINE=redis needs REDIS_URL (redis_url)", errConfig)
-		}
+	case engineMemory, engineRedis, engineEtcd:
 	case enginePostgres:
-		return fmt.Errorf("%w: DURABILITY_ENGINE=postgres: the Postgres tier is not available in this build of strata-server yet; use memory or redis", errConfig)
-	case engineEtcd:
-		return fmt.Errorf("%w: DURABILITY_ENGINE=etcd: the etcd tier is not available in this build of strata-server yet; use memory or redis", errConfig)
+		return fmt.Errorf("%w: DURABILITY_ENGINE=postgres: the Postgres tier is not available in this build of strata-server yet; use memory, redis or etcd", errConfig)
 	default:
-		return fmt.Errorf("%w: DURABILITY_ENGINE %q: memory or redis expected (postgres and etcd are not available in this build yet)", errConfig, c.Engine)
+		return fmt.Errorf("%w: DURABILITY_ENGINE %q: memory, redis or etcd expected (postgres is not available in this build yet)", errConfig, c.Engine)
+	}
+	switch {
+	case c.Engine == engineRedis && c.RedisURL == "":
+		return fmt.Errorf("%w: DURABILITY_ENGINE=redis needs REDIS_URL (redis_url)", errConfig)
+	case c.Engine != engineRedis && c.RedisURL != "":
+		return fmt.Errorf("%w: REDIS_URL (redis_url) is set but the engine is %q: set DURABILITY_ENGINE=redis, or unset REDIS_URL", errConfig, c.Engine)
+	case c.Engine == engineEtcd && len(c.EtcdEndpoints) == 0:
+		return fmt.Errorf("%w: DURABILITY_ENGINE=etcd needs ETCD_ENDPOINTS (etcd_endpoints)", errConfig)
+	case c.Engine != engineEtcd && c.etcdSet():
+		return fmt.Errorf("%w: ETCD_* (etcd_*) settings are set but the engine is %q: set DURABILITY_ENGINE=etcd, or unset them", errConfig, c.Engine)
+	case (c.EtcdUsername == "") != (c.EtcdPassword == ""):
+		return fmt.Errorf("%w: set both ETCD_USERNAME and ETCD_PASSWORD (etcd_username, etcd_password), or neither", errConfig)
+	case (c.EtcdCertFile == "") != (c.EtcdKeyFile == ""):
+		return fmt.Errorf("%w: set both ETCD_CERT_FILE and ETCD_KEY_FILE (etcd_cert_file, etcd_key_file), or neither", errConfig)
+	}
+	for _, ep := range c.EtcdEndpoints {
+		if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
+			return fmt.Errorf("%w: etcd endpoint %q: an http:// or https:// URL expected", errConfig, ep)
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return fmt.Errorf("%w: set both tls_cert_file and tls_key_file (STRATA_TLS_CERT_FILE, STRATA_TLS_KEY_FILE), or neither", errConfig)

@@ -496,7 +496,12 @@ func TestConfigErrors(t *testing.T) {
 		want       string
 	}{
 		{"postgres", "", map[string]string{"DURABILITY_ENGINE": "postgres", "POSTGRES_HOST": "db"}, "Postgres tier is not available in this build"},
-		{"etcd", "", map[string]string{"DURABILITY_ENGINE": "etcd"}, "etcd tier is not available in this build"},
+		{"etcd without endpoints", "", map[string]string{"DURABILITY_ENGINE": "etcd"}, "needs ETCD_ENDPOINTS"},
+		{"etcd endpoint not a URL", "", map[string]string{"DURABILITY_ENGINE": "etcd", "ETCD_ENDPOINTS": "127.0.0.1:2379"}, "http:// or https:// URL"},
+		{"etcd user without password", "", map[string]string{"DURABILITY_ENGINE": "etcd", "ETCD_ENDPOINTS": "http://e:2379", "ETCD_USERNAME": "u"}, "ETCD_USERNAME and ETCD_PASSWORD"},
+		{"etcd cert without key", "", map[string]string{"DURABILITY_ENGINE": "etcd", "ETCD_ENDPOINTS": "https://e:2379", "ETCD_CERT_FILE": "c.pem"}, "ETCD_CERT_FILE and ETCD_KEY_FILE"},
+		{"etcd with a redis url", "", map[string]string{"DURABILITY_ENGINE": "etcd", "ETCD_ENDPOINTS": "http://e:2379", "REDIS_URL": "redis://r:6379"}, "the engine is \"etcd\""},
+		{"etcd settings without etcd", "", map[string]string{"DURABILITY_ENGINE": "redis", "REDIS_URL": "redis://r:6379", "ETCD_ENDPOINTS": "http://e:2379"}, "ETCD_* (etcd_*) settings are set but the engine is \"redis\""},
 		{"unknown engine", "", map[string]string{"DURABILITY_ENGINE": "disk"}, `DURABILITY_ENGINE "disk"`},
 		{"redis without url", "", map[string]string{"DURABILITY_ENGINE": "redis"}, "needs REDIS_URL"},
 		{"url without redis", "", map[string]string{"REDIS_URL": "redis://127.0.0.1:1"}, "the engine is \"memory\""},

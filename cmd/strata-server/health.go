@@ -26,8 +26,8 @@ type cacheReadiness struct {
 	CircuitOpen bool `json:"circuit_open"`
 	// RecoveryPending are changes waiting for the tier to come back.
 	RecoveryPending int `json:"recovery_pending"`
-	// Backplane is "none", or "redis": the library does not expose the
-	// subscription's state; it shares the Redis checked by L2.
+	// Backplane is "none", or the tier the changes travel on ("redis",
+	// "etcd"), whose subscription Ping and BackplaneSubscribed check.
 	Backplane          string `json:"backplane"`
 	BackplaneErrors    uint64 `json:"backplane_errors"`
 	BackplaneGaps      uint64 `json:"backplane_gaps"`
@@ -89,7 +89,7 @@ func (c *cache) readiness(ctx context.Context) cacheReadiness {
 		cr.L2 = "ok"
 	}
 	if c.hasBackplane {
-		cr.Backplane = "redis"
+		cr.Backplane = c.tier
 	}
 	if err := c.c.Ping(ctx); err != nil {
 		cr.Ready, cr.L2 = false, "unavailable: "+trimPrefix(err)

@@ -140,6 +140,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 }
 
 // serverTLS returns the TLS configuration of cfg, or nil for plain HTTP.
+// etcdClientTLS returns the TLS configuration of the etcd client: the CA
+// and client certificate files of cfg, the system's roots for https://
+// endpoints without them, nil for http:// ones.
+func etcdClientTLS(cfg *Config) (*tls.Config, error) {
+	https := false
+	for _, ep := range cfg.EtcdEndpoints {
+		https = https || strings.HasPrefix(ep, "https://")
+	}
+	if !https && cfg.EtcdCAFile == "" && cfg.EtcdCertFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.EtcdCAFile != "" {
+		pem, err := os.ReadFile(cfg.EtcdCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: etcd CA: %w", errConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: etcd CA %s: no PEM certificate in it", errConfig, cfg.EtcdCAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.EtcdCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.EtcdCertFile, cfg.EtcdKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: etcd client certificate: %w", errConfig, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
 func serverTLS(cfg *Config) (*tls.Config, error) {
 	if cfg.TLSCertFile == "" {
 		return nil, nil

@@ -112,7 +112,8 @@ func TestEngineErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"DURABILITY_ENGINE=postgres", "POSTGRES_HOST=127.0.0.1", "POSTGRES_PASSWORD=hunter2"}, "the Postgres tier is not available in this build"},
-		{[]string{"DURABILITY_ENGINE=etcd"}, "the etcd tier is not available in this build"},
+		{[]string{"DURABILITY_ENGINE=etcd"}, "needs ETCD_ENDPOINTS"},
+		{[]string{"DURABILITY_ENGINE=etcd", "ETCD_ENDPOINTS=127.0.0.1:1", "ETCD_USERNAME=cache", "ETCD_PASSWORD=hunter2"}, "http:// or https:// URL"},
 		{[]string{"DURABILITY_ENGINE=redis"}, "needs REDIS_URL"},
 		{[]string{"DURABILITY_ENGINE=redis", "REDIS_URL=redis://user:hunter2@127.0.0.1:1/?dial_timeout=bad"}, "Redis.URL"},
 	} {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-cache/strata"
+	"github.com/strata-cache/strata/etcd"
 	"github.com/strata-cache/strata/hybrid"
 )
 
@@ -42,7 +43,8 @@ type cache struct {
 	contentType  string
 	strict       bool
 	token        string
-	hasL2        bool // a distributed tier
+	tier         string // the distributed tier: redis, etcd, or "" (memory only)
+	hasL2        bool   // a distributed tier
 	hasBackplane bool
 	origin       *origin
 	watch        writeWatch
@@ -58,8 +60,16 @@ func newServer(cfg *Config, log *slog.Logger, reg *prometheus.Registry) (*server
 		RedactKeys: cfg.RedactKeys,
 		Events:     s.metrics.events(),
 	}
-	if cfg.Engine == engineRedis {
+	switch cfg.Engine {
+	case engineRedis:
 		settings.Redis = &strata.RedisSettings{URL: cfg.RedisURL}
+	case engineEtcd:
+		tc, err := etcdClientTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		settings.Tier = etcd.Settings(etcd.Config{Endpoints: cfg.EtcdEndpoints,
+			Username: cfg.EtcdUsername, Password: cfg.EtcdPassword, TLS: tc})
 	}
 	p, err := strata.NewProvider(settings)
 	if err != nil {
@@ -79,9 +89,14 @@ func newServer(cfg *Config, log *slog.Logger, reg *prometheus.Registry) (*server
 			contentType: cc.contentType(),
 			strict:      cc.strict(),
 		}
-		redis := cfg.Engine == engineRedis || cc.RedisURL != nil && *cc.RedisURL != ""
-		sc.hasL2 = redis && (cc.DisableL2 == nil || !*cc.DisableL2)
-		sc.hasBackplane = redis && (cc.DisableBackplane == nil || !*cc.DisableBackplane)
+		switch {
+		case cc.RedisURL != nil && *cc.RedisURL != "": // a Redis of its own, whatever the engine
+			sc.tier = engineRedis
+		case cfg.Engine != engineMemory:
+			sc.tier = cfg.Engine
+		}
+		sc.hasL2 = sc.tier != "" && (cc.DisableL2 == nil || !*cc.DisableL2)
+		sc.hasBackplane = sc.tier != "" && (cc.DisableBackplane == nil || !*cc.DisableBackplane)
 		if cc.Token != nil {
 			sc.token = *cc.Token
 		}
