@@ -1,0 +1,330 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/strata-cache/strata"
+)
+
+// Defaults of Config.
+const (
+	// DefaultTable is the table of the entries when Config.Table is empty.
+	DefaultTable = "strata_cache"
+	// DefaultPruneInterval is how often expired rows are deleted when
+	// Config.PruneInterval is zero.
+	DefaultPruneInterval = time.Minute
+	// pruneBatch bounds one DELETE of expired rows.
+	pruneBatch = 5000
+	// defaultConnectTimeout bounds a connection attempt when the connection
+	// string does not say (connect_timeout).
+	defaultConnectTimeout = 5 * time.Second
+)
+
+// Config is a tier on a PostgreSQL server. Every field says what its zero
+// value does.
+type Config struct {
+	// ConnString is a pgx connection string: a URL
+	// ("postgres://user@host:5432/db?sslmode=disable") or key=value pairs;
+	// required. Pool settings (pool_max_conns, ...) are honoured.
+	ConnString string
+	// Password, when set, is the password of the connection, given apart
+	// from ConnString so that it is never part of a string that could be
+	// logged. It never appears in errors or logs.
+	Password string
+	// Table is the table of the entries, created if it does not exist
+	// (every cache of the tier shares it, each under its key prefix).
+	// Letters, digits and underscores, starting with a letter or an
+	// underscore. Empty means DefaultTable.
+	Table string
+	// PruneInterval is how often the tier deletes expired rows (reads
+	// never return them either way). Zero means DefaultPruneInterval;
+	// negative turns pruning off.
+	PruneInterval time.Duration
+}
+
+var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+func (c *Config) validate() error {
+	switch {
+	case c.ConnString == "":
+		return fmt.Errorf("%w: postgres: ConnString is empty", strata.ErrInvalidSettings)
+	case c.Table != "" && !tableName.MatchString(c.Table):
+		return fmt.Errorf("%w: postgres: Table %q: letters, digits and underscores expected", strata.ErrInvalidSettings, c.Table)
+	}
+	return nil
+}
+
+// Tier puts caches on PostgreSQL: it implements strata.Tier. Each cache
+// gets an L2 on its key prefix in the tier's table and a Backplane on a
+// notification channel of its own, sharing the tier's pool.
+type Tier struct {
+	pool   *pgxpool.Pool
+	connCf *pgx.ConnConfig // for the backplanes' listening connections
+	table  string
+	owned  bool
+
+	schemaMu sync.Mutex
+	schemaOK atomic.Bool
+
+	stop   context.CancelFunc
+	pruned sync.WaitGroup
+}
+
+var _ strata.Tier = (*Tier)(nil)
+
+// NewTier creates the connection pool of cfg and a tier on it; Close closes
+// the pool. It does not contact PostgreSQL: the table is created on first
+// use.
+func NewTier(cfg Config) (*Tier, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(cfg.ConnString)
+	if err != nil {
+		// pgx's parse errors may quote the connection string, password
+		// included: say only what is wrong.
+		return nil, fmt.Errorf("%w: postgres: ConnString does not parse", strata.ErrInvalidSettings)
+	}
+	if cfg.Password != "" {
+		pc.ConnConfig.Password = cfg.Password
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: postgres: %w", strata.ErrInvalidSettings, err)
+	}
+	t := newTier(pool, pc.ConnConfig, cfg.Table, true)
+	t.startPruning(cfg.PruneInterval)
+	return t, nil
+}
+
+// NewTierFromPool returns a tier on the caller's pool, which it never
+// closes. table is the table of the entries (empty: DefaultTable). Expired
+// rows are not pruned by this tier: call Prune now and then, or let reads
+// ignore them.
+func NewTierFromPool(pool *pgxpool.Pool, table string) (*Tier, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("%w: postgres: nil pool", strata.ErrInvalidSettings)
+	}
+	cfg := Config{ConnString: "-", Table: table}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return newTier(pool, pool.Config().ConnConfig, table, false), nil
+}
+
+func newTier(pool *pgxpool.Pool, cc *pgx.ConnConfig, table string, owned bool) *Tier {
+	if table == "" {
+		table = DefaultTable
+	}
+	return &Tier{pool: pool, connCf: cc, table: table, owned: owned, stop: func() {}}
+}
+
+// Settings returns the strata.TierSettings of a tier on a pool built from
+// cfg: the provider builds it (once for Settings.Tier, once per cache for
+// CacheSettings.Tier) and closes it on Close.
+func Settings(cfg Config) *strata.TierSettings {
+	return &strata.TierSettings{New: func() (strata.Tier, error) { return NewTier(cfg) }}
+}
+
+// PoolSettings returns the strata.TierSettings of a tier on the caller's
+// pool. The provider closes the tier, never the pool.
+func PoolSettings(pool *pgxpool.Pool, table string) *strata.TierSettings {
+	return &strata.TierSettings{New: func() (strata.Tier, error) { return NewTierFromPool(pool, table) }}
+}
+
+// Open returns the L2 and the Backplane of one cache (see OpenCache). It
+// does not contact PostgreSQL.
+func (t *Tier) Open(o strata.TierCacheOptions) (strata.TierCache, error) {
+	l2, bp, err := t.OpenCache(Options{KeyPrefix: o.KeyPrefix, DisableL2: o.DisableL2, DisableBackplane: o.DisableBackplane, Logger: o.Logger})
+	if err != nil {
+		return strata.TierCache{}, err
+	}
+	var tc strata.TierCache
+	if l2 != nil {
+		tc.L2 = l2
+	}
+	if bp != nil {
+		tc.Backplane = bp
+	}
+	return tc, nil
+}
+
+// Ping checks that PostgreSQL answers, accepts the tier's credentials and
+// has (or lets the tier create) its table: a round trip bounded by ctx.
+// Errors wrap hybrid.ErrL2Config for an authentication or permission
+// failure and hybrid.ErrL2Unavailable when PostgreSQL cannot be reached.
+func (t *Tier) Ping(ctx context.Context) error {
+	if err := t.ensureSchema(ctx); err != nil {
+		return wrap("ping", "", err)
+	}
+	if err := t.pool.Ping(ctx); err != nil {
+		return wrap("ping", "", err)
+	}
+	return nil
+}
+
+// Close stops pruning and closes the pool if the tier created it. Close the
+// caches first (the provider does).
+func (t *Tier) Close() error {
+	t.stop()
+	t.pruned.Wait()
+	if t.owned {
+		t.pool.Close()
+	}
+	return nil
+}
+
+// ensureSchema creates the table and its expiry index once; until it has
+// succeeded, every operation tries again.
+func (t *Tier) ensureSchema(ctx context.Context) error {
+	if t.schemaOK.Load() {
+		return nil
+	}
+	t.schemaMu.Lock()
+	defer t.schemaMu.Unlock()
+	if t.schemaOK.Load() {
+		return nil
+	}
+	table := pgx.Identifier{t.table}.Sanitize()
+	index := pgx.Identifier{t.table + "_expires_at"}.Sanitize()
+	// Two sessions creating the table at once may both pass IF NOT EXISTS
+	// and one fail on the catalog's unique index: an advisory lock
+	// serializes them.
+	sql := fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d);
+CREATE TABLE IF NOT EXISTS %s (key text PRIMARY KEY, value bytea NOT NULL, ts bigint NOT NULL, expires_at bigint NOT NULL);
+CREATE INDEX IF NOT EXISTS %s ON %s (expires_at);`, lockID(t.table), table, index, table)
+	tx, err := t.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit: a no-op
+	if _, err := tx.Exec(ctx, sql); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	t.schemaOK.Store(true)
+	return nil
+}
+
+// lost notes err: when it says that the table does not exist (dropped, or
+// a restore from before it), the next operation creates it again.
+func (t *Tier) lost(err error) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		t.schemaOK.Store(false)
+	}
+}
+
+// lockID is the advisory lock of the table's creation.
+func lockID(table string) int64 {
+	sum := sha256.Sum256([]byte("strata-schema:" + table))
+	var id int64
+	for _, b := range sum[:8] {
+		id = id<<8 | int64(b)
+	}
+	return id
+}
+
+// startPruning deletes expired rows every interval until Close.
+func (t *Tier) startPruning(interval time.Duration) {
+	if interval < 0 {
+		return
+	}
+	if interval == 0 {
+		interval = DefaultPruneInterval
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.stop = cancel
+	t.pruned.Go(func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				_, _ = t.Prune(ctx) // failures: tried again next time
+			}
+		}
+	})
+}
+
+// Prune deletes the rows that expired, in batches, and returns how many.
+func (t *Tier) Prune(ctx context.Context) (int64, error) {
+	if err := t.ensureSchema(ctx); err != nil {
+		return 0, wrap("prune", "", err)
+	}
+	table := pgx.Identifier{t.table}.Sanitize()
+	sql := fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid IN (SELECT ctid FROM %[1]s WHERE expires_at <= $1 LIMIT %[2]d)`, table, pruneBatch)
+	var total int64
+	for {
+		tag, err := t.pool.Exec(ctx, sql, time.Now().UnixMilli())
+		if err != nil {
+			return total, wrap("prune", "", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// Options configure [Tier.OpenCache]: how one cache sits on PostgreSQL.
+type Options struct {
+	// KeyPrefix prefixes the cache's keys in the table and names its
+	// notification channel (see ChannelName); required.
+	KeyPrefix string
+	// DisableL2 returns no distributed tier.
+	DisableL2 bool
+	// DisableBackplane returns no backplane; the writes then notify nobody.
+	DisableBackplane bool
+	// Logger receives what the tier swallows. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// OpenCache returns the distributed tier and the backplane of one cache on
+// the tier, for a hybrid.Cache built without a provider, wired together: each write that changes the table notifies the
+// backplane's channel in the same statement, and the cache (which sees that
+// through hybrid.FeedL2) publishes only what no write announced. Either
+// result is nil when disabled; the cache closes the backplane.
+func (t *Tier) OpenCache(o Options) (l2 *L2, bp *Backplane, err error) {
+	if o.KeyPrefix == "" {
+		return nil, nil, errors.New("postgres: invalid options: KeyPrefix is empty")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if !o.DisableBackplane {
+		bp = newBackplane(t, ChannelName(o.KeyPrefix), o.Logger)
+	}
+	if !o.DisableL2 {
+		l2 = &L2{t: t, feed: bp}
+	}
+	return l2, bp, nil
+}
+
+// ChannelName returns the notification channel of the caches under
+// keyPrefix: "strata_" and a hash of the prefix, since a channel name is
+// an identifier of at most 63 bytes.
+func ChannelName(keyPrefix string) string {
+	sum := sha256.Sum256([]byte(keyPrefix))
+	return "strata_" + hex.EncodeToString(sum[:12])
+}
