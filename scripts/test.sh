@@ -25,7 +25,15 @@ needs=(
 	redis-cli:redis-tools
 	etcd:etcd-server
 	curl:curl # cmd/strata-server: the dache interface driven by a client that is not Go
+	initdb:postgresql # postgres/: initdb and pg_ctl (Debian keeps them in /usr/lib/postgresql/*/bin)
 )
+
+# found reports whether the command of a need is there: on PATH, or for initdb
+# where Debian's postgresql package puts it (internal/pgtest looks there too).
+found() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	[ "$1" = initdb ] && compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
 
 install_packages() {
 	local sudo=()
@@ -48,8 +56,8 @@ install_packages() {
 step "checking for the servers the tests start: ${needs[*]}"
 missing=()
 for pair in "${needs[@]}"; do
-	if command -v "${pair%%:*}" >/dev/null 2>&1; then
-		echo "found $(command -v "${pair%%:*}")"
+	if found "${pair%%:*}"; then
+		echo "found ${pair%%:*}"
 	else
 		missing+=("${pair##*:}")
 	fi

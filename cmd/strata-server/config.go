@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -67,8 +68,8 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
 	// Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	// Engine is the distributed tier: memory (none), redis or etcd.
-	// postgres is refused with an error in this build.
+	// Engine is the distributed tier: memory (none), redis, etcd or
+	// postgres.
 	Engine string `yaml:"engine"`
 	// RedisURL is the Redis of engine redis.
 	RedisURL string `yaml:"redis_url"`
@@ -85,12 +86,59 @@ type Config struct {
 	EtcdCAFile   string `yaml:"etcd_ca_file"`
 	EtcdCertFile string `yaml:"etcd_cert_file"`
 	EtcdKeyFile  string `yaml:"etcd_key_file"`
+	// Postgres is the server of engine postgres (dache's POSTGRES_*).
+	Postgres PostgresConfig `yaml:"postgres"`
 	// Dache configures the dache compatibility mode.
 	Dache DacheConfig `yaml:"dache"`
 	// Defaults apply to every cache, on top of strata.ProductionDefaults.
 	Defaults CacheConfig `yaml:"defaults"`
 	// Caches are the named caches of the native API.
 	Caches map[string]CacheConfig `yaml:"caches"`
+}
+
+// PostgresConfig is the PostgreSQL server of engine postgres.
+type PostgresConfig struct {
+	// Host is the server's host name or address; required with engine
+	// postgres.
+	Host string `yaml:"host"`
+	// Port is the server's port. Default 5432.
+	Port int `yaml:"port"`
+	// User is the role to connect as. Default postgres.
+	User string `yaml:"user"`
+	// Password of User; it never appears in errors or logs.
+	Password string `yaml:"password"`
+	// Database to connect to. Default postgres.
+	Database string `yaml:"database"`
+	// SSLMode is libpq's sslmode (disable, prefer, require, verify-full...).
+	// Default prefer.
+	SSLMode string `yaml:"sslmode"`
+	// Table is the table of the entries, created if missing. Default
+	// strata_cache.
+	Table string `yaml:"table"`
+}
+
+// set reports whether any field is given.
+func (p PostgresConfig) set() bool { return p != PostgresConfig{} }
+
+// connString is the connection URL of p, without its password.
+func (p PostgresConfig) connString() string {
+	port := p.Port
+	if port == 0 {
+		port = 5432
+	}
+	user, db, mode := p.User, p.Database, p.SSLMode
+	if user == "" {
+		user = "postgres"
+	}
+	if db == "" {
+		db = "postgres"
+	}
+	if mode == "" {
+		mode = "prefer"
+	}
+	u := url.URL{Scheme: "postgres", User: url.User(user), Host: net.JoinHostPort(p.Host, strconv.Itoa(port)), Path: "/" + db,
+		RawQuery: url.Values{"sslmode": {mode}}.Encode()}
+	return u.String()
 }
 
 // DacheConfig configures the dache compatibility mode (/dache/{key}).
@@ -413,6 +461,13 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	if v := getenv("REDIS_URL"); v != "" {
 		c.RedisURL = v
 	}
+	if v := getenv("POSTGRES_PORT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("%w: POSTGRES_PORT %q is not a port number", errConfig, v)
+		}
+		c.Postgres.Port = n
+	}
 	if v := getenv("ETCD_ENDPOINTS"); v != "" {
 		c.EtcdEndpoints = nil
 		for ep := range strings.SplitSeq(v, ",") {
@@ -430,6 +485,11 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 		{"ETCD_CA_FILE", &c.EtcdCAFile},
 		{"ETCD_CERT_FILE", &c.EtcdCertFile},
 		{"ETCD_KEY_FILE", &c.EtcdKeyFile},
+		{"POSTGRES_HOST", &c.Postgres.Host},
+		{"POSTGRES_USER", &c.Postgres.User},
+		{"POSTGRES_PASSWORD", &c.Postgres.Password},
+		{"POSTGRES_DATABASE", &c.Postgres.Database},
+		{"POSTGRES_SSLMODE", &c.Postgres.SSLMode},
 	} {
 		if v := getenv(e.name); v != "" {
 			*e.dst = v
@@ -477,11 +537,9 @@ func (c *Config) etcdSet() bool {
 
 func (c *Config) validate() error {
 	switch c.Engine {
-	case engineMemory, engineRedis, engineEtcd:
-	case enginePostgres:
-		return fmt.Errorf("%w: DURABILITY_ENGINE=postgres: the Postgres tier is not available in this build of strata-server yet; use memory, redis or etcd", errConfig)
+	case engineMemory, engineRedis, engineEtcd, enginePostgres:
 	default:
-		return fmt.Errorf("%w: DURABILITY_ENGINE %q: memory, redis or etcd expected (postgres is not available in this build yet)", errConfig, c.Engine)
+		return fmt.Errorf("%w: DURABILITY_ENGINE %q: memory, redis, etcd or postgres expected", errConfig, c.Engine)
 	}
 	switch {
 	case c.Engine == engineRedis && c.RedisURL == "":
@@ -496,6 +554,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: set both ETCD_USERNAME and ETCD_PASSWORD (etcd_username, etcd_password), or neither", errConfig)
 	case (c.EtcdCertFile == "") != (c.EtcdKeyFile == ""):
 		return fmt.Errorf("%w: set both ETCD_CERT_FILE and ETCD_KEY_FILE (etcd_cert_file, etcd_key_file), or neither", errConfig)
+	case c.Engine == enginePostgres && c.Postgres.Host == "":
+		return fmt.Errorf("%w: DURABILITY_ENGINE=postgres needs POSTGRES_HOST (postgres.host)", errConfig)
+	case c.Engine != enginePostgres && c.Postgres.set():
+		return fmt.Errorf("%w: POSTGRES_* (postgres) settings are set but the engine is %q: set DURABILITY_ENGINE=postgres, or unset them", errConfig, c.Engine)
+	case c.Postgres.Port < 0 || c.Postgres.Port > 65535:
+		return fmt.Errorf("%w: postgres.port %d is not a port number", errConfig, c.Postgres.Port)
 	}
 	for _, ep := range c.EtcdEndpoints {
 		if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {

@@ -495,7 +495,9 @@ func TestConfigErrors(t *testing.T) {
 		env        map[string]string
 		want       string
 	}{
-		{"postgres", "", map[string]string{"DURABILITY_ENGINE": "postgres", "POSTGRES_HOST": "db"}, "Postgres tier is not available in this build"},
+		{"postgres without host", "", map[string]string{"DURABILITY_ENGINE": "postgres", "POSTGRES_PASSWORD": "hunter2"}, "needs POSTGRES_HOST"},
+		{"postgres bad port", "", map[string]string{"DURABILITY_ENGINE": "postgres", "POSTGRES_HOST": "db", "POSTGRES_PORT": "pg"}, "POSTGRES_PORT"},
+		{"postgres settings without postgres", "", map[string]string{"POSTGRES_HOST": "db"}, "POSTGRES_* (postgres) settings are set but the engine is \"memory\""},
 		{"etcd without endpoints", "", map[string]string{"DURABILITY_ENGINE": "etcd"}, "needs ETCD_ENDPOINTS"},
 		{"etcd endpoint not a URL", "", map[string]string{"DURABILITY_ENGINE": "etcd", "ETCD_ENDPOINTS": "127.0.0.1:2379"}, "http:// or https:// URL"},
 		{"etcd user without password", "", map[string]string{"DURABILITY_ENGINE": "etcd", "ETCD_ENDPOINTS": "http://e:2379", "ETCD_USERNAME": "u"}, "ETCD_USERNAME and ETCD_PASSWORD"},

@@ -111,7 +111,7 @@ func TestEngineErrors(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{[]string{"DURABILITY_ENGINE=postgres", "POSTGRES_HOST=127.0.0.1", "POSTGRES_PASSWORD=hunter2"}, "the Postgres tier is not available in this build"},
+		{[]string{"DURABILITY_ENGINE=postgres", "POSTGRES_USER=cache", "POSTGRES_PASSWORD=hunter2"}, "needs POSTGRES_HOST"},
 		{[]string{"DURABILITY_ENGINE=etcd"}, "needs ETCD_ENDPOINTS"},
 		{[]string{"DURABILITY_ENGINE=etcd", "ETCD_ENDPOINTS=127.0.0.1:1", "ETCD_USERNAME=cache", "ETCD_PASSWORD=hunter2"}, "http:// or https:// URL"},
 		{[]string{"DURABILITY_ENGINE=redis"}, "needs REDIS_URL"},

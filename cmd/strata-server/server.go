@@ -18,6 +18,7 @@ import (
 	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/etcd"
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/postgres"
 )
 
 // server is the HTTP face of a strata.Provider.
@@ -70,6 +71,9 @@ func newServer(cfg *Config, log *slog.Logger, reg *prometheus.Registry) (*server
 		}
 		settings.Tier = etcd.Settings(etcd.Config{Endpoints: cfg.EtcdEndpoints,
 			Username: cfg.EtcdUsername, Password: cfg.EtcdPassword, TLS: tc})
+	case enginePostgres:
+		settings.Tier = postgres.Settings(postgres.Config{ConnString: cfg.Postgres.connString(),
+			Password: cfg.Postgres.Password, Table: cfg.Postgres.Table})
 	}
 	p, err := strata.NewProvider(settings)
 	if err != nil {
