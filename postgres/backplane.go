@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,25 +20,34 @@ import (
 
 const (
 	// maxPayload is the largest NOTIFY payload PostgreSQL accepts (8000
-	// bytes, less one): a message whose encoding is larger travels
-	// without its value (receivers read the table instead).
+	// bytes, less one): a notification whose message would not fit carries
+	// only the change's id, and the receivers read the message from the feed.
 	maxPayload = 7999
 	// subscribeTimeout bounds Subscribe's wait for the first LISTEN.
 	subscribeTimeout = 5 * time.Second
-	// idlePing is how long the listening connection may stay silent before
-	// it is checked with a round trip; pingTimeout bounds that check.
-	idlePing    = 30 * time.Second
-	pingTimeout = 5 * time.Second
+	// catchUpInterval is how often a listening node reads the feed for
+	// what no notification brought (and checks its connection with it).
+	catchUpInterval = time.Second
+	// catchUpBatch bounds the rows of one read of the feed.
+	catchUpBatch = 1000
+	// deliveredIDs bounds the ids a node remembers having delivered, so
+	// that a change both notified and read from the feed is handled once.
+	deliveredIDs = 8192
 	// The pause between attempts to listen again after a failure, doubling.
 	firstRetry = 100 * time.Millisecond
 	maxRetry   = 2 * time.Second
 )
 
-// Backplane is a backplane.Backplane on PostgreSQL's LISTEN/NOTIFY: one
-// notification channel per cache (ChannelName), a listening connection of
-// its own, re-established after any failure. Delivery is at-most-once: a
-// notification sent while the connection is down is lost, and every
-// re-established LISTEN is reported to the handler as a gap.
+// Backplane is a backplane.Backplane on a change feed in PostgreSQL: every
+// change is a row of the tier's feed table, written in the same statement
+// as the change itself (or by Publish), and announced with NOTIFY on the
+// cache's channel (ChannelName). A node listens on a connection of its own
+// and takes each change from its notification (or, for a large one, from
+// the row); once a second, and after every reconnection, it reads the feed
+// for what it has not seen, in the order the writing transactions became
+// visible. So a node that was disconnected loses nothing: only the rows
+// pruned before it read them (Config.ChangeRetention) are lost, and that,
+// and only that, is reported to the handler as a gap.
 type Backplane struct {
 	t       *Tier
 	channel string
@@ -52,7 +64,20 @@ type Backplane struct {
 	firstState atomic.Int32
 
 	published, received, corrupt, gaps, resubscribes atomic.Uint64
+
+	// Of the goroutine that runs the handler only: how far the feed was
+	// read, and the ids recently delivered.
+	cursor    feedPos
+	seen      map[int64]struct{}
+	seenOrder []int64
+	seenNext  int
 }
+
+// feedPos is a position in the feed: rows are read in the order of the
+// writing transaction's id, then the row's.
+type feedPos struct{ xid, id int64 }
+
+func (p feedPos) less(q feedPos) bool { return p.xid < q.xid || p.xid == q.xid && p.id < q.id }
 
 var _ backplane.Backplane = (*Backplane)(nil)
 
@@ -65,9 +90,10 @@ func newBackplane(t *Tier, channel string, log *slog.Logger) *Backplane {
 // Channel returns the notification channel of b.
 func (b *Backplane) Channel() string { return b.channel }
 
-// Publish sends m with pg_notify. It returns the driver's error wrapped, an
-// error wrapping backplane.ErrInvalidMessage for an unknown kind, and
-// backplane.ErrClosed after Close.
+// Publish records m in the feed and notifies the channel, in one statement.
+// It returns the driver's error wrapped, an error wrapping
+// backplane.ErrInvalidMessage for an unknown kind, and backplane.ErrClosed
+// after Close.
 func (b *Backplane) Publish(ctx context.Context, m backplane.Message) error {
 	if b.closed.Load() {
 		return backplane.ErrClosed
@@ -75,17 +101,44 @@ func (b *Backplane) Publish(ctx context.Context, m backplane.Message) error {
 	if !m.Kind.Valid() {
 		return fmt.Errorf("%w: unknown kind %d", backplane.ErrInvalidMessage, m.Kind)
 	}
-	if _, err := b.t.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, encodePayload(m)); err != nil {
+	if err := b.t.ensureSchema(ctx); err != nil {
+		return wrap("publish", m.Key, err)
+	}
+	sql := `WITH one AS (SELECT 1), ` + b.insertSQL("one", 1) + ` SELECT count(*) FROM n`
+	var n int64
+	if err := b.t.pool.QueryRow(ctx, sql, b.insertArgs(m)...).Scan(&n); err != nil {
+		b.t.lost(err)
 		return wrap("publish", m.Key, err)
 	}
 	b.published.Add(1)
 	return nil
 }
 
+// insertSQL is the CTE that records a change (its arguments $c, $c+1,
+// $c+2, $c+3: channel, message, time, payload tail) once per row of the
+// CTE named rows, and notifies the channel: n has a row per notification.
+func (b *Backplane) insertSQL(rows string, c int) string {
+	return fmt.Sprintf(`c AS (INSERT INTO %s (channel, message, at) SELECT $%d, $%d, $%d FROM %s RETURNING id),
+n AS (SELECT pg_notify($%d, id::text || $%d) FROM c)`, b.t.names().changes, c, c+1, c+2, rows, c, c+3)
+}
+
+// insertArgs are the arguments of insertSQL for m: the row's message, and
+// the notification's tail after the row's id, ":" and the message in
+// base64, or "" when that would not fit (the receivers read the row).
+func (b *Backplane) insertArgs(m backplane.Message) []any {
+	msg, _ := m.MarshalBinary()
+	tail := ""
+	if 20+1+base64.StdEncoding.EncodedLen(len(msg)) <= maxPayload {
+		tail = ":" + base64.StdEncoding.EncodeToString(msg)
+	}
+	return []any{b.channel, msg, time.Now().UnixMilli(), tail}
+}
+
 // Subscribe starts delivering to h and waits until the first LISTEN is in
 // place. If that takes longer than 5 s (PostgreSQL down, for example), it
 // returns an error wrapping backplane.ErrSubscribeTimeout but delivery stays
-// started: the handler gets HandleGap when the LISTEN finally succeeds.
+// started: the handler gets HandleGap when the LISTEN finally succeeds
+// (changes made meanwhile are not delivered).
 func (b *Backplane) Subscribe(h backplane.Handler) error {
 	ready, err := b.StartSubscribe(h)
 	if err != nil {
@@ -126,15 +179,27 @@ func (b *Backplane) StartSubscribe(h backplane.Handler) (ready <-chan struct{}, 
 	return rc, nil
 }
 
-// run listens until Close: connect, LISTEN, deliver, and after any failure
-// start again (a gap).
+// run listens until Close: connect, LISTEN, read what the feed holds since
+// the last position, deliver, and after any failure start again from that
+// position.
 func (b *Backplane) run(h backplane.Handler, ready chan struct{}) {
+	b.seen = make(map[int64]struct{}, deliveredIDs)
+	b.seenOrder = make([]int64, deliveredIDs)
 	first := true
 	delay := firstRetry
 	failing := false
 	for b.ctx.Err() == nil {
 		conn, err := b.listen()
+		if err == nil && first {
+			err = b.start(conn)
+		}
+		if err == nil {
+			err = b.catchUp(conn, h)
+		}
 		if err != nil {
+			if conn != nil {
+				_ = conn.Close(context.Background())
+			}
 			if b.ctx.Err() != nil {
 				return
 			}
@@ -153,10 +218,10 @@ func (b *Backplane) run(h backplane.Handler, ready chan struct{}) {
 		case first && b.firstState.CompareAndSwap(0, 1):
 			close(ready)
 		case first:
-			b.gap(h, "listening late")
+			b.gap(h, "listening late") // Subscribe gave up waiting: what came meanwhile is not delivered
 		default:
 			b.resubscribes.Add(1)
-			b.gap(h, "listening again after a disconnect")
+			b.log.Info("backplane listening again; the feed was read from where it stopped", "channel", b.channel)
 		}
 		first = false
 		err = b.deliver(conn, h)
@@ -168,11 +233,30 @@ func (b *Backplane) run(h backplane.Handler, ready chan struct{}) {
 	}
 }
 
+// start sets the position of a new subscription: after every change whose
+// transaction is known to be over (what was written before it), so that
+// only later changes are delivered.
+func (b *Backplane) start(conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
+	defer cancel()
+	var xmin int64
+	if err := conn.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
+		return wrap("listen", "", err)
+	}
+	b.cursor = feedPos{xid: xmin - 1, id: math.MaxInt64}
+	return nil
+}
+
 // listen opens the listening connection and issues LISTEN.
 func (b *Backplane) listen() (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, b.t.connCf.Copy())
+	if err := b.t.ensureSchema(ctx); err != nil {
+		return nil, wrap("listen", "", err)
+	}
+	cc := b.t.connCf.Copy()
+	cc.RuntimeParams["application_name"] = "strata-backplane"
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, wrap("listen", "", err)
 	}
@@ -183,11 +267,12 @@ func (b *Backplane) listen() (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// deliver hands the notifications of conn to h until the connection fails
-// (or a check after a silence finds it dead) or b is closed.
+// deliver hands the changes to h until the connection fails or b is
+// closed: each notification at once, and every catchUpInterval what the
+// feed holds that no notification brought.
 func (b *Backplane) deliver(conn *pgx.Conn, h backplane.Handler) error {
 	for {
-		ctx, cancel := context.WithTimeout(b.ctx, idlePing)
+		ctx, cancel := context.WithTimeout(b.ctx, catchUpInterval)
 		n, err := conn.WaitForNotification(ctx)
 		cancel()
 		if b.ctx.Err() != nil {
@@ -197,24 +282,124 @@ func (b *Backplane) deliver(conn *pgx.Conn, h backplane.Handler) error {
 			if conn.IsClosed() || !errors.Is(err, context.DeadlineExceeded) {
 				return err
 			}
-			// Nothing for a while: is the connection still there?
-			pctx, pcancel := context.WithTimeout(b.ctx, pingTimeout)
-			err = conn.Ping(pctx)
-			pcancel()
-			if err != nil {
+			if err := b.catchUp(conn, h); err != nil {
 				return err
 			}
 			continue
 		}
-		b.received.Add(1)
-		m, err := decodePayload(n.Payload)
-		if err != nil {
-			b.corrupt.Add(1)
-			b.log.Warn("backplane dropped an undecodable message", "channel", b.channel, "err", err)
-			continue
+		if err := b.notified(conn, h, n.Payload); err != nil {
+			return err
 		}
-		h.HandleMessage(m)
 	}
+}
+
+// notified delivers the change of one notification ("id:message" or "id").
+func (b *Backplane) notified(conn *pgx.Conn, h backplane.Handler, payload string) error {
+	idText, msg, hasMsg := strings.Cut(payload, ":")
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil {
+		b.received.Add(1)
+		b.corrupt.Add(1)
+		b.log.Warn("backplane dropped an undecodable notification", "channel", b.channel)
+		return nil
+	}
+	if b.delivered(id) {
+		return nil
+	}
+	var bin []byte
+	if hasMsg {
+		bin, _ = base64.StdEncoding.DecodeString(msg) // not base64: counted as corrupt by handle
+	} else {
+		ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
+		err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT message FROM %s WHERE id = $1`, b.t.names().changes), id).Scan(&bin)
+		cancel()
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // pruned already: the feed's pruning mark tells the catch-up
+		}
+		if err != nil {
+			return err
+		}
+	}
+	b.handle(h, id, bin)
+	return nil
+}
+
+// catchUp reads the feed from the position on, in batches, and delivers
+// what no notification did. Only rows of transactions older than every
+// running one are read, so none can appear behind the position later. A
+// position below the feed's pruning mark means rows this node had not read
+// were deleted: a gap.
+func (b *Backplane) catchUp(conn *pgx.Conn, h backplane.Handler) error {
+	n := b.t.names()
+	rowsSQL := fmt.Sprintf(`SELECT xid::text::bigint, id, message FROM %s
+WHERE channel = $1 AND (xid, id) > ($2::text::xid8, $3) AND xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY xid, id LIMIT %d`, n.changes, catchUpBatch)
+	markSQL := fmt.Sprintf(`SELECT xid, id FROM %s`, n.pruned)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
+		var mark feedPos
+		if err := conn.QueryRow(ctx, markSQL).Scan(&mark.xid, &mark.id); err != nil {
+			cancel()
+			return wrap("feed", "", err)
+		}
+		if b.cursor.less(mark) {
+			b.cursor = mark
+			b.gap(h, "changes were pruned from the feed before this node read them")
+		}
+		rows, err := conn.Query(ctx, rowsSQL, b.channel, strconv.FormatInt(b.cursor.xid, 10), b.cursor.id)
+		if err != nil {
+			cancel()
+			return wrap("feed", "", err)
+		}
+		count := 0
+		for rows.Next() {
+			var pos feedPos
+			var bin []byte
+			if err := rows.Scan(&pos.xid, &pos.id, &bin); err != nil {
+				rows.Close()
+				cancel()
+				return wrap("feed", "", err)
+			}
+			count++
+			b.cursor = pos
+			if !b.delivered(pos.id) {
+				b.handle(h, pos.id, bin)
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		cancel()
+		if err != nil {
+			return wrap("feed", "", err)
+		}
+		if count < catchUpBatch {
+			return nil
+		}
+	}
+}
+
+// delivered reports whether id was delivered recently.
+func (b *Backplane) delivered(id int64) bool {
+	_, ok := b.seen[id]
+	return ok
+}
+
+// handle decodes and delivers the change id, and remembers it.
+func (b *Backplane) handle(h backplane.Handler, id int64, bin []byte) {
+	if old := b.seenOrder[b.seenNext]; old != 0 {
+		delete(b.seen, old)
+	}
+	b.seenOrder[b.seenNext] = id
+	b.seenNext = (b.seenNext + 1) % deliveredIDs
+	b.seen[id] = struct{}{}
+	b.received.Add(1)
+	m, err := backplane.DecodeMessage(bin)
+	if err != nil {
+		b.corrupt.Add(1)
+		b.log.Warn("backplane dropped an undecodable message", "channel", b.channel, "err", err)
+		return
+	}
+	h.HandleMessage(m)
 }
 
 func (b *Backplane) gap(h backplane.Handler, why string) {
@@ -241,28 +426,6 @@ func (b *Backplane) Close() error {
 func (b *Backplane) Stats() backplane.Stats {
 	return backplane.Stats{Published: b.published.Load(), Received: b.received.Load(), Corrupt: b.corrupt.Load(),
 		Gaps: b.gaps.Load(), Resubscribes: b.resubscribes.Load()}
-}
-
-// encodePayload returns m as a NOTIFY payload: its binary encoding in
-// base64, without the value when that would exceed PostgreSQL's limit.
-func encodePayload(m backplane.Message) string {
-	bin, _ := m.MarshalBinary()
-	s := base64.StdEncoding.EncodeToString(bin)
-	if len(s) > maxPayload && m.Value != "" {
-		m.Value = ""
-		bin, _ = m.MarshalBinary()
-		s = base64.StdEncoding.EncodeToString(bin)
-	}
-	return s
-}
-
-// decodePayload is the inverse of encodePayload.
-func decodePayload(s string) (backplane.Message, error) {
-	bin, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return backplane.Message{}, fmt.Errorf("%w: not base64", backplane.ErrCorrupt)
-	}
-	return backplane.DecodeMessage(bin)
 }
 
 // sleep waits d or until ctx ends; it reports false if ctx ended.

@@ -1,7 +1,7 @@
 // Package postgres puts Strata caches on PostgreSQL: a distributed tier
-// (hybrid.L2) in one table, newest wins in one upsert, and a backplane on
-// LISTEN/NOTIFY whose notifications are sent in the same statement as the
-// write they announce.
+// (hybrid.L2) in one table, newest wins in one upsert, and a backplane on a
+// change feed behind LISTEN/NOTIFY, written and notified in the same
+// statement as the write it announces.
 //
 // It is a module of its own (github.com/strata-cache/strata/postgres, on
 // github.com/jackc/pgx/v5), so that an application that does not use
@@ -14,9 +14,10 @@
 //		Tier: postgres.Settings(postgres.Config{ConnString: "postgres://app@db:5432/app"}),
 //	})
 //
-// Delivery of the backplane is at-most-once, as with Redis pub/sub: a
-// notification sent while a node's listening connection is down is lost, and
-// the node reports a gap when it listens again, after which the engine
-// verifies every entry from before the gap against the table before serving
-// it ("verify before use"). See docs/postgres.md.
+// The backplane is a change feed: every change is a row of a feed table,
+// written in the write's own statement and announced with NOTIFY; a node
+// that was disconnected reads the feed from where it stopped, so nothing is
+// lost. Only changes pruned before a node read them (Config.ChangeRetention)
+// are a gap, after which the engine verifies every entry from before it
+// against the table before serving it. See docs/postgres.md.
 package postgres

@@ -88,13 +88,13 @@ func (s *L2) Set(ctx context.Context, key string, val []byte, ttl time.Duration)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, ts = EXCLUDED.ts, expires_at = EXCLUDED.expires_at
 WHERE e.ts <= EXCLUDED.ts OR e.expires_at <= $5 RETURNING 1 AS one`, s.table())
 	args := []any{key, val, ts, expires, now.UnixMilli()}
-	ch, payload := s.change(ctx)
+	ch := s.change(ctx)
 	var sql string
 	if ch == nil {
 		sql = `WITH w AS (` + upsert + `) SELECT count(*), 0 FROM w`
 	} else {
-		sql = `WITH w AS (` + upsert + `), n AS (SELECT pg_notify($6, $7) FROM w) SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM n)`
-		args = append(args, s.feed.channel, payload)
+		sql = `WITH w AS (` + upsert + `), ` + s.feed.insertSQL("w", 6) + ` SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM n)`
+		args = append(args, s.feed.insertArgs(ch.Message)...)
 	}
 	var wrote, notified int64
 	if err := s.t.pool.QueryRow(ctx, sql, args...).Scan(&wrote, &notified); err != nil {
@@ -114,7 +114,7 @@ func (s *L2) Delete(ctx context.Context, key string) error {
 		return wrap("delete", key, err)
 	}
 	del := fmt.Sprintf(`DELETE FROM %s WHERE key = $1`, s.table())
-	ch, payload := s.change(ctx)
+	ch := s.change(ctx)
 	if ch == nil {
 		if _, err := s.t.pool.Exec(ctx, del, key); err != nil {
 			s.t.lost(err)
@@ -123,8 +123,8 @@ func (s *L2) Delete(ctx context.Context, key string) error {
 		return nil
 	}
 	var n int64
-	sql := `WITH d AS (` + del + ` RETURNING 1), n AS (SELECT pg_notify($2, $3)) SELECT count(*) FROM n`
-	if err := s.t.pool.QueryRow(ctx, sql, key, s.feed.channel, payload).Scan(&n); err != nil {
+	sql := `WITH d AS (` + del + `), one AS (SELECT 1), ` + s.feed.insertSQL("one", 2) + ` SELECT count(*) FROM n`
+	if err := s.t.pool.QueryRow(ctx, sql, append([]any{key}, s.feed.insertArgs(ch.Message)...)...).Scan(&n); err != nil {
 		s.t.lost(err)
 		return wrap("delete", key, err)
 	}
@@ -132,17 +132,16 @@ func (s *L2) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// change returns the announcement the write in ctx must carry and its
-// notification payload, or nil.
-func (s *L2) change(ctx context.Context) (*hybrid.Change, string) {
+// change returns the announcement the write in ctx must carry, or nil.
+func (s *L2) change(ctx context.Context) *hybrid.Change {
 	if s.feed == nil {
-		return nil, ""
+		return nil
 	}
 	ch, ok := hybrid.ChangeFromContext(ctx)
 	if !ok || !s.Announces(ch.Backplane()) {
-		return nil, ""
+		return nil
 	}
-	return ch, encodePayload(ch.Message)
+	return ch
 }
 
 func (s *L2) table() string { return pgx.Identifier{s.t.table}.Sanitize() }

@@ -26,6 +26,9 @@ const (
 	// DefaultPruneInterval is how often expired rows are deleted when
 	// Config.PruneInterval is zero.
 	DefaultPruneInterval = time.Minute
+	// DefaultChangeRetention is how long the change feed keeps a change
+	// when Config.ChangeRetention is zero.
+	DefaultChangeRetention = 10 * time.Minute
 	// pruneBatch bounds one DELETE of expired rows.
 	pruneBatch = 5000
 	// defaultConnectTimeout bounds a connection attempt when the connection
@@ -50,19 +53,29 @@ type Config struct {
 	// underscore. Empty means DefaultTable.
 	Table string
 	// PruneInterval is how often the tier deletes expired rows (reads
-	// never return them either way). Zero means DefaultPruneInterval;
-	// negative turns pruning off.
+	// never return them either way) and the change feed's rows older than
+	// ChangeRetention. Zero means DefaultPruneInterval; negative turns
+	// pruning off.
 	PruneInterval time.Duration
+	// ChangeRetention is how long the change feed keeps a change: a node
+	// whose listening connection is down for longer than this may have
+	// missed changes, and reports a gap when it is back. Zero means
+	// DefaultChangeRetention.
+	ChangeRetention time.Duration
 }
 
-var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+// tableName leaves room for the suffixes of the feed's tables in a
+// 63-byte identifier.
+var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
 
 func (c *Config) validate() error {
 	switch {
 	case c.ConnString == "":
 		return fmt.Errorf("%w: postgres: ConnString is empty", strata.ErrInvalidSettings)
 	case c.Table != "" && !tableName.MatchString(c.Table):
-		return fmt.Errorf("%w: postgres: Table %q: letters, digits and underscores expected", strata.ErrInvalidSettings, c.Table)
+		return fmt.Errorf("%w: postgres: Table %q: up to 48 letters, digits and underscores expected", strata.ErrInvalidSettings, c.Table)
+	case c.ChangeRetention < 0:
+		return fmt.Errorf("%w: postgres: ChangeRetention is negative", strata.ErrInvalidSettings)
 	}
 	return nil
 }
@@ -71,10 +84,11 @@ func (c *Config) validate() error {
 // gets an L2 on its key prefix in the tier's table and a Backplane on a
 // notification channel of its own, sharing the tier's pool.
 type Tier struct {
-	pool   *pgxpool.Pool
-	connCf *pgx.ConnConfig // for the backplanes' listening connections
-	table  string
-	owned  bool
+	pool      *pgxpool.Pool
+	connCf    *pgx.ConnConfig // for the backplanes' listening connections
+	table     string
+	owned     bool
+	retention time.Duration // of the change feed's rows
 
 	schemaMu sync.Mutex
 	schemaOK atomic.Bool
@@ -109,6 +123,9 @@ func NewTier(cfg Config) (*Tier, error) {
 		return nil, fmt.Errorf("%w: postgres: %w", strata.ErrInvalidSettings, err)
 	}
 	t := newTier(pool, pc.ConnConfig, cfg.Table, true)
+	if cfg.ChangeRetention > 0 {
+		t.retention = cfg.ChangeRetention
+	}
 	t.startPruning(cfg.PruneInterval)
 	return t, nil
 }
@@ -132,7 +149,7 @@ func newTier(pool *pgxpool.Pool, cc *pgx.ConnConfig, table string, owned bool) *
 	if table == "" {
 		table = DefaultTable
 	}
-	return &Tier{pool: pool, connCf: cc, table: table, owned: owned, stop: func() {}}
+	return &Tier{pool: pool, connCf: cc, table: table, owned: owned, retention: DefaultChangeRetention, stop: func() {}}
 }
 
 // Settings returns the strata.TierSettings of a tier on a pool built from
@@ -201,14 +218,19 @@ func (t *Tier) ensureSchema(ctx context.Context) error {
 	if t.schemaOK.Load() {
 		return nil
 	}
-	table := pgx.Identifier{t.table}.Sanitize()
-	index := pgx.Identifier{t.table + "_expires_at"}.Sanitize()
-	// Two sessions creating the table at once may both pass IF NOT EXISTS
+	n := t.names()
+	// Two sessions creating the tables at once may both pass IF NOT EXISTS
 	// and one fail on the catalog's unique index: an advisory lock
 	// serializes them.
 	sql := fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d);
 CREATE TABLE IF NOT EXISTS %s (key text PRIMARY KEY, value bytea NOT NULL, ts bigint NOT NULL, expires_at bigint NOT NULL);
-CREATE INDEX IF NOT EXISTS %s ON %s (expires_at);`, lockID(t.table), table, index, table)
+CREATE INDEX IF NOT EXISTS %s ON %s (expires_at);
+CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  channel text NOT NULL, message bytea NOT NULL, at bigint NOT NULL);
+CREATE INDEX IF NOT EXISTS %s ON %s (channel, xid, id);
+CREATE TABLE IF NOT EXISTS %s (one boolean PRIMARY KEY DEFAULT true CHECK (one), xid bigint NOT NULL, id bigint NOT NULL);
+INSERT INTO %s (one, xid, id) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;`,
+		lockID(t.table), n.entries, n.expiresIdx, n.entries, n.changes, n.changesIdx, n.changes, n.pruned, n.pruned)
 	tx, err := t.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -222,6 +244,18 @@ CREATE INDEX IF NOT EXISTS %s ON %s (expires_at);`, lockID(t.table), table, inde
 	}
 	t.schemaOK.Store(true)
 	return nil
+}
+
+// names are the quoted names of the tier's tables and indexes: the
+// entries, and the change feed (its rows, and how far it was pruned).
+type names struct {
+	entries, expiresIdx, changes, changesIdx, pruned string
+}
+
+func (t *Tier) names() names {
+	q := func(s string) string { return pgx.Identifier{s}.Sanitize() }
+	return names{entries: q(t.table), expiresIdx: q(t.table + "_expires_at"),
+		changes: q(t.table + "_changes"), changesIdx: q(t.table + "_changes_feed"), pruned: q(t.table + "_changes_pruned")}
 }
 
 // lost notes err: when it says that the table does not exist (dropped, or
@@ -267,21 +301,41 @@ func (t *Tier) startPruning(interval time.Duration) {
 	})
 }
 
-// Prune deletes the rows that expired, in batches, and returns how many.
+// Prune deletes the entries that expired and the change feed's rows older
+// than the retention, in batches, and returns how many entries it deleted.
+// It records how far the feed was pruned, so that a node that had not read
+// that far reports a gap.
 func (t *Tier) Prune(ctx context.Context) (int64, error) {
 	if err := t.ensureSchema(ctx); err != nil {
 		return 0, wrap("prune", "", err)
 	}
-	table := pgx.Identifier{t.table}.Sanitize()
-	sql := fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid IN (SELECT ctid FROM %[1]s WHERE expires_at <= $1 LIMIT %[2]d)`, table, pruneBatch)
+	n := t.names()
+	entries := fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid IN (SELECT ctid FROM %[1]s WHERE expires_at <= $1 LIMIT %[2]d)`, n.entries, pruneBatch)
+	changes := fmt.Sprintf(`WITH d AS (DELETE FROM %[1]s WHERE ctid IN (SELECT ctid FROM %[1]s WHERE at <= $1 LIMIT %[2]d)
+  RETURNING xid::text::bigint AS x, id),
+m AS (SELECT x, id FROM d ORDER BY x DESC, id DESC LIMIT 1),
+u AS (UPDATE %[3]s p SET xid = m.x, id = m.id FROM m WHERE (m.x, m.id) > (p.xid, p.id) RETURNING 1)
+SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM u)`, n.changes, pruneBatch, n.pruned)
 	var total int64
 	for {
-		tag, err := t.pool.Exec(ctx, sql, time.Now().UnixMilli())
+		tag, err := t.pool.Exec(ctx, entries, time.Now().UnixMilli())
 		if err != nil {
+			t.lost(err)
 			return total, wrap("prune", "", err)
 		}
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < pruneBatch {
+			break
+		}
+	}
+	before := time.Now().Add(-t.retention).UnixMilli()
+	for {
+		var deleted, updated int64
+		if err := t.pool.QueryRow(ctx, changes, before).Scan(&deleted, &updated); err != nil {
+			t.lost(err)
+			return total, wrap("prune", "", err)
+		}
+		if deleted < pruneBatch {
 			return total, nil
 		}
 	}

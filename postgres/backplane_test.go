@@ -1,0 +1,140 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/pgtest"
+	"github.com/strata-cache/strata/internal/tcpproxy"
+	"github.com/strata-cache/strata/postgres"
+)
+
+// recorder is a backplane.Handler that keeps the keys it is given and
+// counts gaps.
+type recorder struct {
+	mu   sync.Mutex
+	keys map[string]int
+	gaps int
+}
+
+func newRecorder() *recorder { return &recorder{keys: map[string]int{}} }
+
+func (r *recorder) HandleMessage(m backplane.Message) {
+	r.mu.Lock()
+	r.keys[m.Key]++
+	r.mu.Unlock()
+}
+
+func (r *recorder) HandleGap() {
+	r.mu.Lock()
+	r.gaps++
+	r.mu.Unlock()
+}
+
+func (r *recorder) count() (keys, gaps int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.keys), r.gaps
+}
+
+// feedPair returns a publishing backplane on srv, and a subscribed one
+// whose connections go through a proxy (to cut them), with its recorder.
+func feedPair(t *testing.T, srv *pgtest.Server, retention time.Duration) (pub *postgres.Backplane, pubTier *postgres.Tier, sub *postgres.Backplane, rec *recorder, proxy *tcpproxy.Proxy) {
+	t.Helper()
+	proxy, err := tcpproxy.New(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	pubTier, err = postgres.NewTier(postgres.Config{ConnString: srv.URL(), PruneInterval: -1, ChangeRetention: retention})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pubTier.Close() })
+	subTier, err := postgres.NewTier(postgres.Config{ConnString: fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&connect_timeout=1", pgtest.User, proxy.Addr()), PruneInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { subTier.Close() })
+	_, pub, err = pubTier.OpenCache(postgres.Options{KeyPrefix: "app:", DisableL2: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	_, sub, err = subTier.OpenCache(postgres.Options{KeyPrefix: "app:", DisableL2: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	rec = newRecorder()
+	if err := sub.Subscribe(rec); err != nil {
+		t.Fatal(err)
+	}
+	return pub, pubTier, sub, rec, proxy
+}
+
+func publishN(t *testing.T, pub *postgres.Backplane, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		m := backplane.Message{Kind: backplane.KindSet, Cache: "app", Key: fmt.Sprint("k", i), Source: "pub", Timestamp: int64(i + 1)}
+		if err := pub.Publish(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A listener cut off while another node publishes 300 changes gets every
+// one of them once it is back, and reports no gap: the feed resumes.
+func TestFeedLosesNothingAcrossADisconnect(t *testing.T) {
+	srv := pgtest.Start(t)
+	pub, _, sub, rec, proxy := feedPair(t, srv, 0)
+	publishN(t, pub, 0, 10)
+	waitFor(t, 5*time.Second, "the first 10", func() bool { k, _ := rec.count(); return k == 10 })
+
+	proxy.Pause()
+	proxy.ResetAll() // the listening connection is gone; new ones hang
+	publishN(t, pub, 10, 300)
+	proxy.Resume()
+	waitFor(t, 20*time.Second, "all 310 changes", func() bool { k, _ := rec.count(); return k == 310 })
+	if _, gaps := rec.count(); gaps != 0 {
+		t.Fatalf("%d gaps reported; the feed resumes without one", gaps)
+	}
+	if st := sub.Stats(); st.Resubscribes == 0 || st.Gaps != 0 {
+		t.Fatalf("stats %+v: want a resubscription and no gap", st)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for k, n := range rec.keys {
+		if n != 1 {
+			t.Fatalf("%s delivered %d times", k, n)
+		}
+	}
+}
+
+// Changes pruned before a disconnected listener read them are lost: that,
+// and only that, is a gap.
+func TestFeedPrunedWhileAwayIsAGap(t *testing.T) {
+	srv := pgtest.Start(t)
+	pub, pubTier, sub, rec, proxy := feedPair(t, srv, time.Millisecond)
+	publishN(t, pub, 0, 5)
+	waitFor(t, 5*time.Second, "the first 5", func() bool { k, _ := rec.count(); return k == 5 })
+
+	proxy.Pause()
+	proxy.ResetAll()
+	publishN(t, pub, 5, 20)
+	time.Sleep(5 * time.Millisecond) // older than the 1 ms retention: not a synchronization
+	if _, err := pubTier.Prune(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Resume()
+	waitFor(t, 20*time.Second, "the gap", func() bool { _, g := rec.count(); return g == 1 })
+	publishN(t, pub, 100, 1)
+	waitFor(t, 5*time.Second, "a change after the gap", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.keys["k100"] == 1 })
+	if st := sub.Stats(); st.Gaps != 1 {
+		t.Fatalf("stats %+v: want one gap", st)
+	}
+}
