@@ -340,6 +340,7 @@ ORDER BY xid, id LIMIT %d`, n.changes, catchUpBatch)
 		var mark feedPos
 		if err := conn.QueryRow(ctx, markSQL).Scan(&mark.xid, &mark.id); err != nil {
 			cancel()
+			b.t.lost(err)
 			return wrap("feed", "", err)
 		}
 		if b.cursor.less(mark) {
@@ -349,6 +350,7 @@ ORDER BY xid, id LIMIT %d`, n.changes, catchUpBatch)
 		rows, err := conn.Query(ctx, rowsSQL, b.channel, strconv.FormatInt(b.cursor.xid, 10), b.cursor.id)
 		if err != nil {
 			cancel()
+			b.t.lost(err)
 			return wrap("feed", "", err)
 		}
 		count := 0
@@ -358,6 +360,7 @@ ORDER BY xid, id LIMIT %d`, n.changes, catchUpBatch)
 			if err := rows.Scan(&pos.xid, &pos.id, &bin); err != nil {
 				rows.Close()
 				cancel()
+				b.t.lost(err)
 				return wrap("feed", "", err)
 			}
 			count++
@@ -370,6 +373,7 @@ ORDER BY xid, id LIMIT %d`, n.changes, catchUpBatch)
 		rows.Close()
 		cancel()
 		if err != nil {
+			b.t.lost(err)
 			return wrap("feed", "", err)
 		}
 		if count < catchUpBatch {
