@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +137,21 @@ func TestFeedPrunedWhileAwayIsAGap(t *testing.T) {
 	waitFor(t, 5*time.Second, "a change after the gap", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.keys["k100"] == 1 })
 	if st := sub.Stats(); st.Gaps != 1 {
 		t.Fatalf("stats %+v: want one gap", st)
+	}
+}
+
+// A message too large for a notification's payload travels as its row's id;
+// the receiver reads the row.
+func TestFeedLargeMessage(t *testing.T) {
+	srv := pgtest.Start(t)
+	pub, _, sub, rec, _ := feedPair(t, srv, 0)
+	big := strings.Repeat("v", 7000) // base64 of the message exceeds 8,000 bytes
+	m := backplane.Message{Kind: backplane.KindSet, Cache: "app", Key: "big", Source: "pub", Timestamp: 1, Value: big}
+	if err := pub.Publish(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the large message", func() bool { k, _ := rec.count(); return k == 1 })
+	if st := sub.Stats(); st.Corrupt != 0 || st.Received != 1 {
+		t.Fatalf("stats %+v: want one message received, none corrupt", st)
 	}
 }
