@@ -271,24 +271,31 @@ func (b *Backplane) listen() (*pgx.Conn, error) {
 // closed: each notification at once, and every catchUpInterval what the
 // feed holds that no notification brought.
 func (b *Backplane) deliver(conn *pgx.Conn, h backplane.Handler) error {
+	// The feed is read every catchUpInterval also while notifications keep
+	// coming, so that the position follows them (a position left behind
+	// would be read again after a reconnection, or taken for a gap once
+	// pruned).
+	next := time.Now().Add(catchUpInterval)
 	for {
-		ctx, cancel := context.WithTimeout(b.ctx, catchUpInterval)
+		ctx, cancel := context.WithDeadline(b.ctx, next)
 		n, err := conn.WaitForNotification(ctx)
 		cancel()
 		if b.ctx.Err() != nil {
 			return b.ctx.Err()
 		}
-		if err != nil {
-			if conn.IsClosed() || !errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case err == nil:
+			if err := b.notified(conn, h, n.Payload); err != nil {
 				return err
 			}
+		case conn.IsClosed() || !errors.Is(err, context.DeadlineExceeded):
+			return err
+		}
+		if !time.Now().Before(next) {
 			if err := b.catchUp(conn, h); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := b.notified(conn, h, n.Payload); err != nil {
-			return err
+			next = time.Now().Add(catchUpInterval)
 		}
 	}
 }
