@@ -155,7 +155,8 @@ func (c *Cache) propagateMany(ps []pending, o *EntryOptions) {
 // tier refused because it holds a newer change is not announced, and the
 // local copy of a refused set is marked stale (lostToNewer).
 func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
-	bf, feedBatch := c.l2.(batchFeeder)
+	bf, canFeedBatch := c.l2.(batchFeeder)
+	feedBatch := c.l2Feeds && canFeedBatch // the batch carries the messages
 	if c.l2Feeds && !feedBatch {
 		// A tier that announces its own writes (FeedL2) but has no batch
 		// write for them: each change goes through writeL2, which hands it
@@ -165,7 +166,6 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 		}
 		return
 	}
-	feedBatch = feedBatch && c.l2Feeds
 	if !c.breaker.allow() {
 		for _, p := range ps {
 			c.enqueue(p)
@@ -179,8 +179,7 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 	ctx, cancel := c.ioContext(pctx, o)
 	defer cancel()
 	done := make([]pending, 0, len(ps))
-	bl, isBatch := c.l2.(BatchL2)
-	isBatch = isBatch || feedBatch
+	bl, isBatch := c.l2.(BatchL2) // (a batchFeeder is one too)
 	var batched []int
 	var items []L2Item
 	var changes []*Change // with feedBatch: the announcement of each item

@@ -119,7 +119,7 @@ func (b *Backplane) Publish(ctx context.Context, m backplane.Message) error {
 // CTE named rows, and notifies the channel: n has a row per notification.
 func (b *Backplane) insertSQL(rows string, c int) string {
 	return fmt.Sprintf(`c AS (INSERT INTO %s (channel, message, at) SELECT $%d, $%d, $%d FROM %s RETURNING id),
-n AS (SELECT pg_notify($%d, id::text || $%d) FROM c)`, b.t.names().changes, c, c+1, c+2, rows, c, c+3)
+n AS (SELECT pg_notify($%d, id::text || $%d) FROM c)`, b.t.n.changes, c, c+1, c+2, rows, c, c+3)
 }
 
 // insertArgs are the arguments of insertSQL for m: the row's message, and
@@ -318,7 +318,7 @@ func (b *Backplane) notified(conn *pgx.Conn, h backplane.Handler, payload string
 		bin, _ = base64.StdEncoding.DecodeString(msg) // not base64: counted as corrupt by handle
 	} else {
 		ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
-		err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT message FROM %s WHERE id = $1`, b.t.names().changes), id).Scan(&bin)
+		err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT message FROM %s WHERE id = $1`, b.t.n.changes), id).Scan(&bin)
 		cancel()
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // pruned already: the feed's pruning mark tells the catch-up
@@ -337,7 +337,7 @@ func (b *Backplane) notified(conn *pgx.Conn, h backplane.Handler, payload string
 // position below the feed's pruning mark means rows this node had not read
 // were deleted: a gap.
 func (b *Backplane) catchUp(conn *pgx.Conn, h backplane.Handler) error {
-	n := b.t.names()
+	n := b.t.n
 	rowsSQL := fmt.Sprintf(`SELECT xid::text::bigint, id, message FROM %s
 WHERE channel = $1 AND (xid, id) > ($2::text::xid8, $3) AND xid < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY xid, id LIMIT %d`, n.changes, catchUpBatch)

@@ -49,7 +49,7 @@ func (s *L2) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, wrap("get", key, err)
 	}
 	var v []byte
-	err := s.t.pool.QueryRow(ctx, fmt.Sprintf(`SELECT value FROM %s WHERE key = $1 AND expires_at > $2`, s.table()),
+	err := s.t.pool.QueryRow(ctx, fmt.Sprintf(`SELECT value FROM %s WHERE key = $1 AND expires_at > $2`, s.t.n.entries),
 		key, time.Now().UnixMilli()).Scan(&v)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -86,7 +86,7 @@ func (s *L2) Set(ctx context.Context, key string, val []byte, ttl time.Duration)
 	expires := now.Add(ttl).UnixMilli() + 1 // rounded up: never shorter than asked
 	upsert := fmt.Sprintf(`INSERT INTO %[1]s AS e (key, value, ts, expires_at) VALUES ($1, $2, $3, $4)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, ts = EXCLUDED.ts, expires_at = EXCLUDED.expires_at
-WHERE e.ts <= EXCLUDED.ts OR e.expires_at <= $5 RETURNING 1 AS one`, s.table())
+WHERE e.ts <= EXCLUDED.ts OR e.expires_at <= $5 RETURNING 1 AS one`, s.t.n.entries)
 	args := []any{key, val, ts, expires, now.UnixMilli()}
 	ch := s.change(ctx)
 	var sql string
@@ -113,7 +113,7 @@ func (s *L2) Delete(ctx context.Context, key string) error {
 	if err := s.t.ensureSchema(ctx); err != nil {
 		return wrap("delete", key, err)
 	}
-	del := fmt.Sprintf(`DELETE FROM %s WHERE key = $1`, s.table())
+	del := fmt.Sprintf(`DELETE FROM %s WHERE key = $1`, s.t.n.entries)
 	ch := s.change(ctx)
 	if ch == nil {
 		if _, err := s.t.pool.Exec(ctx, del, key); err != nil {
@@ -143,5 +143,3 @@ func (s *L2) change(ctx context.Context) *hybrid.Change {
 	}
 	return ch
 }
-
-func (s *L2) table() string { return pgx.Identifier{s.t.table}.Sanitize() }

@@ -68,12 +68,21 @@ type Config struct {
 // 63-byte identifier.
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
 
+// validTable checks a table name (empty: DefaultTable).
+func validTable(table string) error {
+	if table != "" && !tableName.MatchString(table) {
+		return fmt.Errorf("%w: postgres: Table %q: up to 48 letters, digits and underscores expected", strata.ErrInvalidSettings, table)
+	}
+	return nil
+}
+
 func (c *Config) validate() error {
+	if err := validTable(c.Table); err != nil {
+		return err
+	}
 	switch {
 	case c.ConnString == "":
 		return fmt.Errorf("%w: postgres: ConnString is empty", strata.ErrInvalidSettings)
-	case c.Table != "" && !tableName.MatchString(c.Table):
-		return fmt.Errorf("%w: postgres: Table %q: up to 48 letters, digits and underscores expected", strata.ErrInvalidSettings, c.Table)
 	case c.ChangeRetention < 0:
 		return fmt.Errorf("%w: postgres: ChangeRetention is negative", strata.ErrInvalidSettings)
 	}
@@ -87,6 +96,7 @@ type Tier struct {
 	pool      *pgxpool.Pool
 	connCf    *pgx.ConnConfig // for the backplanes' listening connections
 	table     string
+	n         names // quoted, for SQL
 	owned     bool
 	retention time.Duration // of the change feed's rows
 
@@ -138,8 +148,7 @@ func NewTierFromPool(pool *pgxpool.Pool, table string) (*Tier, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: postgres: nil pool", strata.ErrInvalidSettings)
 	}
-	cfg := Config{ConnString: "-", Table: table}
-	if err := cfg.validate(); err != nil {
+	if err := validTable(table); err != nil {
 		return nil, err
 	}
 	return newTier(pool, pool.Config().ConnConfig, table, false), nil
@@ -149,7 +158,10 @@ func newTier(pool *pgxpool.Pool, cc *pgx.ConnConfig, table string, owned bool) *
 	if table == "" {
 		table = DefaultTable
 	}
-	return &Tier{pool: pool, connCf: cc, table: table, owned: owned, retention: DefaultChangeRetention, stop: func() {}}
+	q := func(s string) string { return pgx.Identifier{s}.Sanitize() }
+	n := names{entries: q(table), expiresIdx: q(table + "_expires_at"),
+		changes: q(table + "_changes"), changesIdx: q(table + "_changes_feed"), pruned: q(table + "_changes_pruned")}
+	return &Tier{pool: pool, connCf: cc, table: table, n: n, owned: owned, retention: DefaultChangeRetention, stop: func() {}}
 }
 
 // Settings returns the strata.TierSettings of a tier on a pool built from
@@ -218,7 +230,7 @@ func (t *Tier) ensureSchema(ctx context.Context) error {
 	if t.schemaOK.Load() {
 		return nil
 	}
-	n := t.names()
+	n := t.n
 	// Two sessions creating the tables at once may both pass IF NOT EXISTS
 	// and one fail on the catalog's unique index: an advisory lock
 	// serializes them.
@@ -250,12 +262,6 @@ INSERT INTO %s (one, xid, id) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;`,
 // entries, and the change feed (its rows, and how far it was pruned).
 type names struct {
 	entries, expiresIdx, changes, changesIdx, pruned string
-}
-
-func (t *Tier) names() names {
-	q := func(s string) string { return pgx.Identifier{s}.Sanitize() }
-	return names{entries: q(t.table), expiresIdx: q(t.table + "_expires_at"),
-		changes: q(t.table + "_changes"), changesIdx: q(t.table + "_changes_feed"), pruned: q(t.table + "_changes_pruned")}
 }
 
 // lost notes err: when it says that the table does not exist (dropped, or
@@ -309,7 +315,7 @@ func (t *Tier) Prune(ctx context.Context) (int64, error) {
 	if err := t.ensureSchema(ctx); err != nil {
 		return 0, wrap("prune", "", err)
 	}
-	n := t.names()
+	n := t.n
 	entries := fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid IN (SELECT ctid FROM %[1]s WHERE expires_at <= $1 LIMIT %[2]d)`, n.entries, pruneBatch)
 	changes := fmt.Sprintf(`WITH d AS (DELETE FROM %[1]s WHERE ctid IN (SELECT ctid FROM %[1]s WHERE at <= $1 LIMIT %[2]d)
   RETURNING xid::text::bigint AS x, id),
