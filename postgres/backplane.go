@@ -106,8 +106,8 @@ func (b *Backplane) Publish(ctx context.Context, m backplane.Message) error {
 	}
 	sql := `WITH one AS (SELECT 1), ` + b.insertSQL("one", 1) + ` SELECT count(*) FROM n`
 	var n int64
-	if err := b.t.pool.QueryRow(ctx, sql, b.insertArgs(m)...).Scan(&n); err != nil {
-		b.t.lost(err)
+	args := b.insertArgs(m)
+	if err := b.t.run(ctx, func() error { return b.t.pool.QueryRow(ctx, sql, args...).Scan(&n) }); err != nil {
 		return wrap("publish", m.Key, err)
 	}
 	b.published.Add(1)

@@ -38,7 +38,8 @@ const (
 	// KindNone is the kind of a nil error.
 	KindNone Kind = iota
 	// KindTransient means PostgreSQL is unreachable, starting or shutting
-	// down, or the call timed out: the same call may succeed later.
+	// down, the connection broke, or the call timed out: the same call may
+	// succeed later.
 	KindTransient
 	// KindConfig means PostgreSQL answered and refused because of how things
 	// are set up: authentication failed, permission denied, the database
@@ -87,7 +88,7 @@ func Classify(err error) Kind {
 			return KindTransient
 		}
 		return KindOther
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr), pgconn.SafeToRetry(err), pgconn.Timeout(err):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr), pgconn.SafeToRetry(err), pgconn.Timeout(err), connLost(err):
 		return KindTransient
 	}
 	var connectErr *pgconn.ConnectError

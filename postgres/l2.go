@@ -49,13 +49,16 @@ func (s *L2) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, wrap("get", key, err)
 	}
 	var v []byte
-	err := s.t.pool.QueryRow(ctx, fmt.Sprintf(`SELECT value FROM %s WHERE key = $1 AND expires_at > $2`, s.t.n.entries),
-		key, time.Now().UnixMilli()).Scan(&v)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil, nil
-	case err != nil:
-		s.t.lost(err)
+	sql := fmt.Sprintf(`SELECT value FROM %s WHERE key = $1 AND expires_at > $2`, s.t.n.entries)
+	err := s.t.run(ctx, func() error {
+		err := s.t.pool.QueryRow(ctx, sql, key, time.Now().UnixMilli()).Scan(&v)
+		if errors.Is(err, pgx.ErrNoRows) {
+			v = nil
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return nil, wrap("get", key, err)
 	}
 	return v, nil
@@ -97,8 +100,7 @@ WHERE e.ts <= EXCLUDED.ts OR e.expires_at <= $5 RETURNING 1 AS one`, s.t.n.entri
 		args = append(args, s.feed.insertArgs(ch.Message)...)
 	}
 	var wrote, notified int64
-	if err := s.t.pool.QueryRow(ctx, sql, args...).Scan(&wrote, &notified); err != nil {
-		s.t.lost(err)
+	if err := s.t.run(ctx, func() error { return s.t.pool.QueryRow(ctx, sql, args...).Scan(&wrote, &notified) }); err != nil {
 		return false, wrap("set", key, err)
 	}
 	if notified > 0 {
@@ -116,16 +118,15 @@ func (s *L2) Delete(ctx context.Context, key string) error {
 	del := fmt.Sprintf(`DELETE FROM %s WHERE key = $1`, s.t.n.entries)
 	ch := s.change(ctx)
 	if ch == nil {
-		if _, err := s.t.pool.Exec(ctx, del, key); err != nil {
-			s.t.lost(err)
+		if err := s.t.run(ctx, func() error { _, err := s.t.pool.Exec(ctx, del, key); return err }); err != nil {
 			return wrap("delete", key, err)
 		}
 		return nil
 	}
 	var n int64
 	sql := `WITH d AS (` + del + `), one AS (SELECT 1), ` + s.feed.insertSQL("one", 2) + ` SELECT count(*) FROM n`
-	if err := s.t.pool.QueryRow(ctx, sql, append([]any{key}, s.feed.insertArgs(ch.Message)...)...).Scan(&n); err != nil {
-		s.t.lost(err)
+	args := append([]any{key}, s.feed.insertArgs(ch.Message)...)
+	if err := s.t.run(ctx, func() error { return s.t.pool.QueryRow(ctx, sql, args...).Scan(&n) }); err != nil {
 		return wrap("delete", key, err)
 	}
 	ch.MarkAnnounced()

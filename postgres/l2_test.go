@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/hybrid"
@@ -167,5 +170,106 @@ func TestUnreachable(t *testing.T) {
 	}
 	if bytes.Contains([]byte(err3.Error()), []byte("hunter2")) {
 		t.Fatal("password in Ping's error")
+	}
+}
+
+// PostgreSQL killed and restarted: the pool's connections are dead, but
+// the first call after the restart succeeds (the tier drops the dead
+// connections and tries once more on a new one) instead of failing once
+// per pooled connection.
+func TestRestartFailsNoCall(t *testing.T) {
+	srv := pgtest.Start(t)
+	tier := newTier(t, srv)
+	l2 := newL2(t, tier, "app:")
+	c := ctx(t)
+	if _, err := l2.Set(c, "app:k", env(1, []byte("before")), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Fill the pool with several connections, all of which the restart kills.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 20 {
+				if _, err := l2.Get(c, "app:k"); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	srv.Kill()
+	srv.Restart(t)
+	for i := range 8 {
+		v, err := l2.Get(c, "app:k")
+		if err != nil {
+			t.Fatalf("Get %d after the restart: %v", i, err)
+		}
+		if valueOf(t, v) != "before" {
+			t.Fatalf("Get %d after the restart = %q", i, valueOf(t, v))
+		}
+	}
+	srv.Kill()
+	srv.Restart(t)
+	if _, err := l2.Set(c, "app:k", env(2, []byte("after")), time.Minute); err != nil {
+		t.Fatalf("Set after the restart: %v", err)
+	}
+	srv.Kill()
+	srv.Restart(t)
+	if err := l2.Delete(c, "app:k"); err != nil {
+		t.Fatalf("Delete after the restart: %v", err)
+	}
+	// A server that stays down still fails the call, at once.
+	srv.Kill()
+	if _, err := l2.Get(c, "app:k"); !errors.Is(err, hybrid.ErrL2Unavailable) {
+		t.Fatalf("Get with the server down: %v; want hybrid.ErrL2Unavailable", err)
+	}
+}
+
+// A tier on the caller's pool prunes expired rows on its own, stops on
+// Close, and leaves the pool open.
+func TestTierFromPool(t *testing.T) {
+	srv := pgtest.Start(t)
+	pool, err := pgxpool.New(context.Background(), srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, cfg := range []postgres.Config{
+		{Table: "bad;table"},
+		{ConnString: srv.URL()},
+		{Password: "hunter2"},
+		{ChangeRetention: -time.Second},
+	} {
+		if _, err := postgres.NewTierFromPoolConfig(pool, cfg); !errors.Is(err, strata.ErrInvalidSettings) || strings.Contains(err.Error(), "hunter2") {
+			t.Fatalf("NewTierFromPoolConfig(%+v) = %v; want ErrInvalidSettings without the password", cfg.Table, err)
+		}
+	}
+	if _, err := postgres.NewTierFromPool(nil, ""); !errors.Is(err, strata.ErrInvalidSettings) {
+		t.Fatalf("NewTierFromPool(nil) = %v", err)
+	}
+	tier, err := postgres.NewTierFromPoolConfig(pool, postgres.Config{Table: "pooled", PruneInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2 := newL2(t, tier, "app:")
+	c := ctx(t)
+	if _, err := l2.Set(c, "app:gone", env(1, []byte("v")), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l2.Set(c, "app:kept", env(1, []byte("v")), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	rows := func() (n int) {
+		if err := pool.QueryRow(c, `SELECT count(*) FROM pooled`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitFor(t, 10*time.Second, "the expired row to be pruned", func() bool { return rows() == 1 })
+	if err := tier.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Ping(c); err != nil {
+		t.Fatalf("the caller's pool after the tier's Close: %v", err)
 	}
 }

@@ -6,10 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,13 +81,19 @@ func validTable(table string) error {
 }
 
 func (c *Config) validate() error {
+	if c.ConnString == "" {
+		return fmt.Errorf("%w: postgres: ConnString is empty", strata.ErrInvalidSettings)
+	}
+	return c.validateTiming()
+}
+
+// validateTiming checks what a tier on a pool of the caller's uses: the
+// table and the retention.
+func (c *Config) validateTiming() error {
 	if err := validTable(c.Table); err != nil {
 		return err
 	}
-	switch {
-	case c.ConnString == "":
-		return fmt.Errorf("%w: postgres: ConnString is empty", strata.ErrInvalidSettings)
-	case c.ChangeRetention < 0:
+	if c.ChangeRetention < 0 {
 		return fmt.Errorf("%w: postgres: ChangeRetention is negative", strata.ErrInvalidSettings)
 	}
 	return nil
@@ -102,6 +112,8 @@ type Tier struct {
 
 	schemaMu sync.Mutex
 	schemaOK atomic.Bool
+
+	resets atomic.Uint64 // times the pool was reset after a lost connection (see run)
 
 	stop   context.CancelFunc
 	pruned sync.WaitGroup
@@ -141,17 +153,33 @@ func NewTier(cfg Config) (*Tier, error) {
 }
 
 // NewTierFromPool returns a tier on the caller's pool, which it never
-// closes. table is the table of the entries (empty: DefaultTable). Expired
-// rows are not pruned by this tier: call Prune now and then, or let reads
-// ignore them.
+// closes. table is the table of the entries (empty: DefaultTable). The tier
+// prunes expired rows and old changes every DefaultPruneInterval (keeping
+// changes for DefaultChangeRetention) until Close; NewTierFromPoolConfig
+// sets those.
 func NewTierFromPool(pool *pgxpool.Pool, table string) (*Tier, error) {
+	return NewTierFromPoolConfig(pool, Config{Table: table})
+}
+
+// NewTierFromPoolConfig is NewTierFromPool with the Table, PruneInterval
+// and ChangeRetention of cfg; its ConnString and Password must be empty
+// (the pool has its own).
+func NewTierFromPoolConfig(pool *pgxpool.Pool, cfg Config) (*Tier, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: postgres: nil pool", strata.ErrInvalidSettings)
 	}
-	if err := validTable(table); err != nil {
+	if cfg.ConnString != "" || cfg.Password != "" {
+		return nil, fmt.Errorf("%w: postgres: ConnString and Password are the pool's: leave them empty", strata.ErrInvalidSettings)
+	}
+	if err := cfg.validateTiming(); err != nil {
 		return nil, err
 	}
-	return newTier(pool, pool.Config().ConnConfig, table, false), nil
+	t := newTier(pool, pool.Config().ConnConfig, cfg.Table, false)
+	if cfg.ChangeRetention > 0 {
+		t.retention = cfg.ChangeRetention
+	}
+	t.startPruning(cfg.PruneInterval)
+	return t, nil
 }
 
 func newTier(pool *pgxpool.Pool, cc *pgx.ConnConfig, table string, owned bool) *Tier {
@@ -202,7 +230,7 @@ func (t *Tier) Ping(ctx context.Context) error {
 	if err := t.ensureSchema(ctx); err != nil {
 		return wrap("ping", "", err)
 	}
-	if err := t.pool.Ping(ctx); err != nil {
+	if err := t.run(ctx, func() error { return t.pool.Ping(ctx) }); err != nil {
 		return wrap("ping", "", err)
 	}
 	return nil
@@ -243,15 +271,18 @@ CREATE INDEX IF NOT EXISTS %s ON %s (channel, xid, id);
 CREATE TABLE IF NOT EXISTS %s (one boolean PRIMARY KEY DEFAULT true CHECK (one), xid bigint NOT NULL, id bigint NOT NULL);
 INSERT INTO %s (one, xid, id) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;`,
 		lockID(t.table), n.entries, n.expiresIdx, n.entries, n.changes, n.changesIdx, n.changes, n.pruned, n.pruned)
-	tx, err := t.pool.Begin(ctx)
+	err := t.run(ctx, func() error {
+		tx, err := t.pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // after Commit: a no-op
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
 	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit: a no-op
-	if _, err := tx.Exec(ctx, sql); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
 	t.schemaOK.Store(true)
@@ -262,6 +293,54 @@ INSERT INTO %s (one, xid, id) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;`,
 // entries, and the change feed (its rows, and how far it was pruned).
 type names struct {
 	entries, expiresIdx, changes, changesIdx, pruned string
+}
+
+// run runs f, a statement on the pool, and once more if it failed because
+// its connection was lost (PostgreSQL restarted or shut the session down,
+// the connection was cut): a restart kills every pooled connection, and
+// without this each of them would fail one call, and open the cache's
+// circuit breaker, before the pool noticed. Before the second try the pool
+// is reset (see pgxpool.Pool.Reset: idle connections are closed at once,
+// those in use when they are released), unless another call reset it
+// meanwhile, so the second try runs on a new connection. Every statement of
+// the tier may run twice: writes are newest-wins or deletions, and a change
+// recorded twice is applied once by its receivers.
+//
+// A failure that is not a lost connection, or a second one, is returned
+// (after lost has seen it); so is every failure once ctx is done.
+func (t *Tier) run(ctx context.Context, f func() error) error {
+	gen := t.resets.Load()
+	err := f()
+	if err != nil && ctx.Err() == nil && connLost(err) {
+		if t.resets.CompareAndSwap(gen, gen+1) {
+			t.pool.Reset()
+		}
+		err = f()
+	}
+	if err != nil {
+		t.lost(err)
+	}
+	return err
+}
+
+// connLost reports whether err says that the connection of a call broke:
+// the server closed it (a restart, a terminated session) or it was cut. A
+// connection that could not be opened is not one: the server is down, and
+// trying again at once would fail as well.
+func connLost(err error) bool {
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// admin_shutdown, crash_shutdown; connection_exception and its
+		// subclasses.
+		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || strings.HasPrefix(pgErr.Code, "08")
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, pgconn.ErrConnClosed)
 }
 
 // lost notes err: when it says that the table does not exist (dropped, or
@@ -324,9 +403,12 @@ u AS (UPDATE %[3]s p SET xid = m.x, id = m.id FROM m WHERE (m.x, m.id) > (p.xid,
 SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM u)`, n.changes, pruneBatch, n.pruned)
 	var total int64
 	for {
-		tag, err := t.pool.Exec(ctx, entries, time.Now().UnixMilli())
+		var tag pgconn.CommandTag
+		err := t.run(ctx, func() (err error) {
+			tag, err = t.pool.Exec(ctx, entries, time.Now().UnixMilli())
+			return err
+		})
 		if err != nil {
-			t.lost(err)
 			return total, wrap("prune", "", err)
 		}
 		total += tag.RowsAffected()
@@ -337,8 +419,7 @@ SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM u)`, n.changes, pruneBatc
 	before := time.Now().Add(-t.retention).UnixMilli()
 	for {
 		var deleted, updated int64
-		if err := t.pool.QueryRow(ctx, changes, before).Scan(&deleted, &updated); err != nil {
-			t.lost(err)
+		if err := t.run(ctx, func() error { return t.pool.QueryRow(ctx, changes, before).Scan(&deleted, &updated) }); err != nil {
 			return total, wrap("prune", "", err)
 		}
 		if deleted < pruneBatch {

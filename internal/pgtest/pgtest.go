@@ -28,7 +28,8 @@ const (
 	installHint   = "install it with `sudo apt-get install postgresql` or run ./scripts/test.sh, which installs it"
 	startAttempts = 3
 	// User is the superuser of every server (trust authentication on
-	// loopback: no password).
+	// loopback, no password, unless the server was started by
+	// StartWithPassword).
 	User = "test"
 )
 
@@ -76,10 +77,26 @@ type Server struct {
 // cleanup stops it and removes its directory.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, "")
+}
+
+// StartWithPassword is Start for a server whose TCP connections must
+// authenticate User with password (SCRAM-SHA-256). URL does not hold the
+// password.
+func StartWithPassword(t testing.TB, password string) *Server {
+	t.Helper()
+	if password == "" {
+		t.Fatal("pgtest: StartWithPassword with an empty password")
+	}
+	return start(t, password)
+}
+
+func start(t testing.TB, password string) *Server {
+	t.Helper()
 	Require(t)
 	var lastErr error
 	for range startAttempts {
-		s, err := tryStart(t)
+		s, err := tryStart(t, password)
 		if err == nil {
 			return s
 		}
@@ -89,7 +106,7 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func tryStart(t testing.TB) (*Server, error) {
+func tryStart(t testing.TB, password string) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -118,7 +135,19 @@ func tryStart(t testing.TB) (*Server, error) {
 	if s.port == 5432 {
 		return nil, fmt.Errorf("pgtest: got port 5432, trying again")
 	}
-	if err := s.run("initdb", "-D", s.dataDir(), "-A", "trust", "-U", User, "--no-sync", "-E", "UTF8", "--locale", "C"); err != nil {
+	auth := []string{"-A", "trust"}
+	if password != "" {
+		pwfile := filepath.Join(s.dir, "pwfile")
+		if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		if err := s.chown(pwfile); err != nil {
+			return nil, err
+		}
+		auth = []string{"--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile=" + pwfile}
+	}
+	args := append([]string{"-D", s.dataDir()}, auth...)
+	if err := s.run("initdb", append(args, "-U", User, "--no-sync", "-E", "UTF8", "--locale", "C")...); err != nil {
 		return nil, err
 	}
 	t.Cleanup(s.Kill)
