@@ -181,8 +181,10 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 		}
 		svcCleanup(b, addr, own, name)
 	}()
+	trips := new(tripCounter)
 	for i := range nodes {
 		clients[i] = newRedisClient(addr)
+		clients[i].AddHook(trips)
 		n, err := build(svcEnv{rdb: clients[i], name: name, load: src.load, logger: slog.New(logs)})
 		if err != nil {
 			b.Fatalf("node %d: %v", i, err)
@@ -254,12 +256,14 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	admin := newRedisClient(addr)
 	defer admin.Close()
 	redisCPU0, redisOK := redisCPU(ctx, admin)
+	trips0, cmds0 := trips.trips.Load(), trips.cmds.Load()
 	cpu0, cpuOK := processCPU()
 	b.ResetTimer()
 	close(start)
 	wg.Wait()
 	b.StopTimer()
 	cpu1, cpuOK1 := processCPU()
+	trips1, cmds1 := trips.trips.Load(), trips.cmds.Load()
 	redisCPU1, redisOK1 := redisCPU(ctx, admin)
 	warns := logs.n.Load() - warnsBefore
 
@@ -296,6 +300,8 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	if cpuOK && cpuOK1 {
 		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
 	}
+	b.ReportMetric(float64(trips1-trips0)/float64(b.N), "round-trips/op")
+	b.ReportMetric(float64(cmds1-cmds0)/float64(b.N), "redis-cmds/op")
 	if redisOK && redisOK1 {
 		b.ReportMetric(float64((redisCPU1-redisCPU0).Microseconds())/float64(b.N), "redis-cpu-us/op")
 	}
@@ -434,6 +440,32 @@ func redisCPU(ctx context.Context, rdb *redis.Client) (time.Duration, bool) {
 		found++
 	}
 	return time.Duration(total * float64(time.Second)), found == 2
+}
+
+// tripCounter is a go-redis hook that counts what the nodes' clients send:
+// round trips (a command, or a pipeline) and commands (a pipeline's each).
+// A subscription's messages are not sent, and not counted; a command that
+// go-redis retries counts once.
+type tripCounter struct {
+	trips, cmds atomic.Int64
+}
+
+func (c *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.trips.Add(1)
+		c.cmds.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.trips.Add(1)
+		c.cmds.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
 }
 
 // cmpErr keeps the first non-nil error.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -30,9 +31,63 @@ func (c *Cache) flight(key string, load func() (any, error)) (<-chan singlefligh
 			return nil, ErrClosed
 		}
 		defer c.wg.Done()
-		return load()
+		if c.l2 == nil {
+			return load()
+		}
+		return c.onWorker(load)
 	})
 	return ch, true
+}
+
+// onWorker runs load on a background worker (see goBackground) and waits
+// for it. singleflight starts a new goroutine for every load it runs
+// detached, and a load that reads and writes the distributed tier (go-redis,
+// a script, the backplane) grows that goroutine's stack two or three times
+// over, copying it each time: ~7% of the CPU of a service that loads often
+// (BenchmarkServiceMix). A worker keeps its grown stack from one load to
+// the next. A panic or runtime.Goexit in load happens again on the caller's
+// goroutine, as if load had run there; when no worker can be had (the
+// cache is closing), load runs here.
+func (c *Cache) onWorker(load func() (any, error)) (any, error) {
+	j := &workerJob{done: make(chan struct{})}
+	if !c.goBackground(func() { j.run(load) }) {
+		return load()
+	}
+	<-j.done
+	switch {
+	case j.panicked:
+		panic(j.pv)
+	case j.goexit:
+		runtime.Goexit()
+	}
+	return j.v, j.err
+}
+
+// workerJob is one load handed to a worker: its results, or how it ended
+// abnormally.
+type workerJob struct {
+	v        any
+	err      error
+	panicked bool
+	pv       any
+	goexit   bool
+	done     chan struct{}
+}
+
+func (j *workerJob) run(load func() (any, error)) {
+	returned := false
+	defer func() {
+		if !returned {
+			if r := recover(); r != nil {
+				j.panicked, j.pv = true, r
+			} else {
+				j.goexit = true // (the worker ends with it)
+			}
+		}
+		close(j.done)
+	}()
+	j.v, j.err = load()
+	returned = true
 }
 
 // flightHere is flight for a caller that nothing can make stop waiting

@@ -1,0 +1,127 @@
+package hybrid_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/redistest"
+)
+
+// A load detached from its caller (factory timeouts) on a cache with a
+// distributed tier runs on a background worker: the semantics are those of
+// a load on its own goroutine. Many keys at once each load once; a factory's
+// panic reaches the caller that started the load, and the key is not
+// poisoned; the callers of one key share one load; Close waits for the
+// loads (goleak checks that no worker is left).
+func TestDetachedLoadOnWorker(t *testing.T) {
+	srv := redistest.Start(t)
+	entry := hybrid.EntryOptions{Duration: time.Minute, FactorySoftTimeout: time.Minute, FactoryHardTimeout: 2 * time.Minute}
+	c := node(t, srv.Client(t), entry)
+	ctx := context.Background()
+
+	// Many cold keys at once, more than there are workers (64).
+	var loads atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 100 {
+		wg.Go(func() {
+			for i := range 5 {
+				key := "cold-" + string(rune('a'+g%26)) + string(rune('a'+g/26)) + string(rune('0'+i))
+				v, err := hybrid.GetOrSet(ctx, c, key, func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+					loads.Add(1)
+					return key, nil
+				})
+				if err != nil || v != key {
+					t.Errorf("GetOrSet(%s) = %q, %v", key, v, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := loads.Load(); n != 500 {
+		t.Fatalf("%d loads for 500 cold keys", n)
+	}
+
+	// One key, many callers: one load, shared.
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	var once sync.Once
+	var shared atomic.Int64
+	slow := func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+		shared.Add(1)
+		once.Do(func() { close(entered) })
+		<-release
+		return "slow", nil
+	}
+	results := make(chan string, 10)
+	wg.Go(func() {
+		v, _ := hybrid.GetOrSet(ctx, c, "shared", slow)
+		results <- v
+	})
+	<-entered // the load runs and holds the key: the callers below join it
+	for range 9 {
+		wg.Go(func() {
+			v, _ := hybrid.GetOrSet(ctx, c, "shared", slow)
+			results <- v
+		})
+	}
+	close(release)
+	wg.Wait()
+	close(results)
+	for v := range results {
+		if v != "slow" {
+			t.Errorf("a caller of the shared load got %q", v)
+		}
+	}
+	if n := shared.Load(); n != 1 {
+		t.Errorf("%d loads of one key by 10 callers, want 1", n)
+	}
+
+	// A factory that panics: its caller panics with the value.
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the factory's panic", r)
+			}
+		}()
+		_, _ = hybrid.GetOrSet(ctx, c, "panicky", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+			panic("boom")
+		})
+		t.Error("GetOrSet returned after its factory panicked")
+	}()
+	v, err := hybrid.GetOrSet(ctx, c, "panicky", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "fine", nil })
+	if err != nil || v != "fine" {
+		t.Fatalf("after the panic: %q, %v; want fine", v, err)
+	}
+
+	// Close waits for a load running on a worker.
+	running := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		_, err := hybrid.GetOrSet(ctx, c, "at-close", func(ctx context.Context, _ *hybrid.FactoryContext[string]) (string, error) {
+			close(running)
+			<-ctx.Done() // cancelled by Close
+			close(finished)
+			return "", ctx.Err()
+		})
+		if err == nil {
+			t.Error("a load cancelled by Close succeeded")
+		}
+	}()
+	<-running
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-finished:
+	default:
+		t.Fatal("Close returned before the load on a worker ended")
+	}
+	if _, err := hybrid.GetOrSet(ctx, c, "after-close", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "x", nil }); !errors.Is(err, hybrid.ErrClosed) {
+		t.Errorf("GetOrSet after Close: %v; want ErrClosed", err)
+	}
+}
