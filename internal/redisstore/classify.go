@@ -122,7 +122,8 @@ func classifyReply(msg string) Kind {
 		return KindConfig
 	case strings.HasPrefix(msg, "max number of clients reached"):
 		return KindTransient
-	case strings.HasPrefix(msg, "unknown command"), strings.Contains(msg, "command not allowed"):
+	case strings.HasPrefix(msg, "unknown command"), strings.Contains(msg, "command not allowed"),
+		strings.Contains(msg, "cluster support disabled"): // a cluster client on a standalone server
 		return KindConfig
 	}
 	return KindOther

@@ -70,6 +70,7 @@ func TestClassifyTable(t *testing.T) {
 		{redis.ErrNoScript, redisstore.KindConfig},
 		{redis.ErrCrossSlot, redisstore.KindConfig},
 		{replyError("ERR unknown command 'EVALSHA', with args beginning with: "), redisstore.KindConfig},
+		{replyError("ERR This instance has cluster support disabled"), redisstore.KindConfig},
 		{replyError("ERR WRONGTYPE Operation against a key holding the wrong kind of value"), redisstore.KindConfig}, // KVRocks style
 		{replyError("ERR Error running script (call to f_x): @user_script:1: bad"), redisstore.KindOther},
 		{redisstore.ErrValueTooLarge, redisstore.KindOther},
