@@ -214,11 +214,19 @@ func (t *Tier) Ping(ctx context.Context) error {
 func (t *Tier) Close() error { return t.src.close() }
 
 // unreachable reports whether c cannot reach etcd now: its connection is
-// in transient failure (every member refused or timed out; gRPC retries in
-// the background), or is still connecting after connectGrace. Then an
-// operation fails at once instead of waiting for its deadline, so that the
-// cache's circuit breaker opens; an operation on a ready connection is not
-// delayed at all.
+// in transient failure and a new attempt, started at once, does not succeed
+// within connectGrace (every member refused or timed out), or it is still
+// connecting after connectGrace. Then an operation fails at once instead of
+// waiting for its deadline, so that the cache's circuit breaker opens; an
+// operation on a ready connection is not delayed at all.
+//
+// A connection in transient failure waits out gRPC's reconnect backoff
+// (up to 2 s with the tier's own client, 2 minutes with gRPC's defaults)
+// before it tries again, so that after etcd comes back the calls in that
+// window would fail and open the breaker though etcd answers. The backoff
+// is cut short instead (ResetConnectBackoff): the call that finds the
+// connection failed pays for one connection attempt, and the breaker keeps
+// the calls that follow a real outage from paying it again.
 func unreachable(ctx context.Context, c *clientv3.Client) bool {
 	conn := c.ActiveConnection()
 	if conn == nil {
@@ -228,13 +236,17 @@ func unreachable(ctx context.Context, c *clientv3.Client) bool {
 	switch st {
 	case connectivity.Ready:
 		return false
-	case connectivity.TransientFailure:
-		return true
 	case connectivity.Idle:
 		conn.Connect()
 	}
 	wctx, cancel := context.WithTimeout(ctx, connectGrace)
 	defer cancel()
+	if st == connectivity.TransientFailure {
+		conn.ResetConnectBackoff()
+		if !conn.WaitForStateChange(wctx, st) {
+			return true // no new attempt within the grace
+		}
+	}
 	for {
 		switch st = conn.GetState(); st {
 		case connectivity.Ready:
