@@ -38,8 +38,10 @@ func newNode(t testing.TB, cli *clientv3.Client, name string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Subscribed before New returns: a write made right after it is heard
+	// (a watch that starts later begins after that write).
 	c, err := hybrid.New(hybrid.Options{Name: name, L2: l2, Backplane: bp, Logger: quietLogger(),
-		Entry: hybrid.EntryOptions{Duration: time.Hour}})
+		Entry: hybrid.EntryOptions{Duration: time.Hour}, WaitForInitialBackplaneSubscribe: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
