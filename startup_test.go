@@ -1,7 +1,6 @@
 package strata_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
 	"github.com/strata-cache/strata/internal/tcpproxy"
+	"github.com/strata-cache/strata/internal/testlog"
 )
 
 // pausedRedis returns a real Redis behind a proxy that holds every byte:
@@ -226,24 +225,6 @@ func TestURLErrorsHidePasswords(t *testing.T) {
 	}
 }
 
-// syncLog is a goroutine-safe buffer for a slog handler.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type stdRedisLogger struct{ l *log.Logger }
 
 func (s stdRedisLogger) Printf(_ context.Context, format string, v ...any) { s.l.Printf(format, v...) }
@@ -251,7 +232,7 @@ func (s stdRedisLogger) Printf(_ context.Context, format string, v ...any) { s.l
 // TestRouteRedisLogs: go-redis's own lines go to the slog logger given,
 // with the password of a URL redacted.
 func TestRouteRedisLogs(t *testing.T) {
-	logs := &syncLog{}
+	logs := &testlog.Buffer{}
 	strata.RouteRedisLogs(slog.New(slog.NewTextHandler(logs, nil)))
 	t.Cleanup(func() { redis.SetLogger(stdRedisLogger{log.New(os.Stderr, "redis: ", log.LstdFlags)}) })
 

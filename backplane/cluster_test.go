@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/internal/testlog"
 )
 
 func TestRedisClusterSharded(t *testing.T) {
@@ -92,7 +93,7 @@ func TestRedisCloseDuringResubscribe(t *testing.T) {
 	t.Parallel()
 	cluster := redistest.StartCluster(t, 3)
 	ch := backplane.ChannelName("", "users")
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	client := cluster.Client(t)
 	bp, err := backplane.NewRedis(client, backplane.RedisOptions{
 		Channel: ch, Logger: slog.New(slog.NewTextHandler(logs, nil)), SubscribeTimeout: 30 * time.Second,

@@ -1,12 +1,10 @@
 package backplane_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/internal/testlog"
 )
 
 // newRedisBackplane returns a subscribed Redis backplane, closed by t.Cleanup.
@@ -49,24 +48,6 @@ func publishEventually(t testing.TB, bp backplane.Backplane, m backplane.Message
 		}
 		time.Sleep(20 * time.Millisecond) // retry back-off, not synchronization
 	}
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestNewRedisOptions(t *testing.T) {
@@ -229,7 +210,7 @@ func TestRedisOverflowIsAGap(t *testing.T) {
 	ch := backplane.ChannelName("", "users")
 	r := newRecorder()
 	r.gate = make(chan struct{})
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	sub := newRedisBackplane(t, srv.Client(t), backplane.RedisOptions{
 		Channel: ch, QueueSize: 2, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 	}, r)
@@ -271,7 +252,7 @@ func TestRedisCorruptPayload(t *testing.T) {
 	srv := redistest.Start(t)
 	ch := backplane.ChannelName("", "users")
 	r := newRecorder()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	sub := newRedisBackplane(t, srv.Client(t), backplane.RedisOptions{
 		Channel: ch, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 	}, r)

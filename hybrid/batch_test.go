@@ -1,7 +1,6 @@
 package hybrid_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/internal/testlog"
 )
 
 // batchLoader is a BatchFactory over a fixed table, counting calls and the
@@ -190,26 +190,8 @@ func TestGetOrSetManyTypeMismatch(t *testing.T) {
 	wantValue(t, res[1], "k0", "v0")
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestGetOrSetManyUnaskedKeysIgnored(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	c := newCache(t, hybrid.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	f := func(ctx context.Context, bc *hybrid.BatchContext[string]) (map[string]string, error) {
 		bc.For("intruder").SetDuration(time.Hour) // ignored, not a panic

@@ -1,38 +1,19 @@
 package postgres_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/pgtest"
+	"github.com/strata-cache/strata/internal/testlog"
 	"github.com/strata-cache/strata/postgres"
 )
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A server that asks for a password (SCRAM): Config.Password, or one in the
 // connection string, authenticates; a wrong one is a configuration error
@@ -82,7 +63,7 @@ func TestPasswordAuthentication(t *testing.T) {
 		{"wrong password in the connection string", strings.Replace(srv.URL(), pgtest.User+"@", pgtest.User+":"+bad+"@", 1), ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testlog.Buffer
 			d := strata.ProductionDefaults()
 			d.Entry.BackgroundL2Operations = false
 			p := newProvider(t, strata.Settings{
