@@ -324,8 +324,8 @@ func TestTLSAndACL(t *testing.T) {
 		t.Fatalf("over TLS with an ACL user: got %q, %v", v, ok)
 	}
 	err := orders.Ping(ctx)
-	if err == nil || !strings.Contains(err.Error(), "NOPERM") {
-		t.Fatalf("Ping outside the ACL prefix: err = %v, want NOPERM", err)
+	if !errors.Is(err, hybrid.ErrL2Config) || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Ping outside the ACL prefix: err = %v, want ErrL2Config with NOPERM", err)
 	}
 	// The cache still works from memory, and says why L2 is unused.
 	if err := hybrid.Set(ctx, orders, "1", "x"); err != nil {

@@ -330,8 +330,8 @@ func TestProviderACLUser(t *testing.T) {
 	waitValue(t, users2, "1", "ada")
 
 	err := orders.Ping(ctx)
-	if err == nil || !strings.Contains(err.Error(), "NOPERM") {
-		t.Fatalf("Ping of orders (outside the ACL key pattern): err = %v, want NOPERM", err)
+	if !errors.Is(err, hybrid.ErrL2Config) || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Ping of orders (outside the ACL key pattern): err = %v, want ErrL2Config with NOPERM", err)
 	}
 	v, err := hybrid.GetOrSet(ctx, orders, "1", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
 		return "book", nil

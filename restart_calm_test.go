@@ -2,6 +2,7 @@ package strata_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +43,9 @@ func TestRedisRestartFailsNoCall(t *testing.T) {
 	}
 	wg.Wait()
 	srv.Kill(t)
+	if err := c.Ping(ctx); !errors.Is(err, hybrid.ErrL2Unavailable) {
+		t.Fatalf("Ping with Redis down: %v; want hybrid.ErrL2Unavailable", err)
+	}
 	srv.Restart(t)
 	for i := range 8 {
 		if err := hybrid.Set(ctx, c, "after", i); err != nil {
@@ -70,8 +74,8 @@ func TestClusterSettingsOnStandaloneServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := c.Ping(ctx); err == nil || !strings.Contains(err.Error(), "cluster support disabled") {
-		t.Fatalf("Ping: %v; want Redis's refusal", err)
+	if err := c.Ping(ctx); !errors.Is(err, hybrid.ErrL2Config) || !strings.Contains(err.Error(), "cluster support disabled") {
+		t.Fatalf("Ping: %v; want hybrid.ErrL2Config with Redis's refusal", err)
 	}
 	_ = hybrid.Set(ctx, c, "k", "v")
 	if st := c.Stats(); st.ConfigErrors == 0 || st.RecoveryQueued != 0 {
