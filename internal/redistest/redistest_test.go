@@ -355,3 +355,22 @@ func TestStartFailureShowsServerOutput(t *testing.T) {
 		t.Errorf("Start with a bad option failed with %q, want the server's own error in the message", failed)
 	}
 }
+
+func TestSentinels(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	ss := redistest.StartSentinels(t, "m", master, 1, 1)
+	if addr, err := ss.Master(); err != nil || addr != master.Addr() {
+		t.Fatalf("Master() = %q, %v; want %s", addr, err, master.Addr())
+	}
+	c := redis.NewFailoverClient(ss.FailoverOptions())
+	defer c.Close()
+	if err := c.Set(ctx(t), "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc := replica.Client(t)
+	redistest.Eventually(t, "the replica to have the write", func() bool {
+		v, err := rc.Get(ctx(t), "k").Result()
+		return err == nil && v == "v"
+	})
+}

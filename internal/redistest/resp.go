@@ -19,7 +19,7 @@ type replyError string
 func (e replyError) Error() string { return "redis: " + string(e) }
 
 // command sends one command on a fresh connection to addr (TLS when tlsConf is non-nil)
-// and returns the reply of a simple string, bulk string or integer. Everything, dial
+// and returns its reply (see readReply). Everything, dial
 // included, must finish within timeout. An error reply is returned as a replyError.
 func command(addr string, tlsConf *tls.Config, timeout time.Duration, args ...string) (string, error) {
 	deadline := time.Now().Add(timeout)
@@ -46,7 +46,12 @@ func command(addr string, tlsConf *tls.Config, timeout time.Duration, args ...st
 	if _, err := io.WriteString(conn, req.String()); err != nil {
 		return "", err
 	}
-	r := bufio.NewReader(conn)
+	return readReply(bufio.NewReader(conn))
+}
+
+// readReply reads one reply: a simple string, bulk string or integer as its text, an array of
+// them as their texts joined by spaces, an error reply as a replyError.
+func readReply(r *bufio.Reader) (string, error) {
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err
@@ -70,6 +75,20 @@ func command(addr string, tlsConf *tls.Config, timeout time.Duration, args ...st
 			return "", err
 		}
 		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return "", fmt.Errorf("redistest: unexpected array reply %q", line)
+		}
+		items := make([]string, 0, max(n, 0))
+		for range n {
+			item, err := readReply(r)
+			if err != nil {
+				return "", err
+			}
+			items = append(items, item)
+		}
+		return strings.Join(items, " "), nil
 	default:
 		return "", fmt.Errorf("redistest: unexpected reply %q", line)
 	}

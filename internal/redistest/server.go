@@ -38,6 +38,9 @@ type config struct {
 	tls     bool
 	args    []string
 	cluster bool // internal: started by StartCluster
+	// sentinel, when set, is the configuration file of a Sentinel
+	// (internal: started by StartSentinel).
+	sentinel string
 }
 
 // WithTLS makes the server listen with TLS only (--port 0, --tls-port P). A CA, a server
@@ -149,6 +152,10 @@ func (s *Server) args() []string {
 			"--tls-ca-cert-file", s.tls.CAFile,
 			"--tls-auth-clients", "optional",
 		}
+	}
+	if s.cfg.sentinel != "" {
+		// A Sentinel rewrites its configuration file, the first argument.
+		args = append([]string{s.cfg.sentinel, "--sentinel"}, args...)
 	}
 	args = append(args, "--save", "", "--appendonly", "no", "--dir", s.dir, "--daemonize", "no")
 	if s.cfg.cluster {
