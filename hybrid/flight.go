@@ -45,9 +45,10 @@ func (c *Cache) flight(key string, load func() (any, error)) (<-chan singlefligh
 // a script, the backplane) grows that goroutine's stack two or three times
 // over, copying it each time: ~7% of the CPU of a service that loads often
 // (BenchmarkServiceMix). A worker keeps its grown stack from one load to
-// the next. A panic or runtime.Goexit in load happens again on the caller's
-// goroutine, as if load had run there; when no worker can be had (the
-// cache is closing), load runs here.
+// the next. A panic or runtime.Goexit in load happens again on this
+// goroutine (singleflight's), as if load had run here, and singleflight
+// deals with it as before; when no worker can be had (the cache is
+// closing), load runs here.
 func (c *Cache) onWorker(load func() (any, error)) (any, error) {
 	j := &workerJob{done: make(chan struct{})}
 	if !c.goBackground(func() { j.run(load) }) {
