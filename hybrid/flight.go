@@ -50,32 +50,47 @@ func (c *Cache) flight(key string, load func() (any, error)) (<-chan singlefligh
 // deals with it as before; when no worker can be had (the cache is
 // closing), load runs here.
 func (c *Cache) onWorker(load func() (any, error)) (any, error) {
-	j := &workerJob{done: make(chan struct{})}
-	if !c.goBackground(func() { j.run(load) }) {
+	j := workerJobs.Get().(*workerJob)
+	j.load = load
+	if !c.goBackground(j.runFn) {
+		j.load = nil
+		workerJobs.Put(j)
 		return load()
 	}
 	<-j.done
+	v, err, panicked, pv, goexit := j.v, j.err, j.panicked, j.pv, j.goexit
+	*j = workerJob{done: j.done, runFn: j.runFn} // nothing of this load kept
+	workerJobs.Put(j)
 	switch {
-	case j.panicked:
-		panic(j.pv)
-	case j.goexit:
+	case panicked:
+		panic(pv)
+	case goexit:
 		runtime.Goexit()
 	}
-	return j.v, j.err
+	return v, err
 }
 
-// workerJob is one load handed to a worker: its results, or how it ended
-// abnormally.
+// workerJob is one load handed to a worker: the load, then its results or
+// how it ended abnormally. Jobs are pooled (workerJobs) with their channel
+// and their bound run function, so that the hand-off allocates nothing.
 type workerJob struct {
+	load     func() (any, error)
 	v        any
 	err      error
 	panicked bool
 	pv       any
 	goexit   bool
-	done     chan struct{}
+	done     chan struct{} // one value per run
+	runFn    func()        // j.run
 }
 
-func (j *workerJob) run(load func() (any, error)) {
+var workerJobs = sync.Pool{New: func() any {
+	j := &workerJob{done: make(chan struct{}, 1)}
+	j.runFn = j.run
+	return j
+}}
+
+func (j *workerJob) run() {
 	returned := false
 	defer func() {
 		if !returned {
@@ -85,9 +100,9 @@ func (j *workerJob) run(load func() (any, error)) {
 				j.goexit = true // (the worker ends with it)
 			}
 		}
-		close(j.done)
+		j.done <- struct{}{}
 	}()
-	j.v, j.err = load()
+	j.v, j.err = j.load()
 	returned = true
 }
 
