@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"runtime/pprof"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -281,6 +282,8 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	if len(eager) > 0 {
 		lctx := call.lctx
 		started := c.goBackground(func() {
+			pprof.SetGoroutineLabels(lctx)
+			defer pprof.SetGoroutineLabels(context.Background())
 			for _, b := range eager {
 				c.stats.eagerRefreshes.Add(1)
 				if c.ev != nil {
@@ -325,7 +328,12 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		}
 	default:
 		done = make(chan struct{})
-		if !c.goBackground(func() { defer close(done); loadMany(call.lctx, c, led, f, o) }) {
+		if !c.goBackground(func() {
+			defer close(done)
+			pprof.SetGoroutineLabels(call.lctx) // the caller's, as for a single load
+			defer pprof.SetGoroutineLabels(context.Background())
+			loadMany(call.lctx, c, led, f, o)
+		}) {
 			for _, b := range led {
 				c.finishKey(b.key, b.tok, nil, ErrClosed)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 //
 // Close waits for the load; once the cache is closed, flight reports false
 // and a load that had not started yet returns ErrClosed.
-func (c *Cache) flight(key string, load func() (any, error)) (<-chan singleflight.Result, bool) {
+func (c *Cache) flight(ctx context.Context, key string, load func() (any, error)) (<-chan singleflight.Result, bool) {
 	if c.closed.Load() {
 		return nil, false
 	}
@@ -34,7 +35,7 @@ func (c *Cache) flight(key string, load func() (any, error)) (<-chan singlefligh
 		if c.l2 == nil {
 			return load()
 		}
-		return c.onWorker(load)
+		return c.onWorker(ctx, load)
 	})
 	return ch, true
 }
@@ -48,12 +49,14 @@ func (c *Cache) flight(key string, load func() (any, error)) (<-chan singlefligh
 // the next. A panic or runtime.Goexit in load happens again on this
 // goroutine (singleflight's), as if load had run here, and singleflight
 // deals with it as before; when no worker can be had (the cache is
-// closing), load runs here.
-func (c *Cache) onWorker(load func() (any, error)) (any, error) {
+// closing), load runs here. The worker takes the profiler labels of ctx,
+// the load's context (see runtime/pprof.Do): the load's CPU is the
+// caller's in a labelled profile, as on a goroutine the caller started.
+func (c *Cache) onWorker(ctx context.Context, load func() (any, error)) (any, error) {
 	j := workerJobs.Get().(*workerJob)
-	j.load = load
+	j.ctx, j.load = ctx, load
 	if !c.goBackground(j.runFn) {
-		j.load = nil
+		j.ctx, j.load = nil, nil
 		workerJobs.Put(j)
 		return load()
 	}
@@ -74,6 +77,7 @@ func (c *Cache) onWorker(load func() (any, error)) (any, error) {
 // how it ended abnormally. Jobs are pooled (workerJobs) with their channel
 // and their bound run function, so that the hand-off allocates nothing.
 type workerJob struct {
+	ctx      context.Context // for its profiler labels
 	load     func() (any, error)
 	v        any
 	err      error
@@ -100,8 +104,10 @@ func (j *workerJob) run() {
 				j.goexit = true // (the worker ends with it)
 			}
 		}
+		pprof.SetGoroutineLabels(context.Background()) // none, until the next job sets its own
 		j.done <- struct{}{}
 	}()
+	pprof.SetGoroutineLabels(j.ctx)
 	j.v, j.err = j.load()
 	returned = true
 }

@@ -148,7 +148,7 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 		}
 		return result[T](key, r, ran)
 	}
-	ch, ok := c.flight(key, run)
+	ch, ok := c.flight(lctx, key, run)
 	if !ok {
 		return zero, ErrClosed
 	}
@@ -618,7 +618,7 @@ func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]
 // spans, request-scoped loggers) but not its cancellation.
 func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entry, f Factory[T], o *EntryOptions) {
 	lctx := c.detach(ctx)
-	c.flight(key, func() (v any, err error) {
+	c.flight(lctx, key, func() (v any, err error) {
 		c.stats.eagerRefreshes.Add(1)
 		if c.ev != nil {
 			c.emitEagerRefresh(ctx, key)
