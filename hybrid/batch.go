@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"runtime/pprof"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -282,8 +281,8 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	if len(eager) > 0 {
 		lctx := call.lctx
 		started := c.goBackground(func() {
-			pprof.SetGoroutineLabels(lctx)
-			defer pprof.SetGoroutineLabels(context.Background())
+			labelFor(lctx)
+			defer unlabel()
 			for _, b := range eager {
 				c.stats.eagerRefreshes.Add(1)
 				if c.ev != nil {
@@ -330,8 +329,8 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		done = make(chan struct{})
 		if !c.goBackground(func() {
 			defer close(done)
-			pprof.SetGoroutineLabels(call.lctx) // the caller's, as for a single load
-			defer pprof.SetGoroutineLabels(context.Background())
+			labelFor(call.lctx) // the caller's, as for a single load
+			defer unlabel()
 			loadMany(call.lctx, c, led, f, o)
 		}) {
 			for _, b := range led {

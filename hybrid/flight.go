@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -104,10 +103,10 @@ func (j *workerJob) run() {
 				j.goexit = true // (the worker ends with it)
 			}
 		}
-		pprof.SetGoroutineLabels(context.Background()) // none, until the next job sets its own
+		unlabel() // none, until the next job sets its own
 		j.done <- struct{}{}
 	}()
-	pprof.SetGoroutineLabels(j.ctx)
+	labelFor(j.ctx)
 	j.v, j.err = j.load()
 	returned = true
 }

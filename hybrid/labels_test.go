@@ -5,6 +5,7 @@ import (
 	"context"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,18 +51,7 @@ func TestLoadKeepsProfilerLabels(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		redistest.Eventually(t, "a background worker to be idle", func() bool {
-			var buf bytes.Buffer
-			_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
-			for stack := range strings.SplitSeq(buf.String(), "\n\n") {
-				// (runtime frames are left out: an idle worker's stack is
-				// backgroundWorker's select, a busy one's runs a job)
-				if strings.Contains(stack, "backgroundWorker") && !strings.Contains(stack, "workerJob") {
-					return true
-				}
-			}
-			return false
-		})
+		waitIdleWorker(t)
 		started, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
 		go pprof.Do(context.Background(), pprof.Labels("request", name), func(ctx context.Context) {
 			defer close(done)
@@ -102,4 +92,85 @@ func blockInFactory(started chan<- struct{}, release <-chan struct{}) string {
 	close(started)
 	<-release
 	return "v"
+}
+
+// blockingL2 is a distributed tier whose Set waits for release (after the
+// first pass writes), so that a test can look at the goroutine that writes.
+type blockingL2 struct {
+	pass    atomic.Int32
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingL2) Get(context.Context, string) ([]byte, error) { return nil, nil }
+func (s *blockingL2) Delete(context.Context, string) error        { return nil }
+
+//go:noinline
+func (s *blockingL2) Set(context.Context, string, []byte, time.Duration) (bool, error) {
+	if s.pass.Add(-1) >= 0 {
+		return true, nil
+	}
+	close(s.started)
+	<-s.release
+	return true, nil
+}
+
+// A background write (BackgroundL2Operations) carries the profiler labels
+// of the Set that made it.
+func TestBackgroundWriteKeepsProfilerLabels(t *testing.T) {
+	l2 := &blockingL2{started: make(chan struct{}), release: make(chan struct{})}
+	l2.pass.Store(1)
+	c := newCache(t, hybrid.Options{L2: l2, Entry: hybrid.EntryOptions{Duration: time.Minute, BackgroundL2Operations: true}})
+	// A write under other labels first, so that a worker exists, idle, for
+	// the write under test to reuse (one it started would inherit its
+	// labels anyway).
+	pprof.Do(context.Background(), pprof.Labels("request", "other"), func(ctx context.Context) {
+		if err := hybrid.Set(ctx, c, "warm", "v"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	waitIdleWorker(t)
+	pprof.Do(context.Background(), pprof.Labels("request", "writer"), func(ctx context.Context) {
+		if err := hybrid.Set(ctx, c, "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	<-l2.started
+	var buf bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&buf, 1); err != nil {
+		t.Fatal(err)
+	}
+	got := "(no such goroutine)"
+	for stack := range strings.SplitSeq(buf.String(), "\n\n") {
+		if strings.Contains(stack, "blockingL2") {
+			got = "(none)"
+			for line := range strings.SplitSeq(stack, "\n") {
+				if strings.HasPrefix(line, "# labels:") {
+					got = line
+				}
+			}
+		}
+	}
+	close(l2.release)
+	if !strings.Contains(got, `"request":"writer"`) {
+		t.Errorf("the background write's goroutine has labels %s; want the Set's request=writer", got)
+	}
+}
+
+// waitIdleWorker waits until a background worker of a cache waits for work
+// (runtime frames are left out of the profile: an idle worker's stack is
+// backgroundWorker's select alone).
+func waitIdleWorker(t *testing.T) {
+	t.Helper()
+	redistest.Eventually(t, "a background worker to be idle", func() bool {
+		var buf bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		for stack := range strings.SplitSeq(buf.String(), "\n\n") {
+			if strings.Contains(stack, "backgroundWorker") && !strings.Contains(stack, "workerJob") &&
+				!strings.Contains(stack, "writeL2") && !strings.Contains(stack, "blockingL2") {
+				return true
+			}
+		}
+		return false
+	})
 }
