@@ -22,7 +22,8 @@ const (
 	clusterReadyTimeout = 20 * time.Second
 )
 
-// Cluster is a Redis Cluster of masters (no replicas) started for a test.
+// Cluster is a Redis Cluster started for a test: masters, and replicas when started by
+// StartClusterWithReplicas.
 type Cluster struct {
 	nodes []*Server
 }
@@ -31,23 +32,43 @@ type Cluster struct {
 // free loopback ports whose cluster bus ports (port+10000) are free too, creates the cluster
 // with `redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes`, and returns once
 // CLUSTER INFO says cluster_state:ok with all 16384 slots covered and every node known, on
-// every node. A t.Cleanup kills all the nodes. StartCluster calls Require first and needs
+// every node (and, with replicas, every replica has synced). A t.Cleanup kills all the nodes. StartCluster calls Require first and needs
 // redis-cli as well; it fails the test, with the tool's output, when the cluster does not come
 // up.
 func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	return startCluster(t, masters, 0)
+}
+
+// StartClusterWithReplicas is StartCluster with replicas replicas of each master, and a
+// cluster node timeout of 1 s (StartCluster's is 5 s), so that when a master is killed one of
+// its replicas takes over within a few seconds. Which node is a master is the cluster's
+// choice: ask it (MasterFor).
+func StartClusterWithReplicas(t testing.TB, masters, replicas int) *Cluster {
+	t.Helper()
+	return startCluster(t, masters, replicas)
+}
+
+func startCluster(t testing.TB, masters, replicas int) *Cluster {
 	t.Helper()
 	Require(t)
 	requireBinary(t, "redis-cli")
 	if masters < 3 {
 		t.Fatalf("redistest: StartCluster needs at least 3 masters, got %d", masters)
 	}
-	c := &Cluster{nodes: make([]*Server, masters)}
+	cfg := config{cluster: true}
+	if replicas > 0 {
+		// Replicas sync at once (not after diskless sync's 5 s delay): a replica that never
+		// synced does not take over.
+		cfg.args = []string{"--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0"}
+	}
+	c := &Cluster{nodes: make([]*Server, masters*(1+replicas))}
 	for i := range c.nodes {
-		c.nodes[i] = start(t, config{cluster: true})
+		c.nodes[i] = start(t, cfg)
 	}
 
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	ctx, cancel := context.WithTimeout(context.Background(), clusterCreateTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "redis-cli", args...)
@@ -91,6 +112,48 @@ func (c *Cluster) checkReady() error {
 	if len(c.nodes) == 0 {
 		return errors.New("no nodes")
 	}
+	// Every replica has synced with its master.
+	for _, n := range c.nodes {
+		info, err := command(n.Addr(), nil, probeTimeout, "INFO", "replication")
+		if err != nil {
+			return fmt.Errorf("%s: INFO replication: %w", n.Addr(), err)
+		}
+		if role, _ := infoField(info, "role"); role != "slave" {
+			continue
+		}
+		if st, _ := infoField(info, "master_link_status"); st != "up" {
+			return fmt.Errorf("%s: replica link %q", n.Addr(), st)
+		}
+	}
+	return nil
+}
+
+// MasterFor returns the node that serves key's hash slot now, as the cluster's nodes that
+// are up see it (CLUSTER SHARDS is Redis 7; CLUSTER SLOTS here, which 7.0 still answers).
+func (c *Cluster) MasterFor(t testing.TB, key string) *Server {
+	t.Helper()
+	for _, n := range c.nodes {
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr(), DialTimeout: probeTimeout, ReadTimeout: probeTimeout})
+		slot, err := cl.ClusterKeySlot(context.Background(), key).Result()
+		var slots []redis.ClusterSlot
+		if err == nil {
+			slots, err = cl.ClusterSlots(context.Background()).Result()
+		}
+		_ = cl.Close()
+		if err != nil {
+			continue // a node that is down
+		}
+		for _, r := range slots {
+			if int64(r.Start) <= slot && slot <= int64(r.End) && len(r.Nodes) > 0 {
+				for _, m := range c.nodes {
+					if m.Addr() == r.Nodes[0].Addr {
+						return m
+					}
+				}
+			}
+		}
+	}
+	t.Fatalf("redistest: no node of %v says who serves %q", c.Addrs(), key)
 	return nil
 }
 

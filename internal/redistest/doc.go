@@ -1,6 +1,7 @@
 // Package redistest starts real redis-server processes for tests: standalone servers (plain
-// text or TLS, with extra arguments such as ACL users), replicas, Sentinels and clusters of
-// masters, each on free loopback ports in a temporary directory, killed when the test ends.
+// text or TLS, with extra arguments such as ACL users), replicas, Sentinels and clusters (of
+// masters, or with replicas that take over), each on free loopback ports in a temporary
+// directory, killed when the test ends.
 //
 // It never mocks Redis and never connects to the default port 6379, where a shared Redis
 // may be running. Every process it starts is killed by its PID and waited for.

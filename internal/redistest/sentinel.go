@@ -26,6 +26,10 @@ type Sentinels struct {
 func StartReplica(t testing.TB, master *Server) *Server {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(master.Addr())
+	// The master sends its data at once, not after diskless sync's 5 s delay.
+	if _, err := command(master.Addr(), master.TLSConfig(), probeTimeout, "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
+		t.Fatalf("redistest: CONFIG SET on the master: %v", err)
+	}
 	r := Start(t, WithArgs("--replicaof", host, port))
 	Eventually(t, "the replica of "+master.Addr()+" to sync", func() bool {
 		info, err := command(r.Addr(), nil, probeTimeout, "INFO", "replication")

@@ -1,0 +1,79 @@
+package strata_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/strata-cache/strata"
+	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/redistest"
+)
+
+// A Redis Cluster with a replica per master, two nodes on the provider's own
+// cluster clients (RedisSettings.Addrs, which reload the slot map every
+// second; go-redis's default is a minute, see docs/redis.md):
+// the master that serves the cache's backplane channel (sharded pub/sub)
+// and its keys is killed, its replica takes over, and the nodes follow:
+// writes reach the new master, each node serves the other's writes, and
+// neither keeps serving a value from before the failover.
+func TestClusterFailover(t *testing.T) {
+	cl := redistest.StartClusterWithReplicas(t, 3, 1)
+	node := func() *hybrid.Cache {
+		d := strata.ProductionDefaults()
+		d.Entry.BackgroundL2Operations = false
+		d.L2CircuitBreakerDuration = 200 * time.Millisecond
+		d.WaitForInitialBackplaneSubscribe = 10 * time.Second
+		d.KeyPrefix = "{users}:" // the keys on the channel's slot: one master serves both
+		p := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Addrs: cl.Addrs()}, Defaults: &d, Logger: quietLogger()})
+		c, err := p.Register("users")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	n1, n2 := node(), node()
+	ctx := context.Background()
+	if err := hybrid.Set(ctx, n1, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := get(t, n2, "k"); v != "v1" {
+		t.Fatalf("n2 read %q before the failover", v)
+	}
+	master := cl.MasterFor(t, "{users}:k")
+	if ch := cl.MasterFor(t, "{users}"); ch != master {
+		t.Fatalf("the channel's slot is on %s, the keys' on %s", ch.Addr(), master.Addr())
+	}
+
+	master.Kill(t)
+	redistest.Eventually(t, "a replica to take over the slot", func() bool {
+		return cl.MasterFor(t, "{users}:k") != master
+	})
+	redistest.Eventually(t, "a write on n1 to reach the new master", func() bool {
+		if err := hybrid.Set(ctx, n1, "k", "v2"); err != nil {
+			t.Fatal(err)
+		}
+		v, ok, err := hybrid.TryGet[string](ctx, n1, "k", hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL1Read = true }))
+		return err == nil && ok && v == "v2"
+	})
+	redistest.Eventually(t, "n2 to serve v2", func() bool {
+		v, _ := get(t, n2, "k")
+		return v == "v2"
+	})
+	if err := hybrid.Set(ctx, n2, "k", "v3"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, "n1 to serve v3 from n2", func() bool {
+		v, _ := get(t, n1, "k")
+		return v == "v3"
+	})
+	// The backplane works again: a Set on n1 reaches n2's memory without a
+	// read of Redis.
+	if err := hybrid.Set(ctx, n1, "k", "v4"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, "n2 to hear of v4", func() bool {
+		v, _ := get(t, n2, "k", l1Only)
+		return v == "v4"
+	})
+}
