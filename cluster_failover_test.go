@@ -2,12 +2,16 @@ package strata_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/internal/testlog"
 )
 
 // A Redis Cluster with a replica per master, two nodes on the provider's own
@@ -76,4 +80,23 @@ func TestClusterFailover(t *testing.T) {
 		v, _ := get(t, n2, "k", l1Only)
 		return v == "v4"
 	})
+}
+
+// A cluster client of the caller's that reloads its slot map only every
+// minute (go-redis's default) gets a warning at NewProvider, and one set as
+// docs/redis.md says does not. (The client is never dialled.)
+func TestSlowClusterReloadWarns(t *testing.T) {
+	for _, c := range []struct {
+		reload time.Duration
+		warn   bool
+	}{{0, true}, {time.Minute, true}, {time.Second, false}} {
+		client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}, ClusterStateReloadInterval: c.reload})
+		var logs testlog.Buffer
+		p := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{Client: client}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		p.Close()
+		client.Close()
+		if got := strings.Contains(logs.String(), "ClusterStateReloadInterval"); got != c.warn {
+			t.Errorf("reload interval %v: warned %v, want %v; logs:\n%s", c.reload, got, c.warn, logs.String())
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -80,6 +81,7 @@ func NewProvider(s Settings) (*Provider, error) {
 			return nil, err
 		}
 		p.shared, p.sharedOwned = c, owned
+		p.checkClient(c, "")
 	}
 	if s.Tier != nil {
 		if err := p.openSharedTier(s); err != nil {
@@ -132,6 +134,7 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 		if err != nil {
 			return nil, fmt.Errorf("%w (cache %q)", err, name)
 		}
+		p.checkClient(c, name)
 		client = c
 		if owned {
 			own = c
@@ -219,4 +222,26 @@ func (p *Provider) Close() error {
 		p.err = errors.Join(errs...)
 	})
 	return p.err
+}
+
+// slowClusterReload is the slot map reload interval of a cluster client
+// above which checkClient warns.
+const slowClusterReload = 10 * time.Second
+
+// checkClient warns about a caller's cluster client that reloads its slot
+// map rarely (go-redis's default is a minute): after a failover, the
+// cache's reads and writes of the old master's slots fail until it does
+// (see docs/redis.md). cache names the cache of an isolated client.
+func (p *Provider) checkClient(c redis.UniversalClient, cache string) {
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		return
+	}
+	if d := cc.Options().ClusterStateReloadInterval; d > slowClusterReload {
+		attrs := []any{"interval", d}
+		if cache != "" {
+			attrs = append(attrs, "cache", cache)
+		}
+		p.logger.Warn("strata: the cluster client reloads its slot map rarely: after a failover the cache fails on the old master's slots that long; set ClusterOptions.ClusterStateReloadInterval (the provider's own clients use 1s)", attrs...)
+	}
 }
