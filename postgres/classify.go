@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/tlserr"
 )
 
 // wrap prefixes err with the operation and marks it for the cache: an error
@@ -43,7 +44,7 @@ const (
 	KindTransient
 	// KindConfig means PostgreSQL answered and refused because of how things
 	// are set up: authentication failed, permission denied, the database
-	// does not exist.
+	// does not exist; or its TLS certificate is not trusted.
 	KindConfig
 	// KindOther is everything else, including a caller's cancelled context.
 	KindOther
@@ -76,6 +77,8 @@ func Classify(err error) Kind {
 		return KindConfig
 	case errors.Is(err, hybrid.ErrL2Unavailable):
 		return KindTransient
+	case tlserr.Untrusted(err): // the server's certificate, or a server without TLS
+		return KindConfig
 	case errors.As(err, &pgErr):
 		switch pgErr.Code[:2] {
 		case "28", "3D": // invalid authorization, invalid catalog (database) name

@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +39,7 @@ func TestClassify(t *testing.T) {
 		{"unique violation", pg("23505"), postgres.KindOther},
 		{"already classified unavailable", fmt.Errorf("x: %w", hybrid.ErrL2Unavailable), postgres.KindTransient},
 		{"already classified config", fmt.Errorf("x: %w", hybrid.ErrL2Config), postgres.KindConfig},
+		{"untrusted certificate", fmt.Errorf("connect: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), postgres.KindConfig},
 		{"anything else", errors.New("boom"), postgres.KindOther},
 	} {
 		if got := postgres.Classify(c.err); got != c.want {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/strata-cache/strata/internal/tlserr"
 )
 
 // Kind is the class of an error returned by the store, which tells the
@@ -29,9 +31,11 @@ const (
 	// KindConfig means Redis answered and refused because of how things are
 	// set up: NOPERM, NOAUTH, WRONGPASS, WRONGTYPE (another Redis type at
 	// the key), NOSCRIPT (scripting unavailable even after the EVAL
-	// fallback), CROSSSLOT, an unknown or disabled command, or a client
-	// that was closed (redis.ErrClosed). Waiting will not fix it; it needs
-	// a person.
+	// fallback), CROSSSLOT, an unknown or disabled command, cluster support
+	// disabled, a client that was closed (redis.ErrClosed), or a TLS
+	// handshake that failed on the server's certificate (not trusted, wrong
+	// host name, expired) or on a server without TLS. Waiting will not fix
+	// it; it needs a person.
 	KindConfig
 	// KindOther is everything else, including a caller's cancelled
 	// context (context.Canceled), which is no fault of Redis, and the
@@ -86,7 +90,7 @@ func Classify(err error) Kind {
 		return classifyReply(rerr.Error())
 	}
 	switch {
-	case errors.Is(err, redis.ErrClosed):
+	case errors.Is(err, redis.ErrClosed), tlserr.Untrusted(err):
 		return KindConfig
 	case errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, redis.ErrPoolTimeout),

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -243,5 +244,33 @@ func TestClassifyReadOnlyReplica(t *testing.T) {
 	_, err = s.Set(t.Context(), "k", env(1, "v"), time.Minute)
 	if got := redisstore.Classify(err); got != redisstore.KindTransient {
 		t.Errorf("Set on a replica: Classify(%v) = %v, want transient", err, got)
+	}
+}
+
+// TLS that cannot work without a person: a server certificate the client
+// does not trust, or one not issued for the host name. (A plain-text client
+// on a TLS server only sees the connection closed, and a TLS client on a
+// plain-text server waits for its handshake until the deadline: both are
+// transient, as any closed connection or timeout.)
+func TestClassifyTLS(t *testing.T) {
+	t.Parallel()
+	tlsSrv := redistest.Start(t, redistest.WithTLS())
+	cases := []struct {
+		name string
+		srv  *redistest.Server
+		conf *tls.Config
+	}{
+		{"unknown authority", tlsSrv, &tls.Config{ServerName: "localhost"}},
+		{"wrong host name", tlsSrv, func() *tls.Config {
+			c := tlsSrv.TLSConfig()
+			c.ServerName = "redis.example"
+			return c
+		}()},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := redisstore.New(newClient(t, tc.srv, func(o *redis.Options) { o.TLSConfig = tc.conf }))
+			checkAll(t, s, "k", redisstore.KindConfig)
+		})
 	}
 }
