@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-cache/strata/internal/testcerts"
 )
 
 const (
@@ -67,6 +69,7 @@ type Server struct {
 	dir  string // data directory and socket directory live under it
 	bin  string
 	as   *user.User // nil: run as the current user
+	tls  *testcerts.Files
 
 	mu      sync.Mutex
 	running bool
@@ -77,7 +80,7 @@ type Server struct {
 // cleanup stops it and removes its directory.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return start(t, "")
+	return start(t, options{})
 }
 
 // StartWithPassword is Start for a server whose TCP connections must
@@ -88,15 +91,29 @@ func StartWithPassword(t testing.TB, password string) *Server {
 	if password == "" {
 		t.Fatal("pgtest: StartWithPassword with an empty password")
 	}
-	return start(t, password)
+	return start(t, options{password: password})
 }
 
-func start(t testing.TB, password string) *Server {
+// StartWithTLS is Start for a server that also accepts TLS (ssl=on), with a
+// certificate for 127.0.0.1 and localhost issued by a test CA (CAFile). URL
+// does not ask for TLS; add sslmode=verify-full&sslrootcert=CAFile().
+func StartWithTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, options{tls: true})
+}
+
+// options are what the Start functions vary.
+type options struct {
+	password string // non-empty: SCRAM on TCP
+	tls      bool
+}
+
+func start(t testing.TB, o options) *Server {
 	t.Helper()
 	Require(t)
 	var lastErr error
 	for range startAttempts {
-		s, err := tryStart(t, password)
+		s, err := tryStart(t, o)
 		if err == nil {
 			return s
 		}
@@ -106,7 +123,8 @@ func start(t testing.TB, password string) *Server {
 	return nil
 }
 
-func tryStart(t testing.TB, password string) (*Server, error) {
+func tryStart(t testing.TB, o options) (*Server, error) {
+	password := o.password
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -150,11 +168,35 @@ func tryStart(t testing.TB, password string) (*Server, error) {
 	if err := s.run("initdb", append(args, "-U", User, "--no-sync", "-E", "UTF8", "--locale", "C")...); err != nil {
 		return nil, err
 	}
+	if o.tls {
+		f, err := testcerts.Write(s.dir, "pgtest")
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range []string{f.CertFile, f.KeyFile, f.CAFile} {
+			if err := s.chown(p); err != nil {
+				return nil, err
+			}
+		}
+		if err := os.Chmod(f.KeyFile, 0o600); err != nil { // PostgreSQL refuses a key others can read
+			return nil, err
+		}
+		s.tls = f
+	}
 	t.Cleanup(s.Kill)
 	if err := s.start(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// CAFile returns the PEM file of the CA that issued the certificate of a
+// server started by StartWithTLS, or "" for another server.
+func (s *Server) CAFile() string {
+	if s.tls == nil {
+		return ""
+	}
+	return s.tls.CAFile
 }
 
 func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
@@ -195,6 +237,9 @@ func (s *Server) run(prog string, args ...string) error {
 func (s *Server) start() error {
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
 		s.port, s.dir)
+	if s.tls != nil {
+		opts += fmt.Sprintf(" -c ssl=on -c ssl_cert_file=%s -c ssl_key_file=%s", s.tls.CertFile, s.tls.KeyFile)
+	}
 	if err := s.run("pg_ctl", "-D", s.dataDir(), "-o", opts, "-l", filepath.Join(s.dir, "server.log"), "-w", "-t", "30", "start"); err != nil {
 		return fmt.Errorf("%w\nserver log: %s", err, s.serverLog())
 	}
