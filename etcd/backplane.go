@@ -124,8 +124,8 @@ func (b *Backplane) Publish(ctx context.Context, m backplane.Message) error {
 		return fmt.Errorf("%w: unknown kind %d", backplane.ErrInvalidMessage, m.Kind)
 	}
 	c, err := b.src.get(ctx)
-	if err == nil && unreachable(ctx, c) {
-		err = errUnreachable
+	if err == nil {
+		err = b.src.unreachable(ctx, c)
 	}
 	if err != nil {
 		return wrap("publish", b.feedKey, err)

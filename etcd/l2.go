@@ -108,8 +108,8 @@ func (s *L2) Leases() int { return s.leases.count() }
 // linearizable Get.
 func (s *L2) Get(ctx context.Context, key string) ([]byte, error) {
 	c, err := s.src.get(ctx)
-	if err == nil && unreachable(ctx, c) {
-		err = errUnreachable
+	if err == nil {
+		err = s.src.unreachable(ctx, c)
 	}
 	if err != nil {
 		return nil, wrap("get", key, err)
@@ -172,8 +172,8 @@ func (s *L2) Set(ctx context.Context, key string, val []byte, ttl time.Duration)
 		return false, fmt.Errorf("%w: %q: the etcd request would be %d bytes, the limit is %d", hybrid.ErrValueTooLarge, key, size, s.maxRequest)
 	}
 	c, err := s.src.get(ctx)
-	if err == nil && unreachable(ctx, c) {
-		err = errUnreachable
+	if err == nil {
+		err = s.src.unreachable(ctx, c)
 	}
 	if err != nil {
 		return false, wrap("set", key, err)
@@ -280,8 +280,8 @@ func (s *L2) feedOp(ctx context.Context) (*clientv3.Op, *hybrid.Change) {
 // announce, the delete and the feed record are one transaction.
 func (s *L2) Delete(ctx context.Context, key string) error {
 	c, err := s.src.get(ctx)
-	if err == nil && unreachable(ctx, c) {
-		err = errUnreachable
+	if err == nil {
+		err = s.src.unreachable(ctx, c)
 	}
 	if err != nil {
 		return wrap("delete", key, err)

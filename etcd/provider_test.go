@@ -2,6 +2,7 @@ package etcd_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"strings"
@@ -194,6 +195,15 @@ func TestProviderTLS(t *testing.T) {
 	defer cancel()
 	if err := register(t, pn, "secure").Ping(pctx); err == nil {
 		t.Fatal("Ping without TLS settings succeeded against a TLS-only etcd")
+	}
+	// TLS without the server's CA: the certificate does not verify, which
+	// is a configuration error (waiting will not fix it), and says so.
+	pu := newProvider(t, strata.Settings{Tier: etcd.Settings(etcd.Config{Endpoints: []string{m.Endpoint()}, TLS: &tls.Config{}})})
+	uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ucancel()
+	err := register(t, pu, "secure").Ping(uctx)
+	if !errors.Is(err, hybrid.ErrL2Config) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Ping with an untrusted server certificate: %v; want hybrid.ErrL2Config naming the certificate", err)
 	}
 }
 

@@ -2,13 +2,17 @@ package etcd
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
+	"net/url"
 	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/tlserr"
 )
 
 // errNotConnected is returned while a client that authenticates with a user
@@ -39,6 +43,14 @@ type source struct {
 	owned  bool
 	closed bool
 	start  time.Time // when the background creation began
+
+	// tlsConf and endpoints are the client's, when the tier created it
+	// with TLS: for diagnoseTLS. nil: no diagnosis.
+	tlsConf   *tls.Config
+	endpoints []string
+	diagMu    sync.Mutex
+	diagAt    time.Time // of the last diagnosis
+	diagErr   error     // its result
 }
 
 // fixedSource is a source on an existing client.
@@ -56,9 +68,12 @@ func dialSource(cfg clientv3.Config) (*source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("etcd: new client: %w", err)
 		}
-		return fixedSource(c, true), nil
+		s := fixedSource(c, true)
+		s.tlsConf, s.endpoints = cfg.TLS, cfg.Endpoints
+		return s, nil
 	}
-	s := &source{ready: make(chan struct{}), done: make(chan struct{}), owned: true, start: time.Now()}
+	s := &source{ready: make(chan struct{}), done: make(chan struct{}), owned: true, start: time.Now(),
+		tlsConf: cfg.TLS, endpoints: cfg.Endpoints}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = defaultDialTimeout
 	}
@@ -165,4 +180,54 @@ func (s *source) close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// unreachable returns the error of an operation that cannot reach etcd
+// now (see unreachable), or nil. With TLS, it tells a handshake that
+// fails on the server's certificate (a configuration error: waiting will
+// not fix it) from an outage, which gRPC's connection state does not.
+func (s *source) unreachable(ctx context.Context, c *clientv3.Client) error {
+	if !unreachable(ctx, c) {
+		return nil
+	}
+	if err := s.diagnoseTLS(ctx); err != nil {
+		return err
+	}
+	return errUnreachable
+}
+
+// diagnoseTLS makes a TLS handshake with the first endpoint, with the
+// client's TLS settings, at most once a second, and returns a
+// configuration error when it fails on the server's certificate.
+func (s *source) diagnoseTLS(ctx context.Context) error {
+	if s.tlsConf == nil || len(s.endpoints) == 0 {
+		return nil
+	}
+	s.diagMu.Lock()
+	defer s.diagMu.Unlock()
+	if time.Since(s.diagAt) < time.Second {
+		return s.diagErr
+	}
+	s.diagAt, s.diagErr = time.Now(), nil
+	host := s.endpoints[0]
+	if u, err := url.Parse(host); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	conf := s.tlsConf.Clone()
+	if conf.ServerName == "" {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			conf.ServerName = h
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, connectGrace)
+	defer cancel()
+	conn, err := (&tls.Dialer{Config: conf}).DialContext(dctx, "tcp", host)
+	if err == nil {
+		conn.Close()
+		return nil
+	}
+	if tlserr.Untrusted(err) {
+		s.diagErr = fmt.Errorf("%w: etcd: TLS handshake with %s: %w", hybrid.ErrL2Config, host, err)
+	}
+	return s.diagErr
 }
