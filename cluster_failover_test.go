@@ -45,14 +45,15 @@ func TestClusterFailover(t *testing.T) {
 	if v, _ := get(t, n2, "k"); v != "v1" {
 		t.Fatalf("n2 read %q before the failover", v)
 	}
-	master := cl.MasterFor(t, "{users}:k")
-	if ch := cl.MasterFor(t, "{users}"); ch != master {
-		t.Fatalf("the channel's slot is on %s, the keys' on %s", ch.Addr(), master.Addr())
+	master := cl.MasterFor("{users}:k")
+	if master == nil || cl.MasterFor("{users}") != master {
+		t.Fatal("no one master serves the channel's slot and the keys'")
 	}
 
 	master.Kill(t)
 	redistest.Eventually(t, "a replica to take over the slot", func() bool {
-		return cl.MasterFor(t, "{users}:k") != master
+		m := cl.MasterFor("{users}:k")
+		return m != nil && m != master
 	})
 	redistest.Eventually(t, "a write on n1 to reach the new master", func() bool {
 		if err := hybrid.Set(ctx, n1, "k", "v2"); err != nil {

@@ -128,32 +128,39 @@ func (c *Cluster) checkReady() error {
 	return nil
 }
 
-// MasterFor returns the node that serves key's hash slot now, as the cluster's nodes that
-// are up see it (CLUSTER SHARDS is Redis 7; CLUSTER SLOTS here, which 7.0 still answers).
-func (c *Cluster) MasterFor(t testing.TB, key string) *Server {
-	t.Helper()
+// MasterFor returns the node that serves key's hash slot now, as the first node that is up
+// sees it (CLUSTER SHARDS: the shard's master that is online), or nil when there is none (no
+// node answers, or a failover is under way).
+func (c *Cluster) MasterFor(key string) *Server {
 	for _, n := range c.nodes {
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr(), DialTimeout: probeTimeout, ReadTimeout: probeTimeout})
 		slot, err := cl.ClusterKeySlot(context.Background(), key).Result()
-		var slots []redis.ClusterSlot
+		var shards []redis.ClusterShard
 		if err == nil {
-			slots, err = cl.ClusterSlots(context.Background()).Result()
+			shards, err = cl.ClusterShards(context.Background()).Result()
 		}
 		_ = cl.Close()
 		if err != nil {
 			continue // a node that is down
 		}
-		for _, r := range slots {
-			if int64(r.Start) <= slot && slot <= int64(r.End) && len(r.Nodes) > 0 {
-				for _, m := range c.nodes {
-					if m.Addr() == r.Nodes[0].Addr {
-						return m
+		for _, sh := range shards {
+			for _, r := range sh.Slots {
+				if r.Start > slot || slot > r.End {
+					continue
+				}
+				for _, node := range sh.Nodes {
+					if node.Role != "master" || node.Health != "online" {
+						continue
+					}
+					for _, m := range c.nodes {
+						if m.Port() == int(node.Port) {
+							return m
+						}
 					}
 				}
 			}
 		}
 	}
-	t.Fatalf("redistest: no node of %v says who serves %q", c.Addrs(), key)
 	return nil
 }
 
