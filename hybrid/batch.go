@@ -280,9 +280,7 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 	}
 	if len(eager) > 0 {
 		lctx := call.lctx
-		started := c.goBackground(func() {
-			labelFor(lctx)
-			defer unlabel()
+		started := c.goBackground(lctx, func() {
 			for _, b := range eager {
 				c.stats.eagerRefreshes.Add(1)
 				if c.ev != nil {
@@ -327,12 +325,7 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		}
 	default:
 		done = make(chan struct{})
-		if !c.goBackground(func() {
-			defer close(done)
-			labelFor(call.lctx) // the caller's, as for a single load
-			defer unlabel()
-			loadMany(call.lctx, c, led, f, o)
-		}) {
+		if !c.goBackground(call.lctx, func() { defer close(done); loadMany(call.lctx, c, led, f, o) }) {
 			for _, b := range led {
 				c.finishKey(b.key, b.tok, nil, ErrClosed)
 			}

@@ -133,21 +133,13 @@ func (c *Cache) propagateMany(ps []pending, o *EntryOptions) {
 		if skip {
 			return
 		}
-		if o.BackgroundL2Operations && c.goBackground(func() {
-			labelFor(ps[0].context())
-			defer unlabel()
-			c.publishMany(ps)
-		}) {
+		if o.BackgroundL2Operations && c.goBackground(ps[0].ctx, func() { c.publishMany(ps) }) {
 			return
 		}
 		c.publishMany(ps)
 		return
 	}
-	if o.BackgroundL2Operations && c.goBackground(func() {
-		labelFor(ps[0].context())
-		defer unlabel()
-		c.writeL2Many(ps, o)
-	}) {
+	if o.BackgroundL2Operations && c.goBackground(ps[0].ctx, func() { c.writeL2Many(ps, o) }) {
 		return
 	}
 	c.writeL2Many(ps, o)

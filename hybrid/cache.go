@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,7 @@ type Cache struct {
 	tr         Tracer      // nil: no spans
 	traceKeys  bool        // keys as span attributes (never with redactKeys)
 
-	bgWork    chan func()  // to an idle background worker (unbuffered)
+	bgWork    chan bgJob   // to an idle background worker (unbuffered)
 	bgWorkers atomic.Int32 // background workers running
 	closed    atomic.Bool
 	mu        sync.RWMutex // guards starting background work against Close
@@ -115,7 +116,7 @@ func New(o Options) (*Cache, error) {
 	c.recovery.max = o.AutoRecoveryMaxItems
 	c.entry.Tags = append([]string(nil), o.Entry.Tags...)
 	c.inv.Store(&invalidations{})
-	c.bgWork = make(chan func())
+	c.bgWork = make(chan bgJob)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if o.HitClockResolution > 0 {
 		c.clock = newHitClock(o.HitClockResolution)
@@ -153,32 +154,51 @@ func (c *Cache) Close() error {
 	return nil
 }
 
-// goBackground runs f on a goroutine that Close waits for. It reports
-// false, without running f, once the cache is closed.
+// goBackground runs f on a goroutine that Close waits for, with the
+// profiler labels of ctx (runtime/pprof.Do on the caller; nil: none), so
+// that work done on a caller's behalf counts as the caller's in a labelled
+// profile. It reports false, without running f, once the cache is closed.
 //
 // An idle background worker takes f if there is one; else a new worker
 // starts (up to maxBackgroundWorkers, then a plain goroutine). A worker
 // waits backgroundIdle for more work before it ends, so that a stream of
 // background writes reuses a few goroutines and their grown stacks
 // instead of starting (and growing) one per write.
-func (c *Cache) goBackground(f func()) bool {
+func (c *Cache) goBackground(ctx context.Context, f func()) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed.Load() {
 		return false
 	}
+	j := bgJob{ctx, f}
 	select {
-	case c.bgWork <- f:
+	case c.bgWork <- j:
 		return true
 	default:
 	}
 	if c.bgWorkers.Add(1) > maxBackgroundWorkers {
 		c.bgWorkers.Add(-1)
-		c.wg.Go(f)
+		c.wg.Go(j.run)
 		return true
 	}
-	c.wg.Go(func() { c.backgroundWorker(f) })
+	c.wg.Go(func() { c.backgroundWorker(j) })
 	return true
+}
+
+// bgJob is one piece of background work and the context whose profiler
+// labels it runs with.
+type bgJob struct {
+	ctx context.Context
+	f   func()
+}
+
+// run runs f with the labels of ctx, and drops them after.
+func (j bgJob) run() {
+	if j.ctx != nil {
+		pprof.SetGoroutineLabels(j.ctx)
+		defer pprof.SetGoroutineLabels(context.Background())
+	}
+	j.f()
 }
 
 // The background workers: how many at most, and how long one waits idle.
@@ -187,17 +207,18 @@ const (
 	backgroundIdle       = time.Second
 )
 
-// backgroundWorker runs f, then what goBackground hands it, until it has
+// backgroundWorker runs j, then what goBackground hands it, until it has
 // been idle for backgroundIdle or the cache closes.
-func (c *Cache) backgroundWorker(f func()) {
+func (c *Cache) backgroundWorker(j bgJob) {
 	defer c.bgWorkers.Add(-1)
+	pprof.SetGoroutineLabels(context.Background()) // not its starter's: each job brings its own
 	idle := time.NewTimer(backgroundIdle)
 	defer idle.Stop()
 	for {
-		f()
+		j.run()
 		idle.Reset(backgroundIdle)
 		select {
-		case f = <-c.bgWork:
+		case j = <-c.bgWork:
 		case <-idle.C:
 			return
 		case <-c.ctx.Done():

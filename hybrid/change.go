@@ -3,7 +3,6 @@ package hybrid
 import (
 	"context"
 	"log/slog"
-	"runtime/pprof"
 	"time"
 
 	"github.com/strata-cache/strata/backplane"
@@ -109,33 +108,17 @@ func (c *Cache) propagate(p pending, o *EntryOptions) {
 		if p.skipBP {
 			return
 		}
-		if o.BackgroundL2Operations && c.goBackground(func() {
-			labelFor(p.context())
-			defer unlabel()
-			c.publish(p)
-		}) {
+		if o.BackgroundL2Operations && c.goBackground(p.ctx, func() { c.publish(p) }) {
 			return
 		}
 		c.publish(p)
 		return
 	}
-	if o.BackgroundL2Operations && c.goBackground(func() {
-		labelFor(p.context())
-		defer unlabel()
-		c.writeL2(p, o)
-	}) {
+	if o.BackgroundL2Operations && c.goBackground(p.ctx, func() { c.writeL2(p, o) }) {
 		return
 	}
 	c.writeL2(p, o)
 }
-
-// labelFor gives the running goroutine, a background worker, the profiler
-// labels of ctx (runtime/pprof.Do on the caller), so that work done on a
-// caller's behalf counts as the caller's in a labelled profile; unlabel
-// drops them when the work ends.
-func labelFor(ctx context.Context) { pprof.SetGoroutineLabels(ctx) }
-
-func unlabel() { pprof.SetGoroutineLabels(context.Background()) }
 
 // ioContext bounds one write to the distributed tier (or one publish). It
 // keeps the values of parent (the span of the operation, for the spans of

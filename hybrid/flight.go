@@ -49,13 +49,12 @@ func (c *Cache) flight(ctx context.Context, key string, load func() (any, error)
 // goroutine (singleflight's), as if load had run here, and singleflight
 // deals with it as before; when no worker can be had (the cache is
 // closing), load runs here. The worker takes the profiler labels of ctx,
-// the load's context (see runtime/pprof.Do): the load's CPU is the
-// caller's in a labelled profile, as on a goroutine the caller started.
+// the load's context (see goBackground).
 func (c *Cache) onWorker(ctx context.Context, load func() (any, error)) (any, error) {
 	j := workerJobs.Get().(*workerJob)
-	j.ctx, j.load = ctx, load
-	if !c.goBackground(j.runFn) {
-		j.ctx, j.load = nil, nil
+	j.load = load
+	if !c.goBackground(ctx, j.runFn) {
+		j.load = nil
 		workerJobs.Put(j)
 		return load()
 	}
@@ -76,7 +75,6 @@ func (c *Cache) onWorker(ctx context.Context, load func() (any, error)) (any, er
 // how it ended abnormally. Jobs are pooled (workerJobs) with their channel
 // and their bound run function, so that the hand-off allocates nothing.
 type workerJob struct {
-	ctx      context.Context // for its profiler labels
 	load     func() (any, error)
 	v        any
 	err      error
@@ -103,10 +101,8 @@ func (j *workerJob) run() {
 				j.goexit = true // (the worker ends with it)
 			}
 		}
-		unlabel() // none, until the next job sets its own
 		j.done <- struct{}{}
 	}()
-	labelFor(j.ctx)
 	j.v, j.err = j.load()
 	returned = true
 }

@@ -52,7 +52,7 @@ func (c *Cache) startRecovery() {
 	if r.running || len(r.items) == 0 {
 		return
 	}
-	if c.goBackground(c.replay) {
+	if c.goBackground(nil, c.replay) {
 		r.running = true
 	}
 }
