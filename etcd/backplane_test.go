@@ -3,7 +3,6 @@ package etcd_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -23,14 +22,6 @@ type node struct {
 	bp *etcd.Backplane
 	l2 *etcd.L2
 }
-
-func quietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(discard{}, nil))
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func newNode(t testing.TB, cli *clientv3.Client, name string) *node {
 	t.Helper()

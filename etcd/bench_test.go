@@ -3,7 +3,6 @@ package etcd_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,31 +19,19 @@ import (
 	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/redistest"
 	"github.com/strata-cache/strata/internal/tcpproxy"
+	"github.com/strata-cache/strata/internal/tiertest"
 )
 
 // Run from etcd/: go test -run '^$' -bench 'L2|Feed|Propagation' -benchtime=2000x -count=3 .
 // and go test -run '^$' -bench LostAfterDisconnect -benchtime=1x -count=3 . (one round per run).
 
-type product struct {
-	SKU   string
-	Name  string
-	Price float64
-	Tags  []string
-}
+// The benchmark value and the latency report are tiertest's.
+type (
+	product   = tiertest.Product
+	latencies = tiertest.Latencies
+)
 
-var sample = product{SKU: "SKU-000123", Name: "A product with a name of some length", Price: 12.5, Tags: []string{"a", "b", "c"}}
-
-// latencies collects per-op durations and reports p50/p99.
-type latencies []time.Duration
-
-func (l latencies) report(b *testing.B) {
-	if len(l) == 0 {
-		return
-	}
-	slices.Sort(l)
-	b.ReportMetric(float64(l[len(l)/2].Microseconds()), "p50-us")
-	b.ReportMetric(float64(l[len(l)*99/100].Microseconds()), "p99-us")
-}
+var sample = tiertest.Sample
 
 func BenchmarkL2Hit(b *testing.B) {
 	m := etcdtest.Start(b)
@@ -66,7 +53,7 @@ func BenchmarkL2Hit(b *testing.B) {
 				b.Fatal(v, ok, err)
 			}
 		}
-		lat.report(b)
+		lat.Report(b)
 	})
 	b.Run("raw-clientv3-Get+decode", func(b *testing.B) {
 		lat := make(latencies, 0, b.N)
@@ -86,7 +73,7 @@ func BenchmarkL2Hit(b *testing.B) {
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		lat.report(b)
+		lat.Report(b)
 	})
 }
 
@@ -111,7 +98,7 @@ func BenchmarkL2Set(b *testing.B) {
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		lat.report(b)
+		lat.Report(b)
 	})
 	b.Run("raw-clientv3-Put", func(b *testing.B) {
 		lat := make(latencies, 0, b.N)
@@ -125,7 +112,7 @@ func BenchmarkL2Set(b *testing.B) {
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		lat.report(b)
+		lat.Report(b)
 	})
 }
 
@@ -190,7 +177,7 @@ func BenchmarkFeedChoice(b *testing.B) {
 				cancel()
 				wg.Wait()
 				b.ReportMetric(float64(got.Load())/float64(i), "watch-B/change")
-				lat.report(b)
+				lat.Report(b)
 			})
 		}
 	}
@@ -223,7 +210,7 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 		lat = append(lat, time.Since(t0))
 	}
-	lat.report(b)
+	lat.Report(b)
 }
 
 // countingHandler counts the distinct keys received.

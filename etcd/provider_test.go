@@ -16,33 +16,6 @@ import (
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
-func newProvider(t testing.TB, s strata.Settings) *strata.Provider {
-	t.Helper()
-	if s.Logger == nil {
-		s.Logger = quietLogger()
-	}
-	if s.Defaults == nil {
-		d := strata.ProductionDefaults()
-		d.Entry.BackgroundL2Operations = false
-		s.Defaults = &d
-	}
-	p, err := strata.NewProvider(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-func register(t testing.TB, p *strata.Provider, name string, f ...func(*strata.CacheSettings)) *hybrid.Cache {
-	t.Helper()
-	c, err := p.Register(name, f...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func fromL2(t testing.TB, c *hybrid.Cache, key string) string {
 	t.Helper()
 	v, err := hybrid.GetOrSet(context.Background(), c, key, func(context.Context, *hybrid.FactoryContext[string]) (string, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"slices"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/pgtest"
+	"github.com/strata-cache/strata/internal/tiertest"
 	"github.com/strata-cache/strata/postgres"
 )
 
@@ -22,26 +22,13 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime=3000x -count=3 .
 
-type product struct {
-	SKU   string
-	Name  string
-	Price float64
-	Tags  []string
-}
+// The benchmark value and the latency report are tiertest's.
+type (
+	product   = tiertest.Product
+	latencies = tiertest.Latencies
+)
 
-var sample = product{SKU: "SKU-000123", Name: "A product with a name of some length", Price: 12.5, Tags: []string{"a", "b", "c"}}
-
-// latencies collects per-op durations and reports p50/p99.
-type latencies []time.Duration
-
-func (l latencies) report(b *testing.B) {
-	if len(l) == 0 {
-		return
-	}
-	slices.Sort(l)
-	b.ReportMetric(float64(l[len(l)/2].Microseconds()), "p50-us")
-	b.ReportMetric(float64(l[len(l)*99/100].Microseconds()), "p99-us")
-}
+var sample = tiertest.Sample
 
 // benchSetup starts a server, a provider with one cache on it (writes
 // waited for), and a raw pool on the same server.
@@ -79,7 +66,7 @@ func BenchmarkL2Hit(b *testing.B) {
 				b.Fatal(v, ok, err)
 			}
 		}
-		lat.report(b)
+		lat.Report(b)
 	})
 	b.Run("impl=raw-select+decode", func(b *testing.B) {
 		lat := make(latencies, 0, b.N)
@@ -99,7 +86,7 @@ func BenchmarkL2Hit(b *testing.B) {
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		lat.report(b)
+		lat.Report(b)
 	})
 }
 
@@ -120,7 +107,7 @@ func BenchmarkSet(b *testing.B) {
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		lat.report(b)
+		lat.Report(b)
 	})
 	b.Run("impl=raw-upsert", func(b *testing.B) {
 		val, err := msgpack.Marshal(sample)
@@ -139,7 +126,7 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, ts = EXCLUDED.ts, expire
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		lat.report(b)
+		lat.Report(b)
 	})
 }
 
@@ -180,5 +167,5 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 		lat = append(lat, time.Since(t0))
 	}
-	lat.report(b)
+	lat.Report(b)
 }

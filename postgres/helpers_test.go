@@ -2,8 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -11,14 +9,9 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/pgtest"
+	"github.com/strata-cache/strata/internal/tiertest"
 	"github.com/strata-cache/strata/postgres"
 )
-
-// env returns an envelope with timestamp ts holding value.
-func env(ts int64, value []byte) []byte {
-	e := envelope.Envelope{Timestamp: ts, FreshUntil: ts + int64(time.Hour), Type: "test", Value: value}
-	return e.Append(nil)
-}
 
 func valueOf(t testing.TB, b []byte) string {
 	t.Helper()
@@ -29,25 +22,14 @@ func valueOf(t testing.TB, b []byte) string {
 	return string(e.Value)
 }
 
-func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
-
-// waitFor polls cond every 10 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// The helpers the tier modules share (internal/tiertest), by their short names.
+var (
+	env         = tiertest.Envelope
+	ctx         = tiertest.Context
+	waitFor     = tiertest.WaitFor
+	quietLogger = tiertest.QuietLogger
+	register    = tiertest.Register
+)
 
 // newTier returns a tier on srv without pruning, closed by the cleanup.
 func newTier(t testing.TB, srv *pgtest.Server) *postgres.Tier {
@@ -72,30 +54,12 @@ func newL2(t testing.TB, tier *postgres.Tier, prefix string) *postgres.L2 {
 
 func newProvider(t testing.TB, s strata.Settings) *strata.Provider {
 	t.Helper()
-	if s.Logger == nil {
-		s.Logger = quietLogger()
-	}
 	if s.Defaults == nil {
-		d := strata.ProductionDefaults()
-		d.Entry.BackgroundL2Operations = false
+		d := tiertest.Defaults()
 		d.WaitForInitialBackplaneSubscribe = 5 * time.Second
 		s.Defaults = &d
 	}
-	p, err := strata.NewProvider(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-func register(t testing.TB, p *strata.Provider, name string, f ...func(*strata.CacheSettings)) *hybrid.Cache {
-	t.Helper()
-	c, err := p.Register(name, f...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return tiertest.NewProvider(t, s)
 }
 
 // get reads key through the cache: memory, then the table, else "factory".
