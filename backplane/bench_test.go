@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/cputime"
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
@@ -101,7 +102,7 @@ func BenchmarkRedisFanOut(b *testing.B) {
 	}
 	pub := newRedisBackplane(b, srv.Client(b), backplane.RedisOptions{Channel: ch}, nil)
 	m := backplane.Message{Kind: backplane.KindSet, Cache: "fanout", Key: "user:42", Source: "bench", Value: strings.Repeat("v", 1024)}
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuOK := cputime.Process()
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for p := range publishers {
@@ -127,7 +128,7 @@ func BenchmarkRedisFanOut(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	if cpu1, ok := processCPU(); ok && cpuOK {
+	if cpu1, ok := cputime.Process(); ok && cpuOK {
 		b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }

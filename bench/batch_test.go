@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/cputime"
 )
 
 // batchSize is the number of keys of one batch call in the batch benchmarks.
@@ -47,9 +48,9 @@ func redisCalls(tb testing.TB, rdb *redis.Client, cmd string) int {
 // returns reports it as cpu-ns/op. Where wall time swings with the load of
 // a shared machine, the client's CPU per operation stays steadier.
 func cpuMeter(b *testing.B) func() {
-	start, ok := processCPU()
+	start, ok := cputime.Process()
 	return func() {
-		if end, ok2 := processCPU(); ok && ok2 {
+		if end, ok2 := cputime.Process(); ok && ok2 {
 			b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/strata-cache/strata/internal/cputime"
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
@@ -257,12 +258,12 @@ func runServiceMix(b *testing.B, addr string, own bool, build func(svcEnv) (svcN
 	defer admin.Close()
 	redisCPU0, redisOK := redisCPU(ctx, admin)
 	trips0, cmds0 := trips.trips.Load(), trips.cmds.Load()
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuOK := cputime.Process()
 	b.ResetTimer()
 	close(start)
 	wg.Wait()
 	b.StopTimer()
-	cpu1, cpuOK1 := processCPU()
+	cpu1, cpuOK1 := cputime.Process()
 	trips1, cmds1 := trips.trips.Load(), trips.cmds.Load()
 	redisCPU1, redisOK1 := redisCPU(ctx, admin)
 	warns := logs.n.Load() - warnsBefore
