@@ -165,6 +165,18 @@ func newStrataSyncS2Node(e svcEnv) (svcNode, error) {
 	})
 }
 
+// newStrataSyncNoBackplaneNode is strata-sync without a backplane
+// (DisableBackplane): the nodes do not tell each other of their writes, as
+// go-redis/cache's and eko's do not. It is not a configuration to run (its
+// stale reads are the peers'); it measures what the backplane costs, so that
+// the rest of the difference to go-redis/cache can be told apart.
+func newStrataSyncNoBackplaneNode(e svcEnv) (svcNode, error) {
+	return newStrataNodeWith(e, func(s *strata.CacheSettings) {
+		syncWrites(s)
+		s.DisableBackplane = true
+	})
+}
+
 // syncWrites turns BackgroundL2Operations off.
 func syncWrites(s *strata.CacheSettings) { s.Entry.BackgroundL2Operations = false }
 

@@ -41,6 +41,7 @@ var svcContenders = []struct {
 	{"strata-sync", newStrataSyncNode},
 	{"strata-sync-novalues", newStrataSyncNoValuesNode},
 	{"strata-sync-s2", newStrataSyncS2Node},
+	{"strata-sync-nobp", newStrataSyncNoBackplaneNode},
 	{"go-redis-cache", newGoRedisNode},
 	{"eko-chain", newEkoNode},
 }
