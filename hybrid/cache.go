@@ -155,7 +155,8 @@ func (c *Cache) Close() error {
 }
 
 // goBackground runs f on a goroutine that Close waits for, with the
-// profiler labels of ctx (runtime/pprof.Do on the caller; nil: none), so
+// profiler labels of ctx (runtime/pprof.Do on the caller; none for
+// context.Background), so
 // that work done on a caller's behalf counts as the caller's in a labelled
 // profile. It reports false, without running f, once the cache is closed.
 //

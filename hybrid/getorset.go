@@ -112,7 +112,7 @@ func (c *Cache) extend(e *entry, now int64) {
 		return
 	}
 	p := pending{op: opSet, key: x.key, ts: x.ts, val: enc, physUntil: x.physUntil, skipBP: true}
-	c.goBackground(nil, func() { c.writeL2(p, &c.entry) })
+	c.goBackground(context.Background(), func() { c.writeL2(p, &c.entry) })
 }
 
 // getOrSetSlow joins (or starts) the load of key and waits for it, for the

@@ -52,7 +52,7 @@ func (c *Cache) startRecovery() {
 	if r.running || len(r.items) == 0 {
 		return
 	}
-	if c.goBackground(nil, c.replay) {
+	if c.goBackground(context.Background(), c.replay) {
 		r.running = true
 	}
 }
