@@ -3,6 +3,7 @@ package etcd_test
 import (
 	"bytes"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -216,4 +217,29 @@ func TestL2ExpiresByLease(t *testing.T) {
 		b, err := s.Get(c, "short")
 		return err == nil && b == nil
 	})
+}
+
+// A TTL near math.MaxInt64 (an entry "forever": the engine passes its
+// physical expiry minus now) gets a lease of a century, not an error from a
+// deadline that wrapped around.
+func TestL2ForeverTTL(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := m.Client(t)
+	s := newL2(t, cli)
+	c := ctx(t)
+	ttl := time.Duration(math.MaxInt64 - time.Now().UnixNano())
+	if w, err := s.Set(c, "forever", env(1, []byte("v")), ttl); err != nil || !w {
+		t.Fatalf("Set with a TTL of %v = %v, %v", ttl, w, err)
+	}
+	if b, err := s.Get(c, "forever"); err != nil || b == nil {
+		t.Fatalf("Get = %v, %v", b, err)
+	}
+	resp, err := cli.Leases(c)
+	if err != nil || len(resp.Leases) != 1 {
+		t.Fatalf("leases = %v, %v; want one", resp, err)
+	}
+	left, err := cli.TimeToLive(c, resp.Leases[0].ID)
+	if err != nil || left.TTL < 99*365*24*3600 || left.TTL > 101*365*24*3600 {
+		t.Fatalf("lease TTL = %v, %v; want about a century", left, err)
+	}
 }

@@ -22,6 +22,10 @@ const (
 	leaseMargin  = time.Second
 	sweepEvery   = 64                   // grants between two sweeps of expired leases
 	maxLeaseTTLs = int64(9_000_000_000) // etcd's maximum lease TTL, seconds
+	// maxLeaseLife caps the lifetime asked of a lease: an entry "forever"
+	// (a duration near math.MaxInt64) lives a century, and its deadline
+	// stays within the nanoseconds an int64 counts from 1970.
+	maxLeaseLife = 100 * 365 * 24 * time.Hour
 )
 
 // bucketWidth returns the width of the buckets of keys with lifetime ttl.
@@ -52,6 +56,7 @@ type leaseSlot struct {
 // if the bucket has none. Concurrent writers of one bucket share one grant.
 func (l *leases) get(ctx context.Context, c *clientv3.Client, ttl time.Duration) (clientv3.LeaseID, error) {
 	now := time.Now()
+	ttl = min(ttl, maxLeaseLife)
 	w := bucketWidth(ttl)
 	deadline := now.Add(ttl)
 	end := (deadline.UnixNano() + int64(w) - 1) / int64(w) * int64(w) / int64(time.Second)

@@ -1020,7 +1020,9 @@ func (c *Cache) removeMany(ctx context.Context, keys []string, opts ...Option) e
 		tombs = append(tombs, newTombstone(k, now))
 		ps = append(ps, pending{op: opRemove, key: k, ts: now, ctx: uncancelled(ctx)})
 	}
-	c.l1.setMany(tombs, 1)
+	if !o.SkipL1Write {
+		c.l1.setMany(tombs, 1)
+	}
 	c.propagateMany(ps, o)
 	return nil
 }

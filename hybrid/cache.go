@@ -254,7 +254,9 @@ func (c *Cache) keyAttr(key string) slog.Attr {
 }
 
 // Remove deletes key from the cache. A read that raced the removal cannot
-// put the old value back.
+// put the old value back. SkipL1Write leaves the memory tier as it is
+// (the removal goes to the distributed tier and the other nodes only);
+// SkipL2Write and SkipBackplane keep it from those.
 func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err error) {
 	if err := c.check(ctx, key); err != nil {
 		return err
@@ -269,13 +271,17 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err err
 		defer func() { span.End(c.spanError(err)) }()
 	}
 	now := stamp()
-	c.l1.set(newTombstone(key, now), 1)
+	if !o.SkipL1Write {
+		c.l1.set(newTombstone(key, now), 1)
+	}
 	c.propagate(pending{op: opRemove, key: key, ts: now, ctx: uncancelled(ctx)}, o)
 	return nil
 }
 
 // Expire marks key as expired: reads miss it, but it remains a fail-safe
-// fallback until its physical expiry.
+// fallback until its physical expiry. FailSafe (off: the distributed copy
+// is removed) and the Skip*Write and SkipBackplane options apply as for
+// Remove.
 func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err error) {
 	if err := c.check(ctx, key); err != nil {
 		return err
@@ -290,12 +296,12 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 		defer func() { span.End(c.spanError(err)) }()
 	}
 	ts, now := stamp(), nowNano()
-	if e := c.l1.get(key); e != nil && !e.tombstone() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
+	if e := c.l1.get(key); !o.SkipL1Write && e != nil && !e.tombstone() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
 		c.l1.set(expiredCopy(e, ts, now), o.Size)
 	}
 	var phys int64 // without fail-safe the distributed copy is deleted
 	if o.FailSafe {
-		phys = now + int64(o.FailSafeMaxDuration)
+		phys = after(now, o.FailSafeMaxDuration)
 	}
 	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys, ctx: uncancelled(ctx)}, o)
 	return nil

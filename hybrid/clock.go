@@ -1,6 +1,7 @@
 package hybrid
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -17,6 +18,35 @@ var (
 // the largest cost of a hit on some virtual machines); inside a
 // testing/synctest bubble time.Since uses the bubble's clock.
 func nowNano() int64 { return clockBaseUnix + int64(time.Since(clockBase)) }
+
+// after returns the time d after t (unix nanoseconds), saturated at
+// math.MaxInt64: a duration near math.MaxInt64 means "practically
+// forever", never a time that wrapped around into the past.
+func after(t int64, d time.Duration) int64 {
+	if d > 0 && t > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	return t + int64(d)
+}
+
+// addDur returns a + b for non-negative durations, saturated at
+// math.MaxInt64.
+func addDur(a, b time.Duration) time.Duration {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// scaleDur returns d times f (f in [0, 1] or more), saturated at
+// math.MaxInt64 (a float64 beyond int64's range does not convert).
+func scaleDur(d time.Duration, f float64) time.Duration {
+	x := float64(d) * f
+	if x >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(x)
+}
 
 var lastStamp atomic.Int64
 

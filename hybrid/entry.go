@@ -327,7 +327,7 @@ var notFoundValue any = &notFound{}
 // newNotFound is the entry of a "not found" answered for key by a factory
 // that started at ts, stored at now, cached for o.NotFoundDuration.
 func newNotFound[T any](key string, ts, now int64, o *EntryOptions) *entry {
-	until := now + int64(o.NotFoundDuration)
+	until := after(now, o.NotFoundDuration)
 	e := allocBare(&entryExt{typ: typeName[T](), tags: o.Tags})
 	e.key, e.ts, e.verified = key, ts, ts
 	e.freshUntil, e.l2Fresh, e.physUntil, e.value = until, until, until, notFoundValue
@@ -370,16 +370,16 @@ type meta struct {
 func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *entry {
 	d := o.Duration
 	if o.JitterMaxDuration > 0 {
-		d += time.Duration(rand.Int64N(int64(o.JitterMaxDuration)))
+		d = addDur(d, time.Duration(rand.Int64N(int64(o.JitterMaxDuration))))
 	}
-	fresh := now + int64(d)
+	fresh := after(now, d)
 	phys := fresh
 	if o.FailSafe {
-		phys = max(fresh, now+int64(o.FailSafeMaxDuration))
+		phys = max(fresh, after(now, o.FailSafeMaxDuration))
 	}
 	freshUntil, l2Fresh := fresh, fresh
 	if o.L1Duration > 0 && o.L1Duration < d {
-		freshUntil = now + int64(o.L1Duration)
+		freshUntil = after(now, o.L1Duration)
 	}
 	// x and h are copied by allocEntry: they do not escape.
 	var x *entryExt
@@ -388,10 +388,10 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 	}
 	var h onHit
 	if o.EagerRefreshThreshold > 0 {
-		h.eagerAt = now + int64(float64(d)*o.EagerRefreshThreshold)
+		h.eagerAt = after(now, scaleDur(d, o.EagerRefreshThreshold))
 	}
 	if o.SlidingDuration > 0 {
-		freshUntil = min(freshUntil, now+int64(o.SlidingDuration))
+		freshUntil = min(freshUntil, after(now, o.SlidingDuration))
 		l2Fresh = freshUntil
 		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), fresh)
 	}

@@ -50,7 +50,7 @@ func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *Ent
 	}
 	x := stale.clone()
 	x.withVTS(stamp())
-	x.freshUntil = now + int64(o.FailSafeThrottleDuration)
+	x.freshUntil = after(now, o.FailSafeThrottleDuration)
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.noEager()
 	c.l1.set(x, o.Size)

@@ -96,7 +96,7 @@ func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry,
 func (c *Cache) extend(e *entry, now int64) {
 	s := e.sliding()
 	x := e.clone()
-	x.freshUntil = min(now+s.window, s.max)
+	x.freshUntil = min(after(now, time.Duration(s.window)), s.max)
 	x.l2Fresh = x.freshUntil
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.setSlide(sliding{}) // at the limit: no more extensions
@@ -646,6 +646,9 @@ func mismatch[T any](key string, got any) error {
 	}
 	if lv, ok := got.(*lazyValue); ok {
 		held = lv.typ
+	}
+	if p, ok := got.(*any); ok && *p != nil {
+		held = fmt.Sprintf("%s (holding a %T)", held, *p) // stored as Set[any]
 	}
 	return fmt.Errorf("%w: key %q holds %s, read as %T", ErrTypeMismatch, key, held, *new(T))
 }

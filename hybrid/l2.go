@@ -237,16 +237,16 @@ func fromL2Parts(env *envelope.Envelope, o *EntryOptions, now int64) (x entryExt
 	}
 	freshUntil, physUntil = env.FreshUntil, env.FreshUntil
 	if o.L1Duration > 0 {
-		freshUntil = min(freshUntil, now+int64(o.L1Duration))
+		freshUntil = min(freshUntil, after(now, o.L1Duration))
 	}
 	if o.FailSafe {
-		physUntil = max(physUntil, env.Timestamp+int64(o.FailSafeMaxDuration))
+		physUntil = max(physUntil, after(env.Timestamp, o.FailSafeMaxDuration))
 	}
 	if o.SlidingDuration > 0 {
-		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), env.Timestamp+int64(o.Duration))
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), after(env.Timestamp, o.Duration))
 	}
 	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
-		h.eagerAt = env.Timestamp + int64(float64(env.FreshUntil-env.Timestamp)*o.EagerRefreshThreshold)
+		h.eagerAt = after(env.Timestamp, scaleDur(time.Duration(env.FreshUntil-env.Timestamp), o.EagerRefreshThreshold))
 	}
 	return x, h, freshUntil, physUntil
 }
@@ -258,7 +258,7 @@ func notFoundFromL2(key string, env *envelope.Envelope, o *EntryOptions, now int
 	e.key, e.ts, e.verified, e.value = key, env.Timestamp, now, notFoundValue
 	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
 	if o.L1Duration > 0 {
-		e.freshUntil = min(e.freshUntil, now+int64(o.L1Duration))
+		e.freshUntil = min(e.freshUntil, after(now, o.L1Duration))
 	}
 	return e
 }

@@ -29,8 +29,8 @@ func isReserved(key string) bool { return strings.HasPrefix(key, reservedPrefix)
 // longer than any entry it may have to invalidate (twice the longest
 // physical lifetime of the cache's default options, at least 24h).
 func tagTTL(o *EntryOptions) time.Duration {
-	longest := max(o.Duration+o.JitterMaxDuration, o.FailSafeMaxDuration)
-	return max(24*time.Hour, 2*longest)
+	longest := max(addDur(o.Duration, o.JitterMaxDuration), o.FailSafeMaxDuration)
+	return max(24*time.Hour, addDur(longest, longest))
 }
 
 // mergeTag combines two states of a tag: the later of each time.
@@ -170,7 +170,7 @@ func (c *Cache) propagateInvalidation(ctx context.Context, key string, ti tagInv
 		kind = backplane.KindRemove
 	}
 	p := pending{op: opSet, key: key, ts: ti.at, bpKind: kind,
-		val: encodeInvalidation(ti), physUntil: nowNano() + int64(c.tagTTL), ctx: uncancelled(ctx)}
+		val: encodeInvalidation(ti), physUntil: after(nowNano(), c.tagTTL), ctx: uncancelled(ctx)}
 	c.propagate(p, &c.entry)
 }
 
@@ -230,7 +230,7 @@ func (c *Cache) learn(ctx context.Context, e *entry, o *EntryOptions) {
 				continue
 			}
 			c.l1.set(&entry{key: tagCheckPrefix + t, value: true, ts: read, verified: read,
-				freshUntil: now + int64(c.entry.Duration), physUntil: now + int64(c.entry.Duration)}, 1)
+				freshUntil: after(now, c.entry.Duration), physUntil: after(now, c.entry.Duration)}, 1)
 		}
 	}
 }
