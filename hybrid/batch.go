@@ -545,7 +545,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	}()
 	haveAllStale := true
 	for _, k := range ks {
-		stale, fresh := c.memoryAgain(ctx, k.key, o, k.eager)
+		_, stale, fresh := c.memoryAgain(ctx, k.key, o, k.eager)
 		if fresh != nil {
 			answer(k, fresh.value, nil)
 			continue
@@ -831,7 +831,7 @@ func tryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 		}
 		// As TryGet's slow path: the memory entry checked against the
 		// distributed tier's invalidation records, if needed.
-		s, e := c.memoryAgain(ctx, key, o, nil)
+		_, s, e := c.memoryAgain(ctx, key, o, nil)
 		if !o.SkipL1Read {
 			if e != nil {
 				c.hit(ctx, key, TierL1)

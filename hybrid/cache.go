@@ -28,6 +28,9 @@ type Cache struct {
 	tagSF      singleflight.Group // loads of tag and clear records from the distributed tier
 	tagTTL     time.Duration
 	clearKnown atomic.Bool // the distributed tier's Clear state was read
+	// recordsRetryAt (unix ns): a read of an invalidation record failed or
+	// timed out; until then learn does not ask the tier again (see learn).
+	recordsRetryAt atomic.Int64
 	readers    readers
 	log        *slog.Logger
 	redactKeys bool

@@ -250,7 +250,7 @@ func tryGetEntry[T any](ctx context.Context, c *Cache, key string, o *EntryOptio
 		ctx, span = c.startOp(ctx, SpanTryGet, key)
 		defer func() { span.End(c.spanError(err)) }()
 	}
-	stale, e := c.memoryAgain(ctx, key, o, nil)
+	lctx, stale, e := c.memoryAgain(ctx, key, o, nil)
 	if !o.SkipL1Read {
 		if e != nil {
 			c.hit(ctx, key, TierL1)
@@ -270,7 +270,7 @@ func tryGetEntry[T any](ctx context.Context, c *Cache, key string, o *EntryOptio
 		c.readers.add(key)
 		defer c.readers.done(key)
 	}
-	hit, stale := readThroughL2[T](ctx, c, key, o, stale, nil)
+	hit, stale := readThroughL2[T](lctx, c, key, o, stale, nil)
 	if hit != nil {
 		return hit, nil
 	}
@@ -355,14 +355,14 @@ func load[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *Ent
 		c.readers.add(key) // see bpHandler.HandleMessage
 		defer c.readers.done(key)
 	}
-	stale, e := c.memoryAgain(ctx, key, o, eager)
+	lctx, stale, e := c.memoryAgain(ctx, key, o, eager)
 	if e != nil {
 		if c.tr != nil {
 			annotate(ctx, slog.String(AttrTier, TierL1.String()), slog.Bool(AttrHit, true))
 		}
 		return e.value, nil
 	}
-	e, stale = readThroughL2[T](ctx, c, key, o, stale, eager)
+	e, stale = readThroughL2[T](lctx, c, key, o, stale, eager)
 	if e != nil {
 		return e.value, nil
 	}
@@ -397,30 +397,41 @@ func load[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *Ent
 // records read if needed. It returns the entry if it is fresh and valid,
 // else the usable stale value, the fail-safe fallback (for an eager
 // refresh: the entry being refreshed).
-func (c *Cache) memoryAgain(ctx context.Context, key string, o *EntryOptions, eager *entry) (stale, fresh *entry) {
+//
+// When e can serve as the fallback and o has an L2 soft timeout, the
+// returned context carries an L2 budget of that timeout (withL2Budget):
+// reading the invalidation records here and the entry in readThroughL2
+// wait that long in all, not a hard timeout and then a soft one. The
+// caller reads the distributed tier with it.
+func (c *Cache) memoryAgain(ctx context.Context, key string, o *EntryOptions, eager *entry) (_ context.Context, stale, fresh *entry) {
 	if eager != nil {
-		return eager, nil
+		return ctx, eager, nil
 	}
 	if o.SkipL1Read {
-		return nil, nil
+		return ctx, nil, nil
 	}
 	e := c.l1.get(key)
 	if e == nil {
-		return nil, nil
+		return ctx, nil, nil
+	}
+	if o.L2SoftTimeout > 0 && c.l2 != nil {
+		if now := nowNano(); e.usableStale(now) {
+			ctx = withL2Budget(ctx, after(now, o.L2SoftTimeout))
+		}
 	}
 	switch c.learnThenCheck(ctx, e, o, false) {
 	case valid:
 		if e.fresh(nowNano()) {
-			return nil, e
+			return ctx, nil, e
 		}
 		stale = e
 	case invalidStale:
 		stale = e
 	}
 	if !stale.usableStale(nowNano()) {
-		return nil, nil
+		return ctx, nil, nil
 	}
-	return stale, nil
+	return ctx, stale, nil
 }
 
 // readThroughL2 is the second step: the distributed tier's entry of key,

@@ -285,7 +285,19 @@ func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, h
 // readsL2 reports whether a read with o asks the distributed tier.
 func (c *Cache) readsL2(o *EntryOptions) bool { return c.l2 != nil && !o.SkipL2Read }
 
-// getL2 reads the raw value of key, bounded by timeout (0: none). ok is
+// l2BudgetKey is the context key of an L2 budget (withL2Budget).
+type l2BudgetKey struct{}
+
+// withL2Budget returns ctx with a time (unix ns) by which every read of
+// the distributed tier made with it (getL2) must end: a load with a stale
+// value and an L2 soft timeout waits that long for the tier in all, for
+// its invalidation records and its entry together.
+func withL2Budget(ctx context.Context, end int64) context.Context {
+	return context.WithValue(ctx, l2BudgetKey{}, end)
+}
+
+// getL2 reads the raw value of key, bounded by timeout (0: none) and by
+// ctx's L2 budget, if any (withL2Budget). ok is
 // false on a timeout, an open circuit breaker or an error (logged and
 // counted); a miss is (nil, true).
 func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b []byte, ok bool) {
@@ -300,6 +312,16 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 			span.SetAttributes(slog.String(AttrTier, TierL2.String()), slog.Bool(AttrHit, b != nil))
 			span.End(failed)
 		}()
+	}
+	if end, ok := ctx.Value(l2BudgetKey{}).(int64); ok {
+		left := time.Duration(end - nowNano())
+		if left <= 0 {
+			c.stats.l2Timeouts.Add(1)
+			return nil, false
+		}
+		if timeout <= 0 || left < timeout {
+			timeout = left
+		}
 	}
 	rctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {

@@ -194,11 +194,14 @@ func (c *Cache) applyInvalidationMessage(m backplane.Message) {
 // tags once (a tag never invalidated is remembered in memory, evictably,
 // for the cache's Duration). After a backplane gap, what was read before
 // it is read again. Each record is read with stampede protection, with
-// ctx and o's L2 hard timeout. A record that cannot be read (the tier is
-// unavailable) stays unknown, so the entry is checked again next time.
+// ctx (and its L2 budget, withL2Budget) and o's L2 hard timeout. A record
+// that cannot be read (the tier is unavailable or too slow) stays unknown,
+// so the entry is checked again next time; and for recordRetry no record
+// is asked for, so that a tier that hangs costs one timeout, not one per
+// load, per key of a batch, or per tag.
 // learn is a step of the load path: the hit path never calls it.
 func (c *Cache) learn(ctx context.Context, e *entry, o *EntryOptions) {
-	if c.l2 == nil {
+	if c.l2 == nil || nowNano() < c.recordsRetryAt.Load() {
 		return
 	}
 	if !c.clearKnown.Load() {
@@ -235,6 +238,10 @@ func (c *Cache) learn(ctx context.Context, e *entry, o *EntryOptions) {
 	}
 }
 
+// recordRetry is how long learn leaves the invalidation records alone after
+// a read of one failed or timed out.
+const recordRetry = time.Second
+
 // loadInvalidation reads one invalidation record, one read per key at a
 // time (singleflight), bounded by o's L2 hard timeout (defaultL2IOTimeout
 // when off) and by Close; a caller whose ctx ends stops waiting. ok is
@@ -254,6 +261,9 @@ func (c *Cache) loadInvalidation(ctx context.Context, key string, o *EntryOption
 		defer cancel()
 		defer context.AfterFunc(c.ctx, cancel)()
 		b, ok := c.getL2(rctx, key, l2Timeout(o))
+		if !ok && c.ctx.Err() == nil {
+			c.recordsRetryAt.Store(after(nowNano(), recordRetry))
+		}
 		r := record{ok: ok}
 		if ok && b != nil {
 			r.ti, r.found = decodeInvalidation(b)

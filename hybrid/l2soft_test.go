@@ -1,0 +1,91 @@
+package hybrid_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/internal/tcpproxy"
+)
+
+// L2SoftTimeout bounds how long a load that has a stale value waits for a
+// hung distributed tier in all: for the invalidation records it has not
+// read yet (the cache's Clear record, the entry's tags) and for the entry
+// itself, not a hard timeout for the records and then a soft one. The node
+// here has only written its entries, so it has never read the records.
+// The hard timeout is a minute: the loads must end long before it, with the
+// stale values; loads after the first do not ask for the records again
+// while the tier does not answer; a batch does not wait a timeout per key.
+func TestL2SoftTimeoutCoversRecordReads(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy, err := tcpproxy.New(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	entry := hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true, FailSafeMaxDuration: time.Hour,
+		L2SoftTimeout: 100 * time.Millisecond, L2HardTimeout: time.Minute}
+	c := node(t, srv.FastClient(t, proxy.Addr()), entry)
+	ctx := context.Background()
+	keys := []string{"a", "b", "c", "d", "e"}
+	for _, k := range keys {
+		if err := hybrid.Set(ctx, c, k, "old-"+k, hybrid.WithTags("t-"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the entries to expire", func() bool {
+		_, ok := mustGet[string](t, c, "e")
+		return !ok
+	})
+	proxy.Pause()
+	t.Cleanup(proxy.Resume)
+
+	fail := func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "", errDB }
+	done := make(chan error, 1)
+	go func() {
+		for _, k := range keys[:3] {
+			v, err := hybrid.GetOrSet(ctx, c, k, fail)
+			if err != nil || v != "old-"+k {
+				done <- fmt.Errorf("GetOrSet(%s) = %q, %v; want the stale value", k, v, err)
+				return
+			}
+		}
+		res, err := hybrid.GetOrSetMany(ctx, c, keys[3:], func(context.Context, *hybrid.BatchContext[string]) (map[string]string, error) {
+			return nil, errDB
+		})
+		if err != nil {
+			done <- fmt.Errorf("GetOrSetMany: %v", err)
+			return
+		}
+		for i, k := range keys[3:] {
+			if res[i].Err != nil || res[i].Value != "old-"+k {
+				done <- fmt.Errorf("GetOrSetMany(%s) = %q, %v; want the stale value", k, res[i].Value, res[i].Err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second): // the hard timeout is a minute, the client's read timeout 10 s
+		t.Fatal("the loads waited for the L2 hard timeout: the soft timeout did not bound the record reads")
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
