@@ -656,3 +656,61 @@ func TestGoInterop(t *testing.T) {
 		return st == 200 && body == "changed"
 	})
 }
+
+// Lifetimes beyond 10 years, or beyond what an int64 of seconds holds, are
+// 10 years (dache's "forever"; RFC 9111 1.2.2 for Cache-Control max-age),
+// never an error or a lifetime that wrapped around into the past; a quoted
+// max-age counts, from a client and from the origin.
+func TestHugeAndQuotedLifetimes(t *testing.T) {
+	var calls atomic.Int64
+	maxAgeHdr := make(chan string, 1)
+	us := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		select {
+		case v := <-maxAgeHdr:
+			w.Header().Set("Cache-Control", v)
+		default:
+		}
+		_, _ = w.Write([]byte("o"))
+	}))
+	defer us.Close()
+	ts, _ := testServer(t, `
+caches:
+  blobs: {}
+  web:
+    jitter_max_duration: 0s
+    origin:
+      url: `+us.URL+`
+`, nil)
+	base := ts.URL + "/v1/caches/blobs/keys/"
+	for i, put := range []struct{ query, cc string }{
+		{"?ttl=100000000000", ""},        // seconds, over 10 years
+		{"?ttl=99999999999999999999", ""}, // seconds, over int64
+		{"?ttl=1000000h", ""},             // a Go duration over 10 years
+		{"", "max-age=99999999999999999999"},
+		{"", `max-age="3600"`},
+	} {
+		k := base + "k" + strconv.Itoa(i)
+		hdr := []string{}
+		if put.cc != "" {
+			hdr = []string{"Cache-Control", put.cc}
+		}
+		if st, body, _ := do(t, "PUT", k+put.query, "v", hdr...); st != 204 {
+			t.Fatalf("PUT %s %s: %d %s", put.query, put.cc, st, body)
+		}
+		if st, body, _ := do(t, "GET", k, ""); st != 200 || body != "v" {
+			t.Fatalf("GET after PUT %s %s: %d %q", put.query, put.cc, st, body)
+		}
+	}
+	// The origin's quoted max-age="1": the entry expires after a second,
+	// not after the cache's duration.
+	maxAgeHdr <- `max-age="1"`
+	u := ts.URL + "/v1/caches/web/keys/p"
+	if st, _, _ := do(t, "GET", u, ""); st != 200 {
+		t.Fatal(st)
+	}
+	waitFor(t, 10*time.Second, "the origin's max-age=\"1\" entry to expire", func() bool {
+		do(t, "GET", u, "")
+		return calls.Load() >= 2
+	})
+}

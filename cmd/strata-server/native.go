@@ -192,31 +192,59 @@ func ttlOf(r *http.Request) (time.Duration, error) {
 			if !strings.EqualFold(name, "max-age") {
 				continue
 			}
-			n, err := strconv.ParseInt(strings.Trim(val, `"`), 10, 64)
-			if err != nil || n <= 0 || n > int64(dacheForever/time.Second) {
+			d, ok := maxAge(val)
+			if !ok || d <= 0 {
 				return 0, fmt.Errorf("Cache-Control max-age=%q: a positive number of seconds expected", val)
 			}
-			return time.Duration(n) * time.Second, nil
+			return d, nil
 		}
 	}
 	return 0, nil
 }
 
+//
+// A TTL longer than dacheForever (10 years) is dacheForever, as a dache
+// expiry is; so is a number of seconds too large for an int64.
 func parseTTL(v string) (time.Duration, error) {
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 || n > int64(dacheForever/time.Second) {
+	if d, ok := maxAge(v); ok && !strings.Contains(v, `"`) {
+		if d <= 0 {
 			return 0, errors.New("a positive number of seconds expected")
 		}
-		return time.Duration(n) * time.Second, nil
+		return d, nil
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n <= 0 {
+		return 0, errors.New("a positive number of seconds expected")
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		return 0, errors.New("a duration such as 30s or a number of seconds expected")
 	}
-	if d <= 0 || d > dacheForever {
+	if d <= 0 {
 		return 0, errors.New("the TTL must be positive")
 	}
-	return d, nil
+	return min(d, dacheForever), nil
+}
+
+// maxAge parses delta-seconds (RFC 9111 1.2.2), as in Cache-Control:
+// max-age (quotes allowed). A value beyond dacheForever is dacheForever,
+// and so is one beyond what an int64 holds: the RFC has a cache treat an
+// overflowing delta-seconds as the greatest value it can represent. ok is
+// false for anything but digits.
+func maxAge(val string) (d time.Duration, ok bool) {
+	val = strings.Trim(val, `"`)
+	if val == "" {
+		return 0, false
+	}
+	for _, c := range val {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(val, 10, 64)
+	if err != nil || n > int64(dacheForever/time.Second) { // digits only: err is ErrRange
+		return dacheForever, true
+	}
+	return time.Duration(n) * time.Second, true
 }
 
 // tagsOf reads the Strata-Tags header.

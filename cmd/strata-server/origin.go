@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -137,8 +136,8 @@ func (o *origin) fetch(ctx context.Context, key, etag string, wantJSON bool) (fe
 	for part := range strings.SplitSeq(resp.Header.Get("Cache-Control"), ",") {
 		name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
 		if strings.EqualFold(name, "max-age") {
-			if n, err := strconv.Atoi(val); err == nil && n > 0 {
-				f.maxAge = time.Duration(n) * time.Second
+			if d, ok := maxAge(val); ok && d > 0 {
+				f.maxAge = d
 			}
 		}
 	}
