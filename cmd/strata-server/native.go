@@ -419,8 +419,11 @@ type batchGetResponse struct {
 	Missing []string       `json:"missing"`
 }
 
-// batchGet reads many keys: one read per key for now (the library's batch
-// operations will replace the loop).
+// batchGet reads many keys. Without an origin it is the library's
+// TryGetMany: the keys memory does not answer are read from the
+// distributed tier in one round trip (per hybrid.MaxBatchKeys keys). With
+// an origin each key is read as GET reads it (a load per key, stampede
+// protection per key, the origin called for the misses).
 func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 	var req batchGetRequest
 	if !s.decodeJSON(w, r, &req) {
@@ -434,22 +437,16 @@ func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 		writeError(w, http.StatusBadRequest, "bad_body", fmt.Sprintf("at most %d keys per batch", s.cfg.MaxBatchKeys))
 		return
 	}
-	resp := batchGetResponse{Values: map[string]any{}, Missing: []string{}}
+	keys := make([]string, 0, len(req.Keys))
 	seen := make(map[string]struct{}, len(req.Keys))
 	for _, key := range req.Keys {
-		if _, dup := seen[key]; dup {
-			continue
+		if _, dup := seen[key]; !dup {
+			seen[key] = struct{}{}
+			keys = append(keys, key)
 		}
-		seen[key] = struct{}{}
-		v, found, _, err := c.read(r.Context(), key, false)
-		if err != nil {
-			if errors.Is(err, errOriginNotFound) {
-				resp.Missing = append(resp.Missing, key)
-				continue
-			}
-			s.cacheError(w, c, fmt.Errorf("key %q: %w", key, err))
-			return
-		}
+	}
+	resp := batchGetResponse{Values: map[string]any{}, Missing: []string{}}
+	add := func(key string, v []byte, found bool) {
 		switch {
 		case !found:
 			resp.Missing = append(resp.Missing, key)
@@ -459,5 +456,50 @@ func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 			resp.Values[key] = v
 		}
 	}
+	if c.origin != nil {
+		for _, key := range keys {
+			v, found, _, err := c.read(r.Context(), key, false)
+			if err != nil && !errors.Is(err, errOriginNotFound) {
+				s.cacheError(w, c, fmt.Errorf("key %q: %w", key, err))
+				return
+			}
+			add(key, v, found && err == nil)
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), hybrid.MaxBatchKeys)]
+		keys = keys[len(chunk):]
+		var err error
+		if c.json {
+			err = batchRead[json.RawMessage](r.Context(), c, chunk, add)
+		} else {
+			err = batchRead[[]byte](r.Context(), c, chunk, add)
+		}
+		if err != nil {
+			s.cacheError(w, c, err)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// batchRead reads keys with TryGetMany and hands each result to add; the
+// first key whose read failed (an invalid key, a value of another type)
+// is the error, naming the key.
+func batchRead[T ~[]byte](ctx context.Context, c *cache, keys []string, add func(key string, v []byte, found bool)) error {
+	res, err := hybrid.TryGetMany[T](ctx, c.c, keys)
+	if err != nil {
+		return err
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			return fmt.Errorf("key %q: %w", keys[i], r.Err)
+		}
+	}
+	for i, r := range res {
+		add(keys[i], r.Value, r.Found)
+	}
+	return nil
 }
