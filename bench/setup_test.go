@@ -48,7 +48,7 @@ func newContender(tb testing.TB, f func(env) (contender, error), e env) contende
 	tb.Helper()
 	c, err := f(e)
 	switch {
-	case errors.Is(err, errNeedsRedis), errors.Is(err, errStrataL2NotWired):
+	case errors.Is(err, errNeedsRedis):
 		tb.Skip(err)
 	case err != nil:
 		tb.Fatal(err)

@@ -1,23 +1,14 @@
 package bench
 
 import (
-	"errors"
-
 	"github.com/strata-cache/strata/hybrid"
 )
 
-// errStrataL2NotWired says that hybrid.New cannot take a Redis tier; the
-// Strata L2 benchmark skips itself on it. Kept for the day the L2 wiring
-// changes shape again: return it from newStrataL2 rather than break the suite.
-var errStrataL2NotWired = errors.New("strata L2 not wired yet")
-
 // newStrataL2 is Strata with Redis as L2 (hybrid.NewRedisL2 on the
 // benchmark's client, so with the same client options as every peer) and
-// every read and write skipping L1, for the L2 hit benchmark.
-//
-// TODO: this follows the engine's L2 wiring as of this writing
-// (Options.L2 = hybrid.NewRedisL2(client)); revisit when the provider's
-// RedisSettings are the documented way in.
+// every read and write skipping L1, for the L2 hit benchmark. It builds the
+// cache with hybrid.New rather than the provider so that the Redis tier is
+// the only difference from the memory-only contenders (no backplane).
 func newStrataL2(e env) (contender, error) {
 	if e.rdb == nil {
 		return nil, errNeedsRedis
