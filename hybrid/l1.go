@@ -3,6 +3,7 @@ package hybrid
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -38,6 +39,11 @@ type l1 struct {
 	closed  bool
 	stripes [64]sync.Mutex
 	recent  [64]recentShard
+	// epoch counts the flushes of ristretto's buffer begun (flush), and
+	// flushed is the highest epoch whose flush has ended: a window entry
+	// put at epoch p is known to ristretto (admitted or refused) once
+	// flushed > p.
+	epoch, flushed atomic.Uint64
 }
 
 // recentSlots is the number of recent writes kept per shard (64 shards).
@@ -47,23 +53,42 @@ const recentSlots = 64
 // entries written, and the newest per key.
 type recentShard struct {
 	mu   sync.Mutex
-	ring [recentSlots]*entry
+	ring [recentSlots]recentSlot
 	next int
 	keys map[string]*entry
 }
 
-// put records e as the newest write of its key (set has checked that it
-// is); the oldest slot makes room.
-func (r *recentShard) put(e *entry) {
+// recentSlot is one write in the window and the flush epoch when it was
+// put (after its ristretto Set).
+type recentSlot struct {
+	e     *entry
+	epoch uint64
+}
+
+// leaving returns the epoch of the write that the next put pushes out of
+// the window, if that write is still its key's newest here (ok).
+func (r *recentShard) leaving() (key string, epoch uint64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.ring[r.next]
+	if old.e == nil || r.keys[old.e.key] != old.e {
+		return "", 0, false
+	}
+	return old.e.key, old.epoch, true
+}
+
+// put records e, set in ristretto at epoch, as the newest write of its key
+// (set has checked that it is); the oldest slot makes room.
+func (r *recentShard) put(e *entry, epoch uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.keys == nil {
 		r.keys = make(map[string]*entry, recentSlots)
 	}
-	if old := r.ring[r.next]; old != nil && r.keys[old.key] == old {
+	if old := r.ring[r.next].e; old != nil && r.keys[old.key] == old {
 		delete(r.keys, old.key)
 	}
-	r.ring[r.next] = e
+	r.ring[r.next] = recentSlot{e: e, epoch: epoch}
 	r.next = (r.next + 1) % recentSlots
 	r.keys[e.key] = e
 }
@@ -148,20 +173,51 @@ func (m *l1) set(e *entry, cost int64) {
 	// access for its admission policy (Get would).
 	_, present := m.rc.GetTTL(e.key)
 	if !present && known != nil {
-		m.rc.Wait() // an earlier insertion may be buffered: let it land first
+		m.flush() // an earlier insertion may be buffered: let it land first
 		_, present = m.rc.GetTTL(e.key)
+	}
+	if cost > m.rc.MaxCost() {
+		// Never stored (ristretto refuses the insertion, but would apply an
+		// update of a present key): a removal at e's timestamp instead, so
+		// that no older value of the key is served either.
+		e, cost = newTombstone(e.key, e.ts), 1
 	}
 	if !m.rc.Set(e.key, e, cost) {
 		// The buffer was full and the set was dropped: flush and retry once.
-		m.rc.Wait()
+		m.flush()
 		m.rc.Set(e.key, e, cost)
 	}
 	if present {
 		// An update of a present key is applied at once, newest wins:
 		// ristretto holds the newest now, the window need not.
 		w.drop(e.key)
-	} else {
-		w.put(e)
+		return
+	}
+	// A write leaves the window only once ristretto has taken (or refused)
+	// its insertion: else a later write of its key, not seeing it in the
+	// window or in ristretto, would be a second insertion that ristretto
+	// drops when it reaches the first, and the older value would win. A
+	// write ristretto already holds needs no flush; else at most one flush
+	// per recentSlots new keys of a shard, and one flush covers every
+	// shard's earlier writes.
+	if k, ep, ok := w.leaving(); ok && ep >= m.flushed.Load() {
+		if _, taken := m.rc.GetTTL(k); !taken { // (taken: it was admitted)
+			m.flush()
+		}
+	}
+	w.put(e, m.epoch.Load())
+}
+
+// flush waits until ristretto has applied every write buffered before it
+// (its Wait), and records the epoch it covers.
+func (m *l1) flush() {
+	ep := m.epoch.Add(1)
+	m.rc.Wait()
+	for {
+		done := m.flushed.Load()
+		if done >= ep || m.flushed.CompareAndSwap(done, ep) {
+			return
+		}
 	}
 }
 
