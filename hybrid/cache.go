@@ -31,13 +31,14 @@ type Cache struct {
 	// recordsRetryAt (unix ns): a read of an invalidation record failed or
 	// timed out; until then learn does not ask the tier again (see learn).
 	recordsRetryAt atomic.Int64
-	readers    readers
-	log        *slog.Logger
-	redactKeys bool
-	maxKey     int
+	readers        readers
+	log            *slog.Logger
+	redactKeys     bool
+	maxKey         int
 
 	l2              L2
-	locker          Locker // l2 as a Locker; nil when it is not one
+	locker          Locker      // l2 as a Locker; nil when it is not one
+	noLockerWarned  atomic.Bool // DistributedLock asked of an L2 without a lock: logged
 	prefix          string
 	ser             serializer.Serializer
 	comp            serializer.Compressor // nil: none

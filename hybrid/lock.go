@@ -64,9 +64,20 @@ const lockPrefix = reservedPrefix + "lock:"
 
 var lockTokens atomic.Uint64 // tells this process's lock attempts apart
 
-// locks reports whether a load with o takes the distributed lock.
+// locks reports whether a load with o takes the distributed lock. Asked
+// of a distributed tier that has none (not a Locker), it says so in the
+// log, once.
 func (c *Cache) locks(o *EntryOptions) bool {
-	return o.DistributedLock && c.locker != nil && !o.SkipL2Read && !o.SkipL2Write
+	if !o.DistributedLock {
+		return false
+	}
+	if c.locker == nil {
+		if c.l2 != nil && c.noLockerWarned.CompareAndSwap(false, true) {
+			c.log.Warn("DistributedLock is ignored: the distributed tier has no lock (hybrid.Locker); each process loads on its own")
+		}
+		return false
+	}
+	return !o.SkipL2Read && !o.SkipL2Write
 }
 
 func lockLease(o *EntryOptions) time.Duration {
