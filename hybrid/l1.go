@@ -65,32 +65,27 @@ type recentSlot struct {
 	epoch uint64
 }
 
-// leaving returns the epoch of the write that the next put pushes out of
-// the window, if that write is still its key's newest here (ok).
-func (r *recentShard) leaving() (key string, epoch uint64, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	old := r.ring[r.next]
-	if old.e == nil || r.keys[old.e.key] != old.e {
-		return "", 0, false
-	}
-	return old.e.key, old.epoch, true
-}
-
 // put records e, set in ristretto at epoch, as the newest write of its key
-// (set has checked that it is); the oldest slot makes room.
-func (r *recentShard) put(e *entry, epoch uint64) {
+// (set has checked that it is); the oldest slot makes room. It changes
+// nothing and returns false when the write it would push out is still its
+// key's newest here and was put at an epoch that no flush has covered yet
+// (flushed is the last covered one): the caller flushes and puts again.
+func (r *recentShard) put(e *entry, epoch, flushed uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.keys == nil {
 		r.keys = make(map[string]*entry, recentSlots)
 	}
-	if old := r.ring[r.next].e; old != nil && r.keys[old.key] == old {
-		delete(r.keys, old.key)
+	if old := r.ring[r.next]; old.e != nil && r.keys[old.e.key] == old.e {
+		if old.epoch >= flushed {
+			return false
+		}
+		delete(r.keys, old.e.key)
 	}
 	r.ring[r.next] = recentSlot{e: e, epoch: epoch}
 	r.next = (r.next + 1) % recentSlots
 	r.keys[e.key] = e
+	return true
 }
 
 // drop forgets key.
@@ -196,16 +191,14 @@ func (m *l1) set(e *entry, cost int64) {
 	// A write leaves the window only once ristretto has taken (or refused)
 	// its insertion: else a later write of its key, not seeing it in the
 	// window or in ristretto, would be a second insertion that ristretto
-	// drops when it reaches the first, and the older value would win. A
-	// write ristretto already holds needs no flush; else at most one flush
-	// per recentSlots new keys of a shard, and one flush covers every
-	// shard's earlier writes.
-	if k, ep, ok := w.leaving(); ok && ep >= m.flushed.Load() {
-		if _, taken := m.rc.GetTTL(k); !taken { // (taken: it was admitted)
-			m.flush()
-		}
+	// drops when it reaches the first, and the older value would win. At
+	// most one flush per recentSlots new keys of a shard, and one flush
+	// covers every shard's earlier writes (2^18 new keys into a full tier:
+	// 69 flushes). Asking ristretto whether it holds the leaving write, or
+	// being told of its refusals and evictions, cost more than the flushes.
+	for !w.put(e, m.epoch.Load(), m.flushed.Load()) {
+		m.flush()
 	}
-	w.put(e, m.epoch.Load())
 }
 
 // flush waits until ristretto has applied every write buffered before it
