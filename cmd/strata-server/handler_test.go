@@ -684,7 +684,7 @@ caches:
 `, nil)
 	base := ts.URL + "/v1/caches/blobs/keys/"
 	for i, put := range []struct{ query, cc string }{
-		{"?ttl=100000000000", ""},        // seconds, over 10 years
+		{"?ttl=100000000000", ""},         // seconds, over 10 years
 		{"?ttl=99999999999999999999", ""}, // seconds, over int64
 		{"?ttl=1000000h", ""},             // a Go duration over 10 years
 		{"", "max-age=99999999999999999999"},

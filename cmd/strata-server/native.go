@@ -202,7 +202,7 @@ func ttlOf(r *http.Request) (time.Duration, error) {
 	return 0, nil
 }
 
-//
+// parseTTL reads a TTL: a Go duration or a number of seconds, positive.
 // A TTL longer than dacheForever (10 years) is dacheForever, as a dache
 // expiry is; so is a number of seconds too large for an int64.
 func parseTTL(v string) (time.Duration, error) {
