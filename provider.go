@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,12 +42,30 @@ type Provider struct {
 	tierOwned   bool   // sharedTier was built by the provider
 	ownedTiers  []Tier // isolated tiers the provider built
 
-	mu      sync.RWMutex
-	caches  map[string]*hybrid.Cache
-	owned   []redis.UniversalClient // isolated clients the provider created
-	closed  bool
-	closeMu sync.Once
-	err     error
+	mu       sync.RWMutex
+	caches   map[string]*hybrid.Cache
+	keyspace map[string]keyspace     // of every cache registered or being registered
+	owned    []redis.UniversalClient // isolated clients the provider created
+	closed   bool
+	closeMu  sync.Once
+	err      error
+}
+
+// keyspace is where a cache keeps its distributed entries: on the
+// provider's shared Redis client or shared tier (space), under prefix.
+// Caches on a client or tier of their own have none (space ""): the
+// provider cannot tell whether two such clients reach one server.
+type keyspace struct {
+	space  string // "redis", "tier" or ""
+	prefix string
+}
+
+// overlaps reports whether two keyspaces can hold the same key: on one
+// store, one prefix is the other or begins it ("a:" and "a:b:" both hold
+// "a:b:k").
+func (k keyspace) overlaps(o keyspace) bool {
+	return k.space != "" && k.space == o.space &&
+		(strings.HasPrefix(k.prefix, o.prefix) || strings.HasPrefix(o.prefix, k.prefix))
 }
 
 // NewProvider validates s and creates a provider. With s.Redis set it
@@ -55,7 +74,7 @@ type Provider struct {
 // subscription): a service starts at once and serves from memory while
 // Redis is away.
 func NewProvider(s Settings) (*Provider, error) {
-	p := &Provider{caches: make(map[string]*hybrid.Cache), logger: s.Logger, redactKeys: s.RedactKeys,
+	p := &Provider{caches: make(map[string]*hybrid.Cache), keyspace: make(map[string]keyspace), logger: s.Logger, redactKeys: s.RedactKeys,
 		tracer: s.Tracer, traceKeys: s.TraceKeys}
 	if p.logger == nil {
 		p.logger = slog.Default()
@@ -96,8 +115,15 @@ func NewProvider(s Settings) (*Provider, error) {
 
 // Register creates the cache name from a copy of the provider's defaults,
 // changed by each configure func in order (so an explicit false or 0 wins
-// over a default). It returns an error for an invalid or duplicate name
-// and for invalid settings, naming the field.
+// over a default). It returns an error for an invalid or duplicate name,
+// for invalid settings, naming the field, and for a KeyPrefix that
+// overlaps another cache's on the same Redis client or tier (one prefix is
+// the other or begins it, as "a:" and "a:b:" of caches named "a" and
+// "a:b": their keys would mix).
+//
+// The cache is built outside the provider's lock: a Register that waits
+// for its backplane subscription (WaitForInitialBackplaneSubscribe) does
+// not hold up GetCache, Names or other Registers.
 func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hybrid.Cache, error) {
 	if err := validateName(name); err != nil {
 		return nil, err
@@ -115,24 +141,81 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	opts.Logger, opts.RedactKeys, opts.Events = p.logger, p.redactKeys, p.events
 	opts.Tracer, opts.TraceKeys = p.tracer, p.traceKeys
 	cs.KeyPrefix = opts.KeyPrefix
+	if err := p.reserve(name, p.keyspaceOf(&cs)); err != nil {
+		return nil, err
+	}
+	c, release, err := p.build(name, opts, &cs)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.keyspace, name)
+	if err == nil && p.closed {
+		c.Close()
+		release()
+		err = ErrClosed
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.keyspace[name] = p.keyspaceOf(&cs)
+	p.caches[name] = c
+	return c, nil
+}
 
+// keyspaceOf returns where a cache with cs keeps its distributed entries.
+func (p *Provider) keyspaceOf(cs *CacheSettings) keyspace {
+	switch {
+	case cs.DisableL2 || cs.Redis != nil || cs.Tier != nil:
+		return keyspace{}
+	case p.sharedTier != nil:
+		return keyspace{space: "tier", prefix: cs.KeyPrefix}
+	case p.shared != nil:
+		return keyspace{space: "redis", prefix: cs.KeyPrefix}
+	}
+	return keyspace{}
+}
+
+// reserve claims name, and its keyspace, for a Register in progress.
+func (p *Provider) reserve(name string, ks keyspace) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return nil, ErrClosed
+		return ErrClosed
 	}
-	if _, dup := p.caches[name]; dup {
-		return nil, fmt.Errorf("%w: %q", ErrDuplicateName, name)
+	if _, dup := p.keyspace[name]; dup {
+		return fmt.Errorf("%w: %q", ErrDuplicateName, name)
 	}
+	for other, oks := range p.keyspace {
+		if ks.overlaps(oks) {
+			return fmt.Errorf("%w: KeyPrefix %q of cache %q overlaps KeyPrefix %q of cache %q on the same %s: their keys would mix",
+				ErrInvalidSettings, ks.prefix, name, oks.prefix, other, ks.store())
+		}
+	}
+	p.keyspace[name] = ks
+	return nil
+}
+
+// store names ks's store in an error.
+func (k keyspace) store() string {
+	if k.space == "tier" {
+		return "distributed tier"
+	}
+	return "Redis client"
+}
+
+// build creates the cache (outside the lock; the name is reserved).
+// release closes what build created for it (an isolated client or tier)
+// when the cache is not kept after all; on success that is recorded to be
+// closed with the provider.
+func (p *Provider) build(name string, opts hybrid.Options, cs *CacheSettings) (c *hybrid.Cache, release func(), err error) {
 	if cs.Tier != nil || cs.Redis == nil && p.sharedTier != nil {
-		return p.registerOnTier(name, opts, &cs)
+		return p.registerOnTier(name, opts, cs)
 	}
 	client := p.shared
 	var own redis.UniversalClient
 	if cs.Redis != nil {
 		c, owned, err := cs.Redis.newClient()
 		if err != nil {
-			return nil, fmt.Errorf("%w (cache %q)", err, name)
+			return nil, nil, fmt.Errorf("%w (cache %q)", err, name)
 		}
 		p.checkClient(c, name)
 		client = c
@@ -140,23 +223,31 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 			own = c
 		}
 	}
-	if err := p.wire(&opts, &cs, client); err != nil {
+	if err := p.wire(&opts, cs, client); err != nil {
 		closeClient(own)
-		return nil, fmt.Errorf("%w (cache %q)", err, name)
+		return nil, nil, fmt.Errorf("%w (cache %q)", err, name)
 	}
-	c, err := hybrid.New(opts)
+	c, err = hybrid.New(opts)
 	if err != nil {
 		if opts.Backplane != nil {
 			opts.Backplane.Close() // New takes ownership only when it succeeds
 		}
 		closeClient(own)
-		return nil, err // it names the cache
+		return nil, nil, err // it names the cache
 	}
+	release = func() {}
 	if own != nil {
-		p.owned = append(p.owned, own)
+		// Closed with the provider, after the caches; or at once if the
+		// provider closed while this cache was being built (release).
+		p.mu.Lock()
+		if p.closed {
+			release = func() { own.Close() }
+		} else {
+			p.owned = append(p.owned, own)
+		}
+		p.mu.Unlock()
 	}
-	p.caches[name] = c
-	return c, nil
+	return c, release, nil
 }
 
 func closeClient(c redis.UniversalClient) {

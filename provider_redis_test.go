@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -450,5 +451,103 @@ func TestProviderCluster(t *testing.T) {
 	}
 	if !exists(t, raw, "users:0") || !exists(t, raw, "orders:0") {
 		t.Fatal("keys not found through a raw cluster client")
+	}
+}
+
+// Two caches on one Redis client whose key prefixes overlap (one is the
+// other, or begins it) would read and overwrite each other's keys: "a:" +
+// "b:k" is "a:b:" + "k". Register refuses the second, naming both; caches
+// on a client of their own, or without an L2, are not compared.
+func TestProviderRefusesOverlappingKeyPrefixes(t *testing.T) {
+	srv := redistest.Start(t)
+	p := redisProvider(t, &strata.RedisSettings{URL: srv.URL()})
+	mustRegister(t, p, "a")
+	for _, c := range []struct {
+		name   string
+		config func(*strata.CacheSettings)
+	}{
+		{"a:b", nil}, // default prefix "a:b:" begins with "a:"
+		{"other", func(s *strata.CacheSettings) { s.KeyPrefix = "a:" }},
+		{"shorter", func(s *strata.CacheSettings) { s.KeyPrefix = "a" }}, // begins "a:"
+	} {
+		_, err := p.Register(c.name, c.config)
+		if !errors.Is(err, strata.ErrInvalidSettings) || !strings.Contains(err.Error(), `cache "a"`) {
+			t.Fatalf("Register(%q) = %v; want ErrInvalidSettings naming cache \"a\"", c.name, err)
+		}
+		if _, err := p.GetCache(c.name); !errors.Is(err, strata.ErrCacheNotFound) {
+			t.Fatalf("GetCache(%q) after a refused Register = %v", c.name, err)
+		}
+	}
+	mustRegister(t, p, "ab")                                                          // "ab:" and "a:" do not overlap
+	mustRegister(t, p, "a:mem", func(s *strata.CacheSettings) { s.DisableL2 = true }) // no L2: no keys in Redis
+	mustRegister(t, p, "a:own", func(s *strata.CacheSettings) { s.Redis = &strata.RedisSettings{URL: srv.URL()} })
+
+	// A KeyPrefix in Defaults gives every cache the same prefix: the
+	// second is refused rather than sharing the first one's keys.
+	d := strata.ProductionDefaults()
+	d.KeyPrefix = "myapp:"
+	p2, err := strata.NewProvider(strata.Settings{Redis: &strata.RedisSettings{URL: srv.URL()}, Defaults: &d, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p2.Close() })
+	mustRegister(t, p2, "users")
+	if _, err := p2.Register("orders"); !errors.Is(err, strata.ErrInvalidSettings) {
+		t.Fatalf("a second cache with the Defaults' KeyPrefix: %v; want ErrInvalidSettings", err)
+	}
+}
+
+// A Register that waits for its backplane subscription (on a Redis that
+// accepts connections and never answers) holds nothing up: GetCache and
+// Names of the caches already registered answer while it waits.
+func TestProviderRegisterDoesNotBlock(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	connected := make(chan struct{}, 64)
+	go func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // held open, never answered
+			connected <- struct{}{}
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	p := redisProvider(t, &strata.RedisSettings{URL: "redis://" + l.Addr().String()})
+	mustRegister(t, p, "ready", func(s *strata.CacheSettings) { s.DisableL2 = true }) // connects nowhere (and noBackplane)
+	registered := make(chan error, 1)
+	go func() {
+		_, err := p.Register("slow", func(s *strata.CacheSettings) { s.WaitForInitialBackplaneSubscribe = 3 * time.Second })
+		registered <- err
+	}()
+	<-connected // "slow" is subscribing: it waits for an answer that does not come
+	for range 20 {
+		if _, err := p.GetCache("ready"); err != nil {
+			t.Fatal(err)
+		}
+		if n := p.Names(); len(n) != 1 || n[0] != "ready" {
+			t.Fatalf("Names while a cache is being registered = %v; want [ready]", n)
+		}
+	}
+	select {
+	case err := <-registered:
+		t.Fatalf("the slow Register returned (%v) before the reads above: the test proves nothing", err)
+	default:
+	}
+	if err := <-registered; err != nil {
+		t.Fatalf("the slow Register: %v", err)
+	}
+	if _, err := p.Register("slow"); !errors.Is(err, strata.ErrDuplicateName) {
+		t.Fatalf("a second Register of slow: %v", err)
 	}
 }

@@ -143,24 +143,24 @@ func (p *Provider) openSharedTier(s Settings) error {
 
 // registerOnTier creates a cache on its own tier (cs.Tier) or on the
 // shared one. p.mu is held.
-func (p *Provider) registerOnTier(name string, opts hybrid.Options, cs *CacheSettings) (*hybrid.Cache, error) {
+func (p *Provider) registerOnTier(name string, opts hybrid.Options, cs *CacheSettings) (_ *hybrid.Cache, release func(), _ error) {
 	tier := p.sharedTier
 	var own Tier
 	if cs.Tier != nil {
 		t, owned, err := cs.Tier.build()
 		if err != nil {
-			return nil, fmt.Errorf("%w (cache %q)", err, name)
+			return nil, nil, fmt.Errorf("%w (cache %q)", err, name)
 		}
 		tier = t
 		if owned {
 			own = t
 		}
 	}
-	fail := func(err error) (*hybrid.Cache, error) {
+	fail := func(err error) (*hybrid.Cache, func(), error) {
 		if own != nil {
 			own.Close()
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	if err := p.wireTier(&opts, cs, tier); err != nil {
 		return fail(fmt.Errorf("%w (cache %q)", err, name))
@@ -172,11 +172,19 @@ func (p *Provider) registerOnTier(name string, opts hybrid.Options, cs *CacheSet
 		}
 		return fail(err) // it names the cache
 	}
+	release = func() {}
 	if own != nil {
-		p.ownedTiers = append(p.ownedTiers, own)
+		// Closed with the provider, after the caches; or at once if the
+		// provider closed while this cache was being built (release).
+		p.mu.Lock()
+		if p.closed {
+			release = func() { own.Close() }
+		} else {
+			p.ownedTiers = append(p.ownedTiers, own)
+		}
+		p.mu.Unlock()
 	}
-	p.caches[name] = c
-	return c, nil
+	return c, release, nil
 }
 
 // closeTiers closes the tiers the provider built, after the caches.
