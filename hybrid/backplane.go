@@ -34,7 +34,7 @@ func (c *Cache) publish(p pending) {
 		if c.configError("publish", p.key, err) {
 			return
 		}
-		c.log.Warn("backplane publish failed", c.keyAttr(p.key), slog.Any("err", err))
+		c.log.Warn("backplane publish failed", c.keyAttr(p.key), c.errAttr(p.key, err))
 		p.l2Done = true
 		c.enqueue(p)
 	}
@@ -49,7 +49,7 @@ func (c *Cache) configError(op, key string, err error) bool {
 	}
 	c.stats.configErrors.Add(1)
 	if c.configErrLog.allow() {
-		c.log.Error("configuration error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
+		c.log.Error("configuration error", slog.String("op", op), c.keyAttr(key), c.errAttr(key, err))
 	}
 	return true
 }

@@ -697,7 +697,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			x.noEager()
 			c.l1.set(x, o.Size)
 			if kerr != nil {
-				c.log.Warn("eager refresh failed", c.keyAttr(k.key), slog.Any("err", kerr))
+				c.log.Warn("eager refresh failed", c.keyAttr(k.key), c.errAttr(k.key, kerr))
 			}
 			answer(k, k.eager.value, nil)
 			continue
@@ -705,7 +705,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		if kerr != nil {
 			switch d, hasDefault := failSafeDefault[T](o); {
 			case k.fallback && o.failSafeFor(kerr):
-				c.serveStale(ctx, k.key, k.stale, o, FailSafeFactoryError)
+				c.serveStale(ctx, k.key, k.stale, o, FailSafeFactoryError, kerr)
 				answer(k, k.stale.value, nil)
 			case hasDefault && k.stale == nil && o.failSafeFor(kerr):
 				answer(k, d, nil)
@@ -746,7 +746,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		if c.l2 != nil && !eo.SkipL2Write {
 			enc, err := c.encode(e)
 			if err != nil {
-				c.log.Warn("factory result kept in memory only", c.keyAttr(k.key), slog.Any("err", err))
+				c.log.Warn("factory result kept in memory only", c.keyAttr(k.key), c.errAttr(k.key, err))
 			} else {
 				// A key no tier held: its message carries no entry (see storeAs).
 				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil,

@@ -316,7 +316,7 @@ func (c *Cache) publishMany(ps []pending) {
 				break // retrying cannot fix it: not queued (as publish)
 			}
 			if !logged {
-				c.log.Warn("backplane publish failed", c.keyAttr(p.key), slog.Int("batch", len(send)), slog.Any("err", err))
+				c.log.Warn("backplane publish failed", c.keyAttr(p.key), slog.Int("batch", len(send)), c.errAttr(p.key, err))
 				logged = true
 			}
 			p.l2Done = true

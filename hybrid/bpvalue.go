@@ -1,7 +1,6 @@
 package hybrid
 
 import (
-	"log/slog"
 	"sync/atomic"
 
 	"github.com/strata-cache/strata/backplane"
@@ -76,14 +75,14 @@ func (c *Cache) fromMessage(key string, ts int64, value string) *entry {
 	env, err := envelope.Decode([]byte(value))
 	switch {
 	case err != nil:
-		c.log.Warn("backplane message value unreadable", c.keyAttr(key), slog.Any("err", err))
+		c.log.Warn("backplane message value unreadable", c.keyAttr(key), c.errAttr(key, err))
 		return nil
 	case env.Removed || env.Timestamp != ts:
 		c.log.Warn("backplane message value is not the message's write", c.keyAttr(key))
 		return nil
 	}
 	if err := c.inflate(&env); err != nil {
-		c.log.Warn("backplane message value unusable", c.keyAttr(key), slog.Any("err", err))
+		c.log.Warn("backplane message value unusable", c.keyAttr(key), c.errAttr(key, err))
 		return nil
 	}
 	now := stamp()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -255,6 +257,21 @@ func (c *Cache) keyAttr(key string) slog.Attr {
 		return slog.String("key", "[redacted]")
 	}
 	return slog.String("key", key)
+}
+
+// errAttr is the log attribute of err, an error about key. With RedactKeys
+// the key is taken out of its text too: errors name keys quoted (the
+// cache's, "%q", and the distributed tier's, with the prefix), and such an
+// error would carry the key into the log that keyAttr keeps it out of.
+func (c *Cache) errAttr(key string, err error) slog.Attr {
+	if !c.redactKeys || err == nil || key == "" {
+		return slog.Any("err", err)
+	}
+	msg := err.Error()
+	for _, k := range [...]string{c.prefix + key, key} {
+		msg = strings.ReplaceAll(msg, strconv.Quote(k), `"[redacted]"`)
+	}
+	return slog.String("err", msg)
 }
 
 // Remove deletes key from the cache. A read that raced the removal cannot

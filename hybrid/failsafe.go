@@ -29,7 +29,7 @@ func fallbackFor[T any](ctx context.Context, c *Cache, key string, o *EntryOptio
 	if v, ok = valueOf[T](e); !ok {
 		return v, false
 	}
-	c.serveStale(ctx, key, e, o, FailSafeFactoryTimeout)
+	c.serveStale(ctx, key, e, o, FailSafeFactoryTimeout, nil)
 	return v, true
 }
 
@@ -40,7 +40,10 @@ func fallbackFor[T any](ctx context.Context, c *Cache, key string, o *EntryOptio
 // length, or the throttle would not hold after them. An entry that is
 // already fresh (the throttled copy of another caller, a Set meanwhile, an
 // eager refresh that timed out) is served as it is, silently.
-func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *EntryOptions, why FailSafeReason) {
+//
+// cause is the factory's error it stands in for (nil for a timeout): the
+// log line carries it, the error being swallowed.
+func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *EntryOptions, why FailSafeReason, cause error) {
 	if c.tr != nil {
 		annotate(ctx, slog.Bool(AttrStale, true), slog.String(AttrFailSafe, why.String()))
 	}
@@ -55,7 +58,11 @@ func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *Ent
 	x.noEager()
 	c.l1.set(x, o.Size)
 	c.stats.failSafe.Add(1)
-	c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()))
+	if cause != nil {
+		c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()), c.errAttr(key, cause))
+	} else {
+		c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()))
+	}
 	if c.ev != nil {
 		c.emitFailSafe(ctx, key, why)
 	}

@@ -557,14 +557,19 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			x := eager.clone()
 			x.noEager()
 			c.l1.set(x, o.Size)
-			c.log.Warn("eager refresh failed", c.keyAttr(key), slog.Any("err", err))
+			c.log.Warn("eager refresh failed", c.keyAttr(key), c.errAttr(key, err))
 			return eager.value, nil
-		case fallback && o.failSafeFor(err):
-			c.serveStale(ctx, key, stale, o, FailSafeFactoryError)
+		case fallback && o.failSafeFor(err) && !late:
+			c.serveStale(ctx, key, stale, o, FailSafeFactoryError, err)
 			return stale.value, nil
 		}
 		if late {
-			c.log.Warn("background factory failed", c.keyAttr(key), slog.Any("err", err))
+			c.log.Warn("background factory failed", c.keyAttr(key), c.errAttr(key, err))
+			if fallback && o.failSafeFor(err) {
+				// The callers had the stale value at the timeout, which
+				// counted the fail-safe activation and started the throttle.
+				return stale.value, nil
+			}
 		}
 		if d, ok := failSafeDefault[T](o); ok && stale == nil && o.failSafeFor(err) {
 			return d, nil
@@ -601,7 +606,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			if errors.Is(err, ErrValueTooLarge) {
 				level = slog.LevelWarn
 			}
-			c.log.Log(ctx, level, "factory result kept in memory only", c.keyAttr(key), slog.Any("err", err))
+			c.log.Log(ctx, level, "factory result kept in memory only", c.keyAttr(key), c.errAttr(key, err))
 		}
 	}
 	c.storeAs(ctx, e, &eo, enc, stale == nil && eager == nil)

@@ -163,7 +163,7 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	env, err := envelope.DecodeShared(b, want) // b is the GET's reply: ours alone
 	if err != nil {
 		c.stats.l2Corrupt.Add(1)
-		c.log.Warn("l2 entry unreadable", c.keyAttr(key), slog.Any("err", err))
+		c.log.Warn("l2 entry unreadable", c.keyAttr(key), c.errAttr(key, err))
 		return nil
 	}
 	if env.Removed {
@@ -172,7 +172,7 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	}
 	if err := c.inflate(&env); err != nil {
 		c.stats.l2Corrupt.Add(1)
-		c.log.Warn("l2 entry unusable", c.keyAttr(key), slog.Any("err", err))
+		c.log.Warn("l2 entry unusable", c.keyAttr(key), c.errAttr(key, err))
 		return nil
 	}
 	if env.NotFound {
@@ -192,7 +192,7 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	if err := c.ser.Unmarshal(env.Value, e.value); err != nil {
 		c.stats.l2Corrupt.Add(1)
 		// A serialization error, at Error as FusionCache logs them.
-		c.log.Error("l2 value undecodable", c.keyAttr(key), slog.Any("err", err))
+		c.log.Error("l2 value undecodable", c.keyAttr(key), c.errAttr(key, err))
 		return nil
 	}
 	if o.AutoClone {
@@ -379,16 +379,16 @@ func (c *Cache) l2Failed(ctx context.Context, op, key string, err error) {
 	case redisstore.KindTransient:
 		if c.breaker.trip() || c.breaker.d <= 0 && c.transientErrLog.allow() {
 			c.log.Warn("l2 unavailable, circuit breaker open", slog.String("op", op), c.keyAttr(key),
-				slog.String("for", c.breaker.d.String()), slog.Any("err", err))
+				slog.String("for", c.breaker.d.String()), c.errAttr(key, err))
 		}
 		c.startRecovery()
 	case redisstore.KindConfig:
 		c.stats.configErrors.Add(1)
 		if c.configErrLog.allow() {
-			c.log.Error("l2 configuration error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
+			c.log.Error("l2 configuration error", slog.String("op", op), c.keyAttr(key), c.errAttr(key, err))
 		}
 	default:
-		c.log.Warn("l2 error", slog.String("op", op), c.keyAttr(key), slog.Any("err", err))
+		c.log.Warn("l2 error", slog.String("op", op), c.keyAttr(key), c.errAttr(key, err))
 	}
 }
 

@@ -214,7 +214,7 @@ func (c *Cache) hold(ctx context.Context, key, pkey, name, token string, lease t
 			cancel()
 			switch {
 			case err != nil:
-				c.log.Warn("distributed lock not renewed", c.keyAttr(key), slog.Any("err", err))
+				c.log.Warn("distributed lock not renewed", c.keyAttr(key), c.errAttr(key, err))
 			case !held:
 				c.log.Warn("distributed lock lost while the factory runs", c.keyAttr(key))
 				return
@@ -239,7 +239,7 @@ func (h *heldLock) release() {
 		c.emitL2Call(h.ctx, "unlock", h.key, time.Duration(nowNano()-began), err)
 	}
 	if err != nil {
-		c.log.Warn("distributed lock not released: it ends with its lease", c.keyAttr(h.key), slog.Any("err", err))
+		c.log.Warn("distributed lock not released: it ends with its lease", c.keyAttr(h.key), c.errAttr(h.key, err))
 	}
 }
 
