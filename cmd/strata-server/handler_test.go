@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -765,5 +767,19 @@ caches:
 	// on its first check of an entry read from Redis (docs/clear.md).
 	if !strings.Contains(stats, "cmdstat_mget:calls=1,") || strings.Contains(stats, "cmdstat_get:") && !strings.Contains(stats, "cmdstat_get:calls=1,") {
 		t.Fatalf("Redis commands for one batch-get of 62 keys on a cold replica:\n%s", stats)
+	}
+}
+
+// With redact_keys, an error logged for a failed request has its quoted
+// strings (where the library and the server name keys) redacted.
+func TestErrorLogRedactsKeys(t *testing.T) {
+	err := fmt.Errorf(`key %q: %w`, "user:7", errors.New(`hybrid: factory "user:7": db "orders" down`))
+	_, s := testServer(t, "redact_keys: true\n", nil)
+	if got := s.errAttr(err).Value.String(); strings.Contains(got, "user:7") || !strings.Contains(got, `"[redacted]"`) {
+		t.Fatalf("redacted error attribute = %s", got)
+	}
+	_, plain := testServer(t, "", nil)
+	if got := plain.errAttr(err).Value.String(); !strings.Contains(got, "user:7") {
+		t.Fatalf("error attribute without redaction = %s", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -283,10 +284,23 @@ func (s *server) cacheError(w http.ResponseWriter, c *cache, err error) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "canceled", "the request was canceled")
 	default:
-		s.log.Error("request failed", slog.String("cache", c.name), slog.Any("err", err))
+		s.log.Error("request failed", slog.String("cache", c.name), s.errAttr(err))
 		writeError(w, http.StatusInternalServerError, "internal", "internal error")
 	}
 }
+
+// errAttr is the log attribute of an error of a request. With redact_keys
+// every quoted string of its text, where the library and the server name
+// keys (hybrid: factory "user:7": ...), is redacted.
+func (s *server) errAttr(err error) slog.Attr {
+	if !s.cfg.RedactKeys {
+		return slog.Any("err", err)
+	}
+	return slog.String("err", quoted.ReplaceAllString(err.Error(), `"[redacted]"`))
+}
+
+// quoted matches a Go-quoted string (strconv.Quote, %q).
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 
 // trimPrefix drops the library's package prefix from an error message.
 func trimPrefix(err error) string {
