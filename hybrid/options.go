@@ -302,7 +302,10 @@ type Options struct {
 	Entry EntryOptions
 	// L1MaxEntries is the capacity of the memory tier, in units of
 	// EntryOptions.Size (1 per entry by default). Zero means
-	// DefaultL1MaxEntries.
+	// DefaultL1MaxEntries. Beyond it, the window of recent writes keeps
+	// up to 4,096 of the latest writes readable (64 per shard, whatever
+	// their Size), so that a write is readable at once (docs/getorset.md,
+	// "Read your writes").
 	L1MaxEntries int64
 	// MaxKeyLength is the longest key accepted, in bytes. Zero means
 	// DefaultMaxKeyLength (1024).
