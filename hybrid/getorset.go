@@ -270,6 +270,12 @@ func tryGetEntry[T any](ctx context.Context, c *Cache, key string, o *EntryOptio
 		c.readers.add(key)
 		defer c.readers.done(key)
 	}
+	if !o.AllowStaleOnRead {
+		// The stale copy cannot answer this read: the distributed tier gets
+		// the hard timeout, not the soft one (which applies only when a
+		// stale value could answer instead).
+		stale, lctx = nil, ctx
+	}
 	hit, stale := readThroughL2[T](lctx, c, key, o, stale, nil)
 	if hit != nil {
 		return hit, nil

@@ -89,3 +89,54 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TryGet without AllowStaleOnRead cannot answer with the stale copy it
+// holds: its read of a slow distributed tier gets the hard timeout, not
+// the soft one, and finds the newer entry there.
+func TestTryGetSoftTimeoutOnlyWithAllowStale(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy, err := tcpproxy.New(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	entry := hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true, FailSafeMaxDuration: time.Hour,
+		L2SoftTimeout: 20 * time.Millisecond, L2HardTimeout: 10 * time.Second}
+	a := node(t, srv.FastClient(t, proxy.Addr()), entry)
+	b := node(t, srv.FastClient(t, ""), entry)
+	ctx := context.Background()
+	if err := hybrid.Set(ctx, a, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a's copy to expire", func() bool {
+		_, ok := mustGet[string](t, a, "k")
+		return !ok
+	})
+	if err := hybrid.Set(ctx, b, "k", "new", hybrid.WithDuration(time.Hour)); err != nil {
+		t.Fatal(err) // in Redis; a has no backplane to hear of it
+	}
+	proxy.SetLatency(200 * time.Millisecond) // slower than the soft timeout
+	if v, ok := mustGet[string](t, a, "k"); !ok || v != "new" {
+		t.Fatalf("TryGet = %q, %v; want the newer entry from Redis (the hard timeout applies)", v, ok)
+	}
+	// With AllowStaleOnRead the soft timeout applies: the stale copy answers.
+	if err := hybrid.Set(ctx, b, "j", "j-new", hybrid.WithDuration(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.SetLatency(0)
+	if err := hybrid.Set(ctx, a, "j", "j-old"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a's copy of j to expire", func() bool {
+		_, ok := mustGet[string](t, a, "j")
+		return !ok
+	})
+	if err := hybrid.Set(ctx, b, "j", "j-newer", hybrid.WithDuration(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.SetLatency(200 * time.Millisecond)
+	stale := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
+	if v, ok := mustGet[string](t, a, "j", stale); !ok || v != "j-old" {
+		t.Fatalf("TryGet with AllowStaleOnRead = %q, %v; want the stale j-old at the soft timeout", v, ok)
+	}
+}
