@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/strata-cache/strata"
+	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
 )
@@ -330,4 +331,68 @@ func TestClientKillPubsubThenNoOldValue(t *testing.T) {
 			t.Fatalf("round %d: after the reconnect node 2 served %q", round, v)
 		}
 	}
+}
+
+// splitNode is a process whose distributed tier and backplane are on two
+// clients (the backplane's possibly through a proxy of its own).
+func splitNode(t *testing.T, l2c, bpc redis.UniversalClient) *hybrid.Cache {
+	t.Helper()
+	bp, err := backplane.NewRedis(bpc, backplane.RedisOptions{Channel: backplane.ChannelName("", "app:"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := hybrid.New(hybrid.Options{Name: "app", KeyPrefix: "app:", L2: hybrid.NewRedisL2(l2c), Backplane: bp,
+		Logger: quietLogger(), WaitForInitialBackplaneSubscribe: 10 * time.Second,
+		Entry: hybrid.EntryOptions{Duration: time.Hour, FailSafe: true, L2HardTimeout: 400 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// The backplane down, the distributed tier up: the node keeps writing to
+// and reading from the tier, and its queued messages go out once the
+// backplane is back. (A failed publish used to trip the tier's circuit
+// breaker, on every replay attempt: the node stopped using a healthy Redis
+// for as long as the backplane was down.)
+func TestBackplaneDownDoesNotStopL2(t *testing.T) {
+	srv := redistest.Start(t)
+	px := srv.Proxy(t)
+	ctx := context.Background()
+	raw := srv.Client(t)
+	a := splitNode(t, srv.FastClient(t, ""), srv.FastClient(t, px.Addr()))
+	b := splitNode(t, srv.FastClient(t, ""), srv.FastClient(t, ""))
+	if err := hybrid.Set(ctx, a, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := get(t, b, "k"); v != "old" {
+		t.Fatalf("b reads %q", v)
+	}
+	px.Pause()
+	px.ResetAll()
+	if err := hybrid.Set(ctx, a, "k", "new"); err != nil { // written; its message is queued
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, "a replay of the queued message to fail", func() bool { return a.Stats().BackplaneErrors >= 2 })
+	if err := hybrid.Set(ctx, a, "k2", "while the backplane is down"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := raw.Exists(ctx, "app:k2").Result(); err != nil || n != 1 {
+		t.Fatalf("a's Set did not reach a healthy Redis: exists=%d, %v; stats %+v", n, err, a.Stats())
+	}
+	if err := hybrid.Set(ctx, b, "fromB", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := get(t, a, "fromB"); !ok || v != "b" {
+		t.Fatalf("a's read of a key in a healthy Redis = %q, %v; stats %+v", v, ok, a.Stats())
+	}
+	if st := a.Stats(); st.L2CircuitOpen {
+		t.Fatalf("the L2 circuit breaker opened on backplane errors: %+v", st)
+	}
+	px.Resume()
+	redistest.Eventually(t, "b to hear of a's queued change", func() bool {
+		v, _ := get(t, b, "k")
+		return v == "new"
+	})
 }

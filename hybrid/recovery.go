@@ -62,8 +62,14 @@ func (c *Cache) startRecovery() {
 func (c *Cache) replay() {
 	r := &c.recovery
 	replayed := 0
+	// After a failed publish the replay waits on its own, not on the
+	// distributed tier's circuit breaker: the tier is fine, and tripping
+	// its breaker would stop this node's reads and writes of it for as
+	// long as the backplane is down.
+	var bpWait time.Duration
 	for {
-		if d := c.breaker.remaining(); d > 0 {
+		if d := max(c.breaker.remaining(), bpWait); d > 0 {
+			bpWait = 0
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
@@ -125,7 +131,7 @@ func (c *Cache) replay() {
 						r.items[p.key] = cur
 					}
 					r.mu.Unlock()
-					c.breaker.trip()
+					bpWait = breakerProbeInterval // as often as an open breaker probes the tier
 					failed = true
 					break
 				}
@@ -144,7 +150,7 @@ func (c *Cache) replay() {
 		}
 		if !failed {
 			c.breaker.succeeded()
-		} else if c.breaker.d <= 0 {
+		} else if bpWait == 0 && c.breaker.d <= 0 {
 			// No breaker to wait on: back off a little before retrying.
 			select {
 			case <-time.After(time.Second):
