@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,5 +395,62 @@ func TestBackplaneDownDoesNotStopL2(t *testing.T) {
 	redistest.Eventually(t, "b to hear of a's queued change", func() bool {
 		v, _ := get(t, b, "k")
 		return v == "new"
+	})
+}
+
+// The backplane reconnects while the distributed tier is still down: the
+// entries from before the gap cannot be verified, so they are served from
+// memory (fresh by their own lifetime, still unverified) instead of every
+// key being reloaded from the factory, and a node's own write that waits in
+// its recovery queue is not replaced by a reload. Once Redis answers, the
+// nodes converge on the newest write.
+func TestBackplaneBackBeforeL2ServesMemory(t *testing.T) {
+	srv := redistest.Start(t)
+	pl, pb := srv.Proxy(t), srv.Proxy(t)
+	ctx := context.Background()
+	a := splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
+	b := splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
+	var calls atomic.Int64
+	factory := func(v string) hybrid.Factory[string] {
+		return func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+			calls.Add(1)
+			return v, nil
+		}
+	}
+	for i := range 5 {
+		if _, err := hybrid.GetOrSet(ctx, a, fmt.Sprint("k", i), factory("held")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := hybrid.GetOrSet(ctx, b, "k0", factory("other")); err != nil || v != "held" {
+		t.Fatalf("b reads k0 = %q, %v", v, err)
+	}
+	calls.Store(0)
+	pl.Pause()
+	pl.ResetAll()
+	pb.Pause()
+	pb.ResetAll()
+	if err := hybrid.Set(ctx, b, "k0", "b's write"); err != nil { // queued: Redis is away
+		t.Fatal(err)
+	}
+	gaps := a.Stats().BackplaneGaps
+	pb.Resume() // the backplane is back, Redis (through pl) is not
+	redistest.Eventually(t, "a's backplane gap", func() bool { return a.Stats().BackplaneGaps > gaps })
+	for i := range 5 {
+		k := fmt.Sprint("k", i)
+		if v, err := hybrid.GetOrSet(ctx, a, k, factory("reloaded")); err != nil || v != "held" {
+			t.Fatalf("a: GetOrSet(%s) = %q, %v; want its copy from memory", k, v, err)
+		}
+	}
+	if v, err := hybrid.GetOrSet(ctx, b, "k0", factory("reloaded")); err != nil || v != "b's write" {
+		t.Fatalf("b: GetOrSet(k0) = %q, %v; want its own queued write", v, err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d factory calls while Redis was down after the gap; want none", n)
+	}
+	pl.Resume()
+	redistest.Eventually(t, "a to read b's replayed write", func() bool {
+		v, _ := get(t, a, "k0")
+		return v == "b's write"
 	})
 }

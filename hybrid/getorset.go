@@ -270,10 +270,11 @@ func tryGetEntry[T any](ctx context.Context, c *Cache, key string, o *EntryOptio
 		c.readers.add(key)
 		defer c.readers.done(key)
 	}
-	if !o.AllowStaleOnRead {
+	if !o.AllowStaleOnRead && (c.l2 == nil || !c.unverifiedOnly(stale)) {
 		// The stale copy cannot answer this read: the distributed tier gets
 		// the hard timeout, not the soft one (which applies only when a
-		// stale value could answer instead).
+		// stale value could answer instead). A copy stale only for a
+		// backplane gap can (readThroughL2).
 		stale, lctx = nil, ctx
 	}
 	hit, stale := readThroughL2[T](lctx, c, key, o, stale, nil)
@@ -443,8 +444,18 @@ func (c *Cache) memoryAgain(ctx context.Context, key string, o *EntryOptions, ea
 // readThroughL2 is the second step: the distributed tier's entry of key,
 // merged with memory (mergeL2). It returns a fresh entry, already in
 // memory, or nil and the newest usable stale value.
+//
+// If the tier could not answer and memory's stale entry is stale only
+// because it dates from before a backplane gap (fresh and valid
+// otherwise), that entry is the answer: whether it is still the newest
+// cannot be known while the tier is away, and a cache without a backplane
+// would serve it too, rather than reload every key it held. It stays
+// unverified, so the next read asks the tier again. (A cache without a
+// distributed tier cannot verify at all: its entries from before a gap are
+// reloaded, as docs/backplane.md says.)
 func readThroughL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, stale, eager *entry) (fresh, _ *entry) {
-	if l2e := readL2[T](ctx, c, key, o, stale != nil); l2e != nil {
+	l2e, answered := readL2[T](ctx, c, key, o, stale != nil)
+	if l2e != nil {
 		if fresh, stale = c.mergeL2(ctx, key, o, l2e, stale, eager); fresh != nil {
 			c.hit(ctx, key, TierL2)
 			if c.tr != nil {
@@ -456,7 +467,21 @@ func readThroughL2[T any](ctx context.Context, c *Cache, key string, o *EntryOpt
 	if c.readsL2(o) {
 		c.miss(ctx, key, TierL2)
 	}
+	if !answered && c.l2 != nil && eager == nil && c.unverifiedOnly(stale) {
+		return stale, stale
+	}
 	return nil, stale
+}
+
+// unverifiedOnly reports whether e is fresh and valid but for the
+// backplane gap rule (it dates from before a gap and was not verified
+// since).
+func (c *Cache) unverifiedOnly(e *entry) bool {
+	if e == nil || !e.fresh(nowNano()) {
+		return false
+	}
+	inv := c.inv.Load()
+	return max(e.ts, e.verified) < inv.verifyBefore && c.checkEntry(e, inv, true) == valid
 }
 
 // mergeL2 decides what the entry l2e read from the distributed tier gives,

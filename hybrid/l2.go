@@ -266,9 +266,13 @@ func notFoundFromL2(key string, env *envelope.Envelope, o *EntryOptions, now int
 // readL2 reads key from the distributed tier, bounded by the L2 timeouts
 // (the soft one only when a stale value can answer instead). It returns
 // nil on a miss, a timeout, an open circuit breaker or an error.
-func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, haveStale bool) *entry {
+//
+// answered is false when the tier did not answer (an error, a timeout, the
+// circuit breaker open, or SkipL2Read: not asked): a miss it did not vouch
+// for.
+func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, haveStale bool) (_ *entry, answered bool) {
 	if o.SkipL2Read {
-		return nil
+		return nil, false
 	}
 	timeout := o.L2HardTimeout
 	if haveStale && o.L2SoftTimeout > 0 && (timeout == 0 || o.L2SoftTimeout < timeout) {
@@ -277,9 +281,9 @@ func readL2[T any](ctx context.Context, c *Cache, key string, o *EntryOptions, h
 	start := stamp() // a copy read now is verified as of now
 	b, ok := c.getL2(ctx, key, timeout)
 	if !ok || b == nil {
-		return nil
+		return nil, ok
 	}
-	return decodeL2[T](c, key, b, o, start)
+	return decodeL2[T](c, key, b, o, start), true
 }
 
 // readsL2 reports whether a read with o asks the distributed tier.
