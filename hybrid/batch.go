@@ -968,6 +968,9 @@ func setMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...
 	if !o.SkipL1Write {
 		c.l1.setMany(entries, o.Size)
 	}
+	for _, e := range entries {
+		c.sf.Forget(e.key) // as Set: no later caller joins an older load
+	}
 	c.propagateMany(writes, o)
 	return nil
 }
@@ -1022,6 +1025,9 @@ func (c *Cache) removeMany(ctx context.Context, keys []string, opts ...Option) e
 	}
 	if !o.SkipL1Write {
 		c.l1.setMany(tombs, 1)
+	}
+	for _, t := range tombs {
+		c.sf.Forget(t.key)
 	}
 	c.propagateMany(ps, o)
 	return nil

@@ -295,6 +295,7 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err err
 	if !o.SkipL1Write {
 		c.l1.set(newTombstone(key, now), 1)
 	}
+	c.sf.Forget(key)
 	c.propagate(pending{op: opRemove, key: key, ts: now, ctx: uncancelled(ctx)}, o)
 	return nil
 }
@@ -317,9 +318,19 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 		defer func() { span.End(c.spanError(err)) }()
 	}
 	ts, now := stamp(), nowNano()
-	if e := c.l1.get(key); !o.SkipL1Write && e != nil && !e.tombstone() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
-		c.l1.set(expiredCopy(e, ts, now), o.Size)
+	if !o.SkipL1Write {
+		if e := c.l1.get(key); e != nil && !e.tombstone() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
+			c.l1.set(expiredCopy(e, ts, now), o.Size)
+		} else {
+			// Nothing to mark stale: a marker at the expiry's timestamp, so
+			// that a read that raced the expiry, or an older change's
+			// message, cannot store a fresh copy from before it. (The
+			// distributed tier's stale copy carries the same timestamp and,
+			// being a value, beats the marker: it stays a fallback.)
+			c.l1.set(newTombstone(key, ts), 1)
+		}
 	}
+	c.sf.Forget(key)
 	var phys int64 // without fail-safe the distributed copy is deleted
 	if o.FailSafe {
 		phys = after(now, o.FailSafeMaxDuration)

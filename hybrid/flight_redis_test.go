@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
 )
@@ -124,4 +125,59 @@ func TestDetachedLoadOnWorker(t *testing.T) {
 	if _, err := hybrid.GetOrSet(ctx, c, "after-close", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "x", nil }); !errors.Is(err, hybrid.ErrClosed) {
 		t.Errorf("GetOrSet after Close: %v; want ErrClosed", err)
 	}
+}
+
+// A GetOrSet that begins after this process's Set of the key returned does
+// not join a load of the key that began before the Set (it would get that
+// load's older value): Set releases the key's flight for later callers.
+// Here the hit path cannot vouch for the Set's entry (after a backplane
+// gap the node reads the cache's Clear record again first), so the caller
+// takes the slow path, where the older load is running.
+func TestGetOrSetAfterSetDoesNotJoinOlderLoad(t *testing.T) {
+	srv := redistest.Start(t)
+	px := srv.Proxy(t)
+	bp, err := backplane.NewRedis(srv.FastClient(t, px.Addr()), backplane.RedisOptions{Channel: backplane.ChannelName("", "app:"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := node(t, srv.Client(t), hybrid.EntryOptions{Duration: time.Hour}, func(o *hybrid.Options) {
+		o.Backplane, o.WaitForInitialBackplaneSubscribe = bp, 10*time.Second
+	})
+	ctx := context.Background()
+	px.ResetAll() // a gap: the subscription reconnects
+	redistest.Eventually(t, "the backplane gap", func() bool { return c.Stats().BackplaneGaps > 0 })
+	entered, release := make(chan struct{}), make(chan struct{})
+	slow := make(chan string, 1)
+	go func() {
+		v, _ := hybrid.GetOrSet(ctx, c, "j", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+			close(entered)
+			<-release
+			return "from the older load", nil
+		})
+		slow <- v
+	}()
+	<-entered
+	if err := hybrid.Set(ctx, c, "j", "y"); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		v, _ := hybrid.GetOrSet(ctx, c, "j", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+			return "a new load", nil
+		})
+		got <- v
+	}()
+	var v string
+	select {
+	case v = <-got:
+	case <-time.After(10 * time.Second): // it joined the older load, which waits for release
+	}
+	close(release)
+	if v == "" {
+		v = <-got
+	}
+	if v != "y" {
+		t.Fatalf("GetOrSet after Set(y) returned %q; want y", v)
+	}
+	<-slow
 }

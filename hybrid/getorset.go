@@ -347,6 +347,10 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 		}
 	}
 	c.store(ctx, e, o, enc)
+	// A load of key already running started before this write: later
+	// callers start their own (which finds this write in memory) instead
+	// of joining it and getting an older value.
+	c.sf.Forget(key)
 	return nil
 }
 
@@ -494,6 +498,11 @@ func (c *Cache) unverifiedOnly(e *entry) bool {
 // factory finds it there (fallbackFor).
 func (c *Cache) mergeL2(ctx context.Context, key string, o *EntryOptions, l2e, stale, eager *entry) (fresh, _ *entry) {
 	if cur := c.l1.get(key); cur != nil && l2e.ts < cur.ts {
+		// A newer change reached memory during the read (a Set, a
+		// message): it is the answer if it is a fresh value.
+		if !cur.tombstone() && cur.fresh(nowNano()) && c.valid(cur) && (eager == nil || cur.ts > eager.ts) {
+			return cur, stale
+		}
 		return nil, stale
 	}
 	if l2e.tombstone() {
