@@ -219,7 +219,20 @@ func (c *Cache) apply(ctx context.Context, p pending) (written bool, err error) 
 		}
 		env, derr := envelope.Decode(b)
 		switch {
-		case b == nil || derr != nil || env.Removed:
+		case derr == nil && env.Removed:
+			// Removed before this expiry (a Remove on another node whose
+			// message had not arrived): the key is gone, so the stale copy
+			// this node kept as a fallback must go too. It carries the
+			// expiry's timestamp, which a removal at that same timestamp
+			// does not replace (a value wins a tie): one nanosecond later.
+			written, err := c.writeRemoval(ctx, key, p.ts)
+			if err == nil && written {
+				if e := c.l1.get(p.key); e != nil && !e.tombstone() && e.ts == p.ts {
+					c.l1.set(newTombstone(p.key, p.ts+1), 1)
+				}
+			}
+			return written, err
+		case b == nil || derr != nil:
 			return c.writeRemoval(ctx, key, p.ts)
 		case env.Timestamp > p.ts:
 			return false, nil // a newer write since: it wins

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/backplane"
+	"github.com/strata-cache/strata/internal/redistest"
 )
 
 // Races found by a randomized multi-node checker, each made deterministic.
@@ -68,5 +69,34 @@ func TestReadAnswersWithNewerMemory(t *testing.T) {
 	fresh, _ := c.mergeL2(ctx, "k", &c.entry, read, nil, nil)
 	if fresh == nil || fresh.value.(*string) == nil || *fresh.value.(*string) != "v2" {
 		t.Fatalf("merge of an older read with a newer memory entry = %+v; want the memory entry v2", fresh)
+	}
+}
+
+// An Expire that meets a removal in the distributed tier (another node's
+// Remove, whose message had not arrived yet) leaves no fallback in this
+// node's memory either: the key is gone, and its old value must not be
+// served stale (AllowStaleOnRead, a fail-safe fallback).
+func TestExpireAfterRemoteRemoveKeepsNoFallback(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := New(Options{Name: "app", L2: NewRedisL2(srv.Client(t)),
+		Entry: EntryOptions{Duration: time.Hour, FailSafe: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := Set(ctx, c, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	// Another node's Remove reaches Redis; its message has not arrived here.
+	if _, err := c.writeRemoval(ctx, c.prefix+"k", stamp()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expire(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	stale := WithOptions(func(o *EntryOptions) { o.AllowStaleOnRead = true })
+	if v, ok, err := TryGet[string](ctx, c, "k", stale); ok || err != nil {
+		t.Fatalf("TryGet with AllowStaleOnRead after a remote Remove and a local Expire = %q, %v, %v; want a miss", v, ok, err)
 	}
 }
