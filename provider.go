@@ -147,16 +147,15 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 	c, release, err := p.build(name, opts, &cs)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.keyspace, name)
 	if err == nil && p.closed {
 		c.Close()
 		release()
 		err = ErrClosed
 	}
 	if err != nil {
+		delete(p.keyspace, name) // the reservation
 		return nil, err
 	}
-	p.keyspace[name] = p.keyspaceOf(&cs)
 	p.caches[name] = c
 	return c, nil
 }
@@ -236,18 +235,24 @@ func (p *Provider) build(name string, opts hybrid.Options, cs *CacheSettings) (c
 		return nil, nil, err // it names the cache
 	}
 	release = func() {}
-	if own != nil {
-		// Closed with the provider, after the caches; or at once if the
-		// provider closed while this cache was being built (release).
-		p.mu.Lock()
-		if p.closed {
-			release = func() { own.Close() }
-		} else {
-			p.owned = append(p.owned, own)
-		}
-		p.mu.Unlock()
+	if own != nil && !p.adopt(func() { p.owned = append(p.owned, own) }) {
+		release = func() { own.Close() }
 	}
 	return c, release, nil
+}
+
+// adopt runs add, which records something build created for a cache (an
+// isolated client or tier) to be closed with the provider, after the
+// caches; it reports false, without running add, if the provider closed
+// while the cache was being built (the caller then closes it itself).
+func (p *Provider) adopt(add func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	add()
+	return true
 }
 
 func closeClient(c redis.UniversalClient) {

@@ -173,16 +173,8 @@ func (p *Provider) registerOnTier(name string, opts hybrid.Options, cs *CacheSet
 		return fail(err) // it names the cache
 	}
 	release = func() {}
-	if own != nil {
-		// Closed with the provider, after the caches; or at once if the
-		// provider closed while this cache was being built (release).
-		p.mu.Lock()
-		if p.closed {
-			release = func() { own.Close() }
-		} else {
-			p.ownedTiers = append(p.ownedTiers, own)
-		}
-		p.mu.Unlock()
+	if own != nil && !p.adopt(func() { p.ownedTiers = append(p.ownedTiers, own) }) {
+		release = func() { own.Close() }
 	}
 	return c, release, nil
 }

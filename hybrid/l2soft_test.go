@@ -8,7 +8,6 @@ import (
 
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
-	"github.com/strata-cache/strata/internal/tcpproxy"
 )
 
 // L2SoftTimeout bounds how long a load that has a stale value waits for a
@@ -21,11 +20,7 @@ import (
 // while the tier does not answer; a batch does not wait a timeout per key.
 func TestL2SoftTimeoutCoversRecordReads(t *testing.T) {
 	srv := redistest.Start(t)
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := srv.Proxy(t)
 	entry := hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true, FailSafeMaxDuration: time.Hour,
 		L2SoftTimeout: 100 * time.Millisecond, L2HardTimeout: time.Minute}
 	c := node(t, srv.FastClient(t, proxy.Addr()), entry)
@@ -36,7 +31,7 @@ func TestL2SoftTimeoutCoversRecordReads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the entries to expire", func() bool {
+	redistest.Eventually(t, "the entries to expire", func() bool {
 		_, ok := mustGet[string](t, c, "e")
 		return !ok
 	})
@@ -78,28 +73,12 @@ func TestL2SoftTimeoutCoversRecordReads(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TryGet without AllowStaleOnRead cannot answer with the stale copy it
 // holds: its read of a slow distributed tier gets the hard timeout, not
 // the soft one, and finds the newer entry there.
 func TestTryGetSoftTimeoutOnlyWithAllowStale(t *testing.T) {
 	srv := redistest.Start(t)
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := srv.Proxy(t)
 	entry := hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true, FailSafeMaxDuration: time.Hour,
 		L2SoftTimeout: 20 * time.Millisecond, L2HardTimeout: 10 * time.Second}
 	a := node(t, srv.FastClient(t, proxy.Addr()), entry)
@@ -108,7 +87,7 @@ func TestTryGetSoftTimeoutOnlyWithAllowStale(t *testing.T) {
 	if err := hybrid.Set(ctx, a, "k", "old"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a's copy to expire", func() bool {
+	redistest.Eventually(t, "a's copy to expire", func() bool {
 		_, ok := mustGet[string](t, a, "k")
 		return !ok
 	})
@@ -127,7 +106,7 @@ func TestTryGetSoftTimeoutOnlyWithAllowStale(t *testing.T) {
 	if err := hybrid.Set(ctx, a, "j", "j-old"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a's copy of j to expire", func() bool {
+	redistest.Eventually(t, "a's copy of j to expire", func() bool {
 		_, ok := mustGet[string](t, a, "j")
 		return !ok
 	})
