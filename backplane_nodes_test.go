@@ -454,3 +454,73 @@ func TestBackplaneBackBeforeL2ServesMemory(t *testing.T) {
 		return v == "b's write"
 	})
 }
+
+// The same for the batch operations: after a backplane gap with the
+// distributed tier still down, GetOrSetMany and TryGetMany answer with the
+// entries memory held from before the gap instead of reloading them or
+// missing.
+func TestBackplaneBackBeforeL2ServesMemoryBatch(t *testing.T) {
+	srv := redistest.Start(t)
+	pl, pb := srv.Proxy(t), srv.Proxy(t)
+	ctx := context.Background()
+	a := splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
+	b := splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
+	var calls atomic.Int64
+	factory := func(v string) hybrid.BatchFactory[string] {
+		return func(_ context.Context, bc *hybrid.BatchContext[string]) (map[string]string, error) {
+			calls.Add(int64(len(bc.Keys())))
+			out := make(map[string]string, len(bc.Keys()))
+			for _, k := range bc.Keys() {
+				out[k] = v
+			}
+			return out, nil
+		}
+	}
+	keys := []string{"k0", "k1", "k2", "k3", "k4"}
+	if _, err := hybrid.GetOrSetMany(ctx, a, keys, factory("held")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := hybrid.GetOrSetMany(ctx, b, keys[:1], factory("other")); err != nil || res[0].Value != "held" {
+		t.Fatalf("b reads k0 = %+v, %v", res, err)
+	}
+	calls.Store(0)
+	pl.Pause()
+	pl.ResetAll()
+	pb.Pause()
+	pb.ResetAll()
+	if err := hybrid.Set(ctx, b, "k0", "b's write"); err != nil { // queued: Redis is away
+		t.Fatal(err)
+	}
+	gaps := a.Stats().BackplaneGaps
+	pb.Resume() // the backplane is back, Redis (through pl) is not
+	redistest.Eventually(t, "a's backplane gap", func() bool { return a.Stats().BackplaneGaps > gaps })
+	res, err := hybrid.TryGetMany[string](ctx, a, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if !r.Found || r.Err != nil || r.Value != "held" {
+			t.Fatalf("a: TryGetMany[%s] = %+v; want its copy from memory", keys[i], r)
+		}
+	}
+	res, err = hybrid.GetOrSetMany(ctx, a, keys, factory("reloaded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil || r.Value != "held" {
+			t.Fatalf("a: GetOrSetMany[%s] = %+v; want its copy from memory", keys[i], r)
+		}
+	}
+	if res, err := hybrid.GetOrSetMany(ctx, b, keys[:1], factory("reloaded")); err != nil || res[0].Value != "b's write" {
+		t.Fatalf("b: GetOrSetMany(k0) = %+v, %v; want its own queued write", res, err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d keys asked of the factory while Redis was down after the gap; want none", n)
+	}
+	pl.Resume()
+	redistest.Eventually(t, "a to read b's replayed write", func() bool {
+		res, err := hybrid.TryGetMany[string](ctx, a, keys[:1])
+		return err == nil && res[0].Value == "b's write"
+	})
+}

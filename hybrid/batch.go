@@ -574,13 +574,14 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 				}
 			}
 			start := stamp()
-			vals := c.getL2Many(ctx, names, timeout)
+			vals, unanswered := c.getL2Many(ctx, names, timeout)
 			j := 0
 			for _, k := range ks {
 				if k.out {
 					continue // answered by memory (the read left it out)
 				}
 				b := vals[j]
+				noAnswer := unanswered != nil && unanswered[j]
 				j++
 				if b != nil {
 					if l2e := decodeL2[T](c, k.key, b, o, start); l2e != nil {
@@ -593,6 +594,11 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 					}
 				}
 				c.miss(ctx, k.key, TierL2)
+				if noAnswer && k.eager == nil && c.unverifiedOnly(k.stale) {
+					// Stale only for a backplane gap, and the tier cannot
+					// tell: memory's copy answers (see readThroughL2).
+					answer(k, k.stale.value, nil)
+				}
 			}
 		}
 	}
@@ -851,7 +857,10 @@ func tryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 		haveAllStale := true
 		for j, i := range miss {
 			names[j] = distinct[i]
-			haveAllStale = haveAllStale && stale[i] != nil
+			// As TryGet: the soft timeout only if every stale copy could
+			// answer (AllowStaleOnRead, or stale only for a backplane gap).
+			canAnswer := stale[i] != nil && (o.AllowStaleOnRead || c.unverifiedOnly(stale[i]))
+			haveAllStale = haveAllStale && canAnswer
 		}
 		if c.bp != nil {
 			for _, k := range names {
@@ -868,7 +877,7 @@ func tryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 			timeout = o.L2SoftTimeout
 		}
 		start := stamp()
-		vals := c.getL2Many(ctx, names, timeout)
+		vals, unanswered := c.getL2Many(ctx, names, timeout)
 		for j, i := range miss {
 			key := distinct[i]
 			if vals[j] != nil {
@@ -882,6 +891,9 @@ func tryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 				}
 			}
 			c.miss(ctx, key, TierL2)
+			if unanswered != nil && unanswered[j] && c.unverifiedOnly(stale[i]) {
+				res[i] = typedResult[T](key, stale[i]) // as TryGet (readThroughL2)
+			}
 		}
 	}
 	for _, i := range miss {
@@ -969,7 +981,7 @@ func setMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...
 		c.l1.setMany(entries, o.Size)
 	}
 	for _, e := range entries {
-		c.sf.Forget(e.key) // as Set: no later caller joins an older load
+		c.release(e.key) // as Set: no later caller joins an older load
 	}
 	c.propagateMany(writes, o)
 	return nil
@@ -1027,7 +1039,7 @@ func (c *Cache) removeMany(ctx context.Context, keys []string, opts ...Option) e
 		c.l1.setMany(tombs, 1)
 	}
 	for _, t := range tombs {
-		c.sf.Forget(t.key)
+		c.release(t.key)
 	}
 	c.propagateMany(ps, o)
 	return nil

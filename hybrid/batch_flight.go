@@ -175,6 +175,22 @@ func (c *Cache) finished(key string, tok *claimToken) (singleflight.Result, bool
 	return tok.res, tok.done
 }
 
+// release lets the callers of key that come after a write start a load of
+// their own instead of joining one that began before the write (and would
+// answer with an older value): the singleflight group forgets the key, and
+// a batch's claim of it is dropped. The loads keep running and answer the
+// callers that joined them already; their results, older than the write,
+// lose to it where they meet (newest wins).
+func (c *Cache) release(key string) {
+	c.sf.Forget(key)
+	s := &c.claims.shards[stripe(key)]
+	s.mu.Lock()
+	if held, ok := s.m[key]; ok && held.batch {
+		delete(s.m, key)
+	}
+	s.mu.Unlock()
+}
+
 // unclaim ends tok's claim of key, if it still holds it.
 func (c *Cache) unclaim(key string, tok *claimToken) {
 	s := &c.claims.shards[stripe(key)]

@@ -37,11 +37,16 @@ var (
 
 // getL2Many reads the raw values of keys (not prefixed), bounded by
 // timeout (0: none). A key that could not be read (timeout, open breaker,
-// error) is nil, as a miss is. An error is logged and counted once per
-// call, not once per key.
-func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Duration) (vals [][]byte) {
+// error) is nil, as a miss is, and true in unanswered (nil when the tier
+// answered for every key: see readL2's answered). An error is logged and
+// counted once per call, not once per key.
+func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Duration) (vals [][]byte, unanswered []bool) {
 	if c.l2 == nil || len(keys) == 0 || !c.breaker.allow() {
-		return make([][]byte, len(keys))
+		unanswered = make([]bool, len(keys))
+		for i := range unanswered {
+			unanswered[i] = true
+		}
+		return make([][]byte, len(keys)), unanswered
 	}
 	rctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
@@ -76,13 +81,15 @@ func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Durat
 		if errs[i] != nil {
 			if first == nil {
 				first, firstKey = errs[i], keys[i]
+				unanswered = make([]bool, len(keys))
 			}
 			vals[i] = nil
+			unanswered[i] = true
 		}
 	}
 	if first == nil {
 		c.breaker.succeeded()
-		return vals
+		return vals, nil
 	}
 	dl, hasDL := rctx.Deadline()
 	if rctx.Err() != nil || hasDL && !time.Now().Before(dl) {
@@ -90,10 +97,10 @@ func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Durat
 		if c.ev != nil {
 			c.emitL2Error(ctx, "get", firstKey, L2ErrorTimeout, first)
 		}
-		return vals
+		return vals, unanswered
 	}
 	c.l2Failed(ctx, "get", firstKey, first)
-	return vals
+	return vals, unanswered
 }
 
 // prefixed returns keys with the cache's prefix, in two allocations for

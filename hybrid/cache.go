@@ -295,7 +295,7 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err err
 	if !o.SkipL1Write {
 		c.l1.set(newTombstone(key, now), 1)
 	}
-	c.sf.Forget(key)
+	c.release(key)
 	c.propagate(pending{op: opRemove, key: key, ts: now, ctx: uncancelled(ctx)}, o)
 	return nil
 }
@@ -330,7 +330,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 			c.l1.set(newTombstone(key, ts), 1)
 		}
 	}
-	c.sf.Forget(key)
+	c.release(key)
 	var phys int64 // without fail-safe the distributed copy is deleted
 	if o.FailSafe {
 		phys = after(now, o.FailSafeMaxDuration)

@@ -181,3 +181,74 @@ func TestGetOrSetAfterSetDoesNotJoinOlderLoad(t *testing.T) {
 	}
 	<-slow
 }
+
+// As TestGetOrSetAfterSetDoesNotJoinOlderLoad, with a batch's load as the
+// older one: a write releases the batch's claim of the key too.
+func TestGetOrSetAfterSetDoesNotJoinOlderBatch(t *testing.T) {
+	srv := redistest.Start(t)
+	px := srv.Proxy(t)
+	bp, err := backplane.NewRedis(srv.FastClient(t, px.Addr()), backplane.RedisOptions{Channel: backplane.ChannelName("", "app:"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := node(t, srv.Client(t), hybrid.EntryOptions{Duration: time.Hour}, func(o *hybrid.Options) {
+		o.Backplane, o.WaitForInitialBackplaneSubscribe = bp, 10*time.Second
+	})
+	ctx := context.Background()
+	px.ResetAll() // a gap: the subscription reconnects
+	redistest.Eventually(t, "the backplane gap", func() bool { return c.Stats().BackplaneGaps > 0 })
+	for _, write := range []struct {
+		name string
+		do   func(key string) error
+		want string
+	}{
+		{"Set", func(key string) error { return hybrid.Set(ctx, c, key, "y") }, "y"},
+		{"SetMany", func(key string) error { return hybrid.SetMany(ctx, c, map[string]string{key: "y"}) }, "y"},
+		{"Remove", func(key string) error { return c.Remove(ctx, key) }, "a new load"},
+		{"RemoveMany", func(key string) error { return c.RemoveMany(ctx, []string{key}) }, "a new load"},
+	} {
+		t.Run(write.name, func(t *testing.T) {
+			key := "j-" + write.name
+			entered, release := make(chan struct{}), make(chan struct{})
+			slow := make(chan error, 1)
+			go func() {
+				_, err := hybrid.GetOrSetMany(ctx, c, []string{key, "other-" + key}, func(_ context.Context, bc *hybrid.BatchContext[string]) (map[string]string, error) {
+					close(entered)
+					<-release
+					out := map[string]string{}
+					for _, k := range bc.Keys() {
+						out[k] = "from the older batch"
+					}
+					return out, nil
+				})
+				slow <- err
+			}()
+			<-entered
+			if err := write.do(key); err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan string, 1)
+			go func() {
+				v, _ := hybrid.GetOrSet(ctx, c, key, func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+					return "a new load", nil
+				})
+				got <- v
+			}()
+			var v string
+			select {
+			case v = <-got:
+			case <-time.After(10 * time.Second): // it joined the older batch, which waits for release
+			}
+			close(release)
+			if v == "" {
+				v = <-got
+			}
+			if v != write.want {
+				t.Fatalf("GetOrSet after %s returned %q; want %q", write.name, v, write.want)
+			}
+			if err := <-slow; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -350,7 +350,7 @@ func Set[T any](ctx context.Context, c *Cache, key string, v T, opts ...Option) 
 	// A load of key already running started before this write: later
 	// callers start their own (which finds this write in memory) instead
 	// of joining it and getting an older value.
-	c.sf.Forget(key)
+	c.release(key)
 	return nil
 }
 

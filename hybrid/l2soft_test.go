@@ -119,3 +119,48 @@ func TestTryGetSoftTimeoutOnlyWithAllowStale(t *testing.T) {
 		t.Fatalf("TryGet with AllowStaleOnRead = %q, %v; want the stale j-old at the soft timeout", v, ok)
 	}
 }
+
+// TryGetMany as TryGet: without AllowStaleOnRead a stale copy cannot
+// answer, so the read of the distributed tier gets the hard timeout, and a
+// slow Redis still gives the newer entry.
+func TestTryGetManySoftTimeoutOnlyWithAllowStale(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := srv.Proxy(t)
+	entry := hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true, FailSafeMaxDuration: time.Hour,
+		L2SoftTimeout: 20 * time.Millisecond, L2HardTimeout: 10 * time.Second}
+	a := node(t, srv.FastClient(t, proxy.Addr()), entry)
+	b := node(t, srv.FastClient(t, ""), entry)
+	ctx := context.Background()
+	if err := hybrid.Set(ctx, a, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, "a's copy to expire", func() bool {
+		_, ok := mustGet[string](t, a, "k")
+		return !ok
+	})
+	if err := hybrid.Set(ctx, b, "k", "new", hybrid.WithDuration(time.Hour)); err != nil {
+		t.Fatal(err) // in Redis; a has no backplane to hear of it
+	}
+	proxy.SetLatency(200 * time.Millisecond) // slower than the soft timeout
+	res, err := hybrid.TryGetMany[string](ctx, a, []string{"k"})
+	if err != nil || !res[0].Found || res[0].Value != "new" {
+		t.Fatalf("TryGetMany = %+v, %v; want the newer entry from Redis (the hard timeout applies)", res, err)
+	}
+	proxy.SetLatency(0)
+	if err := hybrid.Set(ctx, a, "j", "j-old"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, "a's copy of j to expire", func() bool {
+		_, ok := mustGet[string](t, a, "j")
+		return !ok
+	})
+	if err := hybrid.Set(ctx, b, "j", "j-newer", hybrid.WithDuration(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.SetLatency(200 * time.Millisecond)
+	stale := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
+	res, err = hybrid.TryGetMany[string](ctx, a, []string{"j"}, stale)
+	if err != nil || !res[0].Found || res[0].Value != "j-old" {
+		t.Fatalf("TryGetMany with AllowStaleOnRead = %+v, %v; want the stale j-old at the soft timeout", res, err)
+	}
+}
