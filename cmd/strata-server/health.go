@@ -27,7 +27,8 @@ type cacheReadiness struct {
 	// RecoveryPending are changes waiting for the tier to come back.
 	RecoveryPending int `json:"recovery_pending"`
 	// Backplane is "none", or the tier the changes travel on ("redis",
-	// "etcd"), whose subscription Ping and BackplaneSubscribed check.
+	// "etcd", "postgres"), whose subscription Ping and BackplaneSubscribed
+	// check.
 	Backplane          string `json:"backplane"`
 	BackplaneErrors    uint64 `json:"backplane_errors"`
 	BackplaneGaps      uint64 `json:"backplane_gaps"`

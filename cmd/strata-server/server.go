@@ -45,7 +45,7 @@ type cache struct {
 	contentType  string
 	strict       bool
 	token        string
-	tier         string // the distributed tier: redis, etcd, or "" (memory only)
+	tier         string // the distributed tier: redis, etcd, postgres, or "" (memory only)
 	hasL2        bool   // a distributed tier
 	hasBackplane bool
 	origin       *origin
