@@ -40,10 +40,13 @@ type Result[T any] struct {
 // `WHERE id IN (...)` query. It is asked only for the keys that neither
 // tier could answer and that no other load (single-key or batch) is
 // loading already; bc.Keys lists them, without duplicates. It returns the
-// values it found; a key it leaves out is a miss, not cached (to cache a
-// "not found", return a value that says so, such as a nil pointer, with a
-// short bc.For(key).SetDuration). Keys it returns that it was not asked
-// for are ignored and logged.
+// values it found. A key it leaves out is a "not found", as if it had
+// called bc.For(key).NotFound: a miss for the batch, ErrNotFound for a
+// GetOrSet waiting on it, and cached as such for
+// EntryOptions.NotFoundDuration when that is positive. (A key it marked
+// NotModified keeps its stale value instead, and an eager refresh that
+// leaves a key out keeps the entry as it was.) Keys it returns that it was
+// not asked for are ignored and logged.
 //
 // An error fails every key of the call: each key with a stale value gets
 // it (fail-safe), the others get the error. Its context is detached from

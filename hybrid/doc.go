@@ -51,14 +51,16 @@
 // Errors are sentinels matched with errors.Is: ErrInvalidKey, ErrClosed,
 // ErrFactoryTimeout, ErrTypeMismatch, ErrNilFactory, ErrInvalidOptions,
 // ErrFactoryPanic, ErrValueTooLarge, ErrNoStaleValue, ErrTooManyKeys,
-// ErrNotFound.
+// ErrNotFound, and, for a distributed tier other than Redis and for
+// Cache.Ping, ErrL2Unavailable and ErrL2Config.
 //
 // The documentation pages in the docs directory of the repository,
 // https://github.com/strata-cache/strata/tree/main/docs, describe each
 // feature in depth; start with the guide (guide.md), then getorset.md,
 // failsafe.md, timeouts.md, eager-refresh.md, jitter.md,
-// adaptive-caching.md, l2.md, redis.md, serialization.md, backplane.md,
-// tags.md, clear.md, batch.md, settings.md, errors.md, observability.md, design.md
-// and benchmarks.md (for example
+// adaptive-caching.md, l2.md, redis.md, etcd.md, postgres.md,
+// serialization.md, backplane.md, tags.md, clear.md, batch.md, settings.md,
+// errors.md, observability.md, server.md (the HTTP server, cmd/strata-server),
+// design.md and benchmarks.md (for example
 // https://github.com/strata-cache/strata/blob/main/docs/getorset.md).
 package hybrid

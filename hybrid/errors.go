@@ -9,8 +9,9 @@ import (
 // Sentinel errors returned by the cache. Match them with errors.Is: the
 // returned errors wrap them with the key or the field at fault.
 var (
-	// ErrInvalidKey is returned for an empty key or a key longer than
-	// Options.MaxKeyLength (DefaultMaxKeyLength unless set).
+	// ErrInvalidKey is returned for an empty key, a key longer than
+	// Options.MaxKeyLength (DefaultMaxKeyLength unless set), or a key
+	// starting with the reserved prefix "__strata:".
 	ErrInvalidKey = errors.New("hybrid: invalid key")
 	// ErrClosed is returned by every operation on a cache after Close.
 	ErrClosed = errors.New("hybrid: closed")

@@ -233,7 +233,8 @@ type L2ErrorEvent struct {
 	Ctx   context.Context // the caller\'s context (see Events)
 	Cache string          // the cache's name
 	Key   string          // the cache key (unprefixed), or a reserved key for tag and Clear records
-	// Op is the operation: "get", "set", "remove", "expire" or "recover".
+	// Op is the operation: "get", "set", "remove", "expire", "recover" or
+	// "lock" (a step of the distributed lock).
 	Op    string
 	Class L2ErrorClass
 	Err   error
