@@ -11,8 +11,11 @@
 //
 // A message says that a key of a named cache was set, removed or expired, or that the
 // cache was cleared, by which instance (Source) and when (Timestamp, Unix nanoseconds).
-// It carries no value: receivers re-read the distributed tier when they need one, and
-// compare timestamps so that the newest change wins.
+// A set may carry the entry it wrote (Message.Value; the hybrid engine sends entries up
+// to hybrid.Options.BackplaneValueMaxSize), which a receiver holding an older copy
+// installs instead of re-reading the distributed tier; without one, receivers re-read
+// the distributed tier when they need the value. Receivers compare timestamps so that
+// the newest change wins.
 //
 // On the wire a message is a small versioned binary record (integers big-endian):
 //
