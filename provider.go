@@ -294,9 +294,10 @@ func (p *Provider) Names() []string {
 	return names
 }
 
-// Close closes every cache, then the Redis clients the provider created
-// (never a client the caller passed in). It is idempotent and returns the
-// first error met.
+// Close closes every cache, then the Redis clients and the tiers the
+// provider created (never a client or a Tier the caller passed in). It is
+// idempotent and returns every error met, joined (errors.Join); a second
+// call returns the same.
 func (p *Provider) Close() error {
 	p.closeMu.Do(func() {
 		p.mu.Lock()

@@ -10,10 +10,11 @@ import (
 )
 
 // Tier is a distributed tier and backplane other than Redis, for caches
-// whose data lives elsewhere: etcd (module github.com/strata-cache/strata/etcd),
-// later Postgres. The core module knows only this interface, so an
-// application pulls a store's client library (gRPC for etcd) only if it
-// imports that store's module.
+// whose data lives elsewhere: etcd (module github.com/strata-cache/strata/etcd)
+// and PostgreSQL (module github.com/strata-cache/strata/postgres). The core
+// module knows only this interface, so an application pulls a store's client
+// library (gRPC for etcd, pgx for PostgreSQL) only if it imports that store's
+// module.
 //
 // A Tier holds the connection (a client, a pool) and opens, per cache, the
 // hybrid.L2 and backplane.Backplane of the cache's key prefix. A Tier

@@ -8,7 +8,8 @@
 // PostgreSQL never gets pgx in its go.sum.
 //
 // Put every cache of a provider on PostgreSQL with Settings, one cache with
-// CacheSettings.Tier, or use Open for a standalone hybrid.Cache:
+// CacheSettings.Tier, or use Tier.OpenCache for the distributed tier and
+// backplane of a standalone hybrid.Cache:
 //
 //	p, err := strata.NewProvider(strata.Settings{
 //		Tier: postgres.Settings(postgres.Config{ConnString: "postgres://app@db:5432/app"}),
