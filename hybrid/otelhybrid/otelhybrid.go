@@ -20,7 +20,7 @@
 //	strata.cache.factory.duration         histogram  error (bool), in seconds
 //	strata.cache.failsafe.activations     counter    reason (factory_error, factory_timeout)
 //	strata.cache.eager_refreshes          counter
-//	strata.cache.l2.errors                counter    op (get, set, remove, expire, recover),
+//	strata.cache.l2.errors                counter    op (get, set, remove, expire, recover, lock),
 //	                                                 class (transient, config, other, timeout)
 //	strata.cache.l2.circuit_breaker.open  up/down    1 while the breaker is open, else 0
 //	strata.cache.backplane.messages       counter    direction (sent, received), error (bool)
