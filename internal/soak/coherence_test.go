@@ -7,7 +7,10 @@
 // (monotonic). The history is then checked against what the docs promise.
 //
 // Knobs (environment): SOAK_SEEDS="1,2,3,4" SOAK_FAULTS="0,0,1,1" SOAK_DUR=10s
-// SOAK_DELTA=100ms SOAK_KEYS=20 SOAK_G=4.
+// SOAK_DELTA=100ms SOAK_KEYS=20 SOAK_G=4. SOAK_BATCH=1: half of the operations
+// go through the batch functions instead (SetMany, RemoveMany, GetOrSetMany,
+// TryGetMany, on the one key), which have loads, reads and writes of their
+// own (claims, MGET, pipelines) under the same guarantees.
 package soak
 
 import (
@@ -68,6 +71,7 @@ type rec struct {
 	inv     time.Duration
 	comp    time.Duration
 	tainted bool // node under faults during the op (see taint)
+	batch   bool // made by a batch function (SOAK_BATCH)
 }
 
 func (r *rec) String() string {
@@ -89,6 +93,9 @@ func (r *rec) String() string {
 	}
 	if r.tainted {
 		s += " [fault window]"
+	}
+	if r.batch {
+		s += " [batch]"
 	}
 	return s
 }
@@ -197,6 +204,7 @@ func run(t *testing.T, cfg config) {
 	now := func() time.Duration { return time.Since(start) }
 	ctx := context.Background()
 	noExpire := os.Getenv("SOAK_NOEXPIRE") == "1"
+	batches := os.Getenv("SOAK_BATCH") == "1"
 
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -213,7 +221,55 @@ func run(t *testing.T, cfg config) {
 					if noExpire && p >= 0.40 && p < 0.45 {
 						p = 0.5 // SOAK_NOEXPIRE: a GetOrSet instead
 					}
+					batch := batches && rng.IntN(2) == 0
+					r.batch = batch && !(p >= 0.40 && p < 0.45) // (Expire has no batch form)
 					switch {
+					case batch && p < 0.30:
+						r.kind = kSet
+						r.val = fmt.Sprintf("n%d-s%d", n, seq.Add(1))
+						r.inv = now()
+						r.err = hybrid.SetMany(ctx, c, map[string]string{k: r.val})
+						r.comp = now()
+					case batch && p < 0.40:
+						r.kind = kRemove
+						r.inv = now()
+						r.err = c.RemoveMany(ctx, []string{k})
+						r.comp = now()
+					case batch && p >= 0.45 && p < 0.70:
+						r.kind = kGetOrSet
+						r.inv = now()
+						var fw *rec
+						res, err := hybrid.GetOrSetMany(ctx, c, []string{k}, func(ctx context.Context, bc *hybrid.BatchContext[string]) (map[string]string, error) {
+							fw = &rec{node: n, g: g, key: key, kind: kFactory, inv: r.inv, batch: true,
+								val: fmt.Sprintf("n%d-s%d-f", n, seq.Add(1))}
+							return map[string]string{k: fw.val}, nil
+						})
+						r.comp = now()
+						if err == nil {
+							err = res[0].Err
+						}
+						if err == nil {
+							r.val = res[0].Value
+						}
+						r.err, r.ok = err, err == nil
+						if fw != nil {
+							fw.comp = r.comp
+							r.fw = fw
+							h.add(fw)
+						}
+					case batch && p >= 0.70:
+						r.kind = kTryGet
+						r.inv = now()
+						res, err := hybrid.TryGetMany[string](ctx, c, []string{k})
+						r.comp = now()
+						if err == nil {
+							err = res[0].Err
+						}
+						if err == nil {
+							r.val, r.ok = res[0].Value, res[0].Found
+						}
+						r.err = err
+
 					case p < 0.30:
 						r.kind = kSet
 						r.val = fmt.Sprintf("n%d-s%d", n, seq.Add(1))
