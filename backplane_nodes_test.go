@@ -398,6 +398,37 @@ func TestBackplaneDownDoesNotStopL2(t *testing.T) {
 	})
 }
 
+// backBeforeL2 sets the scene of the tests below: two nodes whose Redis
+// and backplane connections go through proxies of their own; a loads the
+// keys k0..k4 with load (value "held"), b reads k0 the same way; then Redis
+// and the backplane go away, b sets k0 (queued for auto-recovery), and the
+// backplane alone comes back: a has reported its gap when it returns.
+// resume brings Redis back. load returns the values read and fails t on an
+// error.
+func backBeforeL2(t *testing.T, load func(c *hybrid.Cache, keys []string, v string) []string) (a, b *hybrid.Cache, keys []string, resume func()) {
+	t.Helper()
+	srv := redistest.Start(t)
+	pl, pb := srv.Proxy(t), srv.Proxy(t)
+	a = splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
+	b = splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
+	keys = []string{"k0", "k1", "k2", "k3", "k4"}
+	load(a, keys, "held")
+	if v := load(b, keys[:1], "other"); v[0] != "held" {
+		t.Fatalf("b reads k0 = %q", v[0])
+	}
+	pl.Pause()
+	pl.ResetAll()
+	pb.Pause()
+	pb.ResetAll()
+	if err := hybrid.Set(context.Background(), b, "k0", "b's write"); err != nil { // queued: Redis is away
+		t.Fatal(err)
+	}
+	gaps := a.Stats().BackplaneGaps
+	pb.Resume() // the backplane is back, Redis (through pl) is not
+	redistest.Eventually(t, "a's backplane gap", func() bool { return a.Stats().BackplaneGaps > gaps })
+	return a, b, keys, pl.Resume
+}
+
 // The backplane reconnects while the distributed tier is still down: the
 // entries from before the gap cannot be verified, so they are served from
 // memory (fresh by their own lifetime, still unverified) instead of every
@@ -405,11 +436,7 @@ func TestBackplaneDownDoesNotStopL2(t *testing.T) {
 // its recovery queue is not replaced by a reload. Once Redis answers, the
 // nodes converge on the newest write.
 func TestBackplaneBackBeforeL2ServesMemory(t *testing.T) {
-	srv := redistest.Start(t)
-	pl, pb := srv.Proxy(t), srv.Proxy(t)
 	ctx := context.Background()
-	a := splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
-	b := splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
 	var calls atomic.Int64
 	factory := func(v string) hybrid.Factory[string] {
 		return func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
@@ -417,27 +444,18 @@ func TestBackplaneBackBeforeL2ServesMemory(t *testing.T) {
 			return v, nil
 		}
 	}
-	for i := range 5 {
-		if _, err := hybrid.GetOrSet(ctx, a, fmt.Sprint("k", i), factory("held")); err != nil {
-			t.Fatal(err)
+	a, b, keys, resume := backBeforeL2(t, func(c *hybrid.Cache, keys []string, v string) []string {
+		out := make([]string, len(keys))
+		for i, k := range keys {
+			var err error
+			if out[i], err = hybrid.GetOrSet(ctx, c, k, factory(v)); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if v, err := hybrid.GetOrSet(ctx, b, "k0", factory("other")); err != nil || v != "held" {
-		t.Fatalf("b reads k0 = %q, %v", v, err)
-	}
+		return out
+	})
 	calls.Store(0)
-	pl.Pause()
-	pl.ResetAll()
-	pb.Pause()
-	pb.ResetAll()
-	if err := hybrid.Set(ctx, b, "k0", "b's write"); err != nil { // queued: Redis is away
-		t.Fatal(err)
-	}
-	gaps := a.Stats().BackplaneGaps
-	pb.Resume() // the backplane is back, Redis (through pl) is not
-	redistest.Eventually(t, "a's backplane gap", func() bool { return a.Stats().BackplaneGaps > gaps })
-	for i := range 5 {
-		k := fmt.Sprint("k", i)
+	for _, k := range keys {
 		if v, err := hybrid.GetOrSet(ctx, a, k, factory("reloaded")); err != nil || v != "held" {
 			t.Fatalf("a: GetOrSet(%s) = %q, %v; want its copy from memory", k, v, err)
 		}
@@ -448,7 +466,7 @@ func TestBackplaneBackBeforeL2ServesMemory(t *testing.T) {
 	if n := calls.Load(); n != 0 {
 		t.Fatalf("%d factory calls while Redis was down after the gap; want none", n)
 	}
-	pl.Resume()
+	resume()
 	redistest.Eventually(t, "a to read b's replayed write", func() bool {
 		v, _ := get(t, a, "k0")
 		return v == "b's write"
@@ -460,11 +478,7 @@ func TestBackplaneBackBeforeL2ServesMemory(t *testing.T) {
 // entries memory held from before the gap instead of reloading them or
 // missing.
 func TestBackplaneBackBeforeL2ServesMemoryBatch(t *testing.T) {
-	srv := redistest.Start(t)
-	pl, pb := srv.Proxy(t), srv.Proxy(t)
 	ctx := context.Background()
-	a := splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
-	b := splitNode(t, srv.FastClient(t, pl.Addr()), srv.FastClient(t, pb.Addr()))
 	var calls atomic.Int64
 	factory := func(v string) hybrid.BatchFactory[string] {
 		return func(_ context.Context, bc *hybrid.BatchContext[string]) (map[string]string, error) {
@@ -476,24 +490,18 @@ func TestBackplaneBackBeforeL2ServesMemoryBatch(t *testing.T) {
 			return out, nil
 		}
 	}
-	keys := []string{"k0", "k1", "k2", "k3", "k4"}
-	if _, err := hybrid.GetOrSetMany(ctx, a, keys, factory("held")); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := hybrid.GetOrSetMany(ctx, b, keys[:1], factory("other")); err != nil || res[0].Value != "held" {
-		t.Fatalf("b reads k0 = %+v, %v", res, err)
-	}
+	a, b, keys, resume := backBeforeL2(t, func(c *hybrid.Cache, keys []string, v string) []string {
+		res, err := hybrid.GetOrSetMany(ctx, c, keys, factory(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]string, len(res))
+		for i, r := range res {
+			out[i] = r.Value
+		}
+		return out
+	})
 	calls.Store(0)
-	pl.Pause()
-	pl.ResetAll()
-	pb.Pause()
-	pb.ResetAll()
-	if err := hybrid.Set(ctx, b, "k0", "b's write"); err != nil { // queued: Redis is away
-		t.Fatal(err)
-	}
-	gaps := a.Stats().BackplaneGaps
-	pb.Resume() // the backplane is back, Redis (through pl) is not
-	redistest.Eventually(t, "a's backplane gap", func() bool { return a.Stats().BackplaneGaps > gaps })
 	res, err := hybrid.TryGetMany[string](ctx, a, keys)
 	if err != nil {
 		t.Fatal(err)
@@ -518,7 +526,7 @@ func TestBackplaneBackBeforeL2ServesMemoryBatch(t *testing.T) {
 	if n := calls.Load(); n != 0 {
 		t.Fatalf("%d keys asked of the factory while Redis was down after the gap; want none", n)
 	}
-	pl.Resume()
+	resume()
 	redistest.Eventually(t, "a to read b's replayed write", func() bool {
 		res, err := hybrid.TryGetMany[string](ctx, a, keys[:1])
 		return err == nil && res[0].Value == "b's write"

@@ -127,13 +127,12 @@ func TestDetachedLoadOnWorker(t *testing.T) {
 	}
 }
 
-// A GetOrSet that begins after this process's Set of the key returned does
-// not join a load of the key that began before the Set (it would get that
-// load's older value): Set releases the key's flight for later callers.
-// Here the hit path cannot vouch for the Set's entry (after a backplane
-// gap the node reads the cache's Clear record again first), so the caller
-// takes the slow path, where the older load is running.
-func TestGetOrSetAfterSetDoesNotJoinOlderLoad(t *testing.T) {
+// nodeAfterGap returns a node over Redis with a backplane whose
+// subscription has just reconnected (a gap): its hit path cannot vouch for
+// an entry until it has read the cache's Clear record again, so reads take
+// the slow path, where loads are shared.
+func nodeAfterGap(t *testing.T) *hybrid.Cache {
+	t.Helper()
 	srv := redistest.Start(t)
 	px := srv.Proxy(t)
 	bp, err := backplane.NewRedis(srv.FastClient(t, px.Addr()), backplane.RedisOptions{Channel: backplane.ChannelName("", "app:"), Logger: quietLogger()})
@@ -143,9 +142,44 @@ func TestGetOrSetAfterSetDoesNotJoinOlderLoad(t *testing.T) {
 	c := node(t, srv.Client(t), hybrid.EntryOptions{Duration: time.Hour}, func(o *hybrid.Options) {
 		o.Backplane, o.WaitForInitialBackplaneSubscribe = bp, 10*time.Second
 	})
-	ctx := context.Background()
 	px.ResetAll() // a gap: the subscription reconnects
 	redistest.Eventually(t, "the backplane gap", func() bool { return c.Stats().BackplaneGaps > 0 })
+	return c
+}
+
+// getOrSetBeside runs a GetOrSet of key (its factory returns "a new load")
+// while an older load of key waits for release, and returns its value. If
+// the GetOrSet joined the older load, it gets that load's value once
+// release is closed after 10 s. It closes release.
+func getOrSetBeside(c *hybrid.Cache, key string, release chan struct{}) string {
+	got := make(chan string, 1)
+	go func() {
+		v, _ := hybrid.GetOrSet(context.Background(), c, key, func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+			return "a new load", nil
+		})
+		got <- v
+	}()
+	var v string
+	select {
+	case v = <-got:
+	case <-time.After(10 * time.Second): // it joined the older load, which waits for release
+	}
+	close(release)
+	if v == "" {
+		v = <-got
+	}
+	return v
+}
+
+// A GetOrSet that begins after this process's Set of the key returned does
+// not join a load of the key that began before the Set (it would get that
+// load's older value): Set releases the key's flight for later callers.
+// Here the hit path cannot vouch for the Set's entry (after a backplane
+// gap the node reads the cache's Clear record again first), so the caller
+// takes the slow path, where the older load is running.
+func TestGetOrSetAfterSetDoesNotJoinOlderLoad(t *testing.T) {
+	c := nodeAfterGap(t)
+	ctx := context.Background()
 	entered, release := make(chan struct{}), make(chan struct{})
 	slow := make(chan string, 1)
 	go func() {
@@ -160,23 +194,7 @@ func TestGetOrSetAfterSetDoesNotJoinOlderLoad(t *testing.T) {
 	if err := hybrid.Set(ctx, c, "j", "y"); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan string, 1)
-	go func() {
-		v, _ := hybrid.GetOrSet(ctx, c, "j", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
-			return "a new load", nil
-		})
-		got <- v
-	}()
-	var v string
-	select {
-	case v = <-got:
-	case <-time.After(10 * time.Second): // it joined the older load, which waits for release
-	}
-	close(release)
-	if v == "" {
-		v = <-got
-	}
-	if v != "y" {
+	if v := getOrSetBeside(c, "j", release); v != "y" {
 		t.Fatalf("GetOrSet after Set(y) returned %q; want y", v)
 	}
 	<-slow
@@ -185,18 +203,8 @@ func TestGetOrSetAfterSetDoesNotJoinOlderLoad(t *testing.T) {
 // As TestGetOrSetAfterSetDoesNotJoinOlderLoad, with a batch's load as the
 // older one: a write releases the batch's claim of the key too.
 func TestGetOrSetAfterSetDoesNotJoinOlderBatch(t *testing.T) {
-	srv := redistest.Start(t)
-	px := srv.Proxy(t)
-	bp, err := backplane.NewRedis(srv.FastClient(t, px.Addr()), backplane.RedisOptions{Channel: backplane.ChannelName("", "app:"), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := node(t, srv.Client(t), hybrid.EntryOptions{Duration: time.Hour}, func(o *hybrid.Options) {
-		o.Backplane, o.WaitForInitialBackplaneSubscribe = bp, 10*time.Second
-	})
+	c := nodeAfterGap(t)
 	ctx := context.Background()
-	px.ResetAll() // a gap: the subscription reconnects
-	redistest.Eventually(t, "the backplane gap", func() bool { return c.Stats().BackplaneGaps > 0 })
 	for _, write := range []struct {
 		name string
 		do   func(key string) error
@@ -227,23 +235,7 @@ func TestGetOrSetAfterSetDoesNotJoinOlderBatch(t *testing.T) {
 			if err := write.do(key); err != nil {
 				t.Fatal(err)
 			}
-			got := make(chan string, 1)
-			go func() {
-				v, _ := hybrid.GetOrSet(ctx, c, key, func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
-					return "a new load", nil
-				})
-				got <- v
-			}()
-			var v string
-			select {
-			case v = <-got:
-			case <-time.After(10 * time.Second): // it joined the older batch, which waits for release
-			}
-			close(release)
-			if v == "" {
-				v = <-got
-			}
-			if v != write.want {
+			if v := getOrSetBeside(c, key, release); v != write.want {
 				t.Fatalf("GetOrSet after %s returned %q; want %q", write.name, v, write.want)
 			}
 			if err := <-slow; err != nil {

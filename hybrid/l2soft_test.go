@@ -75,92 +75,57 @@ func TestL2SoftTimeoutCoversRecordReads(t *testing.T) {
 
 // TryGet without AllowStaleOnRead cannot answer with the stale copy it
 // holds: its read of a slow distributed tier gets the hard timeout, not
-// the soft one, and finds the newer entry there.
+// the soft one, and finds the newer entry there. TryGetMany the same.
 func TestTryGetSoftTimeoutOnlyWithAllowStale(t *testing.T) {
-	srv := redistest.Start(t)
-	proxy := srv.Proxy(t)
-	entry := hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true, FailSafeMaxDuration: time.Hour,
-		L2SoftTimeout: 20 * time.Millisecond, L2HardTimeout: 10 * time.Second}
-	a := node(t, srv.FastClient(t, proxy.Addr()), entry)
-	b := node(t, srv.FastClient(t, ""), entry)
-	ctx := context.Background()
-	if err := hybrid.Set(ctx, a, "k", "old"); err != nil {
-		t.Fatal(err)
-	}
-	redistest.Eventually(t, "a's copy to expire", func() bool {
-		_, ok := mustGet[string](t, a, "k")
-		return !ok
-	})
-	if err := hybrid.Set(ctx, b, "k", "new", hybrid.WithDuration(time.Hour)); err != nil {
-		t.Fatal(err) // in Redis; a has no backplane to hear of it
-	}
-	proxy.SetLatency(200 * time.Millisecond) // slower than the soft timeout
-	if v, ok := mustGet[string](t, a, "k"); !ok || v != "new" {
-		t.Fatalf("TryGet = %q, %v; want the newer entry from Redis (the hard timeout applies)", v, ok)
-	}
-	// With AllowStaleOnRead the soft timeout applies: the stale copy answers.
-	if err := hybrid.Set(ctx, b, "j", "j-new", hybrid.WithDuration(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	proxy.SetLatency(0)
-	if err := hybrid.Set(ctx, a, "j", "j-old"); err != nil {
-		t.Fatal(err)
-	}
-	redistest.Eventually(t, "a's copy of j to expire", func() bool {
-		_, ok := mustGet[string](t, a, "j")
-		return !ok
-	})
-	if err := hybrid.Set(ctx, b, "j", "j-newer", hybrid.WithDuration(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	proxy.SetLatency(200 * time.Millisecond)
-	stale := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
-	if v, ok := mustGet[string](t, a, "j", stale); !ok || v != "j-old" {
-		t.Fatalf("TryGet with AllowStaleOnRead = %q, %v; want the stale j-old at the soft timeout", v, ok)
-	}
-}
-
-// TryGetMany as TryGet: without AllowStaleOnRead a stale copy cannot
-// answer, so the read of the distributed tier gets the hard timeout, and a
-// slow Redis still gives the newer entry.
-func TestTryGetManySoftTimeoutOnlyWithAllowStale(t *testing.T) {
-	srv := redistest.Start(t)
-	proxy := srv.Proxy(t)
-	entry := hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true, FailSafeMaxDuration: time.Hour,
-		L2SoftTimeout: 20 * time.Millisecond, L2HardTimeout: 10 * time.Second}
-	a := node(t, srv.FastClient(t, proxy.Addr()), entry)
-	b := node(t, srv.FastClient(t, ""), entry)
-	ctx := context.Background()
-	if err := hybrid.Set(ctx, a, "k", "old"); err != nil {
-		t.Fatal(err)
-	}
-	redistest.Eventually(t, "a's copy to expire", func() bool {
-		_, ok := mustGet[string](t, a, "k")
-		return !ok
-	})
-	if err := hybrid.Set(ctx, b, "k", "new", hybrid.WithDuration(time.Hour)); err != nil {
-		t.Fatal(err) // in Redis; a has no backplane to hear of it
-	}
-	proxy.SetLatency(200 * time.Millisecond) // slower than the soft timeout
-	res, err := hybrid.TryGetMany[string](ctx, a, []string{"k"})
-	if err != nil || !res[0].Found || res[0].Value != "new" {
-		t.Fatalf("TryGetMany = %+v, %v; want the newer entry from Redis (the hard timeout applies)", res, err)
-	}
-	proxy.SetLatency(0)
-	if err := hybrid.Set(ctx, a, "j", "j-old"); err != nil {
-		t.Fatal(err)
-	}
-	redistest.Eventually(t, "a's copy of j to expire", func() bool {
-		_, ok := mustGet[string](t, a, "j")
-		return !ok
-	})
-	if err := hybrid.Set(ctx, b, "j", "j-newer", hybrid.WithDuration(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	proxy.SetLatency(200 * time.Millisecond)
-	stale := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
-	res, err = hybrid.TryGetMany[string](ctx, a, []string{"j"}, stale)
-	if err != nil || !res[0].Found || res[0].Value != "j-old" {
-		t.Fatalf("TryGetMany with AllowStaleOnRead = %+v, %v; want the stale j-old at the soft timeout", res, err)
+	for _, read := range []struct {
+		name string
+		get  func(t *testing.T, c *hybrid.Cache, key string, opts ...hybrid.Option) (string, bool)
+	}{
+		{"TryGet", mustGet[string]},
+		{"TryGetMany", func(t *testing.T, c *hybrid.Cache, key string, opts ...hybrid.Option) (string, bool) {
+			t.Helper()
+			res, err := hybrid.TryGetMany[string](context.Background(), c, []string{key}, opts...)
+			if err != nil || res[0].Err != nil {
+				t.Fatalf("TryGetMany(%q): %v, %v", key, err, res[0].Err)
+			}
+			return res[0].Value, res[0].Found
+		}},
+	} {
+		t.Run(read.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			proxy := srv.Proxy(t)
+			entry := hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true, FailSafeMaxDuration: time.Hour,
+				L2SoftTimeout: 20 * time.Millisecond, L2HardTimeout: 10 * time.Second}
+			a := node(t, srv.FastClient(t, proxy.Addr()), entry)
+			b := node(t, srv.FastClient(t, ""), entry)
+			ctx := context.Background()
+			// staleCopy leaves a holding an expired copy of key (old) and
+			// Redis a newer, fresh entry (newer) that a has not heard of.
+			staleCopy := func(key, old, newer string) {
+				if err := hybrid.Set(ctx, a, key, old); err != nil {
+					t.Fatal(err)
+				}
+				redistest.Eventually(t, "a's copy of "+key+" to expire", func() bool {
+					_, ok := mustGet[string](t, a, key)
+					return !ok
+				})
+				if err := hybrid.Set(ctx, b, key, newer, hybrid.WithDuration(time.Hour)); err != nil {
+					t.Fatal(err) // in Redis; a has no backplane to hear of it
+				}
+			}
+			staleCopy("k", "old", "new")
+			proxy.SetLatency(200 * time.Millisecond) // slower than the soft timeout
+			if v, ok := read.get(t, a, "k"); !ok || v != "new" {
+				t.Fatalf("%s = %q, %v; want the newer entry from Redis (the hard timeout applies)", read.name, v, ok)
+			}
+			// With AllowStaleOnRead the soft timeout applies: the stale copy answers.
+			proxy.SetLatency(0)
+			staleCopy("j", "j-old", "j-newer")
+			proxy.SetLatency(200 * time.Millisecond)
+			stale := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
+			if v, ok := read.get(t, a, "j", stale); !ok || v != "j-old" {
+				t.Fatalf("%s with AllowStaleOnRead = %q, %v; want the stale j-old at the soft timeout", read.name, v, ok)
+			}
+		})
 	}
 }
