@@ -547,8 +547,12 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		}
 	}()
 	haveAllStale := true
+	// One L2 budget for the batch, as for a single key (memoryAgain): the
+	// invalidation records read for the keys with a fallback and the read
+	// of their entries wait o's soft timeout in all.
+	budget := c.l2Budget(o)
 	for _, k := range ks {
-		_, stale, fresh := c.memoryAgain(ctx, k.key, o, k.eager)
+		_, stale, fresh := c.memoryAgainBy(ctx, k.key, o, k.eager, budget)
 		if fresh != nil {
 			answer(k, fresh.value, nil)
 			continue
@@ -576,8 +580,12 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 					names = append(names, k.key)
 				}
 			}
+			rctx := ctx
+			if haveAllStale && budget != 0 {
+				rctx = withL2Budget(ctx, budget)
+			}
 			start := stamp()
-			vals, unanswered := c.getL2Many(ctx, names, timeout)
+			vals, unanswered := c.getL2Many(rctx, names, timeout)
 			j := 0
 			for _, k := range ks {
 				if k.out {
@@ -833,6 +841,7 @@ func tryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 	res := make([]Result[T], len(distinct))
 	stale := make([]*entry, len(distinct))
 	var miss []int
+	budget := c.l2Budget(o) // one for the batch (see loadMany)
 	for i, key := range distinct {
 		if e, _ := c.hitL1(ctx, key, o); e != nil {
 			res[i] = typedResult[T](key, e)
@@ -840,7 +849,7 @@ func tryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 		}
 		// As TryGet's slow path: the memory entry checked against the
 		// distributed tier's invalidation records, if needed.
-		_, s, e := c.memoryAgain(ctx, key, o, nil)
+		_, s, e := c.memoryAgainBy(ctx, key, o, nil, budget)
 		if !o.SkipL1Read {
 			if e != nil {
 				c.hit(ctx, key, TierL1)
@@ -879,8 +888,12 @@ func tryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Opt
 		if haveAllStale && o.L2SoftTimeout > 0 && (timeout == 0 || o.L2SoftTimeout < timeout) {
 			timeout = o.L2SoftTimeout
 		}
+		rctx := ctx
+		if haveAllStale && budget != 0 {
+			rctx = withL2Budget(ctx, budget)
+		}
 		start := stamp()
-		vals, unanswered := c.getL2Many(ctx, names, timeout)
+		vals, unanswered := c.getL2Many(rctx, names, timeout)
 		for j, i := range miss {
 			key := distinct[i]
 			if vals[j] != nil {

@@ -36,12 +36,16 @@ var (
 )
 
 // getL2Many reads the raw values of keys (not prefixed), bounded by
-// timeout (0: none). A key that could not be read (timeout, open breaker,
+// timeout (0: none) and by ctx's L2 budget, if any (withL2Budget). A key that could not be read (timeout, open breaker,
 // error) is nil, as a miss is, and true in unanswered (nil when the tier
 // answered for every key: see readL2's answered). An error is logged and
 // counted once per call, not once per key.
 func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Duration) (vals [][]byte, unanswered []bool) {
-	if c.l2 == nil || len(keys) == 0 || !c.breaker.allow() {
+	timeout, spent := budgetLeft(ctx, timeout)
+	if spent && len(keys) > 0 {
+		c.stats.l2Timeouts.Add(1)
+	}
+	if spent || c.l2 == nil || len(keys) == 0 || !c.breaker.allow() {
 		unanswered = make([]bool, len(keys))
 		for i := range unanswered {
 			unanswered[i] = true

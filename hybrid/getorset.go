@@ -415,6 +415,13 @@ func load[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *Ent
 // wait that long in all, not a hard timeout and then a soft one. The
 // caller reads the distributed tier with it.
 func (c *Cache) memoryAgain(ctx context.Context, key string, o *EntryOptions, eager *entry) (_ context.Context, stale, fresh *entry) {
+	return c.memoryAgainBy(ctx, key, o, eager, 0)
+}
+
+// memoryAgainBy is memoryAgain with the end of the L2 budget given (unix
+// ns; 0: o's L2 soft timeout from now): the keys of a batch share one
+// budget, as a single key's records and entry do (l2Budget).
+func (c *Cache) memoryAgainBy(ctx context.Context, key string, o *EntryOptions, eager *entry, end int64) (_ context.Context, stale, fresh *entry) {
 	if eager != nil {
 		return ctx, eager, nil
 	}
@@ -427,7 +434,10 @@ func (c *Cache) memoryAgain(ctx context.Context, key string, o *EntryOptions, ea
 	}
 	if o.L2SoftTimeout > 0 && c.l2 != nil {
 		if now := nowNano(); e.usableStale(now) {
-			ctx = withL2Budget(ctx, after(now, o.L2SoftTimeout))
+			if end == 0 {
+				end = after(now, o.L2SoftTimeout)
+			}
+			ctx = withL2Budget(ctx, end)
 		}
 	}
 	switch c.learnThenCheck(ctx, e, o, false) {

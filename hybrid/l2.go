@@ -300,6 +300,33 @@ func withL2Budget(ctx context.Context, end int64) context.Context {
 	return context.WithValue(ctx, l2BudgetKey{}, end)
 }
 
+// l2Budget returns the end (unix ns) of an L2 budget of o's soft timeout
+// that starts now, or 0 when o has none or there is no distributed tier:
+// what a batch gives its keys' reads (memoryAgainBy, getL2Many).
+func (c *Cache) l2Budget(o *EntryOptions) int64 {
+	if o.L2SoftTimeout <= 0 || c.l2 == nil {
+		return 0
+	}
+	return after(nowNano(), o.L2SoftTimeout)
+}
+
+// budgetLeft bounds timeout (0: none) by ctx's L2 budget, if any; spent
+// is true when the budget is used up.
+func budgetLeft(ctx context.Context, timeout time.Duration) (_ time.Duration, spent bool) {
+	end, ok := ctx.Value(l2BudgetKey{}).(int64)
+	if !ok {
+		return timeout, false
+	}
+	left := time.Duration(end - nowNano())
+	if left <= 0 {
+		return 0, true
+	}
+	if timeout <= 0 || left < timeout {
+		timeout = left
+	}
+	return timeout, false
+}
+
 // getL2 reads the raw value of key, bounded by timeout (0: none) and by
 // ctx's L2 budget, if any (withL2Budget). ok is
 // false on a timeout, an open circuit breaker or an error (logged and
@@ -317,15 +344,10 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 			span.End(failed)
 		}()
 	}
-	if end, ok := ctx.Value(l2BudgetKey{}).(int64); ok {
-		left := time.Duration(end - nowNano())
-		if left <= 0 {
-			c.stats.l2Timeouts.Add(1)
-			return nil, false
-		}
-		if timeout <= 0 || left < timeout {
-			timeout = left
-		}
+	timeout, spent := budgetLeft(ctx, timeout)
+	if spent {
+		c.stats.l2Timeouts.Add(1)
+		return nil, false
 	}
 	rctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {

@@ -19,57 +19,114 @@ import (
 // stale values; loads after the first do not ask for the records again
 // while the tier does not answer; a batch does not wait a timeout per key.
 func TestL2SoftTimeoutCoversRecordReads(t *testing.T) {
+	keys := []string{"a", "b", "c", "d", "e"}
+	c := hungWithStale(t, keys, 100*time.Millisecond)
+	ctx := context.Background()
+	fail := func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "", errDB }
+	withinSoft(t, func() error {
+		for _, k := range keys[:3] {
+			v, err := hybrid.GetOrSet(ctx, c, k, fail)
+			if err != nil || v != "old-"+k {
+				return fmt.Errorf("GetOrSet(%s) = %q, %v; want the stale value", k, v, err)
+			}
+		}
+		return staleMany(c, keys[3:], nil)
+	})
+}
+
+// The same when a batch is the first read of the hung tier: its keys share
+// one budget for the records and their entries, as a single key does, so
+// the batch waits the soft timeout once, not once for the records and
+// again for the entries. (A generous bound: 1.8 soft timeouts.)
+func TestL2SoftTimeoutCoversRecordReadsBatch(t *testing.T) {
+	keys := []string{"a", "b", "c"}
+	const soft = time.Second
+	stale := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true })
+	for _, read := range []struct {
+		name string
+		opts []hybrid.Option
+	}{{"GetOrSetMany", nil}, {"TryGetMany", []hybrid.Option{stale}}} {
+		t.Run(read.name, func(t *testing.T) {
+			t.Parallel()
+			c := hungWithStale(t, keys, soft)
+			withinSoft(t, func() error {
+				began := time.Now()
+				if err := staleMany(c, keys, read.opts); err != nil {
+					return err
+				}
+				if took := time.Since(began); took > soft*18/10 {
+					return fmt.Errorf("%s took %v: the soft timeout (%v) twice, for the records and then the entries", read.name, took, soft)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// hungWithStale returns a node whose memory holds expired copies "old-"+k
+// of keys, each with a tag "t-"+k, and whose distributed tier hangs (a
+// paused proxy). The node has only written its entries, so it has never
+// read the invalidation records. L2SoftTimeout is soft, the hard timeout a
+// minute.
+func hungWithStale(t *testing.T, keys []string, soft time.Duration) *hybrid.Cache {
+	t.Helper()
 	srv := redistest.Start(t)
 	proxy := srv.Proxy(t)
 	entry := hybrid.EntryOptions{Duration: 50 * time.Millisecond, FailSafe: true, FailSafeMaxDuration: time.Hour,
-		L2SoftTimeout: 100 * time.Millisecond, L2HardTimeout: time.Minute}
+		L2SoftTimeout: soft, L2HardTimeout: time.Minute}
 	c := node(t, srv.FastClient(t, proxy.Addr()), entry)
-	ctx := context.Background()
-	keys := []string{"a", "b", "c", "d", "e"}
 	for _, k := range keys {
-		if err := hybrid.Set(ctx, c, k, "old-"+k, hybrid.WithTags("t-"+k)); err != nil {
+		if err := hybrid.Set(context.Background(), c, k, "old-"+k, hybrid.WithTags("t-"+k)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	redistest.Eventually(t, "the entries to expire", func() bool {
-		_, ok := mustGet[string](t, c, "e")
+		_, ok := mustGet[string](t, c, keys[len(keys)-1])
 		return !ok
 	})
 	proxy.Pause()
 	t.Cleanup(proxy.Resume)
+	return c
+}
 
-	fail := func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "", errDB }
-	done := make(chan error, 1)
-	go func() {
-		for _, k := range keys[:3] {
-			v, err := hybrid.GetOrSet(ctx, c, k, fail)
-			if err != nil || v != "old-"+k {
-				done <- fmt.Errorf("GetOrSet(%s) = %q, %v; want the stale value", k, v, err)
-				return
-			}
-		}
-		res, err := hybrid.GetOrSetMany(ctx, c, keys[3:], func(context.Context, *hybrid.BatchContext[string]) (map[string]string, error) {
+// staleMany reads keys with a batch: GetOrSetMany (a failing factory) when
+// opts is nil, else TryGetMany with opts. Each must answer "old-"+k.
+func staleMany(c *hybrid.Cache, keys []string, opts []hybrid.Option) error {
+	ctx := context.Background()
+	var res []hybrid.Result[string]
+	var err error
+	name := "TryGetMany"
+	if opts == nil {
+		name = "GetOrSetMany"
+		res, err = hybrid.GetOrSetMany(ctx, c, keys, func(context.Context, *hybrid.BatchContext[string]) (map[string]string, error) {
 			return nil, errDB
 		})
-		if err != nil {
-			done <- fmt.Errorf("GetOrSetMany: %v", err)
-			return
+	} else {
+		res, err = hybrid.TryGetMany[string](ctx, c, keys, opts...)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %v", name, err)
+	}
+	for i, k := range keys {
+		if res[i].Err != nil || res[i].Value != "old-"+k {
+			return fmt.Errorf("%s(%s) = %q, %v; want the stale value", name, k, res[i].Value, res[i].Err)
 		}
-		for i, k := range keys[3:] {
-			if res[i].Err != nil || res[i].Value != "old-"+k {
-				done <- fmt.Errorf("GetOrSetMany(%s) = %q, %v; want the stale value", k, res[i].Value, res[i].Err)
-				return
-			}
-		}
-		done <- nil
-	}()
+	}
+	return nil
+}
+
+// withinSoft runs reads, which must end long before the L2 hard timeout.
+func withinSoft(t *testing.T, reads func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- reads() }()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
 	case <-time.After(5 * time.Second): // the hard timeout is a minute, the client's read timeout 10 s
-		t.Fatal("the loads waited for the L2 hard timeout: the soft timeout did not bound the record reads")
+		t.Fatal("the reads waited for the L2 hard timeout: the soft timeout did not bound the record reads")
 	}
 }
 
