@@ -45,7 +45,8 @@ type Result[T any] struct {
 // GetOrSet waiting on it, and cached as such for
 // EntryOptions.NotFoundDuration when that is positive. (A key it marked
 // NotModified keeps its stale value instead, and an eager refresh that
-// leaves a key out keeps the entry as it was.) Keys it returns that it was
+// leaves a key out without marking it NotFound keeps the entry as it was;
+// one marked NotFound replaces it with the "not found".) Keys it returns that it was
 // not asked for are ignored and logged.
 //
 // An error fails every key of the call: each key with a stale value gets
@@ -707,9 +708,9 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 				kerr = fc.opts.Validate()
 			}
 		}
-		if k.eager != nil && (kerr != nil || !found) {
-			// Do not retry on every hit: the entry stays as it was, minus
-			// its eager refresh point.
+		if k.eager != nil && (kerr != nil || !found && !fc.notFound) {
+			// Failed, or left out without a NotFound: do not retry on every
+			// hit; the entry stays as it was, minus its eager refresh point.
 			x := k.eager.clone()
 			x.noEager()
 			c.l1.set(x, o.Size)

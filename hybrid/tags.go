@@ -171,7 +171,12 @@ func (c *Cache) propagateInvalidation(ctx context.Context, key string, ti tagInv
 	}
 	p := pending{op: opSet, key: key, ts: ti.at, bpKind: kind,
 		val: encodeInvalidation(ti), physUntil: after(nowNano(), c.tagTTL), ctx: uncancelled(ctx)}
-	c.propagate(p, &c.entry)
+	// Every node and every later reader must learn of it: the cache's
+	// default SkipBackplane and SkipL2Write, meant for its entries, do not
+	// keep an invalidation local (BackgroundL2Operations still applies).
+	o := c.entry
+	o.SkipBackplane, o.SkipL2Write = false, false
+	c.propagate(p, &o)
 }
 
 // applyInvalidationMessage applies another instance's RemoveByTag or Clear.
