@@ -64,6 +64,8 @@ type Cache struct {
 	tr         Tracer      // nil: no spans
 	traceKeys  bool        // keys as span attributes (never with redactKeys)
 
+	rc *readCoalescer // the distributed tier's reads, when it can coalesce them
+
 	bgWork    chan bgJob   // to an idle background worker (unbuffered)
 	bgWorkers atomic.Int32 // background workers running
 	closed    atomic.Bool
@@ -106,6 +108,9 @@ func New(o Options) (*Cache, error) {
 		traceKeys:  o.TraceKeys && !o.RedactKeys,
 	}
 	c.locker, _ = o.L2.(Locker)
+	if g, ok := o.L2.(eachGetter); ok {
+		c.rc = &readCoalescer{l2: g, c: c}
+	}
 	if !o.DisableBackplaneValues {
 		c.bpValueMax = o.BackplaneValueMaxSize
 	}

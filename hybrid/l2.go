@@ -66,6 +66,12 @@ func NewRedisL2(client redis.UniversalClient) *RedisL2 {
 // Get returns the value at key, or (nil, nil) when there is none.
 func (r *RedisL2) Get(ctx context.Context, key string) ([]byte, error) { return r.s.Get(ctx, key) }
 
+// getEach reads keys with pipelined GETs, each as Get would (the reads a
+// readCoalescer gathers).
+func (r *RedisL2) getEach(ctx context.Context, keys []string) ([][]byte, []error) {
+	return r.s.GetEach(ctx, keys)
+}
+
 // Set writes value (an envelope) with the physical lifetime ttl unless
 // Redis holds a valid, newer envelope at key; written is false then.
 func (r *RedisL2) Set(ctx context.Context, key string, value []byte, ttl time.Duration) (written bool, err error) {
@@ -355,7 +361,12 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 	}
 	defer cancel()
 	began := nowNano()
-	b, err := c.l2.Get(rctx, c.prefix+key)
+	var err error
+	if c.rc != nil {
+		b, err = c.rc.get(rctx, c.prefix+key)
+	} else {
+		b, err = c.l2.Get(rctx, c.prefix+key)
+	}
 	if c.ev != nil {
 		c.emitL2Call(ctx, "get", key, time.Duration(nowNano()-began), err)
 	}
@@ -375,6 +386,9 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 				c.emitL2Error(ctx, "get", key, L2ErrorTimeout, err)
 			}
 			return nil, false
+		}
+		if c.ctx.Err() != nil {
+			return nil, false // closed meanwhile: a read ended by Close (a coalesced one) is no fault of the tier
 		}
 		failed = err
 		c.l2Failed(ctx, "get", key, err)

@@ -25,7 +25,7 @@ import (
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
-var fcErrSloths = errors.New("Sloths are cool")
+var errFcSloths = errors.New("sloths are cool")
 
 // fusionValue is a factory that returns v.
 func fusionValue[T any](v T) hybrid.Factory[T] {
@@ -132,10 +132,10 @@ func TestFusionReturnsStaleDataWhenFactoryFails(t *testing.T) {
 		})
 		fcWantGetOrSet(t, c, "foo", fusionValue(42), 42)
 		time.Sleep(500 * time.Millisecond)
-		fcWantGetOrSet(t, c, "foo", fusionFail[int](fcErrSloths), 42)
+		fcWantGetOrSet(t, c, "foo", fusionFail[int](errFcSloths), 42)
 		time.Sleep(time.Second + time.Millisecond)
-		_, err := hybrid.GetOrSet(context.Background(), c, "foo", fusionFail[int](fcErrSloths), hybrid.WithFailSafe(false))
-		if !errors.Is(err, fcErrSloths) {
+		_, err := hybrid.GetOrSet(context.Background(), c, "foo", fusionFail[int](errFcSloths), hybrid.WithFailSafe(false))
+		if !errors.Is(err, errFcSloths) {
 			t.Fatalf("fail-safe off after the throttle: err = %v, want the factory's error", err)
 		}
 	})
@@ -147,8 +147,8 @@ func TestFusionThrowsWhenFactoryThrowsWithoutFailSafe(t *testing.T) {
 		c := fcMemCache(t, hybrid.EntryOptions{})
 		fcWantGetOrSet(t, c, "foo", fusionValue(42), 42, hybrid.WithDuration(time.Second), hybrid.WithFailSafe(true))
 		time.Sleep(1100 * time.Millisecond)
-		_, err := hybrid.GetOrSet(context.Background(), c, "foo", fusionFail[int](fcErrSloths), hybrid.WithDuration(time.Second), hybrid.WithFailSafe(false))
-		if !errors.Is(err, fcErrSloths) {
+		_, err := hybrid.GetOrSet(context.Background(), c, "foo", fusionFail[int](errFcSloths), hybrid.WithDuration(time.Second), hybrid.WithFailSafe(false))
+		if !errors.Is(err, errFcSloths) {
 			t.Fatalf("err = %v, want the factory's error", err)
 		}
 	})
@@ -762,9 +762,9 @@ func TestFusionFailSafeMaxDurationIsRespected(t *testing.T) {
 		var failedAt time.Duration
 		for time.Since(start) < maxDuration+throttle {
 			time.Sleep(throttle + 10*time.Millisecond)
-			v, err := hybrid.GetOrSet(ctx, c, "foo", fusionFail[int](fcErrSloths))
+			v, err := hybrid.GetOrSet(ctx, c, "foo", fusionFail[int](errFcSloths))
 			if err != nil {
-				if !errors.Is(err, fcErrSloths) {
+				if !errors.Is(err, errFcSloths) {
 					t.Fatalf("err = %v, want the factory's", err)
 				}
 				failedAt = time.Since(start)
@@ -914,7 +914,7 @@ func TestFusionL2HandlesDistributedCacheFailures(t *testing.T) {
 	fcWantGetOrSet(t, n1, "foo", fusionValue(42), 42, opts...)
 	redistest.Eventually(t, "the entry to expire", func() bool { _, ok := mustGet[int](t, n1, "foo"); return !ok })
 	srv.Kill(t)
-	fcWantGetOrSet(t, n1, "foo", fusionFail[int](fcErrSloths), 42, opts...)
+	fcWantGetOrSet(t, n1, "foo", fusionFail[int](errFcSloths), 42, opts...)
 }
 
 // L1L2Tests.AppliesDistributedCacheSoftTimeout: L2 slow (2s), a stale value
@@ -932,7 +932,7 @@ func TestFusionL2AppliesDistributedCacheSoftTimeout(t *testing.T) {
 	proxy.SetLatency(2 * time.Second)
 	defer proxy.SetLatency(0)
 	start := time.Now()
-	fcWantGetOrSet(t, n1, "foo", fusionFail[int](fcErrSloths), 42, hybrid.WithDuration(time.Second), hybrid.WithFailSafe(true),
+	fcWantGetOrSet(t, n1, "foo", fusionFail[int](errFcSloths), 42, hybrid.WithDuration(time.Second), hybrid.WithFailSafe(true),
 		hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.L2SoftTimeout, o.L2HardTimeout = 100*time.Millisecond, time.Second }))
 	if d := time.Since(start); d >= 2*time.Second {
 		t.Fatalf("took %v: the L2 soft timeout was not applied", d)
@@ -955,9 +955,9 @@ func TestFusionL2AppliesDistributedCacheHardTimeout(t *testing.T) {
 	proxy.SetLatency(2 * time.Second)
 	defer proxy.SetLatency(0)
 	start := time.Now()
-	_, err := hybrid.GetOrSet(ctx, n2, "foo", fusionFail[int](fcErrSloths), hybrid.WithDuration(time.Second), hybrid.WithFailSafe(true),
+	_, err := hybrid.GetOrSet(ctx, n2, "foo", fusionFail[int](errFcSloths), hybrid.WithDuration(time.Second), hybrid.WithFailSafe(true),
 		hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.L2SoftTimeout, o.L2HardTimeout = 100*time.Millisecond, time.Second }))
-	if !errors.Is(err, fcErrSloths) {
+	if !errors.Is(err, errFcSloths) {
 		t.Fatalf("err = %v, want the factory's error", err)
 	}
 	if d := time.Since(start); d >= 2*time.Second {
@@ -980,11 +980,11 @@ func TestFusionL2FailSafeFallbackAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	redistest.Eventually(t, "the entry to expire", func() bool { _, ok := mustGet[int](t, n1, "foo"); return !ok })
-	fcWantGetOrSet(t, n1, "foo", fusionFail[int](fcErrSloths), 21) // fallback, throttled in n1's memory
+	fcWantGetOrSet(t, n1, "foo", fusionFail[int](errFcSloths), 21) // fallback, throttled in n1's memory
 	fcWantGet(t, n1, "foo", 21)
 	fcWantMiss[int](t, n2, "foo") // the throttled copy was not written to L2
 	fcWantGet(t, n2, "foo", 21, fcAllowStale)
-	fcWantGetOrSet(t, n3, "foo", fusionFail[int](fcErrSloths), 21) // n3 never held it: L2's stale entry
+	fcWantGetOrSet(t, n3, "foo", fusionFail[int](errFcSloths), 21) // n3 never held it: L2's stale entry
 }
 
 // L1L2Tests.CanHandleEagerRefresh: the refreshed value reaches L2, so

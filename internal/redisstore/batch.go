@@ -123,6 +123,19 @@ func (s *Store) getManyCluster(ctx context.Context, c *redis.ClusterClient, keys
 	return errs
 }
 
+// GetEach reads keys with one GET per key, all in one pipeline (on a
+// cluster, go-redis splits it by node): one round trip, and each key read
+// exactly as Get reads it, a key of another Redis type included (its
+// WRONGTYPE is that key's error, where MGET would answer nil). vals and errs
+// are as GetMany's.
+func (s *Store) GetEach(ctx context.Context, keys []string) (vals [][]byte, errs []error) {
+	vals = make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return vals, nil
+	}
+	return vals, s.getManyPipelined(ctx, s.client, keys, vals)
+}
+
 // getManyPipelined sends one GET per key, pipelined.
 func (s *Store) getManyPipelined(ctx context.Context, c redis.UniversalClient, keys []string, vals [][]byte) []error {
 	pipe := c.Pipeline()

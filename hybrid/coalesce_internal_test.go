@@ -1,0 +1,225 @@
+package hybrid
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strata-cache/strata/internal/redistest"
+)
+
+// gateHook holds a GET of one key (a real command to a real server, held
+// before it is sent) until the test opens the gate, and records the GETs
+// that went out in pipelines.
+type gateHook struct {
+	key     string
+	held    chan struct{} // closed when the gated GET is held
+	open    chan struct{}
+	mu      sync.Mutex
+	batches [][]string // the GETs of each pipeline
+}
+
+func newGateHook(key string) *gateHook {
+	return &gateHook{key: key, held: make(chan struct{}), open: make(chan struct{})}
+}
+
+func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) { return next(ctx, network, addr) }
+}
+
+func (h *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "get" && len(cmd.Args()) == 2 && cmd.Args()[1] == h.key {
+			close(h.held)
+			select {
+			case <-h.open:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var gets []string
+		for _, c := range cmds {
+			if c.Name() == "get" {
+				gets = append(gets, fmt.Sprint(c.Args()[1]))
+			}
+		}
+		if len(gets) > 0 {
+			h.mu.Lock()
+			h.batches = append(h.batches, gets)
+			h.mu.Unlock()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// gatedCache is a cache on a real Redis whose reads of the key "gate" are
+// held by the hook, with the values v-0 .. v-(n-1) at k-0 .. k-(n-1).
+func gatedCache(t *testing.T, n int) (*Cache, *gateHook, *redis.Client) {
+	t.Helper()
+	srv := redistest.Start(t)
+	client := srv.FastClient(t, "")
+	c, err := New(Options{Name: "app", L2: NewRedisL2(client), Entry: EntryOptions{Duration: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	for i := range n {
+		if err := Set(ctx, c, fmt.Sprint("k-", i), fmt.Sprint("v-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newGateHook("app:gate")
+	client.AddHook(h)
+	return c, h, client
+}
+
+// readL2 reads key from the distributed tier the way a load does (getL2),
+// decoded.
+func readL2Value(c *Cache, key string, timeout time.Duration) (string, bool) {
+	e, answered := readL2[string](context.Background(), c, key, &c.entry, false)
+	if e == nil {
+		return "", answered
+	}
+	v, _ := valueOf[string](e)
+	return v, answered
+}
+
+// Reads that arrive while one is out wait for it, then go together in one
+// pipeline, and each gets its own value.
+func TestReadCoalescerBatchesReadsInFlight(t *testing.T) {
+	const n = 20
+	c, h, _ := gatedCache(t, n)
+	gate := make(chan bool, 1)
+	go func() { _, ok := readL2Value(c, "gate", 0); gate <- ok }()
+	<-h.held
+	var wg sync.WaitGroup
+	got := make([]string, n)
+	for i := range n {
+		wg.Go(func() { got[i], _ = readL2Value(c, fmt.Sprint("k-", i), 0) })
+	}
+	redistest.Eventually(t, "the reads to queue behind the one out", func() bool {
+		c.rc.mu.Lock()
+		defer c.rc.mu.Unlock()
+		return len(c.rc.q) == n
+	})
+	close(h.open)
+	wg.Wait()
+	if !<-gate {
+		t.Fatal("the gated read was not answered")
+	}
+	for i := range n {
+		if want := fmt.Sprint("v-", i); got[i] != want {
+			t.Errorf("k-%d = %q, want %q", i, got[i], want)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.batches) != 1 || len(h.batches[0]) != n {
+		t.Fatalf("pipelines of GETs: %v; want one of %d", h.batches, n)
+	}
+}
+
+// A queued read still ends at its own deadline: a timeout, as without the
+// coalescer, while the read out hangs.
+func TestReadCoalescerWaiterTimesOut(t *testing.T) {
+	c, h, _ := gatedCache(t, 1)
+	go readL2Value(c, "gate", 0)
+	<-h.held
+	before := c.stats.l2Timeouts.Load()
+	if b, ok := c.getL2(context.Background(), "k-0", 50*time.Millisecond); ok || b != nil {
+		t.Fatalf("getL2 behind a hung read = %q, %v; want a timeout", b, ok)
+	}
+	if got := c.stats.l2Timeouts.Load(); got != before+1 {
+		t.Fatalf("L2 timeouts %d -> %d, want one more", before, got)
+	}
+	close(h.open)
+}
+
+// A read that finds the one out stuck for longer than coalesceStuck does
+// not queue behind it: it goes alone, and is answered while the stuck one
+// still hangs.
+func TestReadCoalescerBypassesStuckRead(t *testing.T) {
+	c, h, _ := gatedCache(t, 1)
+	go readL2Value(c, "gate", 0)
+	<-h.held
+	defer close(h.open)
+	time.Sleep(coalesceStuck + time.Millisecond) // for the clock, not for a goroutine
+	done := make(chan string, 1)
+	go func() { v, _ := readL2Value(c, "k-0", 0); done <- v }()
+	select {
+	case v := <-done:
+		if v != "v-0" {
+			t.Fatalf("k-0 = %q", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read queued behind a stuck one")
+	}
+}
+
+// A key of another Redis type in a batch is that key's error (as a lone GET
+// reports it), not a silent miss; the other keys are read.
+func TestReadCoalescerWrongTypeInBatch(t *testing.T) {
+	c, h, client := gatedCache(t, 1)
+	if err := client.RPush(context.Background(), "app:list", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	go readL2Value(c, "gate", 0)
+	<-h.held
+	var wg sync.WaitGroup
+	var v string
+	var listErr error
+	wg.Go(func() { v, _ = readL2Value(c, "k-0", 0) })
+	wg.Go(func() { _, listErr = c.rc.get(context.Background(), "app:list") })
+	redistest.Eventually(t, "both reads to queue", func() bool {
+		c.rc.mu.Lock()
+		defer c.rc.mu.Unlock()
+		return len(c.rc.q) == 2
+	})
+	close(h.open)
+	wg.Wait()
+	if v != "v-0" {
+		t.Errorf("k-0 = %q", v)
+	}
+	if listErr == nil || !strings.Contains(listErr.Error(), "WRONGTYPE") {
+		t.Errorf("a list read in a batch: %v, want WRONGTYPE", listErr)
+	}
+}
+
+// Close with reads queued (without deadlines) behind a hung one: once the
+// hung one returns, the queued reads end too (the batch runs on the closing
+// cache's cancelled context), and no goroutine stays behind (goleak, in
+// TestMain).
+func TestReadCoalescerClose(t *testing.T) {
+	c, h, _ := gatedCache(t, 3)
+	gate := make(chan struct{})
+	go func() { readL2Value(c, "gate", 0); close(gate) }()
+	<-h.held
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() { readL2Value(c, fmt.Sprint("k-", i), 0) })
+	}
+	redistest.Eventually(t, "the reads to queue", func() bool {
+		c.rc.mu.Lock()
+		defer c.rc.mu.Unlock()
+		return len(c.rc.q) == 3
+	})
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	close(h.open)
+	<-gate
+	wg.Wait()
+	<-closed
+}
