@@ -1,20 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/strata-cache/strata/hybrid"
 )
-
-// dacheBody is the body of POST /dache/{key}.
-type dacheBody struct {
-	Value  json.RawMessage `json:"value"`
-	Expiry *json.Number    `json:"expiry"`
-}
 
 // dacheGet answers GET /dache/{key}: 200 {"value": ...} or 404.
 func (s *server) dacheGet(w http.ResponseWriter, r *http.Request, c *cache) {
@@ -44,46 +39,63 @@ func (s *server) dachePost(w http.ResponseWriter, r *http.Request, c *cache) {
 	if !ok {
 		return
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	var req dacheBody
-	if err := dec.Decode(&req); err != nil {
+	// A map, not a struct: encoding/json matches a struct's field names
+	// case-insensitively, and only "value" and "expiry" are fields.
+	var req map[string]json.RawMessage
+	if err := decodeOne(body, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_body", `the body must be {"value": <json>, "expiry": <unix seconds>}: `+err.Error())
 		return
 	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "bad_body", "the body has data after the JSON object")
+	if err := unknownField(req, "value", "expiry"); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_body", err.Error())
 		return
 	}
-	if req.Value == nil {
+	value, ok := req["value"]
+	if !ok {
 		writeError(w, http.StatusBadRequest, "bad_body", `"value" is required`)
 		return
 	}
 	var opts []hybrid.Option
-	if req.Expiry != nil {
-		sec, err := req.Expiry.Int64()
+	if expiry, ok := req["expiry"]; ok && string(expiry) != "null" {
+		d, err := dacheLifetime(expiry, time.Now())
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad_expiry", `"expiry" must be a Unix time in whole seconds`)
+			writeError(w, http.StatusBadRequest, "bad_expiry", err.Error())
 			return
-		}
-		d := time.Until(time.Unix(sec, 0))
-		if d <= 0 {
-			writeError(w, http.StatusBadRequest, "bad_expiry", `"expiry" is in the past`)
-			return
-		}
-		if d > dacheForever {
-			d = dacheForever
 		}
 		opts = append(opts, hybrid.WithDuration(d))
 	}
 	key := r.PathValue("key")
-	err := s.strictWrite(r.Context(), c, key, func() error { return c.set(r.Context(), key, req.Value, opts...) })
+	err := s.strictWrite(r.Context(), c, key, func() error { return c.set(r.Context(), key, value, opts...) })
 	if err != nil {
 		s.cacheError(w, c, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// dacheLifetime is the lifetime of a dache entry whose "expiry" is the
+// JSON value expiry: a JSON number (not a string) that is a whole number
+// of seconds since the Unix epoch, after now. An expiry more than
+// dacheForever (10 years) away, including one beyond what an int64 holds,
+// is dacheForever.
+func dacheLifetime(expiry json.RawMessage, now time.Time) (time.Duration, error) {
+	digits := strings.TrimPrefix(string(expiry), "-")
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return 0, errors.New(`"expiry" must be a Unix time in whole seconds (a JSON number)`)
+	}
+	past := errors.New(`"expiry" is in the past`)
+	sec, err := strconv.ParseInt(string(expiry), 10, 64)
+	switch {
+	case err != nil && digits != string(expiry): // below MinInt64
+		return 0, past
+	case err != nil: // above MaxInt64
+		return dacheForever, nil
+	case sec <= now.Unix():
+		return 0, past
+	case sec-now.Unix() > int64(dacheForever/time.Second):
+		return dacheForever, nil // and time.Unix(sec, 0) could overflow
+	}
+	return time.Unix(sec, 0).Sub(now), nil
 }
 
 // dacheDelete answers DELETE /dache/{key}: 204.

@@ -23,6 +23,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/strata-cache/strata"
 )
 
 func main() {
@@ -62,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	}
 	log := slog.New(h)
+	// go-redis has one logger for the whole process, which prints plain
+	// text to stderr: route it into ours before any client exists. run is
+	// the process (main calls it once), so this is the one call.
+	strata.RouteRedisLogs(log)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -204,7 +207,8 @@ func ttlOf(r *http.Request) (time.Duration, error) {
 
 // parseTTL reads a TTL: a Go duration or a number of seconds, positive.
 // A TTL longer than dacheForever (10 years) is dacheForever, as a dache
-// expiry is; so is a number of seconds too large for an int64.
+// expiry is; so is a number of seconds too large for an int64, and a
+// well-formed duration too long for a time.Duration.
 func parseTTL(v string) (time.Duration, error) {
 	if d, ok := maxAge(v); ok && !strings.Contains(v, `"`) {
 		if d <= 0 {
@@ -216,14 +220,22 @@ func parseTTL(v string) (time.Duration, error) {
 		return 0, errors.New("a positive number of seconds expected")
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil {
+	switch {
+	case err != nil && !durationSyntax.MatchString(v):
 		return 0, errors.New("a duration such as 30s or a number of seconds expected")
-	}
-	if d <= 0 {
+	case err != nil && strings.HasPrefix(v, "-"):
+		return 0, errors.New("the TTL must be positive")
+	case err != nil: // well-formed and positive: too long for a time.Duration
+		return dacheForever, nil
+	case d <= 0:
 		return 0, errors.New("the TTL must be positive")
 	}
 	return min(d, dacheForever), nil
 }
+
+// durationSyntax matches what time.ParseDuration reads, whatever the
+// magnitude: a string that matches and still fails to parse overflows.
+var durationSyntax = regexp.MustCompile(`^[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+$`)
 
 // maxAge parses delta-seconds (RFC 9111 1.2.2), as in Cache-Control:
 // max-age (quotes allowed). A value beyond dacheForever is dacheForever,
@@ -341,24 +353,51 @@ func (s *server) expireKey(w http.ResponseWriter, r *http.Request, c *cache) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// decodeJSON decodes the whole body into v, refusing unknown fields and
-// trailing data; it answers the error itself.
-func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+// decodeJSON decodes the whole body into v, refusing trailing data and
+// fields other than fields (exactly: encoding/json alone takes "Keys" for
+// "keys"); it answers the error itself.
+func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, fields ...string) bool {
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return false
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	err := decodeOne(body, v)
+	if err == nil {
+		var m map[string]json.RawMessage
+		_ = json.Unmarshal(body, &m) // one JSON object, or null: checked above
+		err = unknownField(m, fields...)
+	}
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_body", "the body is not the JSON expected: "+err.Error())
 		return false
 	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "bad_body", "the body has data after the JSON object")
-		return false
-	}
 	return true
+}
+
+// unknownField reports the first field of m that is not one of fields,
+// compared exactly.
+func unknownField(m map[string]json.RawMessage, fields ...string) error {
+	for name := range m {
+		if !slices.Contains(fields, name) {
+			return fmt.Errorf("unknown field %q (the fields are %s)", name, strings.Join(fields, ", "))
+		}
+	}
+	return nil
+}
+
+// decodeOne decodes body, which must be exactly one JSON value, into v,
+// refusing unknown fields. Anything after the value but white space is an
+// error (json.Decoder.More does not see a stray '}' or ']').
+func decodeOne(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON value")
+	}
+	return nil
 }
 
 // removeByTagRequest is the body of remove-by-tag. Mode is "expire" (the
@@ -370,7 +409,7 @@ type removeByTagRequest struct {
 
 func (s *server) removeByTag(w http.ResponseWriter, r *http.Request, c *cache) {
 	var req removeByTagRequest
-	if !s.decodeJSON(w, r, &req) {
+	if !s.decodeJSON(w, r, &req, "tags", "mode") {
 		return
 	}
 	if len(req.Tags) == 0 {
@@ -426,15 +465,11 @@ type batchGetResponse struct {
 // protection per key, the origin called for the misses).
 func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 	var req batchGetRequest
-	if !s.decodeJSON(w, r, &req) {
+	if !s.decodeJSON(w, r, &req, "keys") {
 		return
 	}
 	if len(req.Keys) == 0 {
 		writeError(w, http.StatusBadRequest, "bad_body", `"keys" must list at least one key`)
-		return
-	}
-	if len(req.Keys) > s.cfg.MaxBatchKeys {
-		writeError(w, http.StatusBadRequest, "bad_body", fmt.Sprintf("at most %d keys per batch", s.cfg.MaxBatchKeys))
 		return
 	}
 	keys := make([]string, 0, len(req.Keys))
@@ -444,6 +479,10 @@ func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 			seen[key] = struct{}{}
 			keys = append(keys, key)
 		}
+	}
+	if len(keys) > s.cfg.MaxBatchKeys { // distinct keys: a duplicate is answered once
+		writeError(w, http.StatusBadRequest, "bad_body", fmt.Sprintf("at most %d distinct keys per batch", s.cfg.MaxBatchKeys))
+		return
 	}
 	resp := batchGetResponse{Values: map[string]any{}, Missing: []string{}}
 	add := func(key string, v []byte, found bool) {

@@ -213,7 +213,7 @@ func (s *server) observe(next http.Handler) http.Handler {
 		if route == "" || route == "/" {
 			route = "unmatched"
 		}
-		s.metrics.request(route, r.Method, sw.status, d)
+		s.metrics.request(route, methodLabel(r.Method), sw.status, d)
 		if logReq {
 			path := r.URL.Path
 			if s.cfg.RedactKeys {
@@ -225,6 +225,19 @@ func (s *server) observe(next http.Handler) http.Handler {
 				slog.Duration("duration", d), slog.String("remote", r.RemoteAddr))
 		}
 	})
+}
+
+// methodLabel is the method label of the HTTP metrics: the method for the
+// standard ones, "_OTHER" for any other (OpenTelemetry's
+// http.request.method convention), so that a client cannot create series
+// at will.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
 }
 
 // errorBody is the JSON body of every error response.
@@ -272,7 +285,7 @@ func (s *server) cacheError(w http.ResponseWriter, c *cache, err error) {
 	case errors.Is(err, hybrid.ErrTypeMismatch):
 		writeError(w, http.StatusConflict, "type_mismatch", fmt.Sprintf("the key holds a value that is not %s (written by a Go client with another type)", c.goType()))
 	case errors.Is(err, errTierUnavailable):
-		writeError(w, http.StatusServiceUnavailable, "tier_unavailable", err.Error())
+		writeError(w, http.StatusServiceUnavailable, "tier_unavailable", s.errText(err))
 	case errors.Is(err, hybrid.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
 	case errors.Is(err, errOriginNotFound):
@@ -289,14 +302,24 @@ func (s *server) cacheError(w http.ResponseWriter, c *cache, err error) {
 	}
 }
 
-// errAttr is the log attribute of an error of a request. With redact_keys
-// every quoted string of its text, where the library and the server name
-// keys (hybrid: factory "user:7": ...), is redacted.
+// errAttr is the log attribute of an error of a request, redacted as
+// errText.
 func (s *server) errAttr(err error) slog.Attr {
 	if !s.cfg.RedactKeys {
 		return slog.Any("err", err)
 	}
-	return slog.String("err", quoted.ReplaceAllString(err.Error(), `"[redacted]"`))
+	return slog.String("err", s.errText(err))
+}
+
+// errText is the text of an error for a log or a response. With
+// redact_keys every quoted string of it, where the library, its tiers and
+// the server name keys (redisstore: set "dache:user:7": ...), is
+// redacted.
+func (s *server) errText(err error) string {
+	if !s.cfg.RedactKeys {
+		return err.Error()
+	}
+	return quoted.ReplaceAllString(err.Error(), `"[redacted]"`)
 }
 
 // quoted matches a Go-quoted string (strconv.Quote, %q).
@@ -319,9 +342,10 @@ func (s *server) authorized(r *http.Request, c *cache) bool {
 	if s.cfg.Token == "" && c.token == "" {
 		return true
 	}
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
+	// The scheme is case-insensitive (RFC 9110 11.1), then 1*SP.
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimLeft(tok, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return false
 	}
 	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.Token)) == 1 {
