@@ -68,7 +68,7 @@ func (c *Cache) publishNow(p pending) error {
 	cancel()
 	if span != nil {
 		span.SetAttributes(slog.String(AttrMessageKind, kind.String()))
-		span.End(err)
+		span.End(c.spanErr(p.key, err))
 	}
 	if err != nil {
 		c.stats.bpErrors.Add(1)

@@ -225,7 +225,15 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		var span Span
 		ctx, span = c.startOp(ctx, SpanGetOrSetMany, "")
 		span.SetAttributes(slog.Int(AttrKeysCount, len(keys)))
-		defer func() { span.End(c.spanError(err)) }()
+		defer func() {
+			// The batch factory's panic, re-raised by getOrSetMany: the
+			// operation failed, and the panic goes on.
+			if p := recover(); p != nil {
+				span.End(c.spanError(ErrFactoryPanic))
+				panic(p)
+			}
+			span.End(c.spanError(err))
+		}()
 	}
 	return getOrSetMany(ctx, c, keys, f, opts...)
 }
@@ -658,20 +666,33 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		defer cancel()
 	}
 
+	var fspan Span
+	if c.tr != nil {
+		fctx, fspan = c.startChild(fctx, SpanFactory, "")
+	}
 	began := nowNano()
 	start := stamp()
 	vals, panicked, pv, err := callBatchFactory(fctx, f, bc)
 	now := nowNano()
+	ferr := err
+	if panicked {
+		ferr = ErrFactoryPanic
+	}
 	// One run of the batch factory, one call in Stats; an event per key.
 	c.stats.factoryCalls.Add(1)
-	if err != nil || panicked {
+	if ferr != nil {
 		c.stats.factoryErrors.Add(1)
 	}
-	if c.ev != nil {
-		ferr := err
-		if panicked {
-			ferr = ErrFactoryPanic
+	if fspan != nil {
+		eager := false
+		for _, k := range need {
+			eager = eager || k.eager != nil
 		}
+		fspan.SetAttributes(slog.Bool(AttrEager, eager),
+			slog.Bool(AttrBackground, timeout > 0 && now-began >= int64(timeout)))
+		fspan.End(ferr)
+	}
+	if c.ev != nil {
 		for _, k := range need {
 			c.emitFactoryCall(ctx, k.key, time.Duration(now-began), ferr, k.eager != nil)
 		}

@@ -3,6 +3,7 @@ package hybrid
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -52,6 +53,20 @@ func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Durat
 		}
 		return make([][]byte, len(keys)), unanswered
 	}
+	var span Span
+	var failed error // the span's error: a failure of the tier, not a timeout
+	failedKey := ""
+	if c.tr != nil {
+		ctx, span = c.startChild(ctx, SpanL2Get, "")
+		defer func() {
+			hit := true // every key had a value
+			for _, b := range vals {
+				hit = hit && b != nil
+			}
+			span.SetAttributes(slog.String(AttrTier, TierL2.String()), slog.Bool(AttrHit, hit))
+			span.End(c.spanErr(failedKey, failed))
+		}()
+	}
 	rctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
 		rctx, cancel = context.WithTimeout(ctx, timeout)
@@ -98,11 +113,15 @@ func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Durat
 	dl, hasDL := rctx.Deadline()
 	if rctx.Err() != nil || hasDL && !time.Now().Before(dl) {
 		c.stats.l2Timeouts.Add(1)
+		if span != nil {
+			span.SetAttributes(slog.String(AttrTimeout, "l2"))
+		}
 		if c.ev != nil {
 			c.emitL2Error(ctx, "get", firstKey, L2ErrorTimeout, first)
 		}
 		return vals, unanswered
 	}
+	failed, failedKey = first, firstKey
 	c.l2Failed(ctx, "get", firstKey, first)
 	return vals, unanswered
 }
@@ -187,7 +206,15 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 	if len(ps) > 0 {
 		pctx = ps[0].context()
 	}
-	ctx, cancel := c.ioContext(pctx, o)
+	// One span for the call's writes, as writeL2 has for one.
+	sctx, span := pctx, Span(nil)
+	var failed error // the span's error: the first write that failed
+	failedKey := ""
+	announcedAny := false
+	if c.tr != nil && len(ps) > 0 {
+		sctx, span = c.startChild(pctx, SpanL2Set, "")
+	}
+	ctx, cancel := c.ioContext(sctx, o)
 	defer cancel()
 	done := make([]pending, 0, len(ps))
 	bl, isBatch := c.l2.(BatchL2) // (a batchFeeder is one too)
@@ -217,6 +244,9 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 		}
 		written, announced, err := c.applyFeed(ctx, p)
 		if err != nil {
+			if failed == nil {
+				failed, failedKey = err, p.key
+			}
 			c.l2Failed(p.context(), p.op.String(), p.key, err)
 			if transient(err) {
 				c.enqueue(p)
@@ -230,6 +260,8 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 		}
 		if !announced {
 			done = append(done, p)
+		} else {
+			announcedAny = true
 		}
 	}
 	if len(items) > 0 {
@@ -247,6 +279,9 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 		logged := false
 		for j, i := range batched {
 			if errs != nil && errs[j] != nil {
+				if failed == nil {
+					failed, failedKey = errs[j], ps[i].key
+				}
 				if !logged { // one log line and one breaker trip per call
 					c.l2Failed(ps[i].context(), ps[i].op.String(), ps[i].key, errs[j])
 					logged = true
@@ -262,6 +297,7 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 			}
 			if feedBatch && changes[j] != nil && changes[j].announced.Load() {
 				c.sentByFeed(ps[i], changes[j])
+				announcedAny = true
 				continue
 			}
 			done = append(done, ps[i])
@@ -269,6 +305,16 @@ func (c *Cache) writeL2Many(ps []pending, o *EntryOptions) {
 		if !logged {
 			c.breaker.succeeded()
 		}
+	}
+	if span != nil {
+		span.SetAttributes(slog.String(AttrTier, TierL2.String()))
+		if op := ps[0].op; !slices.ContainsFunc(ps, func(p pending) bool { return p.op != op }) {
+			span.SetAttributes(slog.String(AttrOp, op.String())) // one kind of change
+		}
+		if announcedAny {
+			span.SetAttributes(slog.Bool(AttrAnnounced, true))
+		}
+		span.End(c.spanErr(failedKey, failed))
 	}
 	c.publishMany(done)
 }

@@ -48,6 +48,7 @@ type Cache struct {
 	maxValue        int
 	breaker         breaker
 	recovery        recovery
+	writing         ownWrites // background writes in flight (see ownWritePending)
 	configErrLog    rateLimit
 	transientErrLog rateLimit
 	stats           stats
@@ -64,7 +65,7 @@ type Cache struct {
 	tr         Tracer      // nil: no spans
 	traceKeys  bool        // keys as span attributes (never with redactKeys)
 
-	rc *readCoalescer // the distributed tier's reads, when it can coalesce them
+	co *l2Coalescers // the distributed tier's calls, when it can coalesce them
 
 	bgWork    chan bgJob   // to an idle background worker (unbuffered)
 	bgWorkers atomic.Int32 // background workers running
@@ -108,9 +109,6 @@ func New(o Options) (*Cache, error) {
 		traceKeys:  o.TraceKeys && !o.RedactKeys,
 	}
 	c.locker, _ = o.L2.(Locker)
-	if g, ok := o.L2.(eachGetter); ok {
-		c.rc = &readCoalescer{l2: g, c: c}
-	}
 	if !o.DisableBackplaneValues {
 		c.bpValueMax = o.BackplaneValueMaxSize
 	}
@@ -129,6 +127,9 @@ func New(o Options) (*Cache, error) {
 	c.inv.Store(&invalidations{})
 	c.bgWork = make(chan bgJob)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if l2, ok := o.L2.(coalescingL2); ok {
+		c.co = newL2Coalescers(c, l2)
+	}
 	if o.HitClockResolution > 0 {
 		c.clock = newHitClock(o.HitClockResolution)
 		done := c.ctx.Done()
@@ -272,11 +273,17 @@ func (c *Cache) errAttr(key string, err error) slog.Attr {
 	if !c.redactKeys || err == nil || key == "" {
 		return slog.Any("err", err)
 	}
+	return slog.String("err", c.redacted(key, err))
+}
+
+// redacted is the text of err, an error about key, with the key taken out
+// wherever it is quoted (with the distributed tier's prefix or without).
+func (c *Cache) redacted(key string, err error) string {
 	msg := err.Error()
 	for _, k := range [...]string{c.prefix + key, key} {
 		msg = strings.ReplaceAll(msg, strconv.Quote(k), `"[redacted]"`)
 	}
-	return slog.String("err", msg)
+	return msg
 }
 
 // Remove deletes key from the cache. A read that raced the removal cannot

@@ -114,8 +114,22 @@ func (c *Cache) propagate(p pending, o *EntryOptions) {
 		c.publish(p)
 		return
 	}
-	if o.BackgroundL2Operations && c.goBackground(p.ctx, func() { c.writeL2(p, o) }) {
-		return
+	if o.BackgroundL2Operations {
+		track := c.bp != nil && p.op == opSet // for the backplane-gap check (ownWritePending)
+		if track {
+			c.writing.add(p.key, p.ts)
+		}
+		if c.goBackground(p.ctx, func() {
+			c.writeL2(p, o)
+			if track {
+				c.writing.done(p.key, p.ts)
+			}
+		}) {
+			return
+		}
+		if track {
+			c.writing.done(p.key, p.ts)
+		}
 	}
 	c.writeL2(p, o)
 }
@@ -155,7 +169,7 @@ func (c *Cache) writeL2(p pending, o *EntryOptions) {
 		if announced {
 			span.SetAttributes(slog.Bool(AttrAnnounced, true))
 		}
-		span.End(err)
+		span.End(c.spanErr(p.key, err))
 	}
 	if err != nil {
 		c.l2Failed(pctx, p.op.String(), p.key, err)
@@ -206,7 +220,7 @@ func (c *Cache) apply(ctx context.Context, p pending) (written bool, err error) 
 		if ttl <= 0 {
 			return true, nil // expired while waiting: nothing to write
 		}
-		return c.l2.Set(ctx, key, p.val, ttl)
+		return c.setL2(ctx, key, p.val, ttl)
 	case opRemove:
 		return c.writeRemoval(ctx, key, p.ts)
 	case opExpire:
@@ -242,9 +256,18 @@ func (c *Cache) apply(ctx context.Context, p pending) (written bool, err error) 
 		}
 		env.Timestamp = p.ts
 		env.FreshUntil = min(env.FreshUntil, now)
-		return c.l2.Set(ctx, key, env.Append(nil), time.Duration(p.physUntil-now))
+		return c.setL2(ctx, key, env.Append(nil), time.Duration(p.physUntil-now))
 	}
 	return true, nil
+}
+
+// setL2 is L2.Set (key prefixed), coalesced with the writes in flight when
+// the tier allows it.
+func (c *Cache) setL2(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
+	if c.co != nil {
+		return c.co.set(ctx, key, val, ttl)
+	}
+	return c.l2.Set(ctx, key, val, ttl)
 }
 
 // removalTTL is how long a removal record lives in the distributed tier:
@@ -254,7 +277,7 @@ const removalTTL = tombstoneTTL
 // writeRemoval writes the removal record of key at ts, newest wins.
 func (c *Cache) writeRemoval(ctx context.Context, key string, ts int64) (bool, error) {
 	env := envelope.Envelope{Timestamp: ts, FreshUntil: ts, Removed: true}
-	return c.l2.Set(ctx, key, env.Append(nil), removalTTL)
+	return c.setL2(ctx, key, env.Append(nil), removalTTL)
 }
 
 func (o op) kind() backplane.Kind {

@@ -6,138 +6,221 @@ import (
 	"time"
 )
 
-// readCoalescer gathers the reads of the distributed tier that a cache makes
-// while one of its reads is in flight, and sends them in one pipeline of
-// GETs when that read returns. Under load one round trip, one write and one
-// read of a socket on each side then serve many reads, where each read
-// would cost the server and this process system calls of its own; a
-// read that finds none in flight goes alone and at once, as without the
+// coalescer gathers the calls to the distributed tier that a cache makes
+// while one of them is in flight, and sends them in one round trip (a
+// pipeline) when that call returns. Under load one round trip, one write
+// and one read of a socket on each side then serve many calls, where each
+// would cost the server and this process system calls of its own; a call
+// that finds none in flight goes alone and at once, as without the
 // coalescer, so an idle cache waits for nothing more.
 //
-// Each read keeps its own bounds: a waiter leaves at its context's end (a
-// timeout of the read, as before), and the batch is bounded by the latest
-// deadline among its reads and by Close. A read that finds the one in
+// Each call keeps its own bounds: a waiter leaves at its context's end (a
+// timeout of the call, as before), and the batch is bounded by the latest
+// deadline among its calls (and, for reads, by Close). A call that finds the one in
 // flight out for longer than coalesceStuck does not queue behind it but
 // goes alone (on another pooled connection), so that one slow connection
-// does not hold up every read of the cache.
-type readCoalescer struct {
-	l2    eachGetter
-	c     *Cache // runs batches on its background workers; its ctx ends them
+// does not hold up every call of the cache.
+//
+// Q is a call's input, R its result; one runs a call alone, many a batch
+// (its results aligned with its inputs).
+type coalescer[Q, R any] struct {
+	c     *Cache          // runs batches on its background workers
+	base  context.Context // of every batch: the cache's (reads: Close ends them) or none (writes: Close waits for them)
+	one   func(ctx context.Context, q Q) R
+	many  func(ctx context.Context, qs []Q) []R
 	mu    sync.Mutex
-	out   bool  // a read or a batch is in flight
+	out   bool  // a call or a batch is in flight
 	since int64 // when it was sent, unix ns
-	q     []*coalescedRead
+	q     []*coalesced[Q, R]
 }
 
-// coalesceStuck is how long a read or batch may be out before new reads
+// coalesced is one call waiting for the next batch.
+type coalesced[Q, R any] struct {
+	in       Q
+	deadline time.Time // zero: none
+	done     chan struct{}
+	res      R
+}
+
+// coalesceStuck is how long a call or batch may be out before new calls
 // stop queueing behind it: far beyond a round trip to a healthy server.
 const coalesceStuck = 10 * time.Millisecond
 
-// eachGetter is a distributed tier that can read many keys in one round
-// trip, each exactly as its Get would (RedisL2).
-type eachGetter interface {
-	Get(ctx context.Context, key string) ([]byte, error)
-	getEach(ctx context.Context, keys []string) ([][]byte, []error)
-}
-
-// coalescedRead is one read waiting for the next batch.
-type coalescedRead struct {
-	key      string
-	deadline time.Time // zero: none
-	done     chan struct{}
-	val      []byte
-	err      error
-}
-
-// get reads key (prefixed) from the tier, alone if nothing is in flight,
-// else in the next batch.
-func (r *readCoalescer) get(ctx context.Context, key string) ([]byte, error) {
-	r.mu.Lock()
-	if !r.out {
-		r.out, r.since = true, nowNano()
-		r.mu.Unlock()
-		b, err := r.l2.Get(ctx, key)
-		r.next()
-		return b, err
+// do runs q, alone if nothing is in flight, else in the next batch. left is
+// true when ctx ended first (r is then the zero R).
+func (k *coalescer[Q, R]) do(ctx context.Context, q Q) (r R, left bool) {
+	k.mu.Lock()
+	if !k.out {
+		k.out, k.since = true, nowNano()
+		k.mu.Unlock()
+		r = k.one(ctx, q)
+		k.next()
+		return r, false
 	}
-	if nowNano()-r.since > int64(coalesceStuck) {
-		r.mu.Unlock()
-		return r.l2.Get(ctx, key)
+	if nowNano()-k.since > int64(coalesceStuck) {
+		k.mu.Unlock()
+		return k.one(ctx, q), false
 	}
-	w := &coalescedRead{key: key, done: make(chan struct{})}
+	w := &coalesced[Q, R]{in: q, done: make(chan struct{})}
 	w.deadline, _ = ctx.Deadline()
-	r.q = append(r.q, w)
-	r.mu.Unlock()
+	k.q = append(k.q, w)
+	k.mu.Unlock()
 	select {
 	case <-w.done:
-		return w.val, w.err
+		return w.res, false
 	case <-ctx.Done():
-		return nil, ctx.Err() // the batch still reads it; nobody waits
+		return r, true // the batch still runs it; nobody waits
 	}
 }
 
-// next is called when the read in flight returned: the reads that queued
+// next is called when the call in flight returned: the calls that queued
 // meanwhile go as one batch, on a background worker (or here, once the
 // cache is closed).
-func (r *readCoalescer) next() {
-	q := r.take()
+func (k *coalescer[Q, R]) next() {
+	q := k.take()
 	if len(q) == 0 {
 		return
 	}
-	if !r.c.goBackground(context.Background(), func() { r.serve(q) }) {
-		r.serve(q)
+	if !k.c.goBackground(context.Background(), func() { k.serve(q) }) {
+		k.serve(q)
 	}
 }
 
 // take empties the queue; when it is empty, nothing is in flight any more.
-func (r *readCoalescer) take() []*coalescedRead {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	q := r.q
-	r.q = nil
+func (k *coalescer[Q, R]) take() []*coalesced[Q, R] {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	q := k.q
+	k.q = nil
 	if len(q) == 0 {
-		r.out = false
+		k.out = false
 	} else {
-		r.since = nowNano()
+		k.since = nowNano()
 	}
 	return q
 }
 
-// serve reads the batch q, hands each read its value, and goes on with
+// serve runs the batch q, hands each call its result, and goes on with
 // what queued meanwhile.
-func (r *readCoalescer) serve(q []*coalescedRead) {
+func (k *coalescer[Q, R]) serve(q []*coalesced[Q, R]) {
 	for len(q) > 0 {
-		r.read(q)
-		q = r.take()
+		k.run(q)
+		q = k.take()
 	}
 }
 
-// read reads the keys of q in one round trip, bounded by the latest of
-// their deadlines (none if one has none) and by Close.
-func (r *readCoalescer) read(q []*coalescedRead) {
-	keys := make([]string, len(q))
+// run runs the calls of q in one round trip, bounded by the latest of
+// their deadlines (none if one has none) and by k.base.
+func (k *coalescer[Q, R]) run(q []*coalesced[Q, R]) {
+	in := make([]Q, len(q))
 	var last time.Time
 	forever := false
 	for i, w := range q {
-		keys[i] = w.key
+		in[i] = w.in
 		if w.deadline.IsZero() {
 			forever = true
 		} else if w.deadline.After(last) {
 			last = w.deadline
 		}
 	}
-	ctx, cancel := r.c.ctx, context.CancelFunc(func() {})
+	ctx, cancel := k.base, context.CancelFunc(func() {})
 	if !forever {
 		ctx, cancel = context.WithDeadline(ctx, last)
 	}
-	vals, errs := r.l2.getEach(ctx, keys)
+	res := k.many(ctx, in)
 	cancel()
 	for i, w := range q {
-		if errs != nil && errs[i] != nil {
-			w.err = errs[i]
-		} else {
-			w.val = vals[i]
-		}
+		w.res = res[i]
 		close(w.done)
 	}
+}
+
+// coalescingL2 is a distributed tier whose calls a cache can coalesce: it
+// reads and writes many keys in one round trip, each exactly as its Get and
+// Set would (RedisL2).
+type coalescingL2 interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	getEach(ctx context.Context, keys []string) ([][]byte, []error)
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
+	setEach(ctx context.Context, writes []l2Write) []l2Written
+}
+
+// l2Read is the result of a coalesced read.
+type l2Read struct {
+	val []byte
+	err error
+}
+
+// l2Write is a coalesced write: L2.Set's arguments, and the announcement
+// its context carried, if any.
+type l2Write struct {
+	key    string
+	val    []byte
+	ttl    time.Duration
+	change *Change
+}
+
+// l2Written is the result of a coalesced write.
+type l2Written struct {
+	written bool
+	err     error
+}
+
+// l2Coalescers are a cache's coalescers of reads and of writes of a
+// coalescingL2 (the Redis tier).
+type l2Coalescers struct {
+	reads  coalescer[string, l2Read]
+	writes coalescer[l2Write, l2Written]
+}
+
+func newL2Coalescers(c *Cache, l2 coalescingL2) *l2Coalescers {
+	k := &l2Coalescers{}
+	k.reads = coalescer[string, l2Read]{c: c, base: c.ctx,
+		one: func(ctx context.Context, key string) l2Read {
+			b, err := l2.Get(ctx, key)
+			return l2Read{b, err}
+		},
+		many: func(ctx context.Context, keys []string) []l2Read {
+			vals, errs := l2.getEach(ctx, keys)
+			res := make([]l2Read, len(keys))
+			for i := range keys {
+				if errs != nil && errs[i] != nil {
+					res[i].err = errs[i]
+				} else {
+					res[i].val = vals[i]
+				}
+			}
+			return res
+		}}
+	// A write outlives its caller and Close waits for it (writes carry a
+	// deadline: ioContext), as one sent alone does.
+	k.writes = coalescer[l2Write, l2Written]{c: c, base: context.Background(),
+		one: func(ctx context.Context, w l2Write) l2Written {
+			ok, err := l2.Set(ctx, w.key, w.val, w.ttl) // ctx is the caller's, with w.change
+			return l2Written{ok, err}
+		},
+		many: l2.setEach}
+	return k
+}
+
+// get reads key (prefixed) from the tier, coalesced with the reads in
+// flight.
+func (k *l2Coalescers) get(ctx context.Context, key string) ([]byte, error) {
+	r, left := k.reads.do(ctx, key)
+	if left {
+		return nil, ctx.Err()
+	}
+	return r.val, r.err
+}
+
+// set writes value at key (prefixed) in the tier, newest wins, coalesced
+// with the writes in flight; the announcement in ctx (ChangeFromContext)
+// goes with it, as L2.Set sends it.
+func (k *l2Coalescers) set(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	ch, _ := ChangeFromContext(ctx)
+	r, left := k.writes.do(ctx, l2Write{key: key, val: value, ttl: ttl, change: ch})
+	if left {
+		return false, ctx.Err()
+	}
+	return r.written, r.err
 }

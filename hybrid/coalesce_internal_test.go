@@ -3,6 +3,7 @@ package hybrid
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -11,22 +12,38 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
-// gateHook holds a GET of one key (a real command to a real server, held
-// before it is sent) until the test opens the gate, and records the GETs
-// that went out in pipelines.
+// gateHook holds a command (a real command to a real server, held before
+// it is sent) on one key until the test opens the gate, and records the
+// GETs and scripts (writes) that went out in pipelines.
 type gateHook struct {
+	cmd     string // "get", "evalsha", ...
 	key     string
-	held    chan struct{} // closed when the gated GET is held
+	once    sync.Once     // only the first such command is held
+	held    chan struct{} // closed when it is held
 	open    chan struct{}
 	mu      sync.Mutex
 	batches [][]string // the GETs of each pipeline
 }
 
-func newGateHook(key string) *gateHook {
-	return &gateHook{key: key, held: make(chan struct{}), open: make(chan struct{})}
+func newGateHook(cmd, key string) *gateHook {
+	return &gateHook{cmd: cmd, key: key, held: make(chan struct{}), open: make(chan struct{})}
+}
+
+// holds reports whether cmd is the command the gate holds.
+func (h *gateHook) holds(cmd redis.Cmder) bool {
+	if cmd.Name() != h.cmd {
+		return false
+	}
+	for _, a := range cmd.Args()[1:] {
+		if a == h.key {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook {
@@ -35,7 +52,11 @@ func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook {
 
 func (h *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "get" && len(cmd.Args()) == 2 && cmd.Args()[1] == h.key {
+		first := false
+		if h.holds(cmd) {
+			h.once.Do(func() { first = true })
+		}
+		if first {
 			close(h.held)
 			select {
 			case <-h.open:
@@ -51,8 +72,11 @@ func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		var gets []string
 		for _, c := range cmds {
-			if c.Name() == "get" {
+			switch c.Name() {
+			case "get":
 				gets = append(gets, fmt.Sprint(c.Args()[1]))
+			case "evalsha", "eval":
+				gets = append(gets, "write "+fmt.Sprint(c.Args()[3]))
 			}
 		}
 		if len(gets) > 0 {
@@ -81,7 +105,7 @@ func gatedCache(t *testing.T, n int) (*Cache, *gateHook, *redis.Client) {
 			t.Fatal(err)
 		}
 	}
-	h := newGateHook("app:gate")
+	h := newGateHook("get", "app:gate")
 	client.AddHook(h)
 	return c, h, client
 }
@@ -111,9 +135,9 @@ func TestReadCoalescerBatchesReadsInFlight(t *testing.T) {
 		wg.Go(func() { got[i], _ = readL2Value(c, fmt.Sprint("k-", i), 0) })
 	}
 	redistest.Eventually(t, "the reads to queue behind the one out", func() bool {
-		c.rc.mu.Lock()
-		defer c.rc.mu.Unlock()
-		return len(c.rc.q) == n
+		c.co.reads.mu.Lock()
+		defer c.co.reads.mu.Unlock()
+		return len(c.co.reads.q) == n
 	})
 	close(h.open)
 	wg.Wait()
@@ -182,11 +206,11 @@ func TestReadCoalescerWrongTypeInBatch(t *testing.T) {
 	var v string
 	var listErr error
 	wg.Go(func() { v, _ = readL2Value(c, "k-0", 0) })
-	wg.Go(func() { _, listErr = c.rc.get(context.Background(), "app:list") })
+	wg.Go(func() { _, listErr = c.co.get(context.Background(), "app:list") })
 	redistest.Eventually(t, "both reads to queue", func() bool {
-		c.rc.mu.Lock()
-		defer c.rc.mu.Unlock()
-		return len(c.rc.q) == 2
+		c.co.reads.mu.Lock()
+		defer c.co.reads.mu.Unlock()
+		return len(c.co.reads.q) == 2
 	})
 	close(h.open)
 	wg.Wait()
@@ -212,9 +236,9 @@ func TestReadCoalescerClose(t *testing.T) {
 		wg.Go(func() { readL2Value(c, fmt.Sprint("k-", i), 0) })
 	}
 	redistest.Eventually(t, "the reads to queue", func() bool {
-		c.rc.mu.Lock()
-		defer c.rc.mu.Unlock()
-		return len(c.rc.q) == 3
+		c.co.reads.mu.Lock()
+		defer c.co.reads.mu.Unlock()
+		return len(c.co.reads.q) == 3
 	})
 	closed := make(chan struct{})
 	go func() { c.Close(); close(closed) }()
@@ -222,4 +246,82 @@ func TestReadCoalescerClose(t *testing.T) {
 	<-gate
 	wg.Wait()
 	<-closed
+}
+
+// Writes that arrive while one is out go together in one pipeline of
+// scripts, each newest-wins and announced as alone: the other node hears
+// of every one, and a write that lost to a newer one made meanwhile
+// announces nothing and leaves the writer with the newer value.
+func TestWriteCoalescerBatchesWritesInFlight(t *testing.T) {
+	srv := redistest.Start(t)
+	ch := backplane.ChannelName("", "app")
+	mk := func(client *redis.Client) *Cache {
+		bp, err := backplane.NewRedis(client, backplane.RedisOptions{Channel: ch, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(Options{Name: "app", L2: NewRedisL2(client), Backplane: bp, Logger: slog.New(slog.DiscardHandler),
+			WaitForInitialBackplaneSubscribe: 5 * time.Second, Entry: EntryOptions{Duration: time.Hour}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	aClient := srv.FastClient(t, "")
+	a, b := mk(aClient), mk(srv.FastClient(t, ""))
+	ctx := context.Background()
+	const n = 10
+	for i := range n {
+		if err := Set(ctx, b, fmt.Sprint("k-", i), "old"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redistest.Eventually(t, "a to hear of b's writes", func() bool { return a.Stats().BackplaneReceived >= n })
+	h := newGateHook("evalsha", "app:gate")
+	aClient.AddHook(h)
+	go Set(ctx, a, "gate", "g")
+	<-h.held
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := Set(ctx, a, fmt.Sprint("k-", i), fmt.Sprint("v-", i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := Set(ctx, a, "lose", "older"); err != nil {
+			t.Error(err)
+		}
+	})
+	redistest.Eventually(t, "the writes to queue behind the one out", func() bool {
+		a.co.writes.mu.Lock()
+		defer a.co.writes.mu.Unlock()
+		return len(a.co.writes.q) == n+1
+	})
+	if err := Set(ctx, b, "lose", "newer"); err != nil { // after a's: newer
+		t.Fatal(err)
+	}
+	heard := b.Stats().BackplaneReceived
+	close(h.open)
+	wg.Wait()
+	for i := range n {
+		k := fmt.Sprint("k-", i)
+		redistest.Eventually(t, "b to hear of a's write of "+k, func() bool {
+			v, ok, _ := TryGet[string](ctx, b, k)
+			return ok && v == fmt.Sprint("v-", i)
+		})
+	}
+	if v, ok, err := TryGet[string](ctx, a, "lose"); err != nil || !ok || v != "newer" {
+		t.Fatalf("a's lost write: a reads %q, %v, %v; want b's newer", v, ok, err)
+	}
+	if got := b.Stats().BackplaneReceived - heard; got != n+1 { // the gate's and the n writes that won
+		t.Errorf("b heard %d messages, want %d (the lost write announces nothing)", got, n+1)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.batches) != 1 || len(h.batches[0]) != n+1 {
+		t.Fatalf("pipelines: %v; want one of %d writes", h.batches, n+1)
+	}
 }

@@ -123,7 +123,15 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 	if c.tr != nil {
 		var span Span
 		ctx, span = c.startOp(ctx, SpanGetOrSet, key)
-		defer func() { span.End(c.spanError(err)) }()
+		defer func() {
+			// The factory's panic, re-raised here (result): the
+			// operation failed, and the panic goes on.
+			if p := recover(); p != nil {
+				span.End(c.spanError(fmt.Errorf("%w: key %q", ErrFactoryPanic, key)))
+				panic(p)
+			}
+			span.End(c.spanError(err))
+		}()
 	}
 	if !o.SkipL1Read {
 		c.miss(ctx, key, TierL1)

@@ -73,7 +73,7 @@ func (c *Cache) checkEntry(e *entry, inv *invalidations, fromL2 bool) validity {
 		return invalidGone
 	}
 	v := valid
-	unverified := max(e.ts, e.verified) < inv.verifyBefore
+	unverified := max(e.ts, e.verified) < inv.verifyBefore && !c.ownWritePending(e)
 	if vts < inv.expireBefore || unverified && !fromL2 {
 		v = invalidStale
 	}

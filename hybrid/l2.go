@@ -67,9 +67,29 @@ func NewRedisL2(client redis.UniversalClient) *RedisL2 {
 func (r *RedisL2) Get(ctx context.Context, key string) ([]byte, error) { return r.s.Get(ctx, key) }
 
 // getEach reads keys with pipelined GETs, each as Get would (the reads a
-// readCoalescer gathers).
+// cache coalesces).
 func (r *RedisL2) getEach(ctx context.Context, keys []string) ([][]byte, []error) {
 	return r.s.GetEach(ctx, keys)
+}
+
+// setEach writes in one pipeline, each as Set would with its change in
+// its context (the writes a cache coalesces).
+func (r *RedisL2) setEach(ctx context.Context, writes []l2Write) []l2Written {
+	items := make([]L2Item, len(writes))
+	changes := make([]*Change, len(writes))
+	for i, w := range writes {
+		items[i] = L2Item{Key: w.key, Value: w.val, TTL: w.ttl}
+		changes[i] = w.change
+	}
+	written, errs := r.setManyAnnounced(ctx, items, changes)
+	res := make([]l2Written, len(writes))
+	for i := range res {
+		res[i].written = written[i]
+		if errs != nil {
+			res[i].err = errs[i]
+		}
+	}
+	return res
 }
 
 // Set writes value (an envelope) with the physical lifetime ttl unless
@@ -347,7 +367,7 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 		ctx, span = c.startChild(ctx, SpanL2Get, key)
 		defer func() {
 			span.SetAttributes(slog.String(AttrTier, TierL2.String()), slog.Bool(AttrHit, b != nil))
-			span.End(failed)
+			span.End(c.spanErr(key, failed))
 		}()
 	}
 	timeout, spent := budgetLeft(ctx, timeout)
@@ -362,8 +382,8 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 	defer cancel()
 	began := nowNano()
 	var err error
-	if c.rc != nil {
-		b, err = c.rc.get(rctx, c.prefix+key)
+	if c.co != nil {
+		b, err = c.co.get(rctx, c.prefix+key)
 	} else {
 		b, err = c.l2.Get(rctx, c.prefix+key)
 	}

@@ -110,7 +110,7 @@ func (c *Cache) replay() {
 					c.emitL2Call(rctx, "recover", p.key, time.Duration(nowNano()-began), err)
 				}
 				if err != nil && transient(err) {
-					endSpan(span, err)
+					endSpan(span, c.spanErr(p.key, err))
 					c.breaker.trip()
 					failed = true
 					break
@@ -124,7 +124,7 @@ func (c *Cache) replay() {
 			}
 			if err == nil && written && !p.skipBP && !announced && c.bp != nil {
 				if perr := c.publishNow(p); perr != nil && !c.configError("publish", p.key, perr) {
-					endSpan(span, perr)
+					endSpan(span, c.spanErr(p.key, perr))
 					r.mu.Lock()
 					if cur, ok := r.items[p.key]; ok && cur.ts == p.ts {
 						cur.l2Done = true
@@ -141,7 +141,7 @@ func (c *Cache) replay() {
 				delete(r.items, p.key)
 			}
 			r.mu.Unlock()
-			endSpan(span, err)
+			endSpan(span, c.spanErr(p.key, err))
 			c.stats.recovered.Add(1)
 			replayed++
 			if c.ev != nil {
@@ -181,4 +181,62 @@ func (c *Cache) stopRecovery() {
 	}
 	r.running = false
 	r.mu.Unlock()
+}
+
+// ownWrites are this process's writes to the distributed tier that run in
+// the background and have not completed, by key and timestamp.
+type ownWrites struct {
+	mu sync.Mutex
+	m  map[ownWrite]int
+}
+
+type ownWrite struct {
+	key string
+	ts  int64
+}
+
+func (w *ownWrites) add(key string, ts int64) {
+	w.mu.Lock()
+	if w.m == nil {
+		w.m = make(map[ownWrite]int)
+	}
+	w.m[ownWrite{key, ts}]++
+	w.mu.Unlock()
+}
+
+func (w *ownWrites) done(key string, ts int64) {
+	w.mu.Lock()
+	k := ownWrite{key, ts}
+	if w.m[k] <= 1 {
+		delete(w.m, k)
+	} else {
+		w.m[k]--
+	}
+	w.mu.Unlock()
+}
+
+func (w *ownWrites) has(key string, ts int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.m[ownWrite{key, ts}] > 0
+}
+
+// ownWritePending reports whether e is a value this process wrote whose
+// write to the distributed tier has not completed: in the background, or
+// queued for auto-recovery. Such a copy is not unverified after a
+// backplane gap: the distributed tier cannot vouch for it yet (a read
+// there misses, or finds the older entry), and its own newest-wins write
+// will (one that loses marks the copy stale, see lostToNewer).
+func (c *Cache) ownWritePending(e *entry) bool {
+	if e.tombstone() {
+		return false
+	}
+	if c.writing.has(e.key, e.ts) {
+		return true
+	}
+	r := &c.recovery
+	r.mu.Lock()
+	p, ok := r.items[e.key]
+	r.mu.Unlock()
+	return ok && p.op == opSet && p.ts == e.ts
 }

@@ -173,6 +173,17 @@ func (c *Cache) spanError(err error) error {
 	return keylessError{"hybrid: operation failed (keys are not traced)", err}
 }
 
+// spanErr is what the span of one step about key (a read or write of the
+// distributed tier, a publish, a replay) records of err: err itself, or
+// with RedactKeys an error that still wraps it (errors.Is works) but whose
+// message has the key taken out, as the logs do (errAttr).
+func (c *Cache) spanErr(key string, err error) error {
+	if !c.redactKeys || err == nil || key == "" {
+		return err
+	}
+	return keylessError{c.redacted(key, err), err}
+}
+
 // keylessError is an error with a message that names no key.
 type keylessError struct {
 	msg string

@@ -12,24 +12,26 @@
 //	if err != nil { ... }
 //	p, err := strata.NewProvider(strata.Settings{Events: ev, ...})
 //
-// The instruments, each with the attribute cache (the cache's name):
+// The instruments, each with the attribute cache (the cache's name), and
+// their units:
 //
-//	strata.cache.hits                     counter    tier (l1, l2)
-//	strata.cache.misses                   counter    tier (l1, l2)
-//	strata.cache.factory.calls            counter    error (bool)
-//	strata.cache.factory.duration         histogram  error (bool), in seconds
-//	strata.cache.failsafe.activations     counter    reason (factory_error, factory_timeout)
-//	strata.cache.eager_refreshes          counter
-//	strata.cache.l2.errors                counter    op (get, set, remove, expire, recover, lock),
-//	                                                 class (transient, config, other, timeout)
-//	strata.cache.l2.circuit_breaker.open  up/down    1 while the breaker is open, else 0
-//	strata.cache.backplane.messages       counter    direction (sent, received), error (bool)
-//	strata.cache.backplane.gaps           counter
-//	strata.cache.stale_served             counter    (TryGet with AllowStaleOnRead)
-//	strata.cache.factory.timeouts         counter    kind (soft, hard), failsafe (bool)
-//	strata.cache.recovery.changes         counter    action (queued, dropped, replayed)
-//	strata.cache.l2.duration              histogram  op (get, set, remove, expire, recover),
-//	                                                 error (bool), in seconds
+//	strata.cache.hits                     counter    {hit}         tier (l1, l2)
+//	strata.cache.misses                   counter    {miss}        tier (l1, l2)
+//	strata.cache.factory.calls            counter    {call}        error (bool)
+//	strata.cache.factory.duration         histogram  s             error (bool)
+//	strata.cache.failsafe.activations     counter    {activation}  reason (factory_error, factory_timeout)
+//	strata.cache.eager_refreshes          counter    {refresh}
+//	strata.cache.l2.errors                counter    {error}       op (get, set, remove, expire, recover, lock),
+//	                                                               class (transient, config, other, timeout)
+//	strata.cache.l2.circuit_breaker.open  up/down    {breaker}     1 while the breaker is open, else 0
+//	strata.cache.backplane.messages       counter    {message}     direction (sent, received), error (bool)
+//	strata.cache.backplane.gaps           counter    {gap}
+//	strata.cache.stale_served             counter    {read}        (TryGet with AllowStaleOnRead)
+//	strata.cache.factory.timeouts         counter    {timeout}     kind (soft, hard), failsafe (bool)
+//	strata.cache.recovery.changes         counter    {change}      action (queued, dropped, replayed)
+//	strata.cache.l2.duration              histogram  s             op (get, set, remove, expire, recover,
+//	                                                               lock, unlock, get-many, set-many),
+//	                                                               error (bool)
 //
 // Keys are never attributes: their number is unbounded. The attribute sets
 // are built once per cache (and tier, reason, ...), so that recording a hit
