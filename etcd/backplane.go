@@ -47,8 +47,10 @@ type BackplaneOptions struct {
 // there after any disconnect (the etcd client re-establishes the watch, and
 // so does the backplane when the watch is cancelled), so every record
 // written meanwhile is delivered, in revision order. Only a compaction of
-// etcd's history past that revision loses records; it is reported once to
-// the handler as a gap, and delivery resumes from the oldest revision kept.
+// etcd's history past that revision that removes records of this feed
+// loses records; it is reported once to the handler as a gap, and delivery
+// resumes from the oldest revision kept. A compaction that removes only
+// other keys' history is not a gap: delivery resumes there silently.
 //
 // The handler is called on the watch goroutine: a slow handler delays the
 // watch but loses nothing (etcd replays from its history).
@@ -277,6 +279,23 @@ func (b *Backplane) currentRevision(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
+// readFeedModRevision returns the mod revision of the feed key as of
+// revision rev (the last put of a record at or before rev), or 0 when the
+// key does not exist then. It returns etcd's error, ErrCompacted too when
+// rev has been compacted meanwhile.
+func (b *Backplane) readFeedModRevision(ctx context.Context, c *clientv3.Client, rev int64) (int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, b.subscribeTimeout)
+	defer cancel()
+	resp, err := c.Get(rctx, b.feedKey, clientv3.WithRev(rev), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	return resp.Kvs[0].ModRevision, nil
+}
+
 // watch watches the feed from the revision after the last one applied,
 // until the watch ends. It reports whether it delivered or confirmed
 // anything (the watch was healthy).
@@ -290,9 +309,23 @@ func (b *Backplane) watch(ctx context.Context, h backplane.Handler) (healthy boo
 	from := b.last.Load() + 1
 	for resp := range c.Watch(wctx, b.feedKey, clientv3.WithRev(from), clientv3.WithProgressNotify()) {
 		if resp.CompactRevision != 0 {
-			// History before CompactRevision is gone: records may be lost.
-			b.last.Store(resp.CompactRevision - 1)
-			b.gap(h, "etcd compacted the feed's history past the last revision applied")
+			// History before CompactRevision is gone. Records are lost only
+			// if the feed key was put after the last one applied: its mod
+			// revision as of CompactRevision tells (the compaction of other
+			// keys' history loses nothing of this feed).
+			last := b.last.Load()
+			mod, err := b.readFeedModRevision(ctx, c, resp.CompactRevision)
+			if err != nil {
+				if ctx.Err() == nil {
+					b.log.Warn("etcd backplane: history compacted, cannot read the feed's revision yet", "feed", b.feedKey,
+						"from", last+1, "compacted", resp.CompactRevision, "err", err)
+				}
+				return false // watch again: etcd answers compacted again, and this is asked again
+			}
+			b.last.Store(max(last, resp.CompactRevision-1))
+			if mod > last {
+				b.gap(h, "etcd compacted the feed's history past the last revision applied")
+			}
 			return true
 		}
 		if err := resp.Err(); err != nil {

@@ -44,78 +44,105 @@ type leases struct {
 	grants int
 }
 
-// leaseSlot is one bucket's lease; ready is closed once id or err is set.
+// leaseSlot is one bucket's lease. ready is closed once the grant is over;
+// id, err, expires and abandoned are written once before that and only read
+// after it.
 type leaseSlot struct {
 	ready   chan struct{}
 	id      clientv3.LeaseID
 	err     error
 	expires time.Time
+	// abandoned is set when the grant ended with its caller's context: the
+	// waiters grant again, each on its own context.
+	abandoned bool
 }
 
 // get returns the lease for a key that must live ttl from now, granting it
-// if the bucket has none. Concurrent writers of one bucket share one grant.
+// if the bucket has none. Concurrent writers of one bucket share one grant,
+// made on the context of the writer that started it; each writer waits on
+// its own ctx. A grant that ends because its writer's context ended fails
+// only that writer: the others grant again (one at a time). get returns
+// ctx's error when ctx ends first, and the grant's error otherwise.
 func (l *leases) get(ctx context.Context, c *clientv3.Client, ttl time.Duration) (clientv3.LeaseID, error) {
-	now := time.Now()
 	ttl = min(ttl, maxLeaseLife)
 	w := bucketWidth(ttl)
-	deadline := now.Add(ttl)
-	end := (deadline.UnixNano() + int64(w) - 1) / int64(w) * int64(w) / int64(time.Second)
+	for {
+		now := time.Now()
+		deadline := now.Add(ttl)
+		end := (deadline.UnixNano() + int64(w) - 1) / int64(w) * int64(w) / int64(time.Second)
+		s, grant := l.slot(end, deadline, now)
+		if grant {
+			secs := min(maxLeaseTTLs, (end*int64(time.Second)-now.UnixNano()+int64(leaseMargin)+int64(time.Second)-1)/int64(time.Second))
+			return l.grant(ctx, c, end, s, now, secs)
+		}
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		switch {
+		case s.abandoned:
+			continue // its writer went away: grant again
+		case s.err != nil:
+			return 0, s.err
+		}
+		return s.id, nil
+	}
+}
+
+// slot returns the slot of the bucket ending at end for a key that must
+// live until deadline. grant is true when the slot is new and the caller
+// must grant its lease (see grant).
+func (l *leases) slot(end int64, deadline, now time.Time) (s *leaseSlot, grant bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.byEnd == nil {
 		l.byEnd = make(map[int64]*leaseSlot)
 	}
-	s := l.byEnd[end]
-	if s != nil {
+	if cur := l.byEnd[end]; cur != nil {
 		select {
-		case <-s.ready:
-			if s.err != nil || !s.expires.After(deadline) {
-				s = nil // failed or revoked: grant again
+		case <-cur.ready:
+			if cur.err == nil && !cur.abandoned && cur.expires.After(deadline) {
+				return cur, false
 			}
+			// failed, abandoned or expired: grant again
 		default:
+			return cur, false // being granted: wait for it
 		}
 	}
-	if s == nil {
-		s = &leaseSlot{ready: make(chan struct{})}
-		l.byEnd[end] = s
-		l.grants++
-		if l.grants%sweepEvery == 0 {
-			l.sweepLocked(now)
-		}
-		l.mu.Unlock()
-		secs := min(maxLeaseTTLs, (end*int64(time.Second)-now.UnixNano()+int64(leaseMargin)+int64(time.Second)-1)/int64(time.Second))
-		resp, err := c.Grant(ctx, secs)
-		if err != nil {
-			s.err = err
-		} else {
-			s.id = resp.ID
-			s.expires = now.Add(time.Duration(resp.TTL) * time.Second)
-		}
-		close(s.ready)
-		if err != nil {
-			l.drop(end, s)
-		}
-		return s.id, err
+	s = &leaseSlot{ready: make(chan struct{})}
+	l.byEnd[end] = s
+	l.grants++
+	if l.grants%sweepEvery == 0 {
+		l.sweepLocked(now)
 	}
-	l.mu.Unlock()
-	select {
-	case <-s.ready:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	if s.err != nil {
-		return 0, s.err
-	}
-	return s.id, nil
+	return s, true
 }
 
-// drop forgets the lease of a bucket (failed grant, lease not found), so
-// that the next write grants a new one.
-func (l *leases) drop(end int64, s *leaseSlot) {
+// grant grants the lease of slot s (bucket end) for secs seconds on ctx and
+// hands the result to every waiter, in this one place: a failed grant is
+// forgotten, so that the next write grants again; one that ended with
+// ctx is marked abandoned, so that the waiters grant again rather than
+// fail with another caller's cancellation.
+func (l *leases) grant(ctx context.Context, c *clientv3.Client, end int64, s *leaseSlot, now time.Time, secs int64) (clientv3.LeaseID, error) {
+	resp, err := c.Grant(ctx, secs)
 	l.mu.Lock()
-	if l.byEnd[end] == s {
+	defer l.mu.Unlock()
+	switch {
+	case err != nil && ctx.Err() != nil:
+		s.abandoned = true
+		err = ctx.Err()
+	case err != nil:
+		s.err = err
+	default:
+		s.id = resp.ID
+		s.expires = now.Add(time.Duration(resp.TTL) * time.Second)
+	}
+	if err != nil && l.byEnd[end] == s {
 		delete(l.byEnd, end)
 	}
-	l.mu.Unlock()
+	close(s.ready)
+	return s.id, err
 }
 
 // forget drops the slot holding id.
