@@ -65,8 +65,10 @@ type Backplane struct {
 
 	published, received, corrupt, gaps, resubscribes atomic.Uint64
 
-	// Of the goroutine that runs the handler only: how far the feed was
-	// read, and the ids recently delivered.
+	// Of the goroutine that runs the handler only: which feed table was
+	// read (its OID: a table created again restarts the ids), how far, and
+	// the ids recently delivered.
+	feed      int64
 	cursor    feedPos
 	seen      map[int64]struct{}
 	seenOrder []int64
@@ -243,9 +245,13 @@ func (b *Backplane) start(conn *pgx.Conn) error {
 	if err := conn.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
 		return wrap("listen", "", err)
 	}
-	b.cursor = feedPos{xid: xmin - 1, id: math.MaxInt64}
+	b.cursor = horizon(xmin)
 	return nil
 }
+
+// horizon is the position after every change of the transactions older
+// than xmin, which are all over: no row can appear behind it.
+func horizon(xmin int64) feedPos { return feedPos{xid: xmin - 1, id: math.MaxInt64} }
 
 // listen opens the listening connection and issues LISTEN.
 func (b *Backplane) listen() (*pgx.Conn, error) {
@@ -318,7 +324,7 @@ func (b *Backplane) notified(conn *pgx.Conn, h backplane.Handler, payload string
 		bin, _ = base64.StdEncoding.DecodeString(msg) // not base64: counted as corrupt by handle
 	} else {
 		ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
-		err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT message FROM %s WHERE id = $1`, b.t.n.changes), id).Scan(&bin)
+		err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT message FROM %s WHERE id = $1 AND channel = $2`, b.t.n.changes), id, b.channel).Scan(&bin)
 		cancel()
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // pruned already: the feed's pruning mark tells the catch-up
@@ -333,22 +339,52 @@ func (b *Backplane) notified(conn *pgx.Conn, h backplane.Handler, payload string
 
 // catchUp reads the feed from the position on, in batches, and delivers
 // what no notification did. Only rows of transactions older than every
-// running one are read, so none can appear behind the position later. A
-// position below the feed's pruning mark means rows this node had not read
-// were deleted: a gap.
+// running one are read, so none can appear behind the position later.
+//
+// Two things mean that this node may have missed changes, a gap: the feed
+// table is not the one it read before (dropped and created again, or
+// restored: its ids start again, and the rows it had not read are gone),
+// and a position below its channel's pruning mark (rows of the channel
+// that it had not read were deleted; another cache's pruned rows are none
+// of its business).
 func (b *Backplane) catchUp(conn *pgx.Conn, h backplane.Handler) error {
 	n := b.t.n
 	rowsSQL := fmt.Sprintf(`SELECT xid::text::bigint, id, message FROM %s
 WHERE channel = $1 AND (xid, id) > ($2::text::xid8, $3) AND xid < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY xid, id LIMIT %d`, n.changes, catchUpBatch)
-	markSQL := fmt.Sprintf(`SELECT xid, id FROM %s`, n.pruned)
+	// The feed table's OID, the horizon, the channel's mark, the whole
+	// feed's mark and the highest channel mark: a whole-feed mark beyond
+	// every channel's was recorded by a tier of an earlier version, which
+	// keeps no marks per channel, and is then taken for this channel's.
+	markSQL := fmt.Sprintf(`SELECT $2::text::regclass::oid::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+  coalesce(c.xid, 0), coalesce(c.id, 0), coalesce(g.xid, 0), coalesce(g.id, 0), coalesce(h.xid, 0), coalesce(h.id, 0)
+FROM (VALUES (1)) one (x)
+LEFT JOIN %s g ON true
+LEFT JOIN %s c ON c.channel = $1
+LEFT JOIN LATERAL (SELECT xid, id FROM %s ORDER BY xid DESC, id DESC LIMIT 1) h ON true`, n.pruned, n.marks, n.marks)
 	for {
 		ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
-		var mark feedPos
-		if err := conn.QueryRow(ctx, markSQL).Scan(&mark.xid, &mark.id); err != nil {
+		var feed, xmin int64
+		var mark, all, highest feedPos
+		if err := conn.QueryRow(ctx, markSQL, b.channel, n.changes).Scan(&feed, &xmin,
+			&mark.xid, &mark.id, &all.xid, &all.id, &highest.xid, &highest.id); err != nil {
 			cancel()
 			b.t.lost(err)
 			return wrap("feed", "", err)
+		}
+		if highest.less(all) {
+			mark = all
+		}
+		switch {
+		case b.feed == 0:
+			b.feed = feed
+		case feed != b.feed:
+			// Its ids start again: the ones remembered mean nothing, and a
+			// position from the old table is no position in the new one.
+			b.feed = feed
+			b.cursor = horizon(xmin)
+			b.forget()
+			b.gap(h, "the feed's table was created again")
 		}
 		if b.cursor.less(mark) {
 			b.cursor = mark
@@ -387,6 +423,13 @@ ORDER BY xid, id LIMIT %d`, n.changes, catchUpBatch)
 			return nil
 		}
 	}
+}
+
+// forget drops the ids remembered as delivered.
+func (b *Backplane) forget() {
+	clear(b.seen)
+	clear(b.seenOrder)
+	b.seenNext = 0
 }
 
 // delivered reports whether id was delivered recently.

@@ -155,3 +155,58 @@ func TestFeedLargeMessage(t *testing.T) {
 		t.Fatalf("stats %+v: want one message received, none corrupt", st)
 	}
 }
+
+// The feed's table dropped and created again (a restore, an operator's
+// DROP): its ids start again at 1, so the ids the listener remembers and
+// its position mean nothing any more, and the rows it had not read are
+// gone. That is one gap, and the changes after it are delivered, though
+// their ids are ones it had delivered before.
+func TestFeedTableCreatedAgainIsAGap(t *testing.T) {
+	srv := pgtest.Start(t)
+	pub, _, sub, rec, _ := feedPair(t, srv, 0)
+	publishN(t, pub, 0, 5)
+	waitFor(t, 5*time.Second, "the first 5", func() bool { k, _ := rec.count(); return k == 5 })
+
+	adminExec(t, srv, `DROP TABLE strata_cache_changes`)
+	waitFor(t, 10*time.Second, "a publish to create the table again", func() bool {
+		m := backplane.Message{Kind: backplane.KindSet, Cache: "app", Key: "again", Source: "pub", Timestamp: 1}
+		return pub.Publish(context.Background(), m) == nil
+	})
+	waitFor(t, 10*time.Second, "the gap", func() bool { _, g := rec.count(); return g == 1 })
+	publishN(t, pub, 100, 5) // ids 2 to 6 of the new table: delivered before, in the old one
+	waitFor(t, 5*time.Second, "the changes after the gap", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for i := 100; i < 105; i++ {
+			if rec.keys[fmt.Sprint("k", i)] != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if st := sub.Stats(); st.Gaps != 1 {
+		t.Fatalf("stats %+v: want one gap", st)
+	}
+}
+
+// A feed pruned by a tier of an earlier version, which records only how
+// far the whole feed was pruned (no mark per channel), while a listener
+// was away: the listener reports the gap all the same.
+func TestFeedPrunedByAnEarlierVersionIsAGap(t *testing.T) {
+	srv := pgtest.Start(t)
+	pub, _, sub, rec, proxy := feedPair(t, srv, 0)
+	publishN(t, pub, 0, 5)
+	waitFor(t, 5*time.Second, "the first 5", func() bool { k, _ := rec.count(); return k == 5 })
+
+	proxy.Pause()
+	proxy.ResetAll()
+	publishN(t, pub, 5, 20)
+	adminExec(t, srv, `WITH d AS (DELETE FROM strata_cache_changes RETURNING xid::text::bigint AS x, id),
+m AS (SELECT x, id FROM d ORDER BY x DESC, id DESC LIMIT 1)
+UPDATE strata_cache_changes_pruned p SET xid = m.x, id = m.id FROM m WHERE (m.x, m.id) > (p.xid, p.id)`)
+	proxy.Resume()
+	waitFor(t, 20*time.Second, "the gap", func() bool { _, g := rec.count(); return g == 1 })
+	if st := sub.Stats(); st.Gaps != 1 {
+		t.Fatalf("stats %+v: want one gap", st)
+	}
+}

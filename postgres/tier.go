@@ -188,7 +188,8 @@ func newTier(pool *pgxpool.Pool, cc *pgx.ConnConfig, table string, owned bool) *
 	}
 	q := func(s string) string { return pgx.Identifier{s}.Sanitize() }
 	n := names{entries: q(table), expiresIdx: q(table + "_expires_at"),
-		changes: q(table + "_changes"), changesIdx: q(table + "_changes_feed"), pruned: q(table + "_changes_pruned")}
+		changes: q(table + "_changes"), changesIdx: q(table + "_changes_feed"), pruned: q(table + "_changes_pruned"),
+		marks: q(table + "_changes_marks")}
 	return &Tier{pool: pool, connCf: cc, table: table, n: n, owned: owned, retention: DefaultChangeRetention, stop: func() {}}
 }
 
@@ -269,8 +270,9 @@ CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, xid xid8 NOT NULL DEFAU
   channel text NOT NULL, message bytea NOT NULL, at bigint NOT NULL);
 CREATE INDEX IF NOT EXISTS %s ON %s (channel, xid, id);
 CREATE TABLE IF NOT EXISTS %s (one boolean PRIMARY KEY DEFAULT true CHECK (one), xid bigint NOT NULL, id bigint NOT NULL);
-INSERT INTO %s (one, xid, id) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;`,
-		lockID(t.table), n.entries, n.expiresIdx, n.entries, n.changes, n.changesIdx, n.changes, n.pruned, n.pruned)
+INSERT INTO %s (one, xid, id) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS %s (channel text PRIMARY KEY, xid bigint NOT NULL, id bigint NOT NULL);`,
+		lockID(t.table), n.entries, n.expiresIdx, n.entries, n.changes, n.changesIdx, n.changes, n.pruned, n.pruned, n.marks)
 	err := t.run(ctx, func() error {
 		tx, err := t.pool.Begin(ctx)
 		if err != nil {
@@ -290,9 +292,10 @@ INSERT INTO %s (one, xid, id) VALUES (true, 0, 0) ON CONFLICT DO NOTHING;`,
 }
 
 // names are the quoted names of the tier's tables and indexes: the
-// entries, and the change feed (its rows, and how far it was pruned).
+// entries, and the change feed (its rows, how far it was pruned, and how
+// far each channel's rows were pruned).
 type names struct {
-	entries, expiresIdx, changes, changesIdx, pruned string
+	entries, expiresIdx, changes, changesIdx, pruned, marks string
 }
 
 // run runs f, a statement on the pool, and once more if it failed because
@@ -388,8 +391,9 @@ func (t *Tier) startPruning(interval time.Duration) {
 
 // Prune deletes the entries that expired and the change feed's rows older
 // than the retention, in batches, and returns how many entries it deleted.
-// It records how far the feed was pruned, so that a node that had not read
-// that far reports a gap.
+// It records how far each channel's rows were pruned, so that a node that
+// had not read its channel that far reports a gap (and, for the nodes of
+// earlier versions, how far the whole feed was).
 func (t *Tier) Prune(ctx context.Context) (int64, error) {
 	if err := t.ensureSchema(ctx); err != nil {
 		return 0, wrap("prune", "", err)
@@ -397,10 +401,13 @@ func (t *Tier) Prune(ctx context.Context) (int64, error) {
 	n := t.n
 	entries := fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid IN (SELECT ctid FROM %[1]s WHERE expires_at <= $1 LIMIT %[2]d)`, n.entries, pruneBatch)
 	changes := fmt.Sprintf(`WITH d AS (DELETE FROM %[1]s WHERE ctid IN (SELECT ctid FROM %[1]s WHERE at <= $1 LIMIT %[2]d)
-  RETURNING xid::text::bigint AS x, id),
+  RETURNING channel, xid::text::bigint AS x, id),
+c AS (SELECT DISTINCT ON (channel) channel, x, id FROM d ORDER BY channel, x DESC, id DESC),
+k AS (INSERT INTO %[4]s AS k (channel, xid, id) SELECT channel, x, id FROM c ORDER BY channel
+  ON CONFLICT (channel) DO UPDATE SET xid = excluded.xid, id = excluded.id WHERE (excluded.xid, excluded.id) > (k.xid, k.id)),
 m AS (SELECT x, id FROM d ORDER BY x DESC, id DESC LIMIT 1),
-u AS (UPDATE %[3]s p SET xid = m.x, id = m.id FROM m WHERE (m.x, m.id) > (p.xid, p.id) RETURNING 1)
-SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM u)`, n.changes, pruneBatch, n.pruned)
+u AS (UPDATE %[3]s p SET xid = m.x, id = m.id FROM m WHERE (m.x, m.id) > (p.xid, p.id))
+SELECT count(*) FROM d`, n.changes, pruneBatch, n.pruned, n.marks)
 	var total int64
 	for {
 		var tag pgconn.CommandTag
@@ -418,8 +425,8 @@ SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM u)`, n.changes, pruneBatc
 	}
 	before := time.Now().Add(-t.retention).UnixMilli()
 	for {
-		var deleted, updated int64
-		if err := t.run(ctx, func() error { return t.pool.QueryRow(ctx, changes, before).Scan(&deleted, &updated) }); err != nil {
+		var deleted int64
+		if err := t.run(ctx, func() error { return t.pool.QueryRow(ctx, changes, before).Scan(&deleted) }); err != nil {
 			return total, wrap("prune", "", err)
 		}
 		if deleted < pruneBatch {
