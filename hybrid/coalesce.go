@@ -7,19 +7,20 @@ import (
 )
 
 // coalescer gathers the calls to the distributed tier that a cache makes
-// while one of them is in flight, and sends them in one round trip (a
-// pipeline) when that call returns. Under load one round trip, one write
-// and one read of a socket on each side then serve many calls, where each
-// would cost the server and this process system calls of its own; a call
-// that finds none in flight goes alone and at once, as without the
-// coalescer, so an idle cache waits for nothing more.
+// while coalesceSlots of them are in flight, and sends them in one round
+// trip (a pipeline) in the first slot that frees. Under load one round
+// trip, one write and one read of a socket on each side then serve many
+// calls, where each would cost the server and this process system calls of
+// their own; a call that finds a slot free goes alone and at once, as
+// without the coalescer, so a cache under light load waits for nothing
+// more.
 //
 // Each call keeps its own bounds: a waiter leaves at its context's end (a
 // timeout of the call, as before), and the batch is bounded by the latest
-// deadline among its calls (and, for reads, by Close). A call that finds the one in
-// flight out for longer than coalesceStuck does not queue behind it but
-// goes alone (on another pooled connection), so that one slow connection
-// does not hold up every call of the cache.
+// deadline among its calls (and, for reads, by Close). A call that finds
+// the latest one sent out for longer than coalesceStuck does not queue but
+// goes alone (on another pooled connection), so that slow connections do
+// not hold up every call of the cache.
 //
 // Q is a call's input, R its result; one runs a call alone, many a batch
 // (its results aligned with its inputs).
@@ -29,10 +30,17 @@ type coalescer[Q, R any] struct {
 	one   func(ctx context.Context, q Q) R
 	many  func(ctx context.Context, qs []Q) []R
 	mu    sync.Mutex
-	out   bool  // a call or a batch is in flight
-	since int64 // when it was sent, unix ns
+	out   int   // calls or batches in flight, up to coalesceSlots
+	since int64 // when the latest was sent, unix ns
 	q     []*coalesced[Q, R]
 }
+
+// coalesceSlots is how many calls or batches of a kind a cache has in
+// flight at most before new calls queue for the next batch. One gathers
+// the most: in the service mix two slots gave no more throughput at 16
+// goroutines per node and twice the stale reads (more round trips, slower
+// backplane deliveries), see docs/benchmarks.md.
+const coalesceSlots = 1
 
 // coalesced is one call waiting for the next batch.
 type coalesced[Q, R any] struct {
@@ -46,12 +54,14 @@ type coalesced[Q, R any] struct {
 // stop queueing behind it: far beyond a round trip to a healthy server.
 const coalesceStuck = 10 * time.Millisecond
 
-// do runs q, alone if nothing is in flight, else in the next batch. left is
+// do runs q, alone if a slot is free and nothing queues, else in the next
+// batch. left is
 // true when ctx ended first (r is then the zero R).
 func (k *coalescer[Q, R]) do(ctx context.Context, q Q) (r R, left bool) {
 	k.mu.Lock()
-	if !k.out {
-		k.out, k.since = true, nowNano()
+	if k.out < coalesceSlots && len(k.q) == 0 {
+		k.out++
+		k.since = nowNano()
 		k.mu.Unlock()
 		r = k.one(ctx, q)
 		k.next()
@@ -86,14 +96,16 @@ func (k *coalescer[Q, R]) next() {
 	}
 }
 
-// take empties the queue; when it is empty, nothing is in flight any more.
+// take is called when a call or batch in flight returned: it empties the
+// queue, to be sent in the slot that call leaves; when the queue is empty,
+// the slot is free.
 func (k *coalescer[Q, R]) take() []*coalesced[Q, R] {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	q := k.q
 	k.q = nil
 	if len(q) == 0 {
-		k.out = false
+		k.out--
 	} else {
 		k.since = nowNano()
 	}

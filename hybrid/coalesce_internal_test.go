@@ -16,34 +16,55 @@ import (
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
-// gateHook holds a command (a real command to a real server, held before
-// it is sent) on one key until the test opens the gate, and records the
+// gateHook holds commands (real commands to a real server, held before
+// they are sent) on some keys until the test opens the gate, and records the
 // GETs and scripts (writes) that went out in pipelines.
 type gateHook struct {
-	cmd     string // "get", "evalsha", ...
-	key     string
-	once    sync.Once     // only the first such command is held
-	held    chan struct{} // closed when it is held
-	open    chan struct{}
+	cmd     string          // "get", "evalsha", ...
+	keys    map[string]bool // the keys whose first such command is held
 	mu      sync.Mutex
-	batches [][]string // the GETs of each pipeline
+	held    chan struct{} // closed when every one is held
+	nheld   int
+	open    chan struct{}
+	batches [][]string // the GETs and writes of each pipeline
 }
 
-func newGateHook(cmd, key string) *gateHook {
-	return &gateHook{cmd: cmd, key: key, held: make(chan struct{}), open: make(chan struct{})}
+func newGateHook(cmd string, keys ...string) *gateHook {
+	h := &gateHook{cmd: cmd, keys: map[string]bool{}, held: make(chan struct{}), open: make(chan struct{})}
+	for _, k := range keys {
+		h.keys[k] = true
+	}
+	return h
 }
 
-// holds reports whether cmd is the command the gate holds.
-func (h *gateHook) holds(cmd redis.Cmder) bool {
+// take reports whether cmd is to be held: the first command of its kind on
+// one of the keys.
+func (h *gateHook) take(cmd redis.Cmder) bool {
 	if cmd.Name() != h.cmd {
 		return false
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for _, a := range cmd.Args()[1:] {
-		if a == h.key {
+		if k, ok := a.(string); ok && h.keys[k] {
+			delete(h.keys, k)
+			h.nheld++
+			if len(h.keys) == 0 {
+				close(h.held)
+			}
 			return true
 		}
 	}
 	return false
+}
+
+// gateKeys are the keys of the calls that fill a coalescer's slots.
+func gateKeys(prefix string) []string {
+	keys := make([]string, coalesceSlots)
+	for i := range keys {
+		keys[i] = fmt.Sprint(prefix, i)
+	}
+	return keys
 }
 
 func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook {
@@ -52,12 +73,7 @@ func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook {
 
 func (h *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		first := false
-		if h.holds(cmd) {
-			h.once.Do(func() { first = true })
-		}
-		if first {
-			close(h.held)
+		if h.take(cmd) {
 			select {
 			case <-h.open:
 			case <-ctx.Done():
@@ -88,8 +104,9 @@ func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	}
 }
 
-// gatedCache is a cache on a real Redis whose reads of the key "gate" are
-// held by the hook, with the values v-0 .. v-(n-1) at k-0 .. k-(n-1).
+// gatedCache is a cache on a real Redis whose reads of the keys gate-0 ..
+// (one per slot of its coalescer) are held by the hook, with the values v-0
+// .. v-(n-1) at k-0 .. k-(n-1).
 func gatedCache(t *testing.T, n int) (*Cache, *gateHook, *redis.Client) {
 	t.Helper()
 	srv := redistest.Start(t)
@@ -105,9 +122,30 @@ func gatedCache(t *testing.T, n int) (*Cache, *gateHook, *redis.Client) {
 			t.Fatal(err)
 		}
 	}
-	h := newGateHook("get", "app:gate")
+	h := newGateHook("get", gateKeys("app:gate-")...)
 	client.AddHook(h)
 	return c, h, client
+}
+
+// fillSlots reads the gate keys, one per slot of c's read coalescer, and
+// returns once the hook holds them all; the channel is closed when they
+// have all returned, ok is whether all were answered.
+func fillSlots(c *Cache, h *gateHook) (done chan bool) {
+	done = make(chan bool, 1)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	all := true
+	for i := range coalesceSlots {
+		wg.Go(func() {
+			_, ok := readL2Value(c, fmt.Sprint("gate-", i), 0)
+			mu.Lock()
+			all = all && ok
+			mu.Unlock()
+		})
+	}
+	go func() { wg.Wait(); done <- all }()
+	<-h.held
+	return done
 }
 
 // readL2 reads key from the distributed tier the way a load does (getL2),
@@ -121,20 +159,18 @@ func readL2Value(c *Cache, key string, timeout time.Duration) (string, bool) {
 	return v, answered
 }
 
-// Reads that arrive while one is out wait for it, then go together in one
+// Reads that arrive while every slot is out wait, then go together in one
 // pipeline, and each gets its own value.
 func TestReadCoalescerBatchesReadsInFlight(t *testing.T) {
 	const n = 20
 	c, h, _ := gatedCache(t, n)
-	gate := make(chan bool, 1)
-	go func() { _, ok := readL2Value(c, "gate", 0); gate <- ok }()
-	<-h.held
+	gate := fillSlots(c, h)
 	var wg sync.WaitGroup
 	got := make([]string, n)
 	for i := range n {
 		wg.Go(func() { got[i], _ = readL2Value(c, fmt.Sprint("k-", i), 0) })
 	}
-	redistest.Eventually(t, "the reads to queue behind the one out", func() bool {
+	redistest.Eventually(t, "the reads to queue behind the slots out", func() bool {
 		c.co.reads.mu.Lock()
 		defer c.co.reads.mu.Unlock()
 		return len(c.co.reads.q) == n
@@ -142,7 +178,7 @@ func TestReadCoalescerBatchesReadsInFlight(t *testing.T) {
 	close(h.open)
 	wg.Wait()
 	if !<-gate {
-		t.Fatal("the gated read was not answered")
+		t.Fatal("the gated reads were not answered")
 	}
 	for i := range n {
 		if want := fmt.Sprint("v-", i); got[i] != want {
@@ -160,8 +196,7 @@ func TestReadCoalescerBatchesReadsInFlight(t *testing.T) {
 // coalescer, while the read out hangs.
 func TestReadCoalescerWaiterTimesOut(t *testing.T) {
 	c, h, _ := gatedCache(t, 1)
-	go readL2Value(c, "gate", 0)
-	<-h.held
+	fillSlots(c, h)
 	before := c.stats.l2Timeouts.Load()
 	if b, ok := c.getL2(context.Background(), "k-0", 50*time.Millisecond); ok || b != nil {
 		t.Fatalf("getL2 behind a hung read = %q, %v; want a timeout", b, ok)
@@ -177,8 +212,7 @@ func TestReadCoalescerWaiterTimesOut(t *testing.T) {
 // still hangs.
 func TestReadCoalescerBypassesStuckRead(t *testing.T) {
 	c, h, _ := gatedCache(t, 1)
-	go readL2Value(c, "gate", 0)
-	<-h.held
+	fillSlots(c, h)
 	defer close(h.open)
 	time.Sleep(coalesceStuck + time.Millisecond) // for the clock, not for a goroutine
 	done := make(chan string, 1)
@@ -200,8 +234,7 @@ func TestReadCoalescerWrongTypeInBatch(t *testing.T) {
 	if err := client.RPush(context.Background(), "app:list", "x").Err(); err != nil {
 		t.Fatal(err)
 	}
-	go readL2Value(c, "gate", 0)
-	<-h.held
+	fillSlots(c, h)
 	var wg sync.WaitGroup
 	var v string
 	var listErr error
@@ -228,9 +261,7 @@ func TestReadCoalescerWrongTypeInBatch(t *testing.T) {
 // TestMain).
 func TestReadCoalescerClose(t *testing.T) {
 	c, h, _ := gatedCache(t, 3)
-	gate := make(chan struct{})
-	go func() { readL2Value(c, "gate", 0); close(gate) }()
-	<-h.held
+	gate := fillSlots(c, h)
 	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Go(func() { readL2Value(c, fmt.Sprint("k-", i), 0) })
@@ -248,7 +279,7 @@ func TestReadCoalescerClose(t *testing.T) {
 	<-closed
 }
 
-// Writes that arrive while one is out go together in one pipeline of
+// Writes that arrive while every slot is out go together in one pipeline of
 // scripts, each newest-wins and announced as alone: the other node hears
 // of every one, and a write that lost to a newer one made meanwhile
 // announces nothing and leaves the writer with the newer value.
@@ -278,9 +309,11 @@ func TestWriteCoalescerBatchesWritesInFlight(t *testing.T) {
 		}
 	}
 	redistest.Eventually(t, "a to hear of b's writes", func() bool { return a.Stats().BackplaneReceived >= n })
-	h := newGateHook("evalsha", "app:gate")
+	h := newGateHook("evalsha", gateKeys("app:gate-")...)
 	aClient.AddHook(h)
-	go Set(ctx, a, "gate", "g")
+	for i := range coalesceSlots {
+		go Set(ctx, a, fmt.Sprint("gate-", i), "g")
+	}
 	<-h.held
 	var wg sync.WaitGroup
 	for i := range n {
@@ -295,7 +328,7 @@ func TestWriteCoalescerBatchesWritesInFlight(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	redistest.Eventually(t, "the writes to queue behind the one out", func() bool {
+	redistest.Eventually(t, "the writes to queue behind the slots out", func() bool {
 		a.co.writes.mu.Lock()
 		defer a.co.writes.mu.Unlock()
 		return len(a.co.writes.q) == n+1
@@ -316,8 +349,8 @@ func TestWriteCoalescerBatchesWritesInFlight(t *testing.T) {
 	if v, ok, err := TryGet[string](ctx, a, "lose"); err != nil || !ok || v != "newer" {
 		t.Fatalf("a's lost write: a reads %q, %v, %v; want b's newer", v, ok, err)
 	}
-	if got := b.Stats().BackplaneReceived - heard; got != n+1 { // the gate's and the n writes that won
-		t.Errorf("b heard %d messages, want %d (the lost write announces nothing)", got, n+1)
+	if got := b.Stats().BackplaneReceived - heard; got != coalesceSlots+n { // the gates' and the n writes that won
+		t.Errorf("b heard %d messages, want %d (the lost write announces nothing)", got, coalesceSlots+n)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
