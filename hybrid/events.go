@@ -323,8 +323,9 @@ type FactoryTimeoutEvent struct {
 	Cache string          // the cache's name
 	Key   string
 	Kind  TimeoutKind
-	// FailSafe is true when a stale value answered the caller (a FailSafe
-	// event follows); false when the caller got ErrFactoryTimeout.
+	// FailSafe is true when a stale value answered the caller (its FailSafe
+	// event, reason FailSafeFactoryTimeout, comes just before this one);
+	// false when the caller got ErrFactoryTimeout.
 	FailSafe bool
 	// Background is true when the factory goes on and stores its result
 	// (background completion); false with DisableBackgroundCompletion.
