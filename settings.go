@@ -121,6 +121,10 @@ type CacheSettings struct {
 	BackplaneValueMaxSize int
 	// DisableBackplaneValues sends every Set message without its entry.
 	DisableBackplaneValues bool
+	// DisableL2Coalescing sends every Redis call of the cache on its own,
+	// never gathered with the calls in flight into one pipeline
+	// (hybrid.Options.DisableL2Coalescing).
+	DisableL2Coalescing bool
 	// InstanceID tells this process's backplane messages from the others'.
 	// Empty means a random id per cache.
 	InstanceID string
@@ -154,6 +158,7 @@ func (s *CacheSettings) options(name string) hybrid.Options {
 		InstanceID:                       s.InstanceID,
 		BackplaneValueMaxSize:            s.BackplaneValueMaxSize,
 		DisableBackplaneValues:           s.DisableBackplaneValues,
+		DisableL2Coalescing:              s.DisableL2Coalescing,
 		AutoRecoveryMaxItems:             s.AutoRecoveryMaxItems,
 		WaitForInitialBackplaneSubscribe: s.WaitForInitialBackplaneSubscribe,
 	}

@@ -1,10 +1,13 @@
 package strata
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/strata-cache/strata/hybrid"
 )
 
 // TestClientSettingsFailFast: the clients the provider creates give up on
@@ -43,5 +46,43 @@ func TestClientSettingsFailFast(t *testing.T) {
 	defer c.Close()
 	if o := c.(*redis.Client).Options(); o.MaxRetries != 3 || o.DialTimeout != 2*time.Second {
 		t.Errorf("URL parameters lost: %d, %v", o.MaxRetries, o.DialTimeout)
+	}
+}
+
+// Every field of CacheSettings that hybrid.Options has too (same name, a
+// plain kind: bool, number, string, duration) reaches the cache's options.
+// A new setting that options forgets to copy fails here.
+func TestCacheSettingsReachOptions(t *testing.T) {
+	var s CacheSettings
+	sv := reflect.ValueOf(&s).Elem()
+	ot := reflect.TypeOf(hybrid.Options{})
+	var names []string
+	for i := range sv.NumField() {
+		f := sv.Type().Field(i)
+		of, ok := ot.FieldByName(f.Name)
+		if !ok || of.Type != f.Type {
+			continue
+		}
+		v := sv.Field(i)
+		switch v.Kind() {
+		case reflect.Bool:
+			v.SetBool(true)
+		case reflect.Int, reflect.Int64:
+			v.SetInt(7)
+		case reflect.String:
+			v.SetString("x:")
+		default:
+			continue
+		}
+		names = append(names, f.Name)
+	}
+	if len(names) < 10 {
+		t.Fatalf("only %d fields compared: %v", len(names), names)
+	}
+	o := reflect.ValueOf(s.options("c"))
+	for _, n := range names {
+		if got, want := o.FieldByName(n).Interface(), sv.FieldByName(n).Interface(); got != want {
+			t.Errorf("CacheSettings.%s = %v reaches hybrid.Options as %v", n, want, got)
+		}
 	}
 }

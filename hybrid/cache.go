@@ -127,7 +127,7 @@ func New(o Options) (*Cache, error) {
 	c.inv.Store(&invalidations{})
 	c.bgWork = make(chan bgJob)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if l2, ok := o.L2.(coalescingL2); ok {
+	if l2, ok := o.L2.(coalescingL2); ok && !o.DisableL2Coalescing {
 		c.co = newL2Coalescers(c, l2)
 	}
 	if o.HitClockResolution > 0 {

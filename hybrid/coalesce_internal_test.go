@@ -358,3 +358,33 @@ func TestWriteCoalescerBatchesWritesInFlight(t *testing.T) {
 		t.Fatalf("pipelines: %v; want one of %d writes", h.batches, n+1)
 	}
 }
+
+// With DisableL2Coalescing every call goes on its own: a read is answered
+// while another is held, where it would queue behind it.
+func TestL2CoalescingDisabled(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.FastClient(t, "")
+	c, err := New(Options{Name: "app", L2: NewRedisL2(client), DisableL2Coalescing: true, Entry: EntryOptions{Duration: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := Set(context.Background(), c, "k-0", "v-0"); err != nil {
+		t.Fatal(err)
+	}
+	h := newGateHook("get", "app:gate-0")
+	client.AddHook(h)
+	go readL2Value(c, "gate-0", 0)
+	<-h.held
+	defer close(h.open)
+	done := make(chan string, 1)
+	go func() { v, _ := readL2Value(c, "k-0", 0); done <- v }()
+	select {
+	case v := <-done:
+		if v != "v-0" {
+			t.Fatalf("k-0 = %q", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a read waited for another with coalescing off")
+	}
+}

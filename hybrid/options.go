@@ -383,6 +383,15 @@ type Options struct {
 	// without its entry. (Receiving is not affected: an entry that arrives
 	// is used.)
 	DisableBackplaneValues bool
+	// DisableL2Coalescing sends every call of the distributed tier on its
+	// own. By default a cache's reads (and its writes) that arrive while one
+	// of their kind is out go together in one pipeline when it returns
+	// (Redis only; docs/l2.md): far less work for Redis and this process
+	// under load, at the price of a wait of up to one round trip for a
+	// call that arrives while another is out. A service whose Redis is far
+	// (a round trip of a millisecond or more) and whose load is moderate may
+	// prefer the lower latency of calls in parallel.
+	DisableL2Coalescing bool
 	// InstanceID tells this instance's backplane messages from the others'.
 	// Empty means a random id.
 	InstanceID string
