@@ -7,13 +7,15 @@ import (
 )
 
 // coalescer gathers the calls to the distributed tier that a cache makes
-// while coalesceSlots of them are in flight, and sends them in one round
-// trip (a pipeline) in the first slot that frees. Under load one round
-// trip, one write and one read of a socket on each side then serve many
-// calls, where each would cost the server and this process system calls of
-// their own; a call that finds a slot free goes alone and at once, as
-// without the coalescer, so a cache under light load waits for nothing
-// more.
+// while one of them is in flight, and sends them in one round trip (a
+// pipeline) when it returns. Under load one round trip, one write and one
+// read of a socket on each side then serve many calls, where each would
+// cost the server and this process system calls of their own. It does so
+// only while round trips run at coalesceCongested times their floor or
+// more (a process or server busy enough that the saved work matters more
+// than the wait); otherwise, as for a call that finds nothing in flight,
+// a call goes alone and at once, as without the coalescer, so a far
+// server or a light load waits for nothing more.
 //
 // Each call keeps its own bounds: a waiter leaves at its context's end (a
 // timeout of the call, as before), and the batch is bounded by the latest
@@ -30,9 +32,49 @@ type coalescer[Q, R any] struct {
 	one   func(ctx context.Context, q Q) R
 	many  func(ctx context.Context, qs []Q) []R
 	mu    sync.Mutex
-	out   int   // calls or batches in flight, up to coalesceSlots
+	out   int   // calls or batches in flight
 	since int64 // when the latest was sent, unix ns
 	q     []*coalesced[Q, R]
+	// The round trips of calls sent alone, ns: the shortest so far and a
+	// moving average. Calls queue for a batch only while the round trip
+	// runs well above its floor (congested: a busy process or server,
+	// where a batch gives CPU back); when it does not (a far server, a
+	// light load), every call goes at once, in parallel, as without the
+	// coalescer, since waiting for the call out would only add latency.
+	floor, avg int64
+}
+
+// coalesceCongested is how far above its floor the average round trip
+// must run for calls to queue for a batch.
+const coalesceCongested = 4
+
+// congested reports whether calls should queue (k.mu held). Before any
+// round trip is known, they do.
+func (k *coalescer[Q, R]) congested() bool {
+	return k.floor == 0 || k.avg > coalesceCongested*k.floor
+}
+
+// sample records the round trip d of a call sent alone.
+func (k *coalescer[Q, R]) sample(d int64) {
+	d = max(d, 1)
+	k.mu.Lock()
+	if k.floor == 0 || d < k.floor {
+		k.floor = d
+	}
+	if k.avg == 0 {
+		k.avg = d
+	} else {
+		k.avg += (d - k.avg) / 8
+	}
+	k.mu.Unlock()
+}
+
+// alone runs q on its own and records its round trip.
+func (k *coalescer[Q, R]) alone(ctx context.Context, q Q) R {
+	t0 := nowNano()
+	r := k.one(ctx, q)
+	k.sample(nowNano() - t0)
+	return r
 }
 
 // coalesceSlots is how many calls or batches of a kind a cache has in
@@ -54,16 +96,16 @@ type coalesced[Q, R any] struct {
 // stop queueing behind it: far beyond a round trip to a healthy server.
 const coalesceStuck = 10 * time.Millisecond
 
-// do runs q, alone if a slot is free and nothing queues, else in the next
-// batch. left is
-// true when ctx ended first (r is then the zero R).
+// do runs q, alone if a slot is free and nothing queues or if the round
+// trips are not congested, else in the next batch. left is true when ctx
+// ended first (r is then the zero R).
 func (k *coalescer[Q, R]) do(ctx context.Context, q Q) (r R, left bool) {
 	k.mu.Lock()
-	if k.out < coalesceSlots && len(k.q) == 0 {
+	if k.out < coalesceSlots && len(k.q) == 0 || !k.congested() {
 		k.out++
 		k.since = nowNano()
 		k.mu.Unlock()
-		r = k.one(ctx, q)
+		r = k.alone(ctx, q)
 		k.next()
 		return r, false
 	}

@@ -388,3 +388,25 @@ func TestL2CoalescingDisabled(t *testing.T) {
 		t.Fatal("a read waited for another with coalescing off")
 	}
 }
+
+// While round trips run near their floor (not congested: a far server, a
+// light load), a read does not queue behind the one out: it goes at once,
+// in parallel, as without the coalescer.
+func TestReadCoalescerUncongestedGoesAtOnce(t *testing.T) {
+	c, h, _ := gatedCache(t, 1)
+	c.co.reads.mu.Lock()
+	c.co.reads.floor, c.co.reads.avg = int64(time.Millisecond), int64(time.Millisecond)
+	c.co.reads.mu.Unlock()
+	fillSlots(c, h)
+	defer close(h.open)
+	done := make(chan string, 1)
+	go func() { v, _ := readL2Value(c, "k-0", 0); done <- v }()
+	select {
+	case v := <-done:
+		if v != "v-0" {
+			t.Fatalf("k-0 = %q", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an uncongested read queued behind the one out")
+	}
+}
