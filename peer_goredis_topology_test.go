@@ -78,7 +78,6 @@ type topoLoad struct {
 	ops     []topoOp
 	prod    []topoOp // every factory run: its value may be written whenever it ends
 	errs    []string
-	closed  bool // ErrClosed expected
 }
 
 func startTopoLoad(nodes []*hybrid.Cache, keys []string) *topoLoad {
