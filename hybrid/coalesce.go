@@ -77,11 +77,12 @@ func (k *coalescer[Q, R]) alone(ctx context.Context, q Q) R {
 	return r
 }
 
-// coalesceSlots is how many calls or batches of a kind a cache has in
-// flight at most before new calls queue for the next batch. One gathers
-// the most: in the service mix two slots gave no more throughput at 16
-// goroutines per node and twice the stale reads (more round trips, slower
-// backplane deliveries), see docs/benchmarks.md.
+// coalesceSlots is how many calls or batches of a kind a congested cache
+// has in flight at most before new calls queue for the next batch. One
+// gathers the most: in the service mix two slots gave no more throughput
+// at 16 goroutines per node and twice the stale reads (more round trips,
+// slower backplane deliveries), see docs/benchmarks.md. An uncongested
+// cache has no such limit (congested).
 const coalesceSlots = 1
 
 // coalesced is one call waiting for the next batch.
