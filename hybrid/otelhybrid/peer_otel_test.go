@@ -91,17 +91,17 @@ func peerText(s sdktrace.ReadOnlySpan) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%s|", s.Name(), s.Status().Description)
 	for _, a := range s.Attributes() {
-		fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.Emit())
+		fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.String())
 	}
 	for _, e := range s.Events() {
 		fmt.Fprintf(&b, "event %s|", e.Name)
 		for _, a := range e.Attributes {
-			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.String())
 		}
 	}
 	for _, l := range s.Links() {
 		for _, a := range l.Attributes {
-			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.String())
 		}
 	}
 	return b.String()
@@ -366,7 +366,7 @@ func TestOTelRedisGetOrSetParentChild(t *testing.T) {
 		t.Errorf("the factory's ctx carries span %v, want %q's %v", inFactory.SpanID(), f.Name(), f.SpanContext().SpanID())
 	}
 	if got := attr(op, hybrid.AttrHit); got.Type() != attribute.BOOL || got.AsBool() {
-		t.Errorf("%s on the miss: %v", hybrid.AttrHit, got.Emit())
+		t.Errorf("%s on the miss: %v", hybrid.AttrHit, got.String())
 	}
 	if got := attr(peerOne(t, spans, hybrid.SpanL2Get), hybrid.AttrTier).AsString(); got != "l2" {
 		t.Errorf("%s on the L2 read: %q", hybrid.AttrTier, got)
@@ -656,14 +656,14 @@ func peerCheckMetrics(t *testing.T, got map[string]metricdata.Metrics, keys []st
 			for _, kv := range set.ToSlice() {
 				allowed, ok := doc.attrs[string(kv.Key)]
 				if !ok {
-					t.Errorf("%s: attribute %s=%s is not in the doc's table", name, kv.Key, kv.Value.Emit())
+					t.Errorf("%s: attribute %s=%s is not in the doc's table", name, kv.Key, kv.Value.String())
 					continue
 				}
-				if allowed != nil && !slices.Contains(allowed, kv.Value.Emit()) {
-					t.Errorf("%s: %s=%q, the doc lists %v", name, kv.Key, kv.Value.Emit(), allowed)
+				if allowed != nil && !slices.Contains(allowed, kv.Value.String()) {
+					t.Errorf("%s: %s=%q, the doc lists %v", name, kv.Key, kv.Value.String(), allowed)
 				}
-				if slices.Contains(keys, kv.Value.Emit()) {
-					t.Errorf("%s: a key as an attribute value: %s=%s", name, kv.Key, kv.Value.Emit())
+				if slices.Contains(keys, kv.Value.String()) {
+					t.Errorf("%s: a key as an attribute value: %s=%s", name, kv.Key, kv.Value.String())
 				}
 			}
 			for k := range doc.attrs {
@@ -924,7 +924,7 @@ func TestOTelBatchSpans(t *testing.T) {
 		s := peerOne(t, spans, name)
 		peerWantChild(t, r, s)
 		if v := attr(s, hybrid.AttrKeysCount); v.Type() != attribute.INT64 || v.AsInt64() != n {
-			t.Errorf("%q: %s = %v, want %d", name, hybrid.AttrKeysCount, v.Emit(), n)
+			t.Errorf("%q: %s = %v, want %d", name, hybrid.AttrKeysCount, v.String(), n)
 		}
 		if attr(s, hybrid.AttrCacheName).AsString() != "batch" {
 			t.Errorf("%q without %s", name, hybrid.AttrCacheName)
