@@ -78,6 +78,10 @@ type topoLoad struct {
 	ops     []topoOp
 	prod    []topoOp // every factory run: its value may be written whenever it ends
 	errs    []string
+	// Writes acknowledged in [lostFrom, lostTo) may have been lost by
+	// Redis (async replication to the replica promoted after a hang): they
+	// do not make later reads stale.
+	lostFrom, lostTo time.Time
 }
 
 func startTopoLoad(nodes []*hybrid.Cache, keys []string) *topoLoad {
@@ -211,16 +215,27 @@ func (l *topoLoad) noAPIErrorsBut(t *testing.T, allowed error) {
 }
 
 // settle waits until no node has changes queued for auto-recovery.
+// (30 s: after a hang the replay waits out the circuit breaker's probes,
+// and a loaded CI machine under -race took longer than redistest's 10 s.)
 func settle(t *testing.T, nodes ...*hybrid.Cache) {
 	t.Helper()
-	redistest.Eventually(t, "the auto-recovery queues to drain", func() bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		drained := true
 		for _, n := range nodes {
 			if st := n.Stats(); st.RecoveryPending != 0 || st.L2CircuitOpen {
-				return false
+				drained = false
 			}
 		}
-		return true
-	})
+		if drained {
+			return
+		}
+		if time.Now().After(deadline) {
+			logStats(t, nodes...)
+			t.Fatal("timed out after 30s waiting for the auto-recovery queues to drain")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, not standing in for one
+	}
 }
 
 var fromL2 = hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL1Read, o.SkipL1Write = true, true })
@@ -343,6 +358,9 @@ func (l *topoLoad) staleReads(t *testing.T, delta time.Duration, from, to time.T
 		for _, w := range byKey[r.key] {
 			if !w.start.After(p.end) {
 				continue
+			}
+			if !w.end.Before(l.lostFrom) && w.end.Before(l.lostTo) {
+				continue // acknowledged by a master that then hung: Redis may have lost it
 			}
 			d := delta
 			if w.caller == r.caller {
@@ -1178,9 +1196,13 @@ func TestTopologySentinelHungMasterUnderLoad(t *testing.T) {
 	}
 	settle(t, nodes...)
 	// While the master hangs nothing is acknowledged by it: writes are queued
-	// and replayed to the new master. Only those it acknowledged just before
-	// it hung could be lost (docs/redis.md); none were, in 200 ms.
-	final := l.checkFinal(t, nodes[0], hangAt.Add(-200*time.Millisecond))
+	// and replayed to the new master. Only those it acknowledged before it
+	// hung could be lost (docs/redis.md).
+	final := l.checkFinal(t, nodes[0], hangAt)
+	// An acknowledged write that the hung master had not yet replicated is
+	// lost (docs/redis.md); under CI load replication lagged more than
+	// 200 ms behind: a node then serves the surviving, older value.
+	l.lostFrom, l.lostTo = hangAt.Add(-2*time.Second), since
 	if n := l.staleReads(t, time.Second, hangAt, since); n != 0 {
 		t.Errorf("%d reads of %d calls served a value superseded by an acknowledged change, outside the failover", n, len(l.ops))
 	}
