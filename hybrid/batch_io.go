@@ -169,7 +169,7 @@ func (c *Cache) propagateMany(ps []pending, o *EntryOptions) {
 		c.publishMany(ps)
 		return
 	}
-	if o.BackgroundL2Operations && c.goBackground(ps[0].ctx, func() { c.writeL2Many(ps, o) }) {
+	if o.BackgroundL2Operations && c.writeInBackground(func() { c.writeL2Many(ps, o) }, ps...) {
 		return
 	}
 	c.writeL2Many(ps, o)

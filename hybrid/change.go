@@ -114,24 +114,33 @@ func (c *Cache) propagate(p pending, o *EntryOptions) {
 		c.publish(p)
 		return
 	}
-	if o.BackgroundL2Operations {
-		track := c.bp != nil && p.op == opSet // for the backplane-gap check (ownWritePending)
-		if track {
-			c.writing.add(p.key, p.ts)
-		}
-		if c.goBackground(p.ctx, func() {
-			c.writeL2(p, o)
-			if track {
-				c.writing.done(p.key, p.ts)
-			}
-		}) {
-			return
-		}
-		if track {
-			c.writing.done(p.key, p.ts)
-		}
+	if o.BackgroundL2Operations && c.writeInBackground(func() { c.writeL2(p, o) }, p) {
+		return
 	}
 	c.writeL2(p, o)
+}
+
+// writeInBackground runs write, the distributed tier's writes of ps, on a
+// background worker; ps's Sets count as this process's pending writes
+// until it is done (ownWritePending). It returns false, having run
+// nothing, when the cache is closing.
+func (c *Cache) writeInBackground(write func(), ps ...pending) bool {
+	track := func(f func(key string, ts int64)) {
+		if c.bp == nil { // the backplane-gap check needs them only with a backplane
+			return
+		}
+		for _, p := range ps {
+			if p.op == opSet {
+				f(p.key, p.ts)
+			}
+		}
+	}
+	track(c.writing.add)
+	if c.goBackground(ps[0].ctx, func() { write(); track(c.writing.done) }) {
+		return true
+	}
+	track(c.writing.done)
+	return false
 }
 
 // ioContext bounds one write to the distributed tier (or one publish). It
