@@ -197,6 +197,29 @@ func TestProductionDefaultsHardTimeout(t *testing.T) {
 	}
 }
 
+// TestProductionDefaultsHungRedisColdKey: with the production defaults
+// (L2 hard timeout 2 s, factory hard timeout 1.5 s) and Redis hung, a cold
+// key's GetOrSet gets the factory's value, not ErrFactoryTimeout: the load
+// gives up on Redis after half the factory hard timeout. The client's read
+// timeout is longer than the provider's 500 ms here (the URL sets it), as a
+// client the application brings may be: it does not cut the read first.
+func TestProductionDefaultsHungRedisColdKey(t *testing.T) {
+	_, proxy := pausedRedis(t)
+	url := "redis://" + proxy.Addr() + "?read_timeout=3s&write_timeout=3s" // go-redis's default
+	p := newProvider(t, strata.Settings{Redis: &strata.RedisSettings{URL: url}, Logger: quiet})
+	c, err := p.Register("cold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := hybrid.GetOrSet(context.Background(), c, "k", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+		return "from-db", nil
+	})
+	proxy.Resume() // Close then need not wait for the background write's timeout
+	if err != nil || v != "from-db" {
+		t.Fatalf("GetOrSet with Redis hung = %q, %v; want the factory's value", v, err)
+	}
+}
+
 // TestURLErrorsHidePasswords: whatever the URL parser rejects, the
 // password never appears in the error.
 func TestURLErrorsHidePasswords(t *testing.T) {

@@ -560,8 +560,15 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	// invalidation records read for the keys with a fallback and the read
 	// of their entries wait o's soft timeout in all.
 	budget := c.l2Budget(o)
+	lctx := ctx // the reads' context: see withFactoryShare
 	for _, k := range ks {
-		_, stale, fresh := c.memoryAgainBy(ctx, k.key, o, k.eager, budget)
+		if k.eager == nil {
+			lctx = c.withFactoryShare(ctx, o)
+			break
+		}
+	}
+	for _, k := range ks {
+		_, stale, fresh := c.memoryAgainBy(lctx, k.key, o, k.eager, budget)
 		if fresh != nil {
 			answer(k, fresh.value, nil)
 			continue
@@ -589,9 +596,9 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 					names = append(names, k.key)
 				}
 			}
-			rctx := ctx
+			rctx := lctx
 			if haveAllStale && budget != 0 {
-				rctx = withL2Budget(ctx, budget)
+				rctx = withL2Budget(lctx, budget)
 			}
 			start := stamp()
 			vals, unanswered := c.getL2Many(rctx, names, timeout)

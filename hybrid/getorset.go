@@ -374,7 +374,11 @@ func load[T any](ctx context.Context, c *Cache, key string, f Factory[T], o *Ent
 		c.readers.add(key) // see bpHandler.HandleMessage
 		defer c.readers.done(key)
 	}
-	lctx, stale, e := c.memoryAgain(ctx, key, o, eager)
+	rctx := ctx
+	if eager == nil {
+		rctx = c.withFactoryShare(ctx, o)
+	}
+	lctx, stale, e := c.memoryAgain(rctx, key, o, eager)
 	if e != nil {
 		if c.tr != nil {
 			annotate(ctx, slog.String(AttrTier, TierL1.String()), slog.Bool(AttrHit, true))

@@ -321,9 +321,26 @@ type l2BudgetKey struct{}
 // withL2Budget returns ctx with a time (unix ns) by which every read of
 // the distributed tier made with it (getL2) must end: a load with a stale
 // value and an L2 soft timeout waits that long for the tier in all, for
-// its invalidation records and its entry together.
+// its invalidation records and its entry together. A budget that ctx
+// already has and that ends earlier stays.
 func withL2Budget(ctx context.Context, end int64) context.Context {
+	if had, ok := ctx.Value(l2BudgetKey{}).(int64); ok && had <= end {
+		return ctx
+	}
 	return context.WithValue(ctx, l2BudgetKey{}, end)
+}
+
+// withFactoryShare bounds the distributed tier's reads of a load whose
+// callers have a hard factory timeout (their timers count the whole load,
+// see getOrSetSlow) to half of that timeout from now, so that a hung tier
+// leaves the factory the other half: an L2HardTimeout longer than
+// FactoryHardTimeout (strata.ProductionDefaults: 2 s and 1.5 s) would
+// otherwise fail a cold load with ErrFactoryTimeout before the factory ran.
+func (c *Cache) withFactoryShare(ctx context.Context, o *EntryOptions) context.Context {
+	if o.FactoryHardTimeout <= 0 || c.l2 == nil {
+		return ctx
+	}
+	return withL2Budget(ctx, after(nowNano(), o.FactoryHardTimeout/2))
 }
 
 // l2Budget returns the end (unix ns) of an L2 budget of o's soft timeout
