@@ -103,7 +103,7 @@ func (c *Cache) RemoveByTagWith(ctx context.Context, mode TagRemoval, tags ...st
 		var span Span
 		ctx, span = c.startOp(ctx, SpanRemoveByTag, "")
 		span.SetAttributes(slog.Int(AttrTagsCount, len(tags)))
-		defer func() { span.End(err) }()
+		defer func() { span.End(c.spanError(err)) }()
 	}
 	ti := newInvalidation(allowFailSafe)
 	for _, t := range tags {
@@ -149,7 +149,7 @@ func (c *Cache) Clear(ctx context.Context, allowFailSafe bool) (err error) {
 	if c.tr != nil {
 		var span Span
 		ctx, span = c.startOp(ctx, SpanClear, "")
-		defer func() { span.End(err) }()
+		defer func() { span.End(c.spanError(err)) }()
 	}
 	ti := c.mergeStored(ctx, clearKey, newInvalidation(allowFailSafe))
 	c.invalidate(func(inv *invalidations) { inv.applyClear(ti) })

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -784,5 +785,35 @@ func TestErrorLogRedactsKeys(t *testing.T) {
 	_, plain := testServer(t, "", nil)
 	if got := plain.errAttr(err).Value.String(); !strings.Contains(got, "user:7") {
 		t.Fatalf("error attribute without redaction = %s", got)
+	}
+}
+
+// An unreachable origin answers 502 origin_error, and the body does not
+// name the origin's URL: it holds the key (in its path), which
+// logging.redact_keys keeps out of what the server writes.
+func TestOriginUnreachableHidesURL(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	ts, _ := testServer(t, `
+redact_keys: true
+caches:
+  web:
+    origin:
+      url: http://`+addr+`/base
+      timeout: 2s
+`, nil)
+	st, body, _ := do(t, "GET", ts.URL+"/v1/caches/web/keys/secret-key-42", "")
+	if st != 502 || errCode(t, body) != "origin_error" {
+		t.Fatalf("unreachable origin: %d %s", st, body)
+	}
+	if strings.Contains(body, "secret-key-42") || strings.Contains(body, "/base") {
+		t.Fatalf("the 502 body names the origin URL and the key: %s", body)
+	}
+	if !strings.Contains(body, "origin unreachable") {
+		t.Fatalf("the 502 body does not say what failed: %s", body)
 	}
 }

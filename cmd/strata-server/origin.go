@@ -144,13 +144,14 @@ func (o *origin) fetch(ctx context.Context, key, etag string, wantJSON bool) (fe
 	return f, nil
 }
 
-// redactURLErr keeps the query of the origin URL (which may carry a
-// token) out of an error.
+// redactURLErr keeps the origin URL's query and credentials (which may
+// carry a token) and its path (which holds the key, and ends up in a 502
+// body and the logs, where redact_keys must keep keys out) out of an
+// error: it names the origin's scheme and host only.
 func redactURLErr(err error) string {
 	if ue, ok := err.(*url.Error); ok {
 		if u, perr := url.Parse(ue.URL); perr == nil {
-			u.RawQuery = ""
-			u.User = nil
+			u = &url.URL{Scheme: u.Scheme, Host: u.Host}
 			return fmt.Sprintf("%s %s: %v", ue.Op, u.String(), ue.Err)
 		}
 	}
