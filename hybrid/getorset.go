@@ -46,16 +46,31 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], op
 		return zero, err
 	}
 	if e, now := c.hitL1(ctx, key, o); e != nil {
-		v, ok := valueOf[T](e)
-		if !ok {
-			return zero, mismatch[T](key, e.value)
+		// The common value, a *T, is read here: through valueOf the
+		// value would be copied once per call it passes.
+		p, isT := e.value.(*T)
+		if !isT {
+			return getOrSetHitOther(ctx, c, key, e, now, f, o)
 		}
 		if e.eagerDue(now) {
 			startEagerRefresh(ctx, c, key, e, f, o)
 		}
-		return v, nil
+		return *p, nil
 	}
 	return getOrSetSlow(ctx, c, key, f, o)
+}
+
+// getOrSetHitOther is GetOrSet's hit on an entry whose value is not a *T:
+// an auto-clone or lazily decoded value of T, or another type.
+func getOrSetHitOther[T any](ctx context.Context, c *Cache, key string, e *entry, now int64, f Factory[T], o *EntryOptions) (T, error) {
+	v, ok := valueOf[T](e)
+	if !ok {
+		return v, mismatch[T](key, e.value)
+	}
+	if e.eagerDue(now) {
+		startEagerRefresh(ctx, c, key, e, f, o)
+	}
+	return v, nil
 }
 
 // hitL1 returns the fresh, valid memory entry of key (and the time it
@@ -233,6 +248,9 @@ func TryGet[T any](ctx context.Context, c *Cache, key string, opts ...Option) (v
 		return v, false, err
 	}
 	if e, _ := c.hitL1(ctx, key, o); e != nil {
+		if p, isT := e.value.(*T); isT {
+			return *p, true, nil // see GetOrSet
+		}
 		return typedValue[T](key, e)
 	}
 	return tryGetSlow[T](ctx, c, key, o)
