@@ -20,6 +20,8 @@ import (
 //   - raw-set: a go-redis SET of the value's msgpack bytes (the floor);
 //   - raw-set-publish: that SET and a PUBLISH of a backplane message of
 //     the same size as Strata's, pipelined (one round trip);
+//   - raw-set-publish-subscribed: the same with this process subscribed
+//     to the channel (a backplane node hears its own messages);
 //   - strata-sync: hybrid.Set on a cache with the Redis L2 and the Redis
 //     backplane on the same client, BackgroundL2Operations off (Set returns
 //     once Redis has the entry and the change is announced: one script
@@ -74,6 +76,35 @@ func BenchmarkSyncSet(b *testing.B) {
 			})
 			return err
 		}},
+		// The same with this process subscribed to the channel, as every
+		// node of a backplane is to its own: Redis delivers the message to
+		// the writer's process too, which wakes to read it.
+		{"raw-set-publish-subscribed", func() func(key string, v Value) error {
+			ps := rdb.Subscribe(ctx, "bench-set-raw-sub")
+			if _, err := ps.Receive(ctx); err != nil {
+				b.Fatal(err)
+			}
+			msgs := ps.Channel()
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				for range msgs {
+				}
+			}()
+			b.Cleanup(func() { ps.Close(); <-drained })
+			return func(key string, v Value) error {
+				b, err := msgpack.Marshal(v)
+				if err != nil {
+					return err
+				}
+				_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+					p.Set(ctx, key, b, ttl)
+					p.Publish(ctx, "bench-set-raw-sub", msg)
+					return nil
+				})
+				return err
+			}
+		}()},
 		{"strata-sync", strata("sync", true)},
 		{"strata-sync-l2only", strata("l2only", false)},
 	}
