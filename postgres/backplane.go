@@ -66,9 +66,11 @@ type Backplane struct {
 	published, received, corrupt, gaps, resubscribes atomic.Uint64
 
 	// Of the goroutine that runs the handler only: which feed table was
-	// read (its OID: a table created again restarts the ids), how far, and
-	// the ids recently delivered.
+	// read (its OID: a table created again restarts the ids; and its
+	// relfilenode: TRUNCATE gives the table a new one, and may restart the
+	// ids too), how far, and the ids recently delivered.
 	feed      int64
+	filenode  int64
 	cursor    feedPos
 	seen      map[int64]struct{}
 	seenOrder []int64
@@ -341,12 +343,16 @@ func (b *Backplane) notified(conn *pgx.Conn, h backplane.Handler, payload string
 // what no notification did. Only rows of transactions older than every
 // running one are read, so none can appear behind the position later.
 //
-// Two things mean that this node may have missed changes, a gap: the feed
-// table is not the one it read before (dropped and created again, or
-// restored: its ids start again, and the rows it had not read are gone),
-// and a position below its channel's pruning mark (rows of the channel
-// that it had not read were deleted; another cache's pruned rows are none
-// of its business).
+// Three things mean that this node may have missed changes, a gap: the
+// feed table is not the one it read before (dropped and created again, or
+// restored: its ids start again, and the rows it had not read are gone);
+// the table's storage was replaced (TRUNCATE, which deletes the rows it
+// had not read and, with RESTART IDENTITY, starts the ids again; VACUUM
+// FULL and CLUSTER replace it too and lose nothing, but cannot be told
+// apart: a gap for them costs the node's next reads a check against the
+// distributed tier); and a position below its channel's pruning mark (rows
+// of the channel that it had not read were deleted; another cache's pruned
+// rows are none of its business).
 func (b *Backplane) catchUp(conn *pgx.Conn, h backplane.Handler) error {
 	n := b.t.n
 	rowsSQL := fmt.Sprintf(`SELECT xid::text::bigint, id, message FROM %s
@@ -356,7 +362,8 @@ ORDER BY xid, id LIMIT %d`, n.changes, catchUpBatch)
 	// feed's mark and the highest channel mark: a whole-feed mark beyond
 	// every channel's was recorded by a tier of an earlier version, which
 	// keeps no marks per channel, and is then taken for this channel's.
-	markSQL := fmt.Sprintf(`SELECT $2::text::regclass::oid::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+	markSQL := fmt.Sprintf(`SELECT $2::text::regclass::oid::bigint, pg_relation_filenode($2::text::regclass)::bigint,
+  pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
   coalesce(c.xid, 0), coalesce(c.id, 0), coalesce(g.xid, 0), coalesce(g.id, 0), coalesce(h.xid, 0), coalesce(h.id, 0)
 FROM (VALUES (1)) one (x)
 LEFT JOIN %s g ON true
@@ -364,9 +371,9 @@ LEFT JOIN %s c ON c.channel = $1
 LEFT JOIN LATERAL (SELECT xid, id FROM %s ORDER BY xid DESC, id DESC LIMIT 1) h ON true`, n.pruned, n.marks, n.marks)
 	for {
 		ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
-		var feed, xmin int64
+		var feed, filenode, xmin int64
 		var mark, all, highest feedPos
-		if err := conn.QueryRow(ctx, markSQL, b.channel, n.changes).Scan(&feed, &xmin,
+		if err := conn.QueryRow(ctx, markSQL, b.channel, n.changes).Scan(&feed, &filenode, &xmin,
 			&mark.xid, &mark.id, &all.xid, &all.id, &highest.xid, &highest.id); err != nil {
 			cancel()
 			b.t.lost(err)
@@ -377,14 +384,22 @@ LEFT JOIN LATERAL (SELECT xid, id FROM %s ORDER BY xid DESC, id DESC LIMIT 1) h 
 		}
 		switch {
 		case b.feed == 0:
-			b.feed = feed
+			b.feed, b.filenode = feed, filenode
 		case feed != b.feed:
 			// Its ids start again: the ones remembered mean nothing, and a
 			// position from the old table is no position in the new one.
-			b.feed = feed
+			b.feed, b.filenode = feed, filenode
 			b.cursor = horizon(xmin)
 			b.forget()
 			b.gap(h, "the feed's table was created again")
+		case filenode != b.filenode:
+			// The rows not read yet may be gone, and the ids may start
+			// again (the ones remembered would drop new changes as
+			// delivered). The position stays: transaction ids do not
+			// start again.
+			b.filenode = filenode
+			b.forget()
+			b.gap(h, "the feed's table was truncated or rewritten")
 		}
 		if b.cursor.less(mark) {
 			b.cursor = mark
