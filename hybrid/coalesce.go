@@ -35,13 +35,35 @@ type coalescer[Q, R any] struct {
 	out   int   // calls or batches in flight
 	since int64 // when the latest was sent, unix ns
 	q     []*coalesced[Q, R]
-	// The round trips of calls sent alone, ns: the shortest so far and a
-	// moving average. Calls queue for a batch only while the round trip
-	// runs well above its floor (congested: a busy process or server,
+	// The round trips of calls sent alone, ns: their floor (see floor)
+	// and a moving average. Calls queue for a batch only while the round
+	// trip runs well above its floor (congested: a busy process or server,
 	// where a batch gives CPU back); when it does not (a far server, a
 	// light load), every call goes at once, in parallel, as without the
 	// coalescer, since waiting for the call out would only add latency.
-	floor, avg int64
+	avg int64
+	// The shortest round trip of the current window (coalesceFloorWindow,
+	// begun at window) and of the one before.
+	floorCur, floorPrev, window int64
+}
+
+// coalesceFloorWindow is how long a round trip's floor is remembered: the
+// floor is the shortest round trip of the last one or two windows, so that
+// a path that became slower for good (a failover to a farther server)
+// raises it within two windows instead of reading as congestion forever,
+// while a busy spell, which has shorter round trips now and then, keeps it.
+const coalesceFloorWindow = time.Minute
+
+// floor is the shortest round trip of the last one or two windows (k.mu
+// held); 0 before any.
+func (k *coalescer[Q, R]) floor() int64 {
+	switch {
+	case k.floorPrev == 0:
+		return k.floorCur
+	case k.floorCur == 0:
+		return k.floorPrev
+	}
+	return min(k.floorCur, k.floorPrev)
 }
 
 // coalesceCongested is how far above its floor the average round trip
@@ -51,15 +73,23 @@ const coalesceCongested = 4
 // congested reports whether calls should queue (k.mu held). Before any
 // round trip is known, they do.
 func (k *coalescer[Q, R]) congested() bool {
-	return k.floor == 0 || k.avg > coalesceCongested*k.floor
+	f := k.floor()
+	return f == 0 || k.avg > coalesceCongested*f
 }
 
 // sample records the round trip d of a call sent alone.
 func (k *coalescer[Q, R]) sample(d int64) {
 	d = max(d, 1)
+	now := nowNano()
 	k.mu.Lock()
-	if k.floor == 0 || d < k.floor {
-		k.floor = d
+	if since := now - k.window; since >= int64(coalesceFloorWindow) {
+		k.floorPrev, k.floorCur, k.window = k.floorCur, 0, now
+		if since >= 2*int64(coalesceFloorWindow) {
+			k.floorPrev = 0 // nothing sent alone in the last window
+		}
+	}
+	if k.floorCur == 0 || d < k.floorCur {
+		k.floorCur = d
 	}
 	if k.avg == 0 {
 		k.avg = d

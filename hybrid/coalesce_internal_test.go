@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -406,9 +407,51 @@ func TestL2CoalescingDisabled(t *testing.T) {
 func TestReadCoalescerUncongestedGoesAtOnce(t *testing.T) {
 	c, h, _ := gatedCache(t, 1)
 	c.co.reads.mu.Lock()
-	c.co.reads.floor, c.co.reads.avg = int64(time.Millisecond), int64(time.Millisecond)
+	c.co.reads.floorCur, c.co.reads.window, c.co.reads.avg = int64(time.Millisecond), nowNano(), int64(time.Millisecond)
 	c.co.reads.mu.Unlock()
 	fillSlots(c, h)
 	defer close(h.open)
 	readsAtOnce(t, c, "an uncongested read queued behind the one out")
+}
+
+// The floor of the round trips is that of the last one or two windows: a
+// path that became slower for good (here 100 µs, then 2 ms from then on)
+// reads as congestion at first, and no longer once the fast round trips
+// are two windows old; a fast one now and then keeps the floor down.
+func TestCoalescerFloorForgetsOldRoundTrips(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var k coalescer[int, int]
+		const fast, slow = int64(100 * time.Microsecond), int64(2 * time.Millisecond)
+		for range 20 {
+			k.sample(fast)
+		}
+		if k.congested() {
+			t.Fatal("congested at the floor")
+		}
+		for range 50 {
+			k.sample(slow)
+		}
+		if !k.congested() {
+			t.Fatal("round trips 20 times their floor do not read as congested")
+		}
+		time.Sleep(coalesceFloorWindow)
+		k.sample(slow)
+		if !k.congested() {
+			t.Fatal("the fast round trips of the window before were forgotten already")
+		}
+		k.sample(fast) // a fast one now and then keeps the floor
+		time.Sleep(coalesceFloorWindow)
+		k.sample(slow)
+		if !k.congested() {
+			t.Fatal("a fast round trip of the window before was forgotten")
+		}
+		time.Sleep(coalesceFloorWindow)
+		for range 50 {
+			k.sample(slow)
+		}
+		if k.congested() {
+			t.Fatalf("two windows of slow round trips still read as congested (floor %v, average %v)",
+				time.Duration(k.floor()), time.Duration(k.avg))
+		}
+	})
 }
