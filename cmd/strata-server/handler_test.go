@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -221,7 +222,9 @@ func TestBadRequests(t *testing.T) {
 		status                   int
 		code                     string
 	}{
-		{"unknown cache", "GET", "/v1/caches/nope/keys/a", "", nil, 404, "unknown_cache"},
+		// A cache has a token: names are not told to anonymous callers
+		// (TestAuthCacheTokensOnly).
+		{"unknown cache", "GET", "/v1/caches/nope/keys/a", "", nil, 401, "unauthorized"},
 		{"unknown endpoint", "GET", "/v2/x", "", nil, 404, "not_found"},
 		{"method not allowed", "PATCH", "/v1/caches/blobs/keys/a", "x", nil, 405, "method_not_allowed"},
 		{"dache method not allowed", "PUT", "/dache/a", "x", nil, 405, "method_not_allowed"},
@@ -338,6 +341,46 @@ func TestAuth(t *testing.T) {
 		if st == 401 && h.Get("WWW-Authenticate") == "" {
 			t.Errorf("GET %s: 401 without WWW-Authenticate", c.path)
 		}
+	}
+}
+
+// TestAuthCacheTokensOnly: with tokens for some caches and none for the
+// server, an anonymous caller learns no cache name it could not use: 401
+// for an unknown cache (not 404, which would tell the token-guarded names
+// apart), /v1/caches lists the caches its token opens, and /readyz says
+// whether the server is ready without the caches' names. The server's
+// token (TestAuth) or no token at all sees everything.
+func TestAuthCacheTokensOnly(t *testing.T) {
+	ts, _ := testServer(t, basicYAML+"  secret:\n    token: cache-token\n", nil)
+	st, body, _ := do(t, "GET", ts.URL+"/v1/caches/nope/keys/a", "")
+	if st != 401 {
+		t.Fatalf("anonymous, unknown cache: %d %s; want 401", st, body)
+	}
+	list := func(hdr ...string) (int, []string) {
+		st, body, _ := do(t, "GET", ts.URL+"/v1/caches", "", hdr...)
+		var l struct{ Caches []string }
+		if st == 200 {
+			if err := json.Unmarshal([]byte(body), &l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return st, l.Caches
+	}
+	if st, names := list(); st != 200 || slices.Contains(names, "secret") || !slices.Contains(names, "blobs") {
+		t.Fatalf("anonymous list: %d %v; want the open caches only", st, names)
+	}
+	if st, names := list("Authorization", "Bearer cache-token"); st != 200 || !slices.Contains(names, "secret") {
+		t.Fatalf("list with the cache's token: %d %v; want secret listed", st, names)
+	}
+	st, body, _ = do(t, "GET", ts.URL+"/readyz", "")
+	if st != 200 || strings.Contains(body, "secret") || strings.Contains(body, `"caches"`) && !strings.Contains(body, `"caches":null`) {
+		t.Fatalf("anonymous readyz: %d %s; want the status without cache names", st, body)
+	}
+
+	open, _ := testServer(t, basicYAML, nil)
+	st, body, _ = do(t, "GET", open.URL+"/readyz", "")
+	if st != 200 || !strings.Contains(body, `"blobs"`) {
+		t.Fatalf("readyz without tokens: %d %s; want the caches", st, body)
 	}
 }
 

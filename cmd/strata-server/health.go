@@ -76,6 +76,14 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	if !rd.Ready {
 		status = http.StatusServiceUnavailable
 	}
+	if !s.serverAuthorized(r) {
+		// Open to probes, but the caches' names and their tiers' errors
+		// only for a caller that may list the caches.
+		rd.Caches = nil
+		if !rd.Ready && !s.stopping.Load() {
+			rd.Reason = "a cache's distributed tier or backplane is not usable (details with the server's token)"
+		}
+	}
 	writeJSON(w, status, rd)
 }
 

@@ -354,6 +354,30 @@ func (s *server) authorized(r *http.Request, c *cache) bool {
 	return c.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(c.token)) == 1
 }
 
+// tokens reports whether any bearer token is configured, the server's or
+// a cache's: cache names are then told only to a caller whose token opens
+// them (see serverAuthorized).
+func (s *server) tokens() bool {
+	if s.cfg.Token != "" {
+		return true
+	}
+	for _, c := range s.caches {
+		if c.token != "" {
+			return true
+		}
+	}
+	return s.dache != nil && s.dache.token != ""
+}
+
+// serverAuthorized reports whether r may learn which caches exist: no
+// token is configured anywhere, or r carries the server's.
+func (s *server) serverAuthorized(r *http.Request) bool {
+	if s.cfg.Token == "" {
+		return !s.tokens()
+	}
+	return s.authorized(r, &cache{})
+}
+
 func unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 	writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
@@ -365,7 +389,7 @@ func (s *server) withCache(h func(http.ResponseWriter, *http.Request, *cache)) h
 		name := r.PathValue("cache")
 		c, ok := s.caches[name]
 		if !ok {
-			if s.cfg.Token != "" && !s.authorized(r, &cache{}) {
+			if !s.serverAuthorized(r) {
 				unauthorized(w) // do not tell an anonymous caller which caches exist
 				return
 			}
@@ -407,12 +431,25 @@ func (s *server) limitBody(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// listCaches lists the caches the caller's token opens: every one with the
+// server's token or when no token is configured; with a cache's token,
+// the caches it opens; with none of those, 401.
 func (s *server) listCaches(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Token != "" && !s.authorized(r, &cache{}) {
-		unauthorized(w)
-		return
+	names := s.provider.Names()
+	if !s.serverAuthorized(r) {
+		open := names[:0:0]
+		for _, n := range names {
+			if c, ok := s.caches[n]; ok && s.authorized(r, c) {
+				open = append(open, n)
+			}
+		}
+		if len(open) == 0 {
+			unauthorized(w)
+			return
+		}
+		names = open
 	}
-	writeJSON(w, http.StatusOK, map[string][]string{"caches": s.provider.Names()})
+	writeJSON(w, http.StatusOK, map[string][]string{"caches": names})
 }
 
 // writeWatch tells a strict write whether the distributed tier failed
