@@ -295,9 +295,12 @@ func (p *Provider) Names() []string {
 }
 
 // Close closes every cache, then the Redis clients and the tiers the
-// provider created (never a client or a Tier the caller passed in). It is
-// idempotent and returns every error met, joined (errors.Join); a second
-// call returns the same.
+// provider created (never a client or a Tier the caller passed in). The
+// caches close together: with Redis hung, Close waits about one
+// L2HardTimeout for their background writes and one read timeout of the
+// client for go-redis to release their subscriptions, not one per cache.
+// It is idempotent and returns every error met, joined (errors.Join); a
+// second call returns the same.
 func (p *Provider) Close() error {
 	p.closeMu.Do(func() {
 		p.mu.Lock()
@@ -305,10 +308,7 @@ func (p *Provider) Close() error {
 		caches := p.caches
 		owned := p.owned
 		p.mu.Unlock()
-		var errs []error
-		for _, c := range caches {
-			errs = append(errs, c.Close())
-		}
+		errs := closeAll(caches)
 		for _, c := range owned {
 			errs = append(errs, c.Close())
 		}
@@ -319,6 +319,23 @@ func (p *Provider) Close() error {
 		p.err = errors.Join(errs...)
 	})
 	return p.err
+}
+
+// closeAll closes the caches together and returns their errors. A cache's
+// Close waits for its background writes (each bounded by its
+// L2HardTimeout) and for go-redis to release its subscription, which a
+// hung Redis holds for up to the client's dial and read timeouts: closed
+// one after another, a provider of n caches would wait that n times.
+func closeAll(caches map[string]*hybrid.Cache) []error {
+	errs := make(chan error, len(caches))
+	for _, c := range caches {
+		go func() { errs <- c.Close() }()
+	}
+	out := make([]error, 0, len(caches))
+	for range caches {
+		out = append(out, <-errs)
+	}
+	return out
 }
 
 // slowClusterReload is the slot map reload interval of a cluster client

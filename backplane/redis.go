@@ -186,7 +186,8 @@ func (r *Redis) Subscribe(h Handler) error {
 }
 
 // StartSubscribe is Subscribe without the wait: it starts the subscription and the
-// delivery to h and returns at once, without any network round trip. ready is closed
+// delivery to h and returns at once, without any network round trip (a goroutine
+// opens the subscription, also when Redis hangs). ready is closed
 // when Redis confirms the first subscription, which may be much later (Redis down at
 // start-up: go-redis keeps trying); messages published before that are not delivered,
 // and that first confirmation is not reported as a gap. Later resubscriptions are, as
@@ -208,12 +209,23 @@ func (r *Redis) StartSubscribe(h Handler) (ready <-chan struct{}, err error) {
 	}
 	r.subscribed = true
 
-	r.ps = r.open()
 	in := newInbox(r.queueSize)
 	r.in.Store(in)
 	rc := make(chan struct{})
-	ps := r.ps
-	r.wg.Go(func() { r.read(ps, in, rc) })
+	// go-redis dials and sends SUBSCRIBE within Subscribe, and a hung Redis
+	// holds that for up to the client's read timeout: the reader does it.
+	r.wg.Go(func() {
+		ps := r.open()
+		r.mu.Lock()
+		if r.closed.Load() {
+			r.mu.Unlock()
+			_ = ps.Close()
+			return
+		}
+		r.ps = ps
+		r.mu.Unlock()
+		r.read(ps, in, rc)
+	})
 	r.wg.Go(func() { in.run(h) })
 	return rc, nil
 }
@@ -351,9 +363,13 @@ func (r *Redis) replace(old <-chan any) (<-chan any, bool) {
 
 // Close closes the subscription, stops the reader and the dispatcher and waits for
 // them. After Close returns, the handler is not called again. It does not close the
-// client. Close is idempotent and returns nil; it does not wait for Redis, also while a
-// resubscription is in progress (the lock is released before waiting for the reader,
-// which may need it to finish a replacement, and Close cancels the replacement's calls).
+// client. Close is idempotent and returns nil. It does not wait for Redis to answer,
+// also while a resubscription is in progress (the lock is released before waiting for
+// the reader, which may need it to finish a replacement, and Close cancels the
+// replacement's calls), with one exception: a subscription whose connection go-redis
+// is opening at that moment to a Redis that accepts connections but does not answer
+// is released when the handshake times out, after the client's ReadTimeout at most
+// (500 ms with the provider's clients, 3 s by go-redis's default).
 func (r *Redis) Close() error {
 	r.mu.Lock()
 	if r.closed.Swap(true) {

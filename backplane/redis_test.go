@@ -344,3 +344,45 @@ func TestRedisCloseNeverSubscribed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRedisStartSubscribeWhileHung: StartSubscribe with a Redis that
+// accepts connections and never answers returns at once (go-redis's
+// Subscribe, which it used to call itself, waits for the handshake: the
+// client's 3 s read timeout here); the subscription completes, and a
+// message arrives, once Redis answers.
+func TestRedisStartSubscribeWhileHung(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	proxy := srv.Proxy(t)
+	proxy.Pause()
+	client := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: 3 * time.Second})
+	t.Cleanup(func() { client.Close() })
+	bp, err := backplane.NewRedis(client, backplane.RedisOptions{Channel: "c", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bp.Close() })
+	r := newRecorder()
+	start := time.Now()
+	ready, err := bp.StartSubscribe(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("StartSubscribe with Redis hung took %v; want no wait (the read timeout is 3 s)", d)
+	}
+	select {
+	case <-ready:
+		t.Fatal("ready with Redis hung")
+	default:
+	}
+	proxy.Resume()
+	select {
+	case <-ready:
+	case <-time.After(waitTimeout):
+		t.Fatal("the subscription was not confirmed once Redis answered")
+	}
+	m := msg(backplane.KindSet, "k")
+	publishEventually(t, bp, m)
+	r.wantMessage(t, m)
+}
