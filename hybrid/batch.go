@@ -455,13 +455,19 @@ func (bc *batchCall[T]) loadAlone(key string, eager *entry) (any, error) {
 }
 
 // answerFallbacks is a timeout of the batch caller's wait, per key as for
-// GetOrSet: every key still unanswered gets its fail-safe fallback; at the
+// GetOrSet: every key still unanswered gets the value memory holds if its
+// load answered meanwhile (answeredMeanwhile), else its fail-safe fallback; at the
 // hard timeout, the others get ErrFactoryTimeout (and, with
 // DisableBackgroundCompletion, their keys are released).
 func answerFallbacks[T any](ctx context.Context, c *Cache, open []batchKey, res []Result[T], o *EntryOptions, hard bool) {
 	for j := range open {
 		b := &open[j]
 		if b.answered {
+			continue
+		}
+		if e := c.answeredMeanwhile(b.key, o); e != nil {
+			b.answered = true
+			res[b.i] = batchResult[T](b.key, singleflight.Result{Val: e.value})
 			continue
 		}
 		if hard {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // GetOrSet returns the value of key: from the memory tier on a fresh hit,
@@ -188,12 +190,18 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 			return zero, ctx.Err()
 		case <-w.soft:
 			w.soft = nil
+			if e := c.answeredMeanwhile(key, o); e != nil {
+				return result[T](key, singleflight.Result{Val: e.value}, false)
+			}
 			if v, ok := fallbackFor[T](ctx, c, key, o); ok {
 				c.factoryTimedOut(ctx, key, o, TimeoutSoft, true)
 				c.timedOut(key, o)
 				return v, nil
 			}
 		case <-w.hard:
+			if e := c.answeredMeanwhile(key, o); e != nil {
+				return result[T](key, singleflight.Result{Val: e.value}, false)
+			}
 			c.timedOut(key, o)
 			v, ok := fallbackFor[T](ctx, c, key, o)
 			c.factoryTimedOut(ctx, key, o, TimeoutHard, ok)
@@ -206,6 +214,24 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 			return zero, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, o.FactoryHardTimeout)
 		}
 	}
+}
+
+// answeredMeanwhile is a caller's look at memory when a factory timer
+// fires: a fresh, valid entry there means the load's factory has answered
+// and its synchronous write to the distributed tier is what is still out
+// (or another write stored a value meanwhile). The caller takes that entry
+// as the load's result, not as a timeout: no ErrFactoryTimeout, no
+// fail-safe activation. It returns nil when memory has no such entry, and
+// with SkipL1Read.
+func (c *Cache) answeredMeanwhile(key string, o *EntryOptions) *entry {
+	if o.SkipL1Read {
+		return nil
+	}
+	e := c.l1.get(key)
+	if e == nil || !e.fresh(nowNano()) || !c.valid(e) {
+		return nil
+	}
+	return e
 }
 
 // timedOut is called when a caller stops waiting for the factory at a

@@ -2,6 +2,8 @@ package hybrid_test
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,5 +62,56 @@ func TestHungL2LeavesTheFactoryTime(t *testing.T) {
 				t.Fatalf("%s = %q, %v after %v; want the factory's value", read.name, v, err, time.Since(began))
 			}
 		})
+	}
+}
+
+// TestHungL2SyncWriteIsNoFactoryTimeout: with synchronous L2 writes, a
+// load's write to a hung tier may outlast the callers' factory timers
+// although the factory answered at once. The callers then get the
+// factory's value, which memory holds already, as a plain result: not
+// ErrFactoryTimeout (as they did without fail-safe), and not a fail-safe
+// activation counted as a factory timeout (as they did with it).
+func TestHungL2SyncWriteIsNoFactoryTimeout(t *testing.T) {
+	ctx := context.Background()
+	reads := map[string]func(c *hybrid.Cache, calls *atomic.Int32) (string, error){
+		"GetOrSet": func(c *hybrid.Cache, calls *atomic.Int32) (string, error) {
+			return hybrid.GetOrSet(ctx, c, "cold", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+				calls.Add(1)
+				return "from-db", nil
+			})
+		},
+		"GetOrSetMany": func(c *hybrid.Cache, calls *atomic.Int32) (string, error) {
+			res, err := hybrid.GetOrSetMany(ctx, c, []string{"cold"}, func(context.Context, *hybrid.BatchContext[string]) (map[string]string, error) {
+				calls.Add(1)
+				return map[string]string{"cold": "from-db"}, nil
+			})
+			if err != nil {
+				return "", err
+			}
+			return res[0].Value, res[0].Err
+		},
+	}
+	for name, read := range reads {
+		for _, failSafe := range []bool{false, true} {
+			t.Run(fmt.Sprint(name, "/failsafe=", failSafe), func(t *testing.T) {
+				t.Parallel()
+				entry := hybrid.EntryOptions{Duration: time.Minute, FailSafe: failSafe, FailSafeMaxDuration: time.Hour,
+					FactoryHardTimeout: 400 * time.Millisecond, L2HardTimeout: time.Minute}
+				srv := redistest.Start(t)
+				proxy := srv.Proxy(t)
+				c := node(t, srv.FastClient(t, proxy.Addr()), entry)
+				proxy.Pause()
+				t.Cleanup(proxy.Resume)
+				var calls atomic.Int32
+				v, err := read(c, &calls)
+				if err != nil || v != "from-db" {
+					t.Fatalf("%s = %q, %v; want the factory's value", name, v, err)
+				}
+				st := c.Stats()
+				if calls.Load() != 1 || st.FactoryTimeouts != 0 || st.FailSafeActivations != 0 {
+					t.Errorf("factory calls %d, FactoryTimeouts %d, FailSafeActivations %d; want 1, 0, 0", calls.Load(), st.FactoryTimeouts, st.FailSafeActivations)
+				}
+			})
+		}
 	}
 }
