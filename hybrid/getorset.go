@@ -221,14 +221,17 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 // and its synchronous write to the distributed tier is what is still out
 // (or another write stored a value meanwhile). The caller takes that entry
 // as the load's result, not as a timeout: no ErrFactoryTimeout, no
-// fail-safe activation. It returns nil when memory has no such entry, and
-// with SkipL1Read.
+// fail-safe activation. It returns nil when memory has no such entry (a
+// fail-safe copy is not one), and with SkipL1Read.
 func (c *Cache) answeredMeanwhile(key string, o *EntryOptions) *entry {
 	if o.SkipL1Read {
 		return nil
 	}
 	e := c.l1.get(key)
-	if e == nil || !e.fresh(nowNano()) || !c.valid(e) {
+	// (A fail-safe copy that another caller's timeout made fresh for the
+	// throttle has a renewed validity timestamp: that caller's timeout
+	// goes on as one, through fallbackFor.)
+	if e == nil || !e.fresh(nowNano()) || e.vts() != e.ts || !c.valid(e) {
 		return nil
 	}
 	return e
