@@ -186,8 +186,10 @@ func (r *Redis) Subscribe(h Handler) error {
 }
 
 // StartSubscribe is Subscribe without the wait: it starts the subscription and the
-// delivery to h and returns at once, without any network round trip (a goroutine
-// opens the subscription, also when Redis hangs). ready is closed
+// delivery to h and returns without waiting for Redis's confirmation. It waits up to
+// 200 ms for go-redis to send SUBSCRIBE (a Redis that answers then sees it before any
+// PUBLISH sent after StartSubscribe returns); a Redis that is down or hung costs no
+// more than that, and a goroutine goes on opening the subscription. ready is closed
 // when Redis confirms the first subscription, which may be much later (Redis down at
 // start-up: go-redis keeps trying); messages published before that are not delivered,
 // and that first confirmation is not reported as a gap. Later resubscriptions are, as
@@ -213,9 +215,14 @@ func (r *Redis) StartSubscribe(h Handler) (ready <-chan struct{}, err error) {
 	r.in.Store(in)
 	rc := make(chan struct{})
 	// go-redis dials and sends SUBSCRIBE within Subscribe, and a hung Redis
-	// holds that for up to the client's read timeout: the reader does it.
+	// holds that for up to the client's read timeout: the reader does it,
+	// and this call waits at most openWait for it. A Redis that answers
+	// has the SUBSCRIBE before this returns, so that it sees it before a
+	// PUBLISH sent after (as it did when this call sent it).
+	opened := make(chan struct{})
 	r.wg.Go(func() {
 		ps := r.open()
+		close(opened)
 		r.mu.Lock()
 		if r.closed.Load() {
 			r.mu.Unlock()
@@ -227,8 +234,19 @@ func (r *Redis) StartSubscribe(h Handler) (ready <-chan struct{}, err error) {
 		r.read(ps, in, rc)
 	})
 	r.wg.Go(func() { in.run(h) })
+	t := time.NewTimer(openWait)
+	defer t.Stop()
+	select {
+	case <-opened:
+	case <-t.C:
+	}
 	return rc, nil
 }
+
+// openWait is how long StartSubscribe waits for go-redis to send SUBSCRIBE:
+// a few round trips to a Redis that answers, and the most that a hung one
+// costs the caller.
+const openWait = 200 * time.Millisecond
 
 // open returns a new PubSub subscribed to the channel. The subscribe command is
 // written right away; if that fails, the channel is still recorded and the PubSub's

@@ -346,10 +346,10 @@ func TestRedisCloseNeverSubscribed(t *testing.T) {
 }
 
 // TestRedisStartSubscribeWhileHung: StartSubscribe with a Redis that
-// accepts connections and never answers returns at once (go-redis's
-// Subscribe, which it used to call itself, waits for the handshake: the
-// client's 3 s read timeout here); the subscription completes, and a
-// message arrives, once Redis answers.
+// accepts connections and never answers returns after its 200 ms wait for
+// SUBSCRIBE to be sent (go-redis's Subscribe, which it used to wait for,
+// waits for the handshake: the client's 3 s read timeout here); the
+// subscription completes, and a message arrives, once Redis answers.
 func TestRedisStartSubscribeWhileHung(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)

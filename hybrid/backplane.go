@@ -156,8 +156,9 @@ func (h bpHandler) HandleGap() {
 }
 
 // asyncSubscriber is a backplane whose subscription needs the network
-// (backplane.Redis): StartSubscribe returns at once, and ready is closed
-// once the subscription is confirmed.
+// (backplane.Redis): StartSubscribe returns without waiting for Redis's
+// confirmation (backplane.Redis waits at most 200 ms for its SUBSCRIBE to be
+// sent), and ready is closed once the subscription is confirmed.
 type asyncSubscriber interface {
 	StartSubscribe(h backplane.Handler) (ready <-chan struct{}, err error)
 }
