@@ -683,7 +683,7 @@ func TestBitwardenGetUnknownCache(t *testing.T) {
 // Source: ExtendedCacheServiceCollectionExtensionsTests.AddExtendedCache_InvalidRedisConnection_LogsAndThrows,
 // BitwardenCachingServiceCollectionExtensionsTests.CustomLogCategories_Work.
 // Difference, documented: Bitwarden throws when the cache first reaches an
-// unreachable Redis; Strata's Register never contacts Redis and the cache
+// unreachable Redis; Strata's Register never waits for Redis and the cache
 // answers from memory and the factory (docs/redis.md: "NewProvider and
 // Register create clients without contacting Redis"; docs/errors.md:
 // "Errors of Redis itself ... are never returned by the cache operations:

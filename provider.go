@@ -69,10 +69,11 @@ func (k keyspace) overlaps(o keyspace) bool {
 }
 
 // NewProvider validates s and creates a provider. With s.Redis set it
-// creates (or takes) the shared client; it does not contact Redis, and
-// neither does Register (unless a cache asks to wait for its backplane
-// subscription): a service starts at once and serves from memory while
-// Redis is away.
+// creates (or takes) the shared client; it does not contact Redis.
+// Register starts a cache's backplane subscription and waits at most
+// 200 ms for it to be sent, never for Redis's answer (unless the cache
+// asks to wait for the subscription): a service starts at once and serves
+// from memory while Redis is down or hung.
 func NewProvider(s Settings) (*Provider, error) {
 	p := &Provider{caches: make(map[string]*hybrid.Cache), keyspace: make(map[string]keyspace), logger: s.Logger, redactKeys: s.RedactKeys,
 		tracer: s.Tracer, traceKeys: s.TraceKeys}

@@ -130,8 +130,9 @@ type CacheSettings struct {
 	InstanceID string
 	// WaitForInitialBackplaneSubscribe is how long Register waits for the
 	// backplane subscription to be confirmed. Zero (the default) means
-	// Register does not wait: it never contacts Redis, and the subscription
-	// completes in the background (see hybrid.Options).
+	// Register does not wait for Redis's answer (it waits at most 200 ms
+	// for the subscription to be sent), and the subscription completes in
+	// the background (see hybrid.Options).
 	WaitForInitialBackplaneSubscribe time.Duration
 }
 

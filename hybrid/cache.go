@@ -149,8 +149,8 @@ func (c *Cache) Name() string { return c.name }
 
 // Close stops the cache's background work (refreshes, timed-out factories,
 // whose contexts it cancels), waits for it, and releases the memory tier.
-// Every later operation returns ErrClosed. Close is idempotent and
-// returns nil.
+// Every later operation returns ErrClosed (a batch call with no keys
+// returns its empty result). Close is idempotent and returns nil.
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()

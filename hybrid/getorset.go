@@ -30,11 +30,6 @@ import (
 // Errors: ErrInvalidKey, ErrNilFactory, ErrInvalidOptions, ErrClosed,
 // ErrTypeMismatch (the key holds another type), ErrFactoryTimeout,
 // ctx.Err(), or the factory's error.
-//
-// WARNING: concurrent callers of a key share one factory run, whichever
-// factory each of them passed: the first caller's factory loads the value
-// and the others get its result. Every factory used with a key must compute
-// the same value.
 func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], opts ...Option) (T, error) {
 	var zero T
 	if err := c.check(ctx, key); err != nil {

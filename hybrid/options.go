@@ -479,8 +479,9 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// DefaultMaxValueSize is the largest serialized value written to the
-// distributed tier when Options.MaxValueSize is zero: 16 MiB.
+// DefaultMaxValueSize is the largest encoded entry (the serialized value
+// and its envelope) written to the distributed tier when
+// Options.MaxValueSize is zero: 16 MiB.
 const DefaultMaxValueSize = 16 << 20
 
 // DefaultCompressMinSize is the smallest serialized value compressed when
