@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -37,6 +38,12 @@ func (c *cache) read(ctx context.Context, key string, allowStale bool) (v []byte
 // unknown: origin mode).
 func (c *cache) readInfo(ctx context.Context, key string, allowStale bool) (v []byte, found, stale bool, created time.Time, err error) {
 	if c.origin != nil {
+		if key == "." || key == ".." {
+			// GET {url}/.. is another resource of the origin (a client,
+			// a proxy or the origin resolves the dot segment, escaped or
+			// not): never a value of this cache.
+			return nil, false, false, time.Time{}, fmt.Errorf("%w: %q would be a dot segment of the origin's path", hybrid.ErrInvalidKey, key)
+		}
 		if c.json {
 			v, found, stale, err = originGet[json.RawMessage](ctx, c, key)
 		} else {
@@ -108,13 +115,41 @@ func etagMatch(header, tag string) bool {
 	return false
 }
 
-func boolQuery(r *http.Request, name string) (bool, error) {
+// query parses the query string of r; it answers the error itself. A
+// query that does not parse (an invalid escape such as %zz, a ';' between
+// parameters) is a 400: r.URL.Query() drops such a pair silently, so
+// ?ttl=5m;x=1 stored with the cache's duration and
+// ?allow_fail_safe=1;x=1 cleared without fail-safe.
+func (s *server) query(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	if r.URL.RawQuery == "" {
-		return false, nil
+		return nil, true
 	}
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return false, nil
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "malformed query string: "+err.Error())
+		return nil, false
+	}
+	return q, true
+}
+
+// queryValue is the value of the query parameter name, "" when absent; a
+// parameter given more than once is an error (which one the caller meant
+// is not ours to guess).
+func queryValue(q url.Values, name string) (string, error) {
+	vs := q[name]
+	if len(vs) > 1 {
+		return "", fmt.Errorf("query parameter %s given %d times", name, len(vs))
+	}
+	if len(vs) == 0 {
+		return "", nil
+	}
+	return vs[0], nil
+}
+
+func boolQuery(q url.Values, name string) (bool, error) {
+	v, err := queryValue(q, name)
+	if err != nil || v == "" {
+		return false, err
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
@@ -124,7 +159,11 @@ func boolQuery(r *http.Request, name string) (bool, error) {
 }
 
 func (s *server) getKey(w http.ResponseWriter, r *http.Request, c *cache) {
-	allowStale, err := boolQuery(r, "allow_stale")
+	q, ok := s.query(w, r)
+	if !ok {
+		return
+	}
+	allowStale, err := boolQuery(q, "allow_stale")
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
@@ -179,15 +218,17 @@ func writeValue(w http.ResponseWriter, r *http.Request, c *cache, v []byte, stal
 
 // ttlOf reads the TTL of a PUT: ?ttl= (a Go duration or seconds) wins
 // over Cache-Control: max-age. Zero means the cache's duration.
-func ttlOf(r *http.Request) (time.Duration, error) {
-	if r.URL.RawQuery != "" {
-		if v := r.URL.Query().Get("ttl"); v != "" {
-			d, err := parseTTL(v)
-			if err != nil {
-				return 0, fmt.Errorf("ttl=%q: %w", v, err)
-			}
-			return d, nil
+func ttlOf(r *http.Request, q url.Values) (time.Duration, error) {
+	v, err := queryValue(q, "ttl")
+	if err != nil {
+		return 0, err
+	}
+	if v != "" {
+		d, err := parseTTL(v)
+		if err != nil {
+			return 0, fmt.Errorf("ttl=%q: %w", v, err)
 		}
+		return d, nil
 	}
 	for _, cc := range r.Header.Values("Cache-Control") {
 		for part := range strings.SplitSeq(cc, ",") {
@@ -281,8 +322,22 @@ func tagsOf(r *http.Request) ([]string, error) {
 	return tags, nil
 }
 
-// readBody reads the bounded body; it answers the error itself.
+// readBody reads the bounded body; it answers the error itself. A body
+// with a content coding (Content-Encoding: gzip, ...) is refused with 415
+// (RFC 9110 15.5.16): the server does not decode it, and storing the
+// encoded bytes would serve them later as the value itself.
 func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for coding := range strings.SplitSeq(v, ",") {
+			coding = strings.TrimSpace(coding)
+			if coding != "" && !strings.EqualFold(coding, "identity") {
+				w.Header().Set("Accept-Encoding", "identity")
+				writeError(w, http.StatusUnsupportedMediaType, "unsupported_encoding",
+					fmt.Sprintf("Content-Encoding %q is not supported: send the body unencoded", coding))
+				return nil, false
+			}
+		}
+	}
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -299,7 +354,11 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 
 func (s *server) putKey(w http.ResponseWriter, r *http.Request, c *cache) {
 	key := r.PathValue("key")
-	ttl, err := ttlOf(r)
+	q, ok := s.query(w, r)
+	if !ok {
+		return
+	}
+	ttl, err := ttlOf(r, q)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_ttl", err.Error())
 		return
@@ -434,7 +493,11 @@ func (s *server) removeByTag(w http.ResponseWriter, r *http.Request, c *cache) {
 }
 
 func (s *server) clear(w http.ResponseWriter, r *http.Request, c *cache) {
-	allow, err := boolQuery(r, "allow_fail_safe")
+	q, ok := s.query(w, r)
+	if !ok {
+		return
+	}
+	allow, err := boolQuery(q, "allow_fail_safe")
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return

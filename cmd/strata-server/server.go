@@ -172,7 +172,57 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
-	return s.observe(mux)
+	return s.observe(exactKeys(mux))
+}
+
+// exactKeys keeps the key of a key route (/v1/caches/{cache}/keys/,
+// /v1/caches/{cache}/expire/, /dache/) exactly as sent: the rest of the
+// path, empty and dot segments included. ServeMux cleans a path before it
+// matches it and redirects to the cleaned one, so that PUT
+// .../keys/https://x.io/p was redirected to, and stored as, the key
+// https:/x.io/p (which batch-get and Go clients do not find), and DELETE
+// .../keys/a/../b deleted b. It escapes the key's slashes (and a key that
+// is "." or "..") in r.URL.RawPath, which ServeMux matches on; r.URL.Path
+// and the key the handlers read (PathValue) are unchanged. It changes r in
+// place, so that observe sees the route the mux matched (r.Pattern).
+func exactKeys(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := exactKeyPath(r.URL.EscapedPath()); ok {
+			r.URL.RawPath = p
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// exactKeyPath returns the escaped path p with the slashes of its key
+// escaped, and whether p is a key route whose key needed it.
+func exactKeyPath(p string) (string, bool) {
+	var key string
+	switch {
+	case strings.HasPrefix(p, "/dache/"):
+		key = p[len("/dache/"):]
+	case strings.HasPrefix(p, "/v1/caches/"):
+		name, rest, ok := strings.Cut(p[len("/v1/caches/"):], "/")
+		if !ok || name == "" || name == "." || name == ".." {
+			return "", false // not a clean cache name: the mux's to judge
+		}
+		route, k, ok := strings.Cut(rest, "/")
+		if !ok || (route != "keys" && route != "expire") {
+			return "", false
+		}
+		key = k
+	default:
+		return "", false
+	}
+	if key != "." && key != ".." && !strings.Contains(key, "/") {
+		return "", false
+	}
+	prefix := p[:len(p)-len(key)]
+	key = strings.ReplaceAll(key, "/", "%2F")
+	if key == "." || key == ".." {
+		key = strings.ReplaceAll(key, ".", "%2E")
+	}
+	return prefix + key, true
 }
 
 // statusWriter records the status and size of a response.
