@@ -68,6 +68,10 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
 	// Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// ReadTimeout bounds reading one request, headers and body: a client
+	// that sends its body more slowly is cut off, so that it cannot hold a
+	// handler for ever. Default 30s.
+	ReadTimeout Duration `yaml:"read_timeout"`
 	// Engine is the distributed tier: memory (none), redis, etcd or
 	// postgres.
 	Engine string `yaml:"engine"`
@@ -371,6 +375,7 @@ const (
 	defaultMaxBodyBytes    = 1 << 20
 	defaultMaxBatchKeys    = 1000
 	defaultShutdownTimeout = 10 * time.Second
+	defaultReadTimeout     = 30 * time.Second
 	defaultOriginTimeout   = 10 * time.Second
 	defaultDacheCache      = "dache"
 )
@@ -514,6 +519,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(defaultShutdownTimeout)
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = Duration(defaultReadTimeout)
 	}
 	if c.Engine == "" {
 		c.Engine = engineMemory

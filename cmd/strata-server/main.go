@@ -111,6 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hs := &http.Server{
 		Handler:           srv.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Duration(cfg.ReadTimeout),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
