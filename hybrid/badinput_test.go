@@ -248,3 +248,26 @@ func TestCloseCancelsBackgroundFactory(t *testing.T) {
 		t.Fatal("Close returned before the background factory saw its cancellation")
 	}
 }
+
+// TestValidateKey: ValidateKey returns what every operation returns for a
+// bad key, and nil for a good one, also on a closed cache.
+func TestValidateKey(t *testing.T) {
+	c, err := hybrid.New(hybrid.Options{MaxKeyLength: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	for _, key := range []string{"", "123456789", "__strata:x"} {
+		err := c.ValidateKey(key)
+		if !errors.Is(err, hybrid.ErrInvalidKey) {
+			t.Errorf("ValidateKey(%q) = %v, want ErrInvalidKey", key, err)
+		}
+		_, _, opErr := hybrid.TryGet[string](context.Background(), c, key)
+		if opErr == nil || opErr.Error() != err.Error() {
+			t.Errorf("TryGet(%q) = %v; ValidateKey said %v", key, opErr, err)
+		}
+	}
+	if err := c.ValidateKey("12345678"); err != nil {
+		t.Errorf("ValidateKey of an 8-byte key with MaxKeyLength 8: %v", err)
+	}
+}

@@ -242,19 +242,30 @@ func (c *Cache) backgroundWorker(j bgJob) {
 
 // check validates what every operation receives.
 func (c *Cache) check(ctx context.Context, key string) error {
-	if len(key) == 0 {
-		return fmt.Errorf("%w: empty", ErrInvalidKey)
-	}
-	if len(key) > c.maxKey {
-		return fmt.Errorf("%w: %d bytes, longer than %d", ErrInvalidKey, len(key), c.maxKey)
-	}
-	if isReserved(key) {
-		return fmt.Errorf("%w: the prefix %q is reserved", ErrInvalidKey, reservedPrefix)
+	if len(key) == 0 || len(key) > c.maxKey || isReserved(key) {
+		return c.ValidateKey(key)
 	}
 	if c.closed.Load() {
 		return ErrClosed
 	}
 	return ctx.Err()
+}
+
+// ValidateKey returns the error every operation of c returns for key, an
+// ErrInvalidKey (empty, longer than Options.MaxKeyLength, or with the
+// reserved prefix), or nil: a caller that fans a request out (a batch
+// over its own source, an HTTP server) can refuse it whole before it does
+// anything. It does not look at whether c is closed.
+func (c *Cache) ValidateKey(key string) error {
+	switch {
+	case len(key) == 0:
+		return fmt.Errorf("%w: empty", ErrInvalidKey)
+	case len(key) > c.maxKey:
+		return fmt.Errorf("%w: %d bytes, longer than %d", ErrInvalidKey, len(key), c.maxKey)
+	case isReserved(key):
+		return fmt.Errorf("%w: the prefix %q is reserved", ErrInvalidKey, reservedPrefix)
+	}
+	return nil
 }
 
 // keyAttr is the log attribute of a key, redacted if so configured.

@@ -251,3 +251,25 @@ func Example_backplane() {
 	// Output:
 	// b dropped its copy
 }
+
+// ValidateKey refuses a request whole before any of it runs: here a batch
+// whose keys come from a client, checked before any is read or loaded.
+func ExampleCache_ValidateKey() {
+	c, err := hybrid.New(hybrid.Options{Name: "users", MaxKeyLength: 16})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	for _, key := range []string{"user:1", "", "user:with-a-very-long-id"} {
+		if err := c.ValidateKey(key); err != nil {
+			fmt.Println(errors.Is(err, hybrid.ErrInvalidKey), err)
+			continue
+		}
+		fmt.Println("ok", key)
+	}
+	// Output:
+	// ok user:1
+	// true hybrid: invalid key: empty
+	// true hybrid: invalid key: 24 bytes, longer than 16
+}

@@ -38,11 +38,8 @@ func (c *cache) read(ctx context.Context, key string, allowStale bool) (v []byte
 // unknown: origin mode).
 func (c *cache) readInfo(ctx context.Context, key string, allowStale bool) (v []byte, found, stale bool, created time.Time, err error) {
 	if c.origin != nil {
-		if key == "." || key == ".." {
-			// GET {url}/.. is another resource of the origin (a client,
-			// a proxy or the origin resolves the dot segment, escaped or
-			// not): never a value of this cache.
-			return nil, false, false, time.Time{}, fmt.Errorf("%w: %q would be a dot segment of the origin's path", hybrid.ErrInvalidKey, key)
+		if err := c.validOriginKey(key); err != nil {
+			return nil, false, false, time.Time{}, err
 		}
 		if c.json {
 			v, found, stale, err = originGet[json.RawMessage](ctx, c, key)
@@ -104,6 +101,17 @@ func etag(v []byte) string {
 }
 
 // etagMatch reports whether an If-None-Match header matches tag.
+// validOriginKey is nil if key is a key of the origin cache c: one the
+// cache accepts and not "." or "..": GET {url}/.. is another resource of
+// the origin (a client, a proxy or the origin resolves the dot segment,
+// escaped or not), never a value of this cache.
+func (c *cache) validOriginKey(key string) error {
+	if key == "." || key == ".." {
+		return fmt.Errorf("%w: %q would be a dot segment of the origin's path", hybrid.ErrInvalidKey, key)
+	}
+	return c.c.ValidateKey(key)
+}
+
 func etagMatch(header, tag string) bool {
 	for part := range strings.SplitSeq(header, ",") {
 		p := strings.TrimSpace(part)
@@ -559,6 +567,14 @@ func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 		}
 	}
 	if c.origin != nil {
+		// Every key is checked before the origin is called for any:
+		// a request with a bad key changes nothing.
+		for _, key := range keys {
+			if err := c.validOriginKey(key); err != nil {
+				s.cacheError(w, c, fmt.Errorf("key %q: %w", key, err))
+				return
+			}
+		}
 		for _, key := range keys {
 			v, found, _, err := c.read(r.Context(), key, false)
 			if err != nil && !errors.Is(err, errOriginNotFound) {
