@@ -53,6 +53,11 @@ func (c *cache) readInfo(ctx context.Context, key string, allowStale bool) (v []
 		var raw json.RawMessage
 		raw, info, found, err = hybrid.TryGetInfo[json.RawMessage](ctx, c.c, key, staleOpts(allowStale)...)
 		v = raw
+		if err == nil && found {
+			if err = storedJSON(key, v); err != nil {
+				return nil, false, false, time.Time{}, err
+			}
+		}
 	} else {
 		v, info, found, err = hybrid.TryGetInfo[[]byte](ctx, c.c, key, staleOpts(allowStale)...)
 	}
@@ -73,9 +78,28 @@ func (c *cache) tryGet(ctx context.Context, key string, allowStale bool) ([]byte
 	}
 	if c.json {
 		v, ok, err := hybrid.TryGet[json.RawMessage](ctx, c.c, key, opts...)
+		if err == nil && ok {
+			if err := storedJSON(key, v); err != nil {
+				return nil, false, err
+			}
+		}
 		return v, ok, err
 	}
 	return hybrid.TryGet[[]byte](ctx, c.c, key, opts...)
+}
+
+// errStoredNotJSON is a value of a JSON cache that is not JSON: written by a
+// client of the library, not through the server, which checks every body.
+// Served as it is, it made a GET answer invalid JSON and a batch-get a 200
+// with an empty body.
+var errStoredNotJSON = errors.New("the stored value is not valid JSON")
+
+// storedJSON checks a value read from a JSON cache.
+func storedJSON(key string, v []byte) error {
+	if !json.Valid(v) {
+		return fmt.Errorf("key %q: %w", key, errStoredNotJSON)
+	}
+	return nil
 }
 
 // set stores v, as the cache's Go type.
@@ -556,11 +580,15 @@ func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 		return
 	}
 	resp := batchGetResponse{Values: map[string]any{}, Missing: []string{}}
+	var notJSON error // the first value of a JSON cache that is not JSON
 	add := func(key string, v []byte, found bool) {
 		switch {
 		case !found:
 			resp.Missing = append(resp.Missing, key)
 		case c.json:
+			if err := storedJSON(key, v); err != nil && notJSON == nil {
+				notJSON = err
+			}
 			resp.Values[key] = json.RawMessage(v)
 		default:
 			resp.Values[key] = v
@@ -583,6 +611,10 @@ func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 			}
 			add(key, v, found && err == nil)
 		}
+		if notJSON != nil {
+			s.cacheError(w, c, notJSON)
+			return
+		}
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
@@ -599,6 +631,10 @@ func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 			s.cacheError(w, c, err)
 			return
 		}
+	}
+	if notJSON != nil {
+		s.cacheError(w, c, notJSON)
+		return
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

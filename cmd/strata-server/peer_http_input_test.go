@@ -8,10 +8,13 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/strata-cache/strata/hybrid"
 )
 
 // TestHTTPMalformedQueryRefused: r.URL.Query() drops a pair it cannot
@@ -192,5 +195,31 @@ func TestHTTPOriginDotKeyRefused(t *testing.T) {
 	}
 	if p := <-up.seen; p != "/base/items/a%2F.." {
 		t.Errorf("origin path %q, want /base/items/a%%2F..", p)
+	}
+}
+
+// TestHTTPStoredValueNotJSON: a JSON cache whose value was written by a
+// client of the library as invalid JSON (the server checks every body it
+// stores, the library does not) answers an error naming the key: it used
+// to serve the bytes as application/json from GET and /dache, and a 200
+// with an empty body from batch-get.
+func TestHTTPStoredValueNotJSON(t *testing.T) {
+	u, s, _ := peerServer(t, "caches:\n  users:\n    value_type: json\n", nil)
+	ctx := context.Background()
+	if err := hybrid.Set(ctx, s.caches["users"].c, "bad", json.RawMessage("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	if st, body, _ := send(t, "PUT", u+"/v1/caches/users/keys/good", `{"ok":true}`); st != 204 {
+		t.Fatalf("PUT good: %d %s", st, body)
+	}
+	st, body, h := send(t, "GET", u+"/v1/caches/users/keys/bad", "")
+	wantError(t, "GET bad", st, body, h, 500, "stored_value_invalid")
+	st, body, h = send(t, "POST", u+"/v1/caches/users/batch-get", `{"keys":["good","bad"]}`)
+	wantError(t, "batch-get good, bad", st, body, h, 500, "stored_value_invalid")
+	if !strings.Contains(body, `\"bad\"`) {
+		t.Errorf("the error does not name the key: %s", body)
+	}
+	if st, body, _ := send(t, "GET", u+"/v1/caches/users/keys/good", ""); st != 200 || !json.Valid([]byte(body)) {
+		t.Errorf("GET good: %d %q", st, body)
 	}
 }

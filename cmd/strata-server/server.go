@@ -344,6 +344,9 @@ func (s *server) cacheError(w http.ResponseWriter, c *cache, err error) {
 		writeError(w, http.StatusGatewayTimeout, "origin_timeout", "the origin did not answer in time")
 	case errors.As(err, &oe):
 		writeError(w, http.StatusBadGateway, "origin_error", oe.Error())
+	case errors.Is(err, errStoredNotJSON):
+		s.log.Error("request failed", slog.String("cache", c.name), s.errAttr(err))
+		writeError(w, http.StatusInternalServerError, "stored_value_invalid", trimPrefix(err))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "canceled", "the request was canceled")
 	default:
