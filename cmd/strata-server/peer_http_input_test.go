@@ -223,3 +223,20 @@ func TestHTTPStoredValueNotJSON(t *testing.T) {
 		t.Errorf("GET good: %d %q", st, body)
 	}
 }
+
+// TestHTTPKeyRouteWithoutKey: a key route without the slash before its key
+// (.../keys, .../expire, /dache) is the empty key, a JSON 400 bad_key
+// after the usual authorization; ServeMux used to answer 307 with an HTML
+// body, to the path with the slash.
+func TestHTTPKeyRouteWithoutKey(t *testing.T) {
+	u, _, _ := peerServer(t, "caches:\n  blobs: {}\n", nil)
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/v1/caches/blobs/keys"}, {"PUT", "/v1/caches/blobs/keys"}, {"DELETE", "/v1/caches/blobs/keys"},
+		{"POST", "/v1/caches/blobs/expire"}, {"GET", "/dache"}, {"POST", "/dache"},
+	} {
+		st, body, h := send(t, c.method, u+c.path, "x")
+		wantError(t, c.method+" "+c.path, st, body, h, 400, "bad_key")
+	}
+	st, body, h := send(t, "GET", u+"/v1/caches/nope/keys", "")
+	wantError(t, "GET an unknown cache's keys", st, body, h, 404, "unknown_cache")
+}

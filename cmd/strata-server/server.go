@@ -149,6 +149,17 @@ func (s *server) routes() http.Handler {
 		mux.HandleFunc("POST /dache/{key...}", s.withDache(s.dachePost))
 		mux.HandleFunc("DELETE /dache/{key...}", s.withDache(s.dacheDelete))
 	}
+	// A key route without its key (no slash after keys, expire, dache):
+	// the empty key, a JSON 400, where ServeMux would redirect (307, an
+	// HTML body) to the path with the slash.
+	noKey := func(w http.ResponseWriter, _ *http.Request, _ *cache) {
+		writeError(w, http.StatusBadRequest, "bad_key", "invalid key: empty (the key is the rest of the path, after a slash)")
+	}
+	mux.HandleFunc("/v1/caches/{cache}/keys", s.withCache(noKey))
+	mux.HandleFunc("/v1/caches/{cache}/expire", s.withCache(noKey))
+	if s.dache != nil {
+		mux.HandleFunc("/dache", s.withDache(noKey))
+	}
 	// Other methods on the paths above: a JSON 405 rather than net/http's
 	// plain-text one.
 	allow := map[string]string{
