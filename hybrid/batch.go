@@ -1006,9 +1006,12 @@ func setMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...
 		return err
 	}
 	for k := range values {
-		if err := c.checkOne(ctx, k); err != nil {
+		if err := c.batchKeyError(k); err != nil {
 			return err
 		}
+	}
+	if err := c.usable(ctx); err != nil {
+		return err
 	}
 	entries := make([]*entry, 0, len(values))
 	var writes []pending
@@ -1068,11 +1071,16 @@ func (c *Cache) removeMany(ctx context.Context, keys []string, opts ...Option) e
 	if err != nil {
 		return err
 	}
-	seen := make(map[string]bool, len(keys))
 	for _, k := range keys {
-		if err := c.checkOne(ctx, k); err != nil {
+		if err := c.batchKeyError(k); err != nil {
 			return err
 		}
+	}
+	if err := c.usable(ctx); err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
 		seen[k] = true
 	}
 	tombs := make([]*entry, 0, len(seen))
@@ -1096,13 +1104,25 @@ func (c *Cache) removeMany(ctx context.Context, keys []string, opts ...Option) e
 	return nil
 }
 
-// checkOne is check for one key of a batch: an invalid key's error names it.
-func (c *Cache) checkOne(ctx context.Context, k string) error {
-	err := c.check(ctx, k)
-	if err != nil && errors.Is(err, ErrInvalidKey) {
+// batchKeyError is ValidateKey for one key of a batch that refuses the
+// whole call for an invalid key (SetMany, RemoveMany): the error names
+// the key. As for a single key, every key is checked before whether the
+// cache is closed or ctx done (usable), so that the error does not depend
+// on the order of the keys (a map's is random).
+func (c *Cache) batchKeyError(k string) error {
+	if err := c.ValidateKey(k); err != nil {
 		return fmt.Errorf("%w (key %q)", err, truncate(k))
 	}
-	return err
+	return nil
+}
+
+// usable returns ErrClosed once c is closed, else ctx.Err(): what check
+// returns for a valid key.
+func (c *Cache) usable(ctx context.Context) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
 }
 
 // truncate shortens a key for an error message.

@@ -56,7 +56,7 @@ func lazyOf[T any](val any) (v T, ok bool) {
 		return v, false
 	}
 	p := new(T)
-	if err := lv.ser.Unmarshal(lv.raw, p); err != nil {
+	if err := unmarshal(lv.ser, lv.raw, p); err != nil {
 		return v, false
 	}
 	if !lv.decoded.CompareAndSwap(nil, p) {

@@ -151,6 +151,9 @@ func (c *Cache) Name() string { return c.name }
 // whose contexts it cancels), waits for it, and releases the memory tier.
 // Every later operation returns ErrClosed (a batch call with no keys
 // returns its empty result). Close is idempotent and returns nil.
+//
+// WARNING: Close waits for the running loads: called from a factory (or
+// from an event callback that a load runs) it waits for itself.
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()

@@ -286,10 +286,24 @@ func cloneOf[T any](val any) (v T, ok bool) {
 	if !isClone || ac.typ != typeName[T]() {
 		return v, false
 	}
-	if err := ac.ser.Unmarshal(ac.raw, &v); err != nil {
+	if err := unmarshal(ac.ser, ac.raw, &v); err != nil {
 		return v, false
 	}
 	return v, true
+}
+
+// unmarshal is ser.Unmarshal with a panic of the serializer turned into
+// an error. A decoder may panic rather than fail: msgpack does when the
+// target is an interface type (T = fmt.Stringer) that the decoded value
+// cannot be assigned to. What the cache decodes is bytes it stored or
+// read, never the caller's code: it must not crash the caller.
+func unmarshal(ser serializer.Serializer, data []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("hybrid: unmarshal into %T panicked: %v", v, r)
+		}
+	}()
+	return ser.Unmarshal(data, v)
 }
 
 // makeAutoClone turns e, holding v, into an auto-clone entry when o asks
@@ -301,6 +315,15 @@ func makeAutoClone[T any](e *entry, v T, o *EntryOptions, ser serializer.Seriali
 	raw, err := ser.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("hybrid: serialize %q for auto-clone: %w", e.key, err)
+	}
+	if reflect.TypeFor[T]().Kind() == reflect.Interface {
+		// A serializer encodes the dynamic value but cannot decode into
+		// an interface type (other than any): every read of the copy
+		// would fail. Refuse it now, storing nothing.
+		var probe T
+		if err := unmarshal(ser, raw, &probe); err != nil {
+			return fmt.Errorf("hybrid: serialize %q for auto-clone: %T does not decode back into %s: %w", e.key, v, typeName[T](), err)
+		}
 	}
 	e.value = &autoClone{raw: raw, ser: ser, typ: typeName[T]()}
 	return nil

@@ -18,7 +18,9 @@ import (
 //
 // WARNING: concurrent callers of a key share one factory run: every caller
 // gets the result of whichever caller's factory started the load. Every
-// factory used with a key must compute the same value.
+// factory used with a key must compute the same value. A factory must not
+// call GetOrSet for the key it loads (directly or through another key's
+// factory): that call waits for the load it is part of.
 //
 // Every concurrent caller of a key waits for the same load; a caller whose
 // ctx ends stops waiting and gets ctx.Err(), while the load goes on for the

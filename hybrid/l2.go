@@ -215,7 +215,7 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 	// allocation and a copy per read.
 	var zero T
 	e := allocEntry(zero, &x, &h)
-	if err := c.ser.Unmarshal(env.Value, e.value); err != nil {
+	if err := unmarshal(c.ser, env.Value, e.value); err != nil {
 		c.stats.l2Corrupt.Add(1)
 		// A serialization error, at Error as FusionCache logs them.
 		c.log.Error("l2 value undecodable", c.keyAttr(key), c.errAttr(key, err))

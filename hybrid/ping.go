@@ -21,6 +21,7 @@ const pingKey = reservedPrefix + "ping"
 // swallows these errors (they are logged and counted), so a missing ACL
 // permission (a key pattern, a channel, a command) would otherwise only
 // show in the logs. A memory-only cache without a backplane returns nil.
+// ErrClosed after Close, and ctx.Err() (unwrapped) for a ctx already done.
 //
 // An error wraps ErrL2Config when waiting will not fix it (authentication,
 // permissions, a cluster client on a standalone server) and
@@ -30,6 +31,9 @@ const pingKey = reservedPrefix + "ping"
 func (c *Cache) Ping(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if c.bp != nil {
 		m := backplane.Message{Kind: backplane.KindSet, Cache: c.name, Key: pingKey, Source: c.id, Timestamp: stamp()}

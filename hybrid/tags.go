@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,11 +106,26 @@ func (c *Cache) RemoveByTagWith(ctx context.Context, mode TagRemoval, tags ...st
 		span.SetAttributes(slog.Int(AttrTagsCount, len(tags)))
 		defer func() { span.End(c.spanError(err)) }()
 	}
+	if len(tags) > 1 {
+		tags = slices.Compact(slices.Sorted(slices.Values(tags))) // each tag once
+	}
+	if len(tags) == 0 {
+		return nil
+	}
 	ti := newInvalidation(allowFailSafe)
-	for _, t := range tags {
-		merged := c.mergeStored(ctx, tagKeyPrefix+t, ti)
-		c.invalidate(func(inv *invalidations) { inv.tags[t] = mergeTag(inv.tags[t], merged) })
-		c.propagateInvalidation(ctx, tagKeyPrefix+t, merged, allowFailSafe)
+	merged := make([]tagInvalidation, len(tags))
+	for i, t := range tags {
+		merged[i] = c.mergeStored(ctx, tagKeyPrefix+t, ti)
+	}
+	// One snapshot for the call: the tags are invalidated together, and a
+	// call with n tags copies the snapshot's map once, not n times.
+	c.invalidate(func(inv *invalidations) {
+		for i, t := range tags {
+			inv.tags[t] = mergeTag(inv.tags[t], merged[i])
+		}
+	})
+	for i, t := range tags {
+		c.propagateInvalidation(ctx, tagKeyPrefix+t, merged[i], allowFailSafe)
 	}
 	return nil
 }
