@@ -57,8 +57,9 @@ type Cache struct {
 	bpValueMax      int  // the largest envelope a Set message carries; 0: none
 	id              string
 
-	inv   atomic.Pointer[invalidations]
-	invMu sync.Mutex
+	inv        atomic.Pointer[invalidations]
+	invMu      sync.Mutex
+	tagsPruned int64 // unix ns of the last pruneTags; guarded by invMu
 
 	hookPanic  atomic.Bool // an event callback panicked (logged once)
 	subscribed atomic.Bool // the backplane subscription was confirmed

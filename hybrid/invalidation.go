@@ -3,6 +3,7 @@ package hybrid
 import (
 	"context"
 	"maps"
+	"time"
 )
 
 // invalidations is an immutable snapshot of what Clear and RemoveByTag
@@ -141,5 +142,27 @@ func (c *Cache) invalidate(f func(*invalidations)) {
 		next.tags = make(map[string]tagInvalidation)
 	}
 	f(next)
+	if now := time.Now().UnixNano(); now-c.tagsPruned >= int64(tagPruneInterval) {
+		c.tagsPruned = now
+		pruneTags(next.tags, now-int64(tagTTL(&c.entry)))
+	}
 	c.inv.Store(next)
+}
+
+// tagPruneInterval is how often at most invalidate forgets old tags.
+const tagPruneInterval = time.Hour
+
+// pruneTags forgets the tags whose invalidations are all older than
+// cutoff (unix ns): tagTTL before now, when every entry they could
+// concern has physically expired (the distributed tier's records of them
+// expire then too). Without it the map kept every tag ever invalidated,
+// so that per-entity tags (user:<id>) grew it, and the copy that every
+// invalidation makes of it, without bound. A tag forgotten is learned
+// again from the distributed tier when an entry needs it.
+func pruneTags(tags map[string]tagInvalidation, cutoff int64) {
+	for t, ti := range tags {
+		if ti.at < cutoff && ti.removeAt < cutoff && ti.checked < cutoff {
+			delete(tags, t)
+		}
+	}
 }
