@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/serializer"
 )
 
 // label is a value read through an interface type, fmt.Stringer.
@@ -150,5 +152,29 @@ func TestL2InterfaceTypeUndecodable(t *testing.T) {
 	})
 	if err != nil || v.String() != "y" {
 		t.Fatalf("GetOrSet after the undecodable entry = %v, %v; want the factory's value", v, err)
+	}
+}
+
+// undecodable is a serializer whose encodings never decode.
+type undecodable struct{ serializer.Msgpack }
+
+func (undecodable) Unmarshal([]byte, any) error { return errors.New("corrupt") }
+
+// TestAutoCloneUndecodableSaysSo: an auto-clone copy that the serializer
+// cannot decode is ErrTypeMismatch with a message that says so; it used
+// to read "holds string, read as string".
+func TestAutoCloneUndecodableSaysSo(t *testing.T) {
+	c, err := hybrid.New(hybrid.Options{Serializer: undecodable{}, Entry: hybrid.EntryOptions{AutoClone: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := hybrid.Set(ctx, c, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = hybrid.TryGet[string](ctx, c, "k")
+	if !errors.Is(err, hybrid.ErrTypeMismatch) || !strings.Contains(err.Error(), "cannot decode") {
+		t.Fatalf("TryGet of an undecodable copy: %v; want ErrTypeMismatch saying it cannot decode", err)
 	}
 }
