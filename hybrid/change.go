@@ -91,8 +91,8 @@ func (c *Cache) storeAs(ctx context.Context, e *entry, o *EntryOptions, enc []by
 // uncancelled is ctx without its cancellation, for a change that outlives
 // the call (a background write, the auto-recovery queue).
 func uncancelled(ctx context.Context) context.Context {
-	if ctx == nil {
-		return nil
+	if ctx == nil || ctx.Done() == nil {
+		return ctx // nothing to strip (context.Background): no allocation
 	}
 	return context.WithoutCancel(ctx)
 }
