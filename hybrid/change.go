@@ -83,6 +83,9 @@ func (c *Cache) storeAs(ctx context.Context, e *entry, o *EntryOptions, enc []by
 	if !o.SkipL1Write {
 		c.l1.set(e, o.Size)
 	}
+	if (c.l2 == nil || o.SkipL2Write) && (o.SkipBackplane || c.bp == nil) {
+		return // no other tier or node to tell (propagate would do nothing)
+	}
 	if enc != nil || c.l2 == nil || o.SkipL2Write {
 		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, noValue: cold, ctx: uncancelled(ctx)}, o)
 	}
