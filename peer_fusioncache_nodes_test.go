@@ -425,8 +425,8 @@ func TestFusionNodesRemoveByTagMulti(t *testing.T) {
 	if err := n[0].RemoveByTag(ctx, "x", "z"); err != nil {
 		t.Fatal(err)
 	}
-	received(t, n[1], r[0], "node 2 to hear RemoveByTag(x, z)")
-	received(t, n[2], r[1], "node 3 to hear RemoveByTag(x, z)")
+	received(t, n[1], r[0]+1, "node 2 to hear RemoveByTag(x, z)")
+	received(t, n[2], r[1]+1, "node 3 to hear RemoveByTag(x, z)")
 	check("after RemoveByTag(x, z)", 0, 2, 0)
 
 	if err := n[2].RemoveByTag(ctx); err != nil {
@@ -441,8 +441,9 @@ func TestFusionNodesRemoveByTagMulti(t *testing.T) {
 	if err := n[2].RemoveByTag(ctx, "y", "non-existing"); err != nil {
 		t.Fatal(err)
 	}
-	received(t, n[0], r[0], "node 1 to hear RemoveByTag(y, non-existing)")
-	received(t, n[1], r[1], "node 2 to hear RemoveByTag(y, non-existing)")
+	// One message per tag: wait for both.
+	received(t, n[0], r[0]+1, "node 1 to hear RemoveByTag(y, non-existing)")
+	received(t, n[1], r[1]+1, "node 2 to hear RemoveByTag(y, non-existing)")
 	check("after RemoveByTag(y, non-existing)", 0, 0, 0)
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -107,7 +106,7 @@ func (c *Cache) RemoveByTagWith(ctx context.Context, mode TagRemoval, tags ...st
 		defer func() { span.End(c.spanError(err)) }()
 	}
 	if len(tags) > 1 {
-		tags = slices.Compact(slices.Sorted(slices.Values(tags))) // each tag once
+		tags = uniqueTags(tags)
 	}
 	if len(tags) == 0 {
 		return nil
@@ -149,6 +148,21 @@ func (c *Cache) mergeStored(ctx context.Context, key string, ti tagInvalidation)
 		ti.removeAt = max(ti.removeAt, cur.removeAt)
 	}
 	return ti
+}
+
+// uniqueTags returns tags with each tag once, in the order of first
+// appearance (the order of the records and messages, as the caller listed
+// them), without changing the caller's slice.
+func uniqueTags(tags []string) []string {
+	seen := make(map[string]struct{}, len(tags))
+	out := make([]string, 0, len(tags))
+	for _, t := range tags {
+		if _, dup := seen[t]; !dup {
+			seen[t] = struct{}{}
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Clear invalidates every entry of the cache created before the call. With
