@@ -1071,17 +1071,15 @@ func (c *Cache) removeMany(ctx context.Context, keys []string, opts ...Option) e
 	if err != nil {
 		return err
 	}
+	seen := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		if err := c.batchKeyError(k); err != nil {
 			return err
 		}
+		seen[k] = true
 	}
 	if err := c.usable(ctx); err != nil {
 		return err
-	}
-	seen := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		seen[k] = true
 	}
 	tombs := make([]*entry, 0, len(seen))
 	ps := make([]pending, 0, len(seen))
@@ -1114,15 +1112,6 @@ func (c *Cache) batchKeyError(k string) error {
 		return fmt.Errorf("%w (key %q)", err, truncate(k))
 	}
 	return nil
-}
-
-// usable returns ErrClosed once c is closed, else ctx.Err(): what check
-// returns for a valid key.
-func (c *Cache) usable(ctx context.Context) error {
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	return ctx.Err()
 }
 
 // truncate shortens a key for an error message.

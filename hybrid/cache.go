@@ -249,6 +249,12 @@ func (c *Cache) check(ctx context.Context, key string) error {
 	if len(key) == 0 || len(key) > c.maxKey || isReserved(key) {
 		return c.ValidateKey(key)
 	}
+	return c.usable(ctx)
+}
+
+// usable returns ErrClosed once c is closed, else ctx.Err(): what check
+// returns for a valid key.
+func (c *Cache) usable(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
@@ -323,7 +329,7 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err err
 		c.l1.set(newTombstone(key, now), 1)
 	}
 	c.release(key)
-	c.propagate(pending{op: opRemove, key: key, ts: now, ctx: uncancelled(ctx)}, o)
+	c.propagate(pending{op: opRemove, key: key, ts: now, ctx: ctx}, o)
 	return nil
 }
 
@@ -362,7 +368,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 	if o.FailSafe {
 		phys = after(now, o.FailSafeMaxDuration)
 	}
-	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys, ctx: uncancelled(ctx)}, o)
+	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys, ctx: ctx}, o)
 	return nil
 }
 

@@ -83,11 +83,8 @@ func (c *Cache) storeAs(ctx context.Context, e *entry, o *EntryOptions, enc []by
 	if !o.SkipL1Write {
 		c.l1.set(e, o.Size)
 	}
-	if (c.l2 == nil || o.SkipL2Write) && (o.SkipBackplane || c.bp == nil) {
-		return // no other tier or node to tell (propagate would do nothing)
-	}
 	if enc != nil || c.l2 == nil || o.SkipL2Write {
-		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, noValue: cold, ctx: uncancelled(ctx)}, o)
+		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, noValue: cold, ctx: ctx}, o)
 	}
 }
 
@@ -104,13 +101,17 @@ func uncancelled(ctx context.Context) context.Context {
 // when o.BackgroundL2Operations is set.
 //
 // The backplane hears of the change once the distributed tier has it (or
-// at once, without one), unless o.SkipBackplane is set.
+// at once, without one), unless o.SkipBackplane is set. p.ctx is the
+// caller's: the change keeps its values, not its cancellation (uncancelled,
+// only for a change that goes somewhere).
 func (c *Cache) propagate(p pending, o *EntryOptions) {
 	p.skipBP = o.SkipBackplane || c.bp == nil
-	if c.l2 == nil || o.SkipL2Write {
-		if p.skipBP {
-			return
-		}
+	noL2 := c.l2 == nil || o.SkipL2Write
+	if noL2 && p.skipBP {
+		return // no other tier or node to tell
+	}
+	p.ctx = uncancelled(p.ctx)
+	if noL2 {
 		if o.BackgroundL2Operations && c.goBackground(p.ctx, func() { c.publish(p) }) {
 			return
 		}

@@ -772,10 +772,7 @@ func mismatch[T any](key string, got any) error {
 	if p, ok := got.(*any); ok && *p != nil {
 		held = fmt.Sprintf("%s (holding a %T)", held, *p) // stored as Set[any]
 	}
-	if _, ok := got.(*autoClone); ok && held == typeName[T]() {
-		return fmt.Errorf("%w: key %q holds a copy of %s that the serializer cannot decode", ErrTypeMismatch, key, held)
-	}
-	if _, ok := got.(*lazyValue); ok && held == typeName[T]() {
+	if held == typeName[T]() { // an auto-clone or lazily decoded T that did not decode
 		return fmt.Errorf("%w: key %q holds a %s that the serializer cannot decode", ErrTypeMismatch, key, held)
 	}
 	return fmt.Errorf("%w: key %q holds %s, read as %T", ErrTypeMismatch, key, held, *new(T))

@@ -29,10 +29,7 @@ const pingKey = reservedPrefix + "ping"
 // the store (Redis, etcd, PostgreSQL), so that one errors.Is tells them
 // apart.
 func (c *Cache) Ping(ctx context.Context) error {
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := c.usable(ctx); err != nil {
 		return err
 	}
 	if c.bp != nil {

@@ -170,10 +170,7 @@ func uniqueTags(tags []string) []string {
 // they are removed. Like RemoveByTag it writes one record (as if every
 // entry carried a tag of the cache's own) and never scans Redis.
 func (c *Cache) Clear(ctx context.Context, allowFailSafe bool) (err error) {
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := c.usable(ctx); err != nil {
 		return err
 	}
 	if c.tr != nil {
@@ -200,7 +197,7 @@ func (c *Cache) propagateInvalidation(ctx context.Context, key string, ti tagInv
 		kind = backplane.KindRemove
 	}
 	p := pending{op: opSet, key: key, ts: ti.at, bpKind: kind,
-		val: encodeInvalidation(ti), physUntil: after(nowNano(), c.tagTTL), ctx: uncancelled(ctx)}
+		val: encodeInvalidation(ti), physUntil: after(nowNano(), c.tagTTL), ctx: ctx}
 	// Every node and every later reader must learn of it: the cache's
 	// default SkipBackplane and SkipL2Write, meant for its entries, do not
 	// keep an invalidation local (BackgroundL2Operations still applies).
