@@ -74,11 +74,14 @@ type CacheSettings struct {
 	// L1MaxEntries is the capacity of the memory tier. Zero means
 	// hybrid.DefaultL1MaxEntries.
 	L1MaxEntries int64
-	// HitClockResolution, when positive, makes a memory hit read a clock
-	// updated that often instead of the system clock: cheaper hits, and an
-	// entry may be served up to about that long past its expiry
-	// (hybrid.Options.HitClockResolution). Zero means the precise clock.
+	// HitClockResolution is the resolution of the clock a memory hit
+	// reads instead of the system clock (hybrid.Options.HitClockResolution):
+	// cheaper hits, entries near their expiry checked precisely. Zero
+	// means hybrid.DefaultHitClockResolution (1 ms).
 	HitClockResolution time.Duration
+	// PreciseHitClock makes every memory hit read the system clock
+	// (hybrid.Options.PreciseHitClock).
+	PreciseHitClock bool
 	// DisableL2 makes the cache memory-only even if Redis is configured.
 	DisableL2 bool
 	// DisableBackplane turns off the backplane of the cache.
@@ -148,6 +151,7 @@ func (s *CacheSettings) options(name string) hybrid.Options {
 		Entry:                            s.Entry,
 		L1MaxEntries:                     s.L1MaxEntries,
 		HitClockResolution:               s.HitClockResolution,
+		PreciseHitClock:                  s.PreciseHitClock,
 		MaxKeyLength:                     s.MaxKeyLength,
 		KeyPrefix:                        keyPrefix,
 		Serializer:                       s.Serializer,

@@ -1,6 +1,7 @@
 package hybrid
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -24,7 +25,7 @@ type Cache struct {
 	entry      EntryOptions // defaults applied
 	l1         *l1
 	ev         *Events            // nil: no callbacks; next to l1, which every hit loads
-	clock      *hitClock          // nil: the hit path reads the clock (HitClockResolution 0)
+	clock      *hitClock          // nil: the hit path reads the clock (PreciseHitClock)
 	sf         singleflight.Group // loads of keys: see flight
 	claims     claims             // which loads hold which keys, for batches: see claimFlight
 	tagSF      singleflight.Group // loads of tag and clear records from the distributed tier
@@ -131,8 +132,8 @@ func New(o Options) (*Cache, error) {
 	if l2, ok := o.L2.(coalescingL2); ok && !o.DisableL2Coalescing {
 		c.co = newL2Coalescers(c, l2)
 	}
-	if o.HitClockResolution > 0 {
-		c.clock = newHitClock(o.HitClockResolution)
+	if !o.PreciseHitClock {
+		c.clock = newHitClock(cmp.Or(o.HitClockResolution, DefaultHitClockResolution))
 		done := c.ctx.Done()
 		c.wg.Go(func() { c.clock.run(done) })
 	}
@@ -379,7 +380,10 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 func expiredCopy(e *entry, ts, now int64) *entry {
 	x := e.clone()
 	x.ts = max(e.ts, ts)
-	x.freshUntil = min(e.freshUntil, now)
+	// Stale for any clock: a hit reads the hit clock, which may be behind
+	// now by more than its margin (a late tick), and must not serve the
+	// copy an Expire or a change of another node has just made stale.
+	x.freshUntil = 0
 	x.l2Fresh = min(e.l2Fresh, now)
 	x.noEager()
 	return x

@@ -67,28 +67,38 @@ func stamp() int64 {
 	}
 }
 
-// hitClock is the clock of the hit path with Options.HitClockResolution:
-// an atomic load instead of a clock read. A goroutine stores the time
-// every tick while hits read it, and parks after a few ticks without one;
-// a read while it is parked takes the precise time and wakes it. So the
-// time a hit sees is at most a tick old (plus how late the goroutine is
-// scheduled), and an idle cache costs nothing.
+// hitClock is the clock of the hit path (Options.HitClockResolution): an
+// atomic load instead of a clock read. A goroutine stores the time every
+// tick while hits read it, and parks after a few ticks without one; a read
+// while it is parked takes the precise time and wakes it. So the time a
+// hit sees is at most a tick old, plus how late the goroutine is
+// scheduled, and an idle cache costs nothing. The hit path takes the
+// precise time for an entry within margin of its expiry, so that a late
+// tick serves nothing past its expiry unless it is more than margin late
+// (and inside a testing/synctest bubble, where the goroutine runs every
+// tick before time moves on, never).
 type hitClock struct {
 	now    atomic.Int64
 	used   atomic.Bool // a hit read now since the last tick
 	parked atomic.Bool
 	tick   time.Duration
+	margin int64         // hitClockMarginTicks ticks, in ns
 	wake   chan struct{} // capacity 1
 }
 
 // hitClockIdleTicks is how many ticks without a hit park the clock.
 const hitClockIdleTicks = 4
 
+// hitClockMarginTicks is how many ticks before its expiry an entry is
+// checked against the precise clock.
+const hitClockMarginTicks = 4
+
 // minHitClockResolution is the finest Options.HitClockResolution honoured.
 const minHitClockResolution = 100 * time.Microsecond
 
 func newHitClock(tick time.Duration) *hitClock {
-	k := &hitClock{tick: max(tick, minHitClockResolution), wake: make(chan struct{}, 1)}
+	tick = max(tick, minHitClockResolution)
+	k := &hitClock{tick: tick, margin: int64(scaleDur(tick, hitClockMarginTicks)), wake: make(chan struct{}, 1)}
 	k.parked.Store(true)
 	return k
 }
@@ -96,11 +106,14 @@ func newHitClock(tick time.Duration) *hitClock {
 // read returns the time for a hit's checks, in unix nanoseconds.
 func (k *hitClock) read() int64 {
 	if k.parked.Load() {
+		// The time is read before the goroutine is woken: the time it
+		// stores then is no earlier than this one.
+		now := nowNano()
 		select {
 		case k.wake <- struct{}{}:
 		default:
 		}
-		return nowNano()
+		return now
 	}
 	if !k.used.Load() {
 		k.used.Store(true) // once per tick at most: the line stays shared

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -46,17 +47,27 @@ func TestHitClockParksAndWakes(t *testing.T) {
 	}
 }
 
-// With HitClockResolution, an entry expires on the hit path no earlier
-// than its expiry and at most a little later; bad values are refused.
+// With the hit clock (the default), an entry expires on the hit path no
+// earlier than its expiry and at most a little later; bad values are
+// refused.
 func TestHitClockResolution(t *testing.T) {
 	if _, err := New(Options{HitClockResolution: -time.Millisecond}); !errors.Is(err, ErrInvalidOptions) {
 		t.Fatalf("New with a negative HitClockResolution = %v, want ErrInvalidOptions", err)
 	}
-	c, err := New(Options{HitClockResolution: time.Millisecond})
+	for _, o := range []Options{{}, {HitClockResolution: 5 * time.Millisecond}} {
+		hitClockExpiry(t, o)
+	}
+}
+
+func hitClockExpiry(t *testing.T, o Options) {
+	c, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if c.clock == nil || c.clock.tick != cmpOr(o.HitClockResolution, DefaultHitClockResolution) {
+		t.Fatalf("clock = %+v, want one of resolution %v", c.clock, o.HitClockResolution)
+	}
 	ctx := context.Background()
 	const d = 50 * time.Millisecond
 	if err := Set(ctx, c, "k", "v", WithDuration(d)); err != nil {
@@ -79,5 +90,111 @@ func TestHitClockResolution(t *testing.T) {
 			t.Fatalf("served as fresh %v past its expiry", time.Duration(late))
 		}
 		time.Sleep(100 * time.Microsecond) // hits spread over ticks
+	}
+}
+
+func cmpOr(a, b time.Duration) time.Duration {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+// PreciseHitClock turns the hit clock off: no clock, no goroutine.
+func TestPreciseHitClock(t *testing.T) {
+	c, err := New(Options{PreciseHitClock: true, HitClockResolution: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.clock != nil {
+		t.Fatal("PreciseHitClock: the cache has a hit clock")
+	}
+}
+
+// An entry within the margin of its expiry is checked against the precise
+// clock, however late the hit clock's goroutine is: here it is stopped
+// (marked awake, never woken) at a time of our choosing.
+func TestHitClockMarginReadsPreciseTime(t *testing.T) {
+	c, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := Set(ctx, c, "k", "v", WithDuration(20*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	e := c.l1.get("k")
+	for nowNano() <= e.freshUntil {
+		time.Sleep(time.Millisecond) // until the entry has expired by the precise clock
+	}
+	k := c.clock
+	k.parked.Store(false) // reads now take k.now; the goroutine stays parked
+	// A clock further behind than the margin is believed: the mechanism
+	// at work (and the bound the docs give).
+	k.now.Store(e.freshUntil - k.margin - int64(time.Millisecond))
+	if _, ok, err := TryGet[string](ctx, c, "k"); err != nil || !ok {
+		t.Fatalf("TryGet with the clock %v behind = %v, %v; want the hit clock's answer, a hit", time.Duration(k.margin), ok, err)
+	}
+	// Within the margin: the precise time decides.
+	k.now.Store(e.freshUntil - k.margin/2)
+	if _, ok, err := TryGet[string](ctx, c, "k"); err != nil || ok {
+		t.Fatalf("TryGet of an expired entry, the clock within the margin = %v, %v; want a miss", ok, err)
+	}
+}
+
+// In a testing/synctest bubble, a hit at the very instant an entry expires
+// misses, whatever the order in which the bubble runs the test and the
+// clock's goroutine at that instant.
+func TestHitClockExpiryInBubble(t *testing.T) {
+	for range 20 {
+		synctest.Test(t, func(t *testing.T) {
+			c, err := New(Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			if err := Set(ctx, c, "k", "v", WithDuration(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range []time.Duration{0, 500 * time.Millisecond, 498 * time.Millisecond, time.Millisecond} {
+				time.Sleep(step)
+				if _, ok, _ := TryGet[string](ctx, c, "k"); !ok {
+					t.Fatal("a miss before the expiry")
+				}
+			}
+			time.Sleep(time.Millisecond) // now the expiry, to the nanosecond
+			if _, ok, _ := TryGet[string](ctx, c, "k"); ok {
+				t.Fatal("a hit at the instant of expiry")
+			}
+		})
+	}
+}
+
+// An Expire is seen by the next hit however far behind the hit clock is
+// (read your writes does not depend on when its goroutine runs).
+func TestExpireSeenWithHitClockBehind(t *testing.T) {
+	c, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := Set(ctx, c, "k", "v", WithDuration(time.Hour), WithFailSafe(true)); err != nil {
+		t.Fatal(err)
+	}
+	k := c.clock
+	k.parked.Store(false) // reads now take k.now; the goroutine stays parked
+	k.now.Store(nowNano() - int64(time.Minute))
+	if err := c.Expire(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := TryGet[string](ctx, c, "k"); err != nil || ok {
+		t.Fatalf("TryGet after Expire, the hit clock a minute behind = %v, %v; want a miss", ok, err)
+	}
+	if v, ok, err := TryGet[string](ctx, c, "k", WithOptions(func(o *EntryOptions) { o.AllowStaleOnRead = true })); err != nil || !ok || v != "v" {
+		t.Fatalf("TryGet of the expired copy with AllowStaleOnRead = %q, %v, %v; want the stale value", v, ok, err)
 	}
 }

@@ -15,8 +15,10 @@
 //
 // What the engine does, in the order of a GetOrSet:
 //
-//   - A fresh hit in memory returns at once: a map lookup, one clock read,
-//     no allocation and no lock of ours.
+//   - A fresh hit in memory returns at once: a map lookup, an atomic load
+//     of the cache's hit clock (Options.HitClockResolution; the system
+//     clock for an entry near its expiry), no allocation and no lock of
+//     ours.
 //   - Otherwise one load per key per process runs (stampede protection);
 //     every caller waits on its own context, and the load goes on for the
 //     others if one leaves. The load reads memory again, then L2, then calls

@@ -86,6 +86,9 @@ func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry,
 	var now int64
 	if c.clock != nil {
 		now = c.clock.read()
+		if now >= e.freshUntil-c.clock.margin {
+			now = nowNano() // near its expiry: the precise time decides
+		}
 	} else {
 		now = nowNano()
 	}

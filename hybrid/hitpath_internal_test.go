@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 )
@@ -87,9 +86,10 @@ func benchHitPath(b *testing.B, n int) {
 	}
 	o := Options{L1MaxEntries: 1 << 17, Entry: EntryOptions{Duration: 1 << 62}}
 	b.Run("impl=strata", strata(o))
-	hc := o
-	hc.HitClockResolution = time.Millisecond
-	b.Run("impl=strata-hitclock", strata(hc))
+	// The system clock read on every hit instead of the hit clock.
+	pc := o
+	pc.PreciseHitClock = true
+	b.Run("impl=strata-precise", strata(pc))
 	// What a Hit hook costs on a hit: one that counts (an atomic add).
 	var hits atomic.Int64
 	o.Events = &Events{Hit: func(HitEvent) { hits.Add(1) }}

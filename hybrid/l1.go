@@ -13,7 +13,7 @@ import (
 // window of recent writes.
 //
 // ristretto holds entries without a TTL: logical and physical expiry live
-// in the entry, checked with one clock read on a hit. A physically expired
+// in the entry, checked against the hit clock on a hit. A physically expired
 // entry is never returned as a value; it leaves through eviction or when a
 // newer entry replaces it.
 //

@@ -27,6 +27,9 @@ const (
 	// DefaultL1MaxEntries is the capacity of the memory tier when
 	// Options.L1MaxEntries is zero (in units of EntryOptions.Size).
 	DefaultL1MaxEntries = 100_000
+	// DefaultHitClockResolution is the resolution of the clock a memory
+	// hit reads when Options.HitClockResolution is zero.
+	DefaultHitClockResolution = time.Millisecond
 )
 
 // EntryOptions are the options of one entry. A cache holds a default set
@@ -310,16 +313,21 @@ type Options struct {
 	// MaxKeyLength is the longest key accepted, in bytes. Zero means
 	// DefaultMaxKeyLength (1024).
 	MaxKeyLength int
-	// HitClockResolution, when positive, makes a memory hit read a clock
-	// that a goroutine of the cache updates every HitClockResolution (at
-	// least 100µs) while hits happen, instead of the system clock: a hit
+	// HitClockResolution is the resolution of the clock a memory hit
+	// reads: a goroutine of the cache stores the time every
+	// HitClockResolution (at least 100µs) while hits happen, so that a hit
 	// costs an atomic load instead of a clock read (~20 ns on some virtual
-	// machines), and an entry may be served as fresh up to about that
-	// long past its logical expiry (more if the goroutine is scheduled
-	// late). Expiry on every other path, fail-safe and timestamps keep the
-	// precise clock. The goroutine parks when the cache has no hits and
-	// ends on Close. Zero (the default) reads the clock on every hit.
+	// machines, a quarter of a hit). An entry within four resolutions of
+	// its logical expiry is checked against the precise clock, so it is
+	// never served as fresh past its expiry unless that goroutine is
+	// scheduled more than that late. Expiry on every other path,
+	// fail-safe and timestamps use the precise clock. The goroutine parks
+	// when the cache has no hits and ends on Close. Zero means
+	// DefaultHitClockResolution (1 ms); PreciseHitClock turns it off.
 	HitClockResolution time.Duration
+	// PreciseHitClock makes every memory hit read the system clock (no
+	// goroutine; HitClockResolution is ignored).
+	PreciseHitClock bool
 	// Logger receives what the cache swallows (a failed background refresh,
 	// a fail-safe activation). Nil means slog.Default().
 	Logger *slog.Logger
