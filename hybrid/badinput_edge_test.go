@@ -178,3 +178,39 @@ func TestAutoCloneUndecodableSaysSo(t *testing.T) {
 		t.Fatalf("TryGet of an undecodable copy: %v; want ErrTypeMismatch saying it cannot decode", err)
 	}
 }
+
+// panicky is a serializer whose Marshal panics (a custom serializer's bug,
+// or a value it cannot handle).
+type panicky struct{ serializer.Msgpack }
+
+func (panicky) Marshal(any) ([]byte, error) { panic("cannot encode this") }
+
+// TestSerializerMarshalPanicIsAnError: a serializer that panics on encode
+// fails the write with an error, in the caller's goroutine, and the write
+// stores nothing: with a distributed tier (the value is encoded for it),
+// with AutoClone (encoded for the copy), and for a GetOrSet's factory
+// result.
+func TestSerializerMarshalPanicIsAnError(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		o    hybrid.Options
+	}{
+		{"l2", hybrid.Options{Name: "panicky", Serializer: panicky{}, L2: hybrid.NewRedisL2(srv.FastClient(t, "")), Logger: quietLogger()}},
+		{"autoclone", hybrid.Options{Serializer: panicky{}, Entry: hybrid.EntryOptions{AutoClone: true}, Logger: quietLogger()}},
+	} {
+		c := newCache(t, tc.o)
+		err := hybrid.Set(ctx, c, "k", "v")
+		if err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Fatalf("%s: Set with a serializer that panics = %v; want an error saying it panicked", tc.name, err)
+		}
+		if v, ok := mustGet[string](t, c, "k"); ok {
+			t.Fatalf("%s: a failed Set stored %q", tc.name, v)
+		}
+		_, err = hybrid.GetOrSet(ctx, c, "g", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "v", nil })
+		if tc.name == "autoclone" && err == nil {
+			t.Fatalf("%s: GetOrSet whose result cannot be encoded for its copy = nil error", tc.name)
+		}
+	}
+}

@@ -306,13 +306,25 @@ func unmarshal(ser serializer.Serializer, data []byte, v any) (err error) {
 	return ser.Unmarshal(data, v)
 }
 
+// marshal is ser.Marshal(v) with a panic of the serializer (a custom one,
+// or a value it cannot handle) turned into an error: the write fails and
+// stores nothing, as for a value the serializer refuses.
+func marshal(ser serializer.Serializer, v any) (raw []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			raw, err = nil, fmt.Errorf("hybrid: marshal of %T panicked: %v", v, r)
+		}
+	}()
+	return ser.Marshal(v)
+}
+
 // makeAutoClone turns e, holding v, into an auto-clone entry when o asks
 // for it: v is serialized once, here.
 func makeAutoClone[T any](e *entry, v T, o *EntryOptions, ser serializer.Serializer) error {
 	if !o.AutoClone {
 		return nil
 	}
-	raw, err := ser.Marshal(v)
+	raw, err := marshal(ser, v)
 	if err != nil {
 		return fmt.Errorf("hybrid: serialize %q for auto-clone: %w", e.key, err)
 	}

@@ -156,7 +156,7 @@ func (c *Cache) encode(e *entry) ([]byte, error) {
 	} else if lv, ok := e.value.(*lazyValue); ok {
 		env.Value = lv.raw // as received in a backplane message
 	} else if !env.NotFound {
-		val, err := c.ser.Marshal(e.value)
+		val, err := marshal(c.ser, e.value)
 		if err != nil {
 			return nil, fmt.Errorf("hybrid: serialize %q: %w", e.key, err)
 		}
