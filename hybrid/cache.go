@@ -133,7 +133,7 @@ func New(o Options) (*Cache, error) {
 		c.co = newL2Coalescers(c, l2)
 	}
 	if !o.PreciseHitClock {
-		c.clock = newHitClock(cmp.Or(o.HitClockResolution, DefaultHitClockResolution))
+		c.clock = newHitClock(cmp.Or(o.HitClockResolution, DefaultHitClockResolution), c.stats.l1Hits.load)
 		done := c.ctx.Done()
 		c.wg.Go(func() { c.clock.run(done) })
 	}

@@ -69,36 +69,46 @@ func stamp() int64 {
 
 // hitClock is the clock of the hit path (Options.HitClockResolution): an
 // atomic load instead of a clock read. A goroutine stores the time every
-// tick while hits read it, and parks after a few ticks without one; a read
-// while it is parked takes the precise time and wakes it. So the time a
-// hit sees is at most a tick old, plus how late the goroutine is
-// scheduled, and an idle cache costs nothing. The hit path takes the
-// precise time for an entry within margin of its expiry, so that a late
-// tick serves nothing past its expiry unless it is more than margin late
-// (and inside a testing/synctest bubble, where the goroutine runs every
-// tick before time moves on, never).
+// tick while the cache has enough hits for that to pay (hitClockMinHits a
+// tick: a tick costs about what that many clock reads do), and parks after
+// hitClockIdleTicks ticks with fewer. While it is parked, hits read the
+// precise time, and the hitClockWakeReads-th such read wakes it: a cache
+// with few hits, or none, costs nothing. So the time a hit sees is at most
+// a tick old, plus how late the goroutine is scheduled. The hit path takes
+// the precise time for an entry within margin of its expiry, so that a
+// late tick serves nothing past its expiry unless it is more than margin
+// late (and inside a testing/synctest bubble, where the goroutine runs
+// every tick before time moves on, never).
 type hitClock struct {
-	now    atomic.Int64
-	used   atomic.Bool // a hit read now since the last tick
-	parked atomic.Bool
-	tick   time.Duration
-	margin int64         // hitClockMarginTicks ticks, in ns
-	wake   chan struct{} // capacity 1
+	now          atomic.Int64
+	parked       atomic.Bool
+	preciseReads atomic.Uint32 // reads while parked, since it parked
+	tick         time.Duration
+	margin       int64         // hitClockMarginTicks ticks, in ns
+	hits         func() uint64 // the cache's hit count
+	wake         chan struct{} // capacity 1
 }
 
-// hitClockIdleTicks is how many ticks without a hit park the clock.
-const hitClockIdleTicks = 4
+const (
+	// hitClockMinHits is the fewest hits in a tick that keep the clock
+	// running.
+	hitClockMinHits = 64
+	// hitClockIdleTicks is how many ticks in a row with fewer park it.
+	hitClockIdleTicks = 4
+	// hitClockWakeReads is how many reads of the precise time, while the
+	// clock is parked, wake it.
+	hitClockWakeReads = 1024
+	// hitClockMarginTicks is how many ticks before its expiry an entry is
+	// checked against the precise clock.
+	hitClockMarginTicks = 4
+	// minHitClockResolution is the finest Options.HitClockResolution
+	// honoured.
+	minHitClockResolution = 100 * time.Microsecond
+)
 
-// hitClockMarginTicks is how many ticks before its expiry an entry is
-// checked against the precise clock.
-const hitClockMarginTicks = 4
-
-// minHitClockResolution is the finest Options.HitClockResolution honoured.
-const minHitClockResolution = 100 * time.Microsecond
-
-func newHitClock(tick time.Duration) *hitClock {
+func newHitClock(tick time.Duration, hits func() uint64) *hitClock {
 	tick = max(tick, minHitClockResolution)
-	k := &hitClock{tick: tick, margin: int64(scaleDur(tick, hitClockMarginTicks)), wake: make(chan struct{}, 1)}
+	k := &hitClock{tick: tick, margin: int64(scaleDur(tick, hitClockMarginTicks)), hits: hits, wake: make(chan struct{}, 1)}
 	k.parked.Store(true)
 	return k
 }
@@ -106,17 +116,16 @@ func newHitClock(tick time.Duration) *hitClock {
 // read returns the time for a hit's checks, in unix nanoseconds.
 func (k *hitClock) read() int64 {
 	if k.parked.Load() {
-		// The time is read before the goroutine is woken: the time it
+		// The time is read before the goroutine may wake: the time it
 		// stores then is no earlier than this one.
 		now := nowNano()
-		select {
-		case k.wake <- struct{}{}:
-		default:
+		if k.preciseReads.Add(1) == hitClockWakeReads {
+			select {
+			case k.wake <- struct{}{}:
+			default:
+			}
 		}
 		return now
-	}
-	if !k.used.Load() {
-		k.used.Store(true) // once per tick at most: the line stays shared
 	}
 	return k.now.Load()
 }
@@ -126,7 +135,8 @@ func (k *hitClock) run(done <-chan struct{}) {
 	t := time.NewTicker(k.tick)
 	t.Stop()
 	for {
-		// Parked: hits read the precise time until one wakes the clock.
+		// Parked: hits read the precise time until enough of them wake
+		// the clock.
 		select {
 		case <-done:
 			return
@@ -134,6 +144,7 @@ func (k *hitClock) run(done <-chan struct{}) {
 		}
 		k.now.Store(nowNano())
 		k.parked.Store(false)
+		last := k.hits()
 		t.Reset(k.tick)
 		for idle := 0; idle < hitClockIdleTicks; {
 			select {
@@ -143,15 +154,18 @@ func (k *hitClock) run(done <-chan struct{}) {
 			case <-t.C:
 			}
 			k.now.Store(nowNano())
-			if k.used.Swap(false) {
+			n := k.hits()
+			if n-last >= hitClockMinHits {
 				idle = 0
 			} else {
 				idle++
 			}
+			last = n
 		}
 		t.Stop()
 		// (A hit between the last tick and this store used a time at
 		// most a tick old.)
+		k.preciseReads.Store(0)
 		k.parked.Store(true)
 	}
 }

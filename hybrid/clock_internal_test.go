@@ -3,6 +3,7 @@ package hybrid
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -20,10 +21,11 @@ func awaitClock(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// The hit clock starts parked, ticks while read, parks again when no hit
-// reads it, and a read while parked is the precise time.
+// The hit clock starts parked; reads of the precise time wake it; it
+// ticks while the cache has enough hits and parks again when it has not.
 func TestHitClockParksAndWakes(t *testing.T) {
-	k := newHitClock(time.Millisecond)
+	var hits atomic.Uint64
+	k := newHitClock(time.Millisecond, hits.Load)
 	done := make(chan struct{})
 	ended := make(chan struct{})
 	go func() { k.run(done); close(ended) }()
@@ -33,15 +35,27 @@ func TestHitClockParksAndWakes(t *testing.T) {
 	if got := k.read(); got < before {
 		t.Fatalf("a read while parked = %d, want the precise time (>= %d)", got, before)
 	}
+	for range hitClockWakeReads - 2 {
+		k.read()
+	}
+	if k.parked.Load() == false || len(k.wake) != 0 {
+		t.Fatalf("the clock woke after %d reads; want %d", hitClockWakeReads-1, hitClockWakeReads)
+	}
+	k.read()
 	awaitClock(t, "the clock to wake", func() bool { return !k.parked.Load() })
-	// Reading keeps it awake; the time it gives is recent.
+	// Enough hits keep it awake; the time it gives is recent.
 	for range 20 {
+		hits.Add(10 * hitClockMinHits)
 		if lag := nowNano() - k.read(); lag > int64(time.Second) {
 			t.Fatalf("the clock lags %v", time.Duration(lag))
 		}
 		time.Sleep(time.Millisecond) // hits spread over ticks
 	}
-	awaitClock(t, "the clock to park without hits", func() bool { return k.parked.Load() })
+	// Too few hits park it: a few reads do not count.
+	for range 10 {
+		k.read()
+	}
+	awaitClock(t, "the clock to park without enough hits", func() bool { return k.parked.Load() })
 	if got := k.read(); got < nowNano()-int64(time.Second) {
 		t.Fatal("a read after parking is not the precise time")
 	}
@@ -159,13 +173,20 @@ func TestHitClockExpiryInBubble(t *testing.T) {
 			if err := Set(ctx, c, "k", "v", WithDuration(time.Second)); err != nil {
 				t.Fatal(err)
 			}
+			// Enough hits at each step to wake the clock and keep it
+			// ticking, so that the last ones read its time.
 			for _, step := range []time.Duration{0, 500 * time.Millisecond, 498 * time.Millisecond, time.Millisecond} {
 				time.Sleep(step)
-				if _, ok, _ := TryGet[string](ctx, c, "k"); !ok {
-					t.Fatal("a miss before the expiry")
+				for range hitClockWakeReads + hitClockMinHits {
+					if _, ok, _ := TryGet[string](ctx, c, "k"); !ok {
+						t.Fatal("a miss before the expiry")
+					}
 				}
 			}
 			time.Sleep(time.Millisecond) // now the expiry, to the nanosecond
+			if c.clock.parked.Load() {
+				t.Fatal("the clock is parked: the hit would read the precise time, and this test would prove nothing")
+			}
 			if _, ok, _ := TryGet[string](ctx, c, "k"); ok {
 				t.Fatal("a hit at the instant of expiry")
 			}
