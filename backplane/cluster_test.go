@@ -2,6 +2,7 @@ package backplane_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -82,6 +83,47 @@ func TestRedisClusterSlotMigration(t *testing.T) {
 	r.wantMessage(t, m)
 	if st := sub.Stats(); st.Resubscribes < 1 {
 		t.Errorf("Stats = %+v, want a resubscribe", st)
+	}
+}
+
+// TestRedisClusterFailoverResubscribesOnNewMaster: a manual failover of the master that
+// holds the channel's sharded subscription. The old master drops it (sunsubscribe) once it
+// is a replica; the backplane must subscribe again on the new master, not on the old one
+// that its stale slot map still names: the old master, now a replica, confirms a
+// subscription but gets nothing the new master publishes until that master has learnt of
+// its replica (0.15-0.3 s here), and those messages were lost after the gap. So every
+// message published on the new master after the gap must arrive.
+func TestRedisClusterFailoverResubscribesOnNewMaster(t *testing.T) {
+	t.Parallel()
+	cluster := redistest.StartClusterWithReplicas(t, 3, 1)
+	ctx := context.Background()
+	ch := backplane.ChannelName("", "users")
+	r := newRecorder()
+	newRedisBackplane(t, cluster.Client(t), backplane.RedisOptions{Channel: ch}, r)
+	master := cluster.MasterFor(ch)
+	var replica *redis.Client
+	for _, n := range cluster.Nodes() {
+		c := n.Client(t)
+		info, err := c.Info(ctx, "replication").Result()
+		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, fmt.Sprintf("master_port:%d\r", master.Port())) {
+			replica = c
+		}
+	}
+	if replica == nil {
+		t.Fatalf("no replica of %s", master.Addr())
+	}
+
+	if err := replica.ClusterFailover(ctx).Err(); err != nil {
+		t.Fatalf("CLUSTER FAILOVER: %v", err)
+	}
+	r.wantGap(t)
+	for i := range 30 {
+		m := msg(backplane.KindSet, fmt.Sprint("after-failover-", i))
+		if err := replica.SPublish(ctx, ch, m.AppendBinary(nil)).Err(); err != nil {
+			t.Fatalf("SPUBLISH on the new master: %v", err)
+		}
+		r.wantMessage(t, m)
+		time.Sleep(10 * time.Millisecond) // spread over the old master's blind window
 	}
 }
 
