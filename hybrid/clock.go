@@ -84,7 +84,7 @@ type hitClock struct {
 	parked       atomic.Bool
 	preciseReads atomic.Uint32 // reads while parked, since it parked
 	tick         time.Duration
-	margin       int64         // hitClockMarginTicks ticks, in ns
+	margin       int64         // hitClockMarginTicks ticks, at least hitClockMinMargin, in ns
 	hits         func() uint64 // the cache's hit count
 	wake         chan struct{} // capacity 1
 }
@@ -99,8 +99,12 @@ const (
 	// clock is parked, wake it.
 	hitClockWakeReads = 1024
 	// hitClockMarginTicks is how many ticks before its expiry an entry is
-	// checked against the precise clock.
+	// checked against the precise clock, and hitClockMinMargin the least
+	// time: a goroutine can be scheduled a few milliseconds late on a busy
+	// machine, and reading the precise clock for the hits of the last
+	// 50 ms of an entry costs nothing that matters.
 	hitClockMarginTicks = 4
+	hitClockMinMargin   = 50 * time.Millisecond
 	// minHitClockResolution is the finest Options.HitClockResolution
 	// honoured.
 	minHitClockResolution = 100 * time.Microsecond
@@ -108,7 +112,7 @@ const (
 
 func newHitClock(tick time.Duration, hits func() uint64) *hitClock {
 	tick = max(tick, minHitClockResolution)
-	k := &hitClock{tick: tick, margin: int64(scaleDur(tick, hitClockMarginTicks)), hits: hits, wake: make(chan struct{}, 1)}
+	k := &hitClock{tick: tick, margin: int64(max(scaleDur(tick, hitClockMarginTicks), hitClockMinMargin)), hits: hits, wake: make(chan struct{}, 1)}
 	k.parked.Store(true)
 	return k
 }

@@ -319,13 +319,13 @@ type Options struct {
 	// hits in that time, so that a hit costs an atomic load instead of a
 	// clock read (~20 ns on some virtual machines, a quarter of a hit).
 	// With fewer hits it parks, hits read the system clock, and 1,024 of
-	// them wake it again. An entry within four resolutions of
-	// its logical expiry is checked against the precise clock, so it is
-	// never served as fresh past its expiry unless that goroutine is
-	// scheduled more than that late. Expiry on every other path,
+	// them wake it again. An entry within 50 ms (or four resolutions, if
+	// longer) of its logical expiry is checked against the precise clock,
+	// so it is never served as fresh past its expiry unless that goroutine
+	// is scheduled more than that late. Expiry on every other path,
 	// fail-safe and timestamps use the precise clock. The goroutine ends
-	// on Close. Zero means
-	// DefaultHitClockResolution (1 ms); PreciseHitClock turns it off.
+	// on Close. Zero means DefaultHitClockResolution (1 ms);
+	// PreciseHitClock turns it off.
 	HitClockResolution time.Duration
 	// PreciseHitClock makes every memory hit read the system clock (no
 	// goroutine; HitClockResolution is ignored).
