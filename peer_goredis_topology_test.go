@@ -318,6 +318,29 @@ func (l *topoLoad) checkFinal(t *testing.T, reader *hybrid.Cache, since time.Tim
 	return final
 }
 
+// lastWrittenIn returns the keys whose last acknowledged change ended in
+// [from, to) and that no acknowledged change started after.
+func (l *topoLoad) lastWrittenIn(from, to time.Time) []string {
+	last := map[string]topoOp{}
+	for _, op := range l.ops {
+		switch op.kind {
+		case 's', 'g', 'r', 'e', 'p':
+		default:
+			continue
+		}
+		if op.acked && op.end.After(last[op.key].end) {
+			last[op.key] = op
+		}
+	}
+	var keys []string
+	for key, op := range last {
+		if !op.end.Before(from) && op.end.Before(to) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
 // staleReads counts the reads that returned a value superseded by an
 // acknowledged change: of the same node before the read began (read your
 // writes, SPEC.md section 3), or of another node more than delta before
@@ -722,6 +745,13 @@ func TestTopologySentinelFailoverUnderLoad(t *testing.T) {
 	final := l.checkFinal(t, nodes[0], since)
 	if n := l.staleReads(t, time.Second, failAt, since); n != 0 {
 		t.Errorf("%d reads of %d calls served a value superseded by an acknowledged change (read-your-writes, or another node's change over 1 s before; docs/backplane.md Guarantees)", n, len(l.ops))
+	}
+	// A node that heard of a write that Redis then lost (its message went
+	// out before the demotion) keeps it as the newest change of its key
+	// until the key is written again or its copy expires: docs/redis.md.
+	// Such keys, last written in the window, are not checked for coherence.
+	for _, key := range l.lastWrittenIn(failAt, since) {
+		delete(final, key)
 	}
 	coherent(t, final, nodes...)
 	// The backplane after the failover: a Set on one node reaches the
