@@ -72,8 +72,8 @@ func stamp() int64 {
 // tick while the cache has enough hits for that to pay (hitClockMinHits a
 // tick: a tick costs about what that many clock reads do), and parks after
 // hitClockIdleTicks ticks with fewer. While it is parked, hits read the
-// precise time, and the hitClockWakeReads-th such read wakes it: a cache
-// with few hits, or none, costs nothing. So the time a hit sees is at most
+// precise time, and hitClockWakeReads such reads wake it if they came at
+// that rate or faster: a cache with few hits, or none, costs nothing. So the time a hit sees is at most
 // a tick old, plus how late the goroutine is scheduled. The hit path takes
 // the precise time for an entry within margin of its expiry, so that a
 // late tick serves nothing past its expiry unless it is more than margin
@@ -82,7 +82,8 @@ func stamp() int64 {
 type hitClock struct {
 	now          atomic.Int64
 	parked       atomic.Bool
-	preciseReads atomic.Uint32 // reads while parked, since it parked
+	preciseReads atomic.Uint32 // reads while parked, since windowStart
+	windowStart  atomic.Int64  // unix ns: when preciseReads began counting
 	tick         time.Duration
 	margin       int64         // hitClockMarginTicks ticks, at least hitClockMinMargin, in ns
 	hits         func() uint64 // the cache's hit count
@@ -96,7 +97,8 @@ const (
 	// hitClockIdleTicks is how many ticks in a row with fewer park it.
 	hitClockIdleTicks = 4
 	// hitClockWakeReads is how many reads of the precise time, while the
-	// clock is parked, wake it.
+	// clock is parked, wake it if they took less than
+	// hitClockWakeReads/hitClockMinHits ticks (else counting starts again).
 	hitClockWakeReads = 1024
 	// hitClockMarginTicks is how many ticks before its expiry an entry is
 	// checked against the precise clock, and hitClockMinMargin the least
@@ -113,6 +115,7 @@ const (
 func newHitClock(tick time.Duration, hits func() uint64) *hitClock {
 	tick = max(tick, minHitClockResolution)
 	k := &hitClock{tick: tick, margin: int64(max(scaleDur(tick, hitClockMarginTicks), hitClockMinMargin)), hits: hits, wake: make(chan struct{}, 1)}
+	k.windowStart.Store(nowNano())
 	k.parked.Store(true)
 	return k
 }
@@ -124,9 +127,13 @@ func (k *hitClock) read() int64 {
 		// stores then is no earlier than this one.
 		now := nowNano()
 		if k.preciseReads.Add(1) == hitClockWakeReads {
-			select {
-			case k.wake <- struct{}{}:
-			default:
+			k.preciseReads.Store(0)
+			start := k.windowStart.Swap(now)
+			if now-start < int64(k.tick)*(hitClockWakeReads/hitClockMinHits) {
+				select {
+				case k.wake <- struct{}{}:
+				default:
+				}
 			}
 		}
 		return now
@@ -170,6 +177,7 @@ func (k *hitClock) run(done <-chan struct{}) {
 		// (A hit between the last tick and this store used a time at
 		// most a tick old.)
 		k.preciseReads.Store(0)
+		k.windowStart.Store(nowNano())
 		k.parked.Store(true)
 	}
 }

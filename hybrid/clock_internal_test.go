@@ -219,3 +219,27 @@ func TestExpireSeenWithHitClockBehind(t *testing.T) {
 		t.Fatalf("TryGet of the expired copy with AllowStaleOnRead = %q, %v, %v; want the stale value", v, ok, err)
 	}
 }
+
+// Reads of the precise time that come slower than the clock's threshold
+// (here, spread over a second) do not wake it; the count starts again, and
+// reads that come fast enough do.
+func TestHitClockStaysParkedForSlowReads(t *testing.T) {
+	var hits atomic.Uint64
+	k := newHitClock(time.Millisecond, hits.Load)
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() { k.run(done); close(ended) }()
+	defer func() { close(done); <-ended }()
+
+	k.windowStart.Store(nowNano() - int64(time.Second)) // as if the reads had taken a second
+	for range hitClockWakeReads {
+		k.read()
+	}
+	if !k.parked.Load() || len(k.wake) != 0 {
+		t.Fatal("reads at about one a millisecond woke the clock")
+	}
+	for range hitClockWakeReads {
+		k.read()
+	}
+	awaitClock(t, "fast reads to wake the clock", func() bool { return !k.parked.Load() })
+}

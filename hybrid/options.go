@@ -319,7 +319,7 @@ type Options struct {
 	// hits in that time, so that a hit costs an atomic load instead of a
 	// clock read (~20 ns on some virtual machines, a quarter of a hit).
 	// With fewer hits it parks, hits read the system clock, and 1,024 of
-	// them wake it again. An entry within 50 ms (or four resolutions, if
+	// them at that rate or faster wake it again. An entry within 50 ms (or four resolutions, if
 	// longer) of its logical expiry is checked against the precise clock,
 	// so it is never served as fresh past its expiry unless that goroutine
 	// is scheduled more than that late. Expiry on every other path,
