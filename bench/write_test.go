@@ -22,6 +22,9 @@ import (
 //     the same size as Strata's, pipelined (one round trip);
 //   - raw-set-publish-subscribed: the same with this process subscribed
 //     to the channel (a backplane node hears its own messages);
+//   - raw-script-publish-subscribed: the SET as a script with the PUBLISH
+//     inside it, subscribed (Strata's write without its newest-wins
+//     comparison);
 //   - strata-sync: hybrid.Set on a cache with the Redis L2 and the Redis
 //     backplane on the same client, BackgroundL2Operations off (Set returns
 //     once Redis has the entry and the change is announced: one script
@@ -103,6 +106,31 @@ func BenchmarkSyncSet(b *testing.B) {
 					return nil
 				})
 				return err
+			}
+		}()},
+		// The same write as a script, the PUBLISH inside it (as Strata
+		// sends it), without the newest-wins comparison: what a script and
+		// a message from inside it cost over the pipeline.
+		{"raw-script-publish-subscribed", func() func(key string, v Value) error {
+			ps := rdb.Subscribe(ctx, "bench-set-raw-script")
+			if _, err := ps.Receive(ctx); err != nil {
+				b.Fatal(err)
+			}
+			msgs := ps.Channel()
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				for range msgs {
+				}
+			}()
+			b.Cleanup(func() { ps.Close(); <-drained })
+			script := redis.NewScript(`redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) redis.call('PUBLISH', ARGV[3], ARGV[4]) return 1`)
+			return func(key string, v Value) error {
+				b, err := msgpack.Marshal(v)
+				if err != nil {
+					return err
+				}
+				return script.Run(ctx, rdb, []string{key}, b, ttl.Milliseconds(), "bench-set-raw-script", msg).Err()
 			}
 		}()},
 		{"strata-sync", strata("sync", true)},
