@@ -29,7 +29,9 @@ import (
 //     backplane on the same client, BackgroundL2Operations off (Set returns
 //     once Redis has the entry and the change is announced: one script
 //     call, the newest-wins write and its PUBLISH);
-//   - strata-sync-l2only: the same without a backplane.
+//   - strata-sync-l2only: the same without a backplane;
+//   - strata-sync-novalues: strata-sync with DisableBackplaneValues (the
+//     message does not carry the entry).
 func BenchmarkSyncSet(b *testing.B) {
 	k := sharedKeyspace()
 	rdb := redisFor(b)
@@ -45,6 +47,7 @@ func BenchmarkSyncSet(b *testing.B) {
 				b.Fatal(err)
 			}
 			o.Backplane = p
+			o.DisableBackplaneValues = name == "novalues"
 			o.WaitForInitialBackplaneSubscribe = 5 * time.Second
 		}
 		c, err := hybrid.New(o)
@@ -135,6 +138,7 @@ func BenchmarkSyncSet(b *testing.B) {
 		}()},
 		{"strata-sync", strata("sync", true)},
 		{"strata-sync-l2only", strata("l2only", false)},
+		{"strata-sync-novalues", strata("novalues", true)},
 	}
 	for _, sc := range contenders {
 		b.Run("cache="+sc.name, func(b *testing.B) {
