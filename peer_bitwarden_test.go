@@ -524,16 +524,14 @@ func TestBitwardenMultipleInstancesBackplane(t *testing.T) {
 	if v, ok := mustGet[bool](t, two, "Key"); !ok || !v {
 		t.Fatalf("instance two after Set(true) on one: %v, %v", v, ok)
 	}
-	drain := func() {
-		for {
-			select {
-			case <-got:
-			default:
-				return
-			}
-		}
+	// The first Set's message, before the second Set: taken for the
+	// second's, a late one let the check below run before the second was
+	// applied (failed CI once).
+	select {
+	case <-got:
+	case <-time.After(redistest.EventuallyTimeout):
+		t.Fatal("instance two received no backplane message for the first Set")
 	}
-	drain() // the first Set's message may have arrived already
 	if err := hybrid.Set(ctx, one, "Key", false); err != nil {
 		t.Fatal(err)
 	}
