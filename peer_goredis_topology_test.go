@@ -341,6 +341,16 @@ func (l *topoLoad) lastWrittenIn(from, to time.Time) []string {
 	return keys
 }
 
+// logKey logs the changes of key (not the reads), for a failed check.
+func (l *topoLoad) logKey(t *testing.T, key string, failAt, since time.Time) {
+	t.Logf("key %q: failover at %v, nodes on the new master at %v; its changes:", key, failAt.Format("05.000000"), since.Format("05.000000"))
+	for _, op := range l.ops {
+		if op.key == key && op.read == "" {
+			t.Logf("  node %d %c %q %v..%v acked %v err %v", op.caller, op.kind, op.val, op.start.Format("05.000000"), op.end.Format("05.000000"), op.acked, op.err)
+		}
+	}
+}
+
 // staleReads counts the reads that returned a value superseded by an
 // acknowledged change: of the same node before the read began (read your
 // writes, SPEC.md section 3), or of another node more than delta before
@@ -407,8 +417,15 @@ func (l *topoLoad) staleReads(t *testing.T, delta time.Duration, from, to time.T
 // holds (final): no stale value served as fresh once the load is over.
 func coherent(t *testing.T, final map[string]*string, nodes ...*hybrid.Cache) {
 	t.Helper()
+	coherentExplained(t, final, nil, nodes...)
+}
+
+// coherentExplained is coherent that, when it fails, first calls explain
+// (if not nil) with the key that failed.
+func coherentExplained(t *testing.T, final map[string]*string, explain func(key string), nodes ...*hybrid.Cache) {
+	t.Helper()
 	ctx := context.Background()
-	var last string
+	var last, lastKey string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		last = ""
@@ -424,6 +441,7 @@ func coherent(t *testing.T, final map[string]*string, nodes ...*hybrid.Cache) {
 						w = *want
 					}
 					last = fmt.Sprintf("node %d key %q serves %q (ok %v), Redis holds %s", i, key, v, ok, w)
+					lastKey = key
 					break
 				}
 			}
@@ -435,6 +453,9 @@ func coherent(t *testing.T, final map[string]*string, nodes ...*hybrid.Cache) {
 			return
 		}
 		if time.Now().After(deadline) {
+			if explain != nil {
+				explain(lastKey)
+			}
 			t.Fatalf("nodes still incoherent with Redis 10 s after the load: %s", last)
 		}
 		time.Sleep(5 * time.Millisecond) // polling a condition
@@ -750,10 +771,14 @@ func TestTopologySentinelFailoverUnderLoad(t *testing.T) {
 	// out before the demotion) keeps it as the newest change of its key
 	// until the key is written again or its copy expires: docs/redis.md.
 	// Such keys, last written in the window, are not checked for coherence.
-	for _, key := range l.lastWrittenIn(failAt, since) {
+	// The window opens a second before the failover: SENTINEL FAILOVER
+	// does not wait for the replica to catch up, so a write acknowledged
+	// just before it can be lost too (a run failed on a key that was, we
+	// think, last written then: the log below now tells).
+	for _, key := range l.lastWrittenIn(failAt.Add(-time.Second), since) {
 		delete(final, key)
 	}
-	coherent(t, final, nodes...)
+	coherentExplained(t, final, func(key string) { l.logKey(t, key, failAt, since) }, nodes...)
 	// The backplane after the failover: a Set on one node reaches the
 	// other's memory.
 	if err := hybrid.Set(context.Background(), nodes[0], "k0", "after"); err != nil {
