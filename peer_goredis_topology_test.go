@@ -345,10 +345,30 @@ func (l *topoLoad) lastWrittenIn(from, to time.Time) []string {
 func (l *topoLoad) logKey(t *testing.T, key string, failAt, since time.Time) {
 	t.Logf("key %q: failover at %v, nodes on the new master at %v; its changes:", key, failAt.Format("05.000000"), since.Format("05.000000"))
 	for _, op := range l.ops {
-		if op.key == key && op.read == "" {
-			t.Logf("  node %d %c %q %v..%v acked %v err %v", op.caller, op.kind, op.val, op.start.Format("05.000000"), op.end.Format("05.000000"), op.acked, op.err)
+		if op.key == key && (op.read == "" || !op.start.Before(since)) {
+			t.Logf("  node %d %c %q read %q %v..%v acked %v err %v", op.caller, op.kind, op.val, op.read, op.start.Format("05.000000"), op.end.Format("05.000000"), op.acked, op.err)
 		}
 	}
+	for _, op := range l.prod {
+		if op.key == key {
+			t.Logf("  node %d produced %q %v..%v (a factory's value, maybe not returned)", op.caller, op.val, op.start.Format("05.000000"), op.end.Format("05.000000"))
+		}
+	}
+	ctx := context.Background()
+	for i, n := range l.nodes {
+		before := n.Stats()
+		v, ok, err := hybrid.TryGet[string](ctx, n, key)
+		after := n.Stats()
+		t.Logf("  node %d now: %q ok %v err %v (L1 hits +%d, L2 hits +%d, L2 misses +%d, L2 errors +%d, L2 timeouts +%d)", i, v, ok, err,
+			after.L1Hits-before.L1Hits, after.L2Hits-before.L2Hits, after.L2Misses-before.L2Misses, after.L2Errors-before.L2Errors, after.L2Timeouts-before.L2Timeouts)
+		v, ok, err = hybrid.TryGet[string](ctx, n, key, l1Only)
+		t.Logf("  node %d memory only: %q ok %v err %v", i, v, ok, err)
+		v, ok, err = hybrid.TryGet[string](ctx, n, key, fromL2)
+		t.Logf("  node %d Redis only: %q ok %v err %v", i, v, ok, err)
+		v, info, ok, err := hybrid.TryGetInfo[string](ctx, n, key, hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.AllowStaleOnRead = true }))
+		t.Logf("  node %d stale allowed: %q ok %v err %v created %v stale %v", i, v, ok, err, info.Created.Format("05.000000"), info.Stale)
+	}
+	logStats(t, l.nodes...)
 }
 
 // staleReads counts the reads that returned a value superseded by an
@@ -778,7 +798,19 @@ func TestTopologySentinelFailoverUnderLoad(t *testing.T) {
 	for _, key := range l.lastWrittenIn(failAt.Add(-time.Second), since) {
 		delete(final, key)
 	}
-	coherentExplained(t, final, func(key string) { l.logKey(t, key, failAt, since) }, nodes...)
+	coherentExplained(t, final, func(key string) {
+		l.logKey(t, key, failAt, since)
+		addr, err := sentinels.Master()
+		if err != nil {
+			t.Logf("  sentinels: %v", err)
+			return
+		}
+		rc := redis.NewClient(&redis.Options{Addr: addr})
+		defer rc.Close()
+		b, err := rc.Get(context.Background(), topoPrefix+key).Bytes()
+		ttl := rc.PTTL(context.Background(), topoPrefix+key).Val()
+		t.Logf("  Redis at %s (replica was %s): GET %d bytes, err %v, PTTL %v, head %x", addr, replica.Addr(), len(b), err, ttl, b[:min(len(b), 48)])
+	}, nodes...)
 	// The backplane after the failover: a Set on one node reaches the
 	// other's memory.
 	if err := hybrid.Set(context.Background(), nodes[0], "k0", "after"); err != nil {
