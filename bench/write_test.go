@@ -59,6 +59,22 @@ func BenchmarkSyncSet(b *testing.B) {
 	}
 	msg := backplane.Message{Kind: backplane.KindSet, Cache: "bench-set", Key: keyOf("raw-set-publish", 0),
 		Source: "0123456789abcdef", Timestamp: run}.AppendBinary(nil)
+	// subscribe subscribes this process to channel and drains it until the
+	// benchmark ends, as a backplane node is subscribed to its own channel.
+	subscribe := func(channel string) {
+		ps := rdb.Subscribe(ctx, channel)
+		if _, err := ps.Receive(ctx); err != nil {
+			b.Fatal(err)
+		}
+		msgs := ps.Channel()
+		drained := make(chan struct{})
+		go func() {
+			defer close(drained)
+			for range msgs {
+			}
+		}()
+		b.Cleanup(func() { ps.Close(); <-drained })
+	}
 	contenders := []struct {
 		name string
 		set  func(key string, v Value) error
@@ -86,18 +102,7 @@ func BenchmarkSyncSet(b *testing.B) {
 		// node of a backplane is to its own: Redis delivers the message to
 		// the writer's process too, which wakes to read it.
 		{"raw-set-publish-subscribed", func() func(key string, v Value) error {
-			ps := rdb.Subscribe(ctx, "bench-set-raw-sub")
-			if _, err := ps.Receive(ctx); err != nil {
-				b.Fatal(err)
-			}
-			msgs := ps.Channel()
-			drained := make(chan struct{})
-			go func() {
-				defer close(drained)
-				for range msgs {
-				}
-			}()
-			b.Cleanup(func() { ps.Close(); <-drained })
+			subscribe("bench-set-raw-sub")
 			return func(key string, v Value) error {
 				b, err := msgpack.Marshal(v)
 				if err != nil {
@@ -115,18 +120,7 @@ func BenchmarkSyncSet(b *testing.B) {
 		// sends it), without the newest-wins comparison: what a script and
 		// a message from inside it cost over the pipeline.
 		{"raw-script-publish-subscribed", func() func(key string, v Value) error {
-			ps := rdb.Subscribe(ctx, "bench-set-raw-script")
-			if _, err := ps.Receive(ctx); err != nil {
-				b.Fatal(err)
-			}
-			msgs := ps.Channel()
-			drained := make(chan struct{})
-			go func() {
-				defer close(drained)
-				for range msgs {
-				}
-			}()
-			b.Cleanup(func() { ps.Close(); <-drained })
+			subscribe("bench-set-raw-script")
 			script := redis.NewScript(`redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) redis.call('PUBLISH', ARGV[3], ARGV[4]) return 1`)
 			return func(key string, v Value) error {
 				b, err := msgpack.Marshal(v)

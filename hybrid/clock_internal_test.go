@@ -1,6 +1,7 @@
 package hybrid
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync/atomic"
@@ -25,11 +26,7 @@ func awaitClock(t *testing.T, what string, cond func() bool) {
 // ticks while the cache has enough hits and parks again when it has not.
 func TestHitClockParksAndWakes(t *testing.T) {
 	var hits atomic.Uint64
-	k := newHitClock(time.Millisecond, hits.Load)
-	done := make(chan struct{})
-	ended := make(chan struct{})
-	go func() { k.run(done); close(ended) }()
-	defer func() { close(done); <-ended }()
+	k := runHitClock(t, &hits)
 
 	before := nowNano()
 	if got := k.read(); got < before {
@@ -79,7 +76,7 @@ func hitClockExpiry(t *testing.T, o Options) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.clock == nil || c.clock.tick != cmpOr(o.HitClockResolution, DefaultHitClockResolution) {
+	if c.clock == nil || c.clock.tick != cmp.Or(o.HitClockResolution, DefaultHitClockResolution) {
 		t.Fatalf("clock = %+v, want one of resolution %v", c.clock, o.HitClockResolution)
 	}
 	ctx := context.Background()
@@ -107,11 +104,15 @@ func hitClockExpiry(t *testing.T, o Options) {
 	}
 }
 
-func cmpOr(a, b time.Duration) time.Duration {
-	if a != 0 {
-		return a
-	}
-	return b
+// runHitClock starts a hit clock of 1 ms that counts hits, whose
+// goroutine ends with the test.
+func runHitClock(t *testing.T, hits *atomic.Uint64) *hitClock {
+	k := newHitClock(time.Millisecond, hits.Load)
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() { k.run(done); close(ended) }()
+	t.Cleanup(func() { close(done); <-ended })
+	return k
 }
 
 // PreciseHitClock turns the hit clock off: no clock, no goroutine.
@@ -225,11 +226,7 @@ func TestExpireSeenWithHitClockBehind(t *testing.T) {
 // reads that come fast enough do.
 func TestHitClockStaysParkedForSlowReads(t *testing.T) {
 	var hits atomic.Uint64
-	k := newHitClock(time.Millisecond, hits.Load)
-	done := make(chan struct{})
-	ended := make(chan struct{})
-	go func() { k.run(done); close(ended) }()
-	defer func() { close(done); <-ended }()
+	k := runHitClock(t, &hits)
 
 	k.windowStart.Store(nowNano() - int64(time.Second)) // as if the reads had taken a second
 	for range hitClockWakeReads {
