@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -280,6 +282,11 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		}
 		if !o.SkipL1Read {
 			c.miss(ctx, key, TierL1)
+		}
+		if c.inLoadOf(ctx, key) {
+			// A factory asking for a key it is loading (see GetOrSet).
+			res[i].Err = fmt.Errorf("%w: key %q is being loaded by the factory that asks for it", ErrLoadCycle, key)
+			continue
 		}
 		if call == nil {
 			call = newBatchCall(ctx, c, f, o)
@@ -685,7 +692,9 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	}
 	began := nowNano()
 	start := stamp()
-	vals, panicked, pv, err := callBatchFactory(fctx, f, bc)
+	marked := &batchLoading{Context: fctx, c: c, keys: bc.keys}
+	vals, panicked, pv, err := callBatchFactory(marked, f, bc)
+	marked.ended.Store(true)
 	now := nowNano()
 	ferr := err
 	if panicked {
@@ -832,6 +841,28 @@ func countAsked[T any](vals map[string]T, bc *BatchContext[T]) int {
 }
 
 // callBatchFactory runs f, turning a panic into a value.
+// batchLoading is the context of a batch factory: the keys it loads, so
+// that the factory cannot wait for them (see inLoadOf).
+type batchLoading struct {
+	context.Context
+	c     *Cache
+	keys  []string
+	ended atomic.Bool // the factory has returned
+}
+
+func (b *batchLoading) Value(key any) any {
+	if _, ok := key.(loadingKey); ok {
+		return b
+	}
+	return b.Context.Value(key)
+}
+
+func (b *batchLoading) loads(c *Cache, key string) bool {
+	return b.c == c && !b.ended.Load() && slices.Contains(b.keys, key)
+}
+
+func (b *batchLoading) outer() context.Context { return b.Context }
+
 func callBatchFactory[T any](ctx context.Context, f BatchFactory[T], bc *BatchContext[T]) (vals map[string]T, panicked bool, pv any, err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -38,4 +38,12 @@ var (
 	// earlier within EntryOptions.NotFoundDuration, that the key has no
 	// value (FactoryContext.NotFound). TryGet reports such a key as a miss.
 	ErrNotFound = errors.New("hybrid: not found")
+	// ErrLoadCycle is returned by GetOrSet (and GetOrSetMany, for the key
+	// at fault) called with the context of a factory, or one derived from
+	// it, for a key that this very load is loading: the key of the
+	// factory, or of a factory further up a chain of loads (the factory of
+	// A reads B, whose factory reads A). Waiting would wait for itself.
+	// A factory that reads through another context (context.Background())
+	// cannot be told apart, and waits.
+	ErrLoadCycle = errors.New("hybrid: load cycle")
 )

@@ -9,7 +9,9 @@ import (
 // Factory loads the value of a key on a cache miss. Its context is detached
 // from the caller's cancellation (the load is shared by every caller of the
 // key) and is cancelled when the cache closes, or at a timeout when
-// DisableBackgroundCompletion is set. Factories must honour it.
+// DisableBackgroundCompletion is set. Factories must honour it, and pass
+// it on when they read the cache: with it, GetOrSet of a key this load is
+// loading returns ErrLoadCycle instead of waiting for itself.
 //
 // WARNING: concurrent GetOrSet calls of a key share one factory run, so
 // only one of their factories runs and the others' callers get its result.

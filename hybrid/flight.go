@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -129,26 +130,82 @@ func (c *Cache) flightHere(key string, load func() (any, error)) (r singleflight
 // started from (trace spans, request-scoped loggers), none of its
 // cancellation or deadline, and cancelled when the cache closes. One
 // allocation, where WithoutCancel, WithCancel and AfterFunc took several.
+//
+// The context of a single-key load also names its key, so that a factory
+// that asks the cache for the key it is loading gets ErrLoadCycle instead
+// of waiting for itself (see inLoadOf).
 type detached struct {
 	values context.Context
 	c      *Cache
+	key    string      // the key of the load; "" for other background work
+	ended  atomic.Bool // the load has ended (set by its leader)
 }
 
 func (c *Cache) detach(ctx context.Context) context.Context {
-	if d, ok := ctx.(detached); ok && d.c == c {
+	if d, ok := ctx.(*detached); ok && d.c == c && d.key == "" {
 		return d
 	}
-	return detached{ctx, c}
+	return &detached{values: ctx, c: c}
 }
 
-func (d detached) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (d detached) Done() <-chan struct{}       { return d.c.ctx.Done() }
-func (d detached) Err() error                  { return d.c.ctx.Err() }
-func (d detached) Value(key any) any           { return d.values.Value(key) }
+// detachLoad is detach for the load of key.
+func (c *Cache) detachLoad(ctx context.Context, key string) *detached {
+	return &detached{values: ctx, c: c, key: key}
+}
+
+func (d *detached) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (d *detached) Done() <-chan struct{}       { return d.c.ctx.Done() }
+func (d *detached) Err() error                  { return d.c.ctx.Err() }
+
+func (d *detached) Value(key any) any {
+	if _, ok := key.(loadingKey); ok && d.key != "" {
+		return d
+	}
+	return d.values.Value(key)
+}
 
 // AfterFunc lets context.WithTimeout and context.AfterFunc on a detached
 // context hook into the cache's context without a goroutine of their own.
-func (d detached) AfterFunc(f func()) func() bool { return context.AfterFunc(d.c.ctx, f) }
+func (d *detached) AfterFunc(f func()) func() bool { return context.AfterFunc(d.c.ctx, f) }
+
+func (d *detached) loads(c *Cache, key string) bool {
+	return d.c == c && d.key == key && !d.ended.Load()
+}
+
+func (d *detached) outer() context.Context { return d.values }
+
+// loadingKey is the context key under which the context of a running
+// load answers with itself (a loadMarker).
+type loadingKey struct{}
+
+// loadMarker is the context of a running load, single-key (detached) or a
+// batch's factory (batchLoading).
+type loadMarker interface {
+	// loads reports whether the load is a load of key in c that has not
+	// ended.
+	loads(c *Cache, key string) bool
+	// outer is the context the load was started from.
+	outer() context.Context
+}
+
+// inLoadOf reports whether ctx is the context of a running load of key in
+// c, or was derived from one, through any number of loads of other keys
+// and caches in between (a factory of A reads B, whose factory reads A).
+// Waiting for the load of key there would wait for itself: the load waits
+// for its factory, which waits for this caller. It walks the context's
+// values, so it costs a few interface calls, on the miss path only.
+func (c *Cache) inLoadOf(ctx context.Context, key string) bool {
+	for {
+		m, ok := ctx.Value(loadingKey{}).(loadMarker)
+		if !ok {
+			return false
+		}
+		if m.loads(c, key) {
+			return true
+		}
+		ctx = m.outer()
+	}
+}
 
 // enterBackground counts one unit of background work that Close waits
 // for; it reports false once the cache is closed. The caller calls

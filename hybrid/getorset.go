@@ -18,9 +18,11 @@ import (
 //
 // WARNING: concurrent callers of a key share one factory run: every caller
 // gets the result of whichever caller's factory started the load. Every
-// factory used with a key must compute the same value. A factory must not
-// call GetOrSet for the key it loads (directly or through another key's
-// factory): that call waits for the load it is part of.
+// factory used with a key must compute the same value. A factory that
+// calls GetOrSet with its ctx for the key it loads (directly or through
+// another key's factory) gets ErrLoadCycle; with another context (such as
+// context.Background()) that call joins the load it is part of and waits
+// for itself.
 //
 // Every concurrent caller of a key waits for the same load; a caller whose
 // ctx ends stops waiting and gets ctx.Err(), while the load goes on for the
@@ -31,7 +33,7 @@ import (
 //
 // Errors: ErrInvalidKey, ErrNilFactory, ErrInvalidOptions, ErrClosed,
 // ErrTypeMismatch (the key holds another type), ErrFactoryTimeout,
-// ctx.Err(), or the factory's error.
+// ErrLoadCycle, ctx.Err(), or the factory's error.
 func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], opts ...Option) (T, error) {
 	var zero T
 	if err := c.check(ctx, key); err != nil {
@@ -153,12 +155,18 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 	if !o.SkipL1Read {
 		c.miss(ctx, key, TierL1)
 	}
+	if c.inLoadOf(ctx, key) {
+		// A factory asking for the key it is loading: the load would
+		// wait for itself.
+		return zero, fmt.Errorf("%w: key %q is being loaded by the factory that asks for it", ErrLoadCycle, key)
+	}
 	// The load is detached from this caller's cancellation but not from
 	// its values (trace spans, request-scoped loggers).
-	lctx := c.detach(ctx)
+	lctx := c.detachLoad(ctx, key)
 	ran := false // read only after the result: singleflight orders it
 	run := func() (any, error) {
 		ran = true
+		defer lctx.ended.Store(true)
 		return load(lctx, c, key, f, o, nil)
 	}
 	if ctx.Done() == nil && o.FactorySoftTimeout == 0 && o.FactoryHardTimeout == 0 {
@@ -742,8 +750,10 @@ func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]
 // leader load, the refresh keeps the values of the caller's ctx (trace
 // spans, request-scoped loggers) but not its cancellation.
 func startEagerRefresh[T any](ctx context.Context, c *Cache, key string, e *entry, f Factory[T], o *EntryOptions) {
-	lctx := c.detach(ctx)
+	d := c.detachLoad(ctx, key)
+	lctx := context.Context(d)
 	c.flight(lctx, key, func() (v any, err error) {
+		defer d.ended.Store(true)
 		c.stats.eagerRefreshes.Add(1)
 		if c.ev != nil {
 			c.emitEagerRefresh(ctx, key)
