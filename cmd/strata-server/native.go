@@ -178,14 +178,25 @@ func queryValue(q url.Values, name string) (string, error) {
 	return vs[0], nil
 }
 
+// boolQuery reads the boolean query parameter name: false when absent,
+// true when given without a value (?allow_stale, or ?allow_stale=: a bare
+// flag means "on", as Elasticsearch's ?pretty does; it used to be false,
+// the opposite of what the caller asked for), else strconv.ParseBool's
+// reading of the value (1, true, 0, false, ...).
 func boolQuery(q url.Values, name string) (bool, error) {
 	v, err := queryValue(q, name)
-	if err != nil || v == "" {
+	if err != nil {
 		return false, err
+	}
+	if _, present := q[name]; !present {
+		return false, nil
+	}
+	if v == "" {
+		return true, nil
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("query parameter %s=%q: 1, true, 0 or false expected", name, v)
+		return false, fmt.Errorf("query parameter %s=%q: 1, true, 0 or false expected (or %s alone: true)", name, v, name)
 	}
 	return b, nil
 }
@@ -249,13 +260,16 @@ func writeValue(w http.ResponseWriter, r *http.Request, c *cache, v []byte, stal
 }
 
 // ttlOf reads the TTL of a PUT: ?ttl= (a Go duration or seconds) wins
-// over Cache-Control: max-age. Zero means the cache's duration.
+// over Cache-Control: max-age. Zero means the cache's duration. A ttl
+// parameter without a value (?ttl, ?ttl=) is an error: the client sent a
+// TTL that is not one (it used to be taken as no TTL at all, so the entry
+// got the max-age or the cache's duration without a word).
 func ttlOf(r *http.Request, q url.Values) (time.Duration, error) {
 	v, err := queryValue(q, "ttl")
 	if err != nil {
 		return 0, err
 	}
-	if v != "" {
+	if _, present := q["ttl"]; present {
 		d, err := parseTTL(v)
 		if err != nil {
 			return 0, fmt.Errorf("ttl=%q: %w", v, err)
