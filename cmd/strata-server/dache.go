@@ -35,6 +35,9 @@ func (s *server) dacheGet(w http.ResponseWriter, r *http.Request, c *cache) {
 
 // dachePost answers POST /dache/{key} {"value": ..., "expiry": unix-seconds}: 204.
 func (s *server) dachePost(w http.ResponseWriter, r *http.Request, c *cache) {
+	if !unconditional(w, r) {
+		return
+	}
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return

@@ -398,7 +398,33 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	return b, true
 }
 
+// preconditions are the request headers that make a write conditional
+// (RFC 9110 13.1).
+var preconditions = []string{"If-Match", "If-None-Match", "If-Unmodified-Since"}
+
+// unconditional refuses a write that carries a precondition; it answers
+// the error itself. The server cannot compare and write atomically (the
+// library has no compare-and-set, and several servers share one Redis),
+// and RFC 9110 13.1.1 forbids performing a method whose condition is
+// false, so a conditional write is refused with 501, changing nothing: it
+// used to be performed as if unconditional, so PUT with If-Match of an
+// old ETag (optimistic concurrency) or If-None-Match: * (create only)
+// overwrote the value another client had just written.
+func unconditional(w http.ResponseWriter, r *http.Request) bool {
+	for _, h := range preconditions {
+		if _, ok := r.Header[h]; ok {
+			writeError(w, http.StatusNotImplemented, "not_implemented",
+				h+": conditional writes are not supported (the server cannot compare and write atomically); nothing was changed")
+			return false
+		}
+	}
+	return true
+}
+
 func (s *server) putKey(w http.ResponseWriter, r *http.Request, c *cache) {
+	if !unconditional(w, r) {
+		return
+	}
 	key := r.PathValue("key")
 	q, ok := s.query(w, r)
 	if !ok {
@@ -439,6 +465,9 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request, c *cache) {
 }
 
 func (s *server) deleteKey(w http.ResponseWriter, r *http.Request, c *cache) {
+	if !unconditional(w, r) {
+		return
+	}
 	key := r.PathValue("key")
 	err := s.strictWrite(r.Context(), c, key, func() error { return c.c.Remove(r.Context(), key) })
 	if err != nil {
@@ -449,6 +478,9 @@ func (s *server) deleteKey(w http.ResponseWriter, r *http.Request, c *cache) {
 }
 
 func (s *server) expireKey(w http.ResponseWriter, r *http.Request, c *cache) {
+	if !unconditional(w, r) {
+		return
+	}
 	key := r.PathValue("key")
 	err := s.strictWrite(r.Context(), c, key, func() error { return c.c.Expire(r.Context(), key) })
 	if err != nil {
