@@ -523,8 +523,9 @@ func unknownField(m map[string]json.RawMessage, fields ...string) error {
 }
 
 // decodeOne decodes body, which must be exactly one JSON value, into v,
-// refusing unknown fields. Anything after the value but white space is an
-// error (json.Decoder.More does not see a stray '}' or ']').
+// refusing unknown fields and a member name given twice in the top-level
+// object. Anything after the value but white space is an error
+// (json.Decoder.More does not see a stray '}' or ']').
 func decodeOne(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -533,6 +534,36 @@ func decodeOne(body []byte, v any) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("data after the JSON value")
+	}
+	return uniqueNames(body)
+}
+
+// uniqueNames reports a member name that the top-level object of body,
+// valid JSON, gives twice (after unescaping: "value" and "valu\u0065" are
+// one name). encoding/json keeps the last one without a word, so
+// {"value":1,"value":2} stored 2; which one the client meant is not ours
+// to guess (encoding/json/v2 refuses duplicates too). Nested objects are
+// values, stored as sent.
+func uniqueNames(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return fmt.Errorf("field %q given twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
 	}
 	return nil
 }
