@@ -35,6 +35,12 @@ type server struct {
 	// ready is caches once complete, for the event hooks.
 	ready    atomic.Pointer[map[string]*cache]
 	stopping atomic.Bool // SIGTERM received: /readyz answers 503
+
+	// anyToken reports that a bearer token is configured, the server's or
+	// a cache's (the dache cache is one of caches): cache names are then
+	// told only to a caller whose token opens them (see serverAuthorized).
+	// Set once by newServer.
+	anyToken bool
 }
 
 // cache is one served cache and the server's settings for it.
@@ -55,7 +61,7 @@ type cache struct {
 // newServer creates the provider and the caches of cfg. It does not
 // contact Redis.
 func newServer(cfg *Config, log *slog.Logger, reg *prometheus.Registry) (*server, error) {
-	s := &server{cfg: cfg, log: log, caches: map[string]*cache{}}
+	s := &server{cfg: cfg, log: log, caches: map[string]*cache{}, anyToken: cfg.Token != ""}
 	s.metrics = newMetrics(reg, s)
 	settings := strata.Settings{
 		Logger:     log,
@@ -109,6 +115,7 @@ func newServer(cfg *Config, log *slog.Logger, reg *prometheus.Registry) (*server
 			sc.origin = newOrigin(*cc.Origin)
 		}
 		s.caches[name] = sc
+		s.anyToken = s.anyToken || sc.token != ""
 		if cfg.dacheEnabled() && name == cfg.Dache.Cache {
 			s.dache = sc
 		}
@@ -425,26 +432,11 @@ func (s *server) authorized(r *http.Request, c *cache) bool {
 	return c.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(c.token)) == 1
 }
 
-// tokens reports whether any bearer token is configured, the server's or
-// a cache's: cache names are then told only to a caller whose token opens
-// them (see serverAuthorized).
-func (s *server) tokens() bool {
-	if s.cfg.Token != "" {
-		return true
-	}
-	for _, c := range s.caches {
-		if c.token != "" {
-			return true
-		}
-	}
-	return s.dache != nil && s.dache.token != ""
-}
-
 // serverAuthorized reports whether r may learn which caches exist: no
 // token is configured anywhere, or r carries the server's.
 func (s *server) serverAuthorized(r *http.Request) bool {
 	if s.cfg.Token == "" {
-		return !s.tokens()
+		return !s.anyToken
 	}
 	return s.authorized(r, &cache{})
 }
