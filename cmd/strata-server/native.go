@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -448,6 +449,12 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request, c *cache) {
 		writeError(w, http.StatusBadRequest, "bad_body", "the body is not valid JSON (this cache holds JSON values)")
 		return
 	}
+	if c.json {
+		if err := validJSONText(body); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_body", err.Error()+" (this cache holds JSON values)")
+			return
+		}
+	}
 	var opts []hybrid.Option
 	if ttl > 0 {
 		opts = append(opts, hybrid.WithDuration(ttl))
@@ -527,6 +534,9 @@ func unknownField(m map[string]json.RawMessage, fields ...string) error {
 // object. Anything after the value but white space is an error
 // (json.Decoder.More does not see a stray '}' or ']').
 func decodeOne(body []byte, v any) error {
+	if err := validJSONText(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -536,6 +546,19 @@ func decodeOne(body []byte, v any) error {
 		return errors.New("data after the JSON value")
 	}
 	return uniqueNames(body)
+}
+
+// validJSONText reports a body that is not UTF-8, which JSON text
+// exchanged between systems must be (RFC 8259 8.1). encoding/json takes
+// such bytes and json.Valid passes them: a batch-get key with a stray
+// 0xff byte was read as the key U+FFFD without a word, and a dache or
+// JSON-cache value kept the bytes and was served later as JSON that is
+// not JSON.
+func validJSONText(body []byte) error {
+	if !utf8.Valid(body) {
+		return errors.New("the body is not UTF-8 (JSON text must be, RFC 8259 8.1)")
+	}
+	return nil
 }
 
 // uniqueNames reports a member name that the top-level object of body,
