@@ -94,7 +94,8 @@ type bpHandler struct{ c *Cache }
 //     the distributed tier (and a read that raced the change cannot put
 //     the old value back as fresh).
 //   - Remove: the local copy is replaced by a tombstone.
-//   - Expire: the local copy is marked stale (still a fail-safe fallback).
+//   - Expire: the local copy is marked stale (still a fail-safe fallback),
+//     or replaced by a tombstone if it was written without fail-safe.
 //
 // When the key is not held but a load or a read of it is running, a
 // tombstone keeps that read from storing what it fetched before the change.
@@ -122,7 +123,7 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	case e.ts >= m.Timestamp:
 		// The local copy is this change or a newer one.
 	case m.Kind == backplane.KindSet && m.Value != "" && c.replaceFromMessage(m):
-	case e.tombstone() || m.Kind == backplane.KindRemove:
+	case m.Kind == backplane.KindRemove || !e.fallbackWhenExpired():
 		c.l1.set(newTombstone(m.Key, m.Timestamp), 1)
 	default:
 		c.l1.set(expiredCopy(e, m.Timestamp, nowNano()), c.entry.Size)

@@ -353,10 +353,12 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 	}
 	ts, now := stamp(), nowNano()
 	if !o.SkipL1Write {
-		if e := c.l1.get(key); e != nil && !e.tombstone() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
+		if e := c.l1.get(key); e != nil && e.fallbackWhenExpired() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
 			c.l1.set(expiredCopy(e, ts, now), o.Size)
 		} else {
-			// Nothing to mark stale: a marker at the expiry's timestamp, so
+			// Nothing to mark stale (or an entry written without
+			// fail-safe, which is no fallback): a marker at the expiry's
+			// timestamp, so
 			// that a read that raced the expiry, or an older change's
 			// message, cannot store a fresh copy from before it. (The
 			// distributed tier's stale copy carries the same timestamp and,

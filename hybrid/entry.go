@@ -352,6 +352,15 @@ func (e *entry) usableStale(now int64) bool {
 	return e != nil && !e.tombstone() && now < e.physUntil && e.value != notFoundValue
 }
 
+// fallbackWhenExpired reports whether e, made stale before its time (by
+// Expire, or another node's), remains a fail-safe fallback: only a value
+// written with fail-safe, whose physical expiry lies past its logical one.
+// An entry written without it (or a cached "not found") has nothing to
+// fall back on once expired, whenever that happens.
+func (e *entry) fallbackWhenExpired() bool {
+	return !e.tombstone() && e.value != notFoundValue && e.physUntil > e.l2Fresh
+}
+
 // notFound is the value of a cached "not found" (FactoryContext.NotFound).
 type notFound struct{}
 
@@ -408,10 +417,6 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 		d = addDur(d, time.Duration(rand.Int64N(int64(o.JitterMaxDuration))))
 	}
 	fresh := after(now, d)
-	phys := fresh
-	if o.FailSafe {
-		phys = max(fresh, after(now, o.FailSafeMaxDuration))
-	}
 	freshUntil, l2Fresh := fresh, fresh
 	if o.L1Duration > 0 && o.L1Duration < d {
 		freshUntil = after(now, o.L1Duration)
@@ -429,6 +434,14 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 		freshUntil = min(freshUntil, after(now, o.SlidingDuration))
 		l2Fresh = freshUntil
 		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), fresh)
+	}
+	// Without fail-safe the physical expiry is the logical one: for a
+	// sliding entry the end of its window (an extension moves both), not
+	// its absolute limit, or an entry left unread past its window would
+	// still be a fallback (AllowStaleOnRead, a call with fail-safe on).
+	phys := l2Fresh
+	if o.FailSafe {
+		phys = max(fresh, after(now, o.FailSafeMaxDuration))
 	}
 	e := allocEntry(v, x, &h)
 	e.key, e.ts, e.verified = key, ts, ts
