@@ -277,20 +277,31 @@ func ttlOf(r *http.Request, q url.Values) (time.Duration, error) {
 		}
 		return d, nil
 	}
+	// Every max-age directive is read: a second one (in the same line or
+	// another) is an error, as a second ?ttl is, where the first used to
+	// win and a malformed second one (max-age=10, max-age=-1) went
+	// unnoticed. White space around '=' is tolerated rather than the
+	// directive being skipped.
+	var ttl time.Duration
+	n := 0
 	for _, cc := range r.Header.Values("Cache-Control") {
 		for part := range strings.SplitSeq(cc, ",") {
-			name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if !strings.EqualFold(name, "max-age") {
+			name, val, _ := strings.Cut(part, "=")
+			if !strings.EqualFold(strings.TrimSpace(name), "max-age") {
 				continue
 			}
+			if n++; n > 1 {
+				return 0, errors.New("Cache-Control: max-age given more than once")
+			}
+			val = strings.TrimSpace(val)
 			d, ok := maxAge(val)
 			if !ok || d <= 0 {
 				return 0, fmt.Errorf("Cache-Control max-age=%q: a positive number of seconds expected", val)
 			}
-			return d, nil
+			ttl = d
 		}
 	}
-	return 0, nil
+	return ttl, nil
 }
 
 // parseTTL reads a TTL: a Go duration or a number of seconds, positive.

@@ -1,11 +1,18 @@
 package main
 
 // Query parameters given without a value: ?ttl (or ?ttl=) on a PUT, and
-// the boolean flags ?allow_stale and ?allow_fail_safe. Needs
-// peer_http_test.go (peerServer, send, wantError, wantValue).
+// the boolean flags ?allow_stale and ?allow_fail_safe; a max-age given
+// twice. Needs peer_http_test.go (peerServer, peerClient, send,
+// wantError, wantValue) and main_test.go (waitFor).
 
 import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // failSafeYAML has a cache whose expired or cleared entries stay fail-safe
@@ -133,4 +140,56 @@ func TestHTTPBareFlagIsTrue(t *testing.T) {
 			t.Errorf("clear %q, then GET ?allow_stale=1: %d %q; want the value kept as a fallback: %v", c.query, st, body, c.keep)
 		}
 	}
+}
+
+// TestHTTPMaxAgeGivenTwiceRefused: of two Cache-Control max-age
+// directives on a PUT the first won and the second was not read, so
+// max-age=10, max-age=-1 stored with 10 seconds and a 204; and a directive
+// written with white space around '=' (max-age = 1) was skipped, storing
+// with the cache's duration. Two max-age directives, in one line or two,
+// are 400 bad_ttl (as ?ttl given twice) and change nothing; the spaced one
+// is read.
+func TestHTTPMaxAgeGivenTwiceRefused(t *testing.T) {
+	u, _, _ := peerServer(t, "caches:\n  blobs:\n    duration: 1h\n    jitter_max_duration: 0s\n", nil)
+	k := u + "/v1/caches/blobs/keys/k"
+	if st, body, _ := send(t, "PUT", k, "orig"); st != 204 {
+		t.Fatalf("PUT: %d %s", st, body)
+	}
+	for _, cc := range [][]string{
+		{"max-age=10, max-age=-1"},
+		{"max-age=10, max-age=10"},
+		{"max-age=10, MAX-AGE=20"},
+		{"max-age=10", "max-age=20"},
+		{"no-cache, max-age=10", "public, max-age=abc"},
+		{"max-age=10, max-age"},
+	} {
+		r, err := http.NewRequestWithContext(t.Context(), "PUT", k, strings.NewReader("new"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range cc {
+			r.Header.Add("Cache-Control", v)
+		}
+		resp, err := peerClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantError(t, fmt.Sprintf("PUT Cache-Control %q", cc), resp.StatusCode, string(b), resp.Header, 400, "bad_ttl")
+	}
+	wantValue(t, "value after refused max-ages", k, "orig")
+	// One max-age among other directives, spaced or not, sets the lifetime.
+	for i, cc := range []string{"no-cache, max-age=3600", "max-age = 3600", ` max-age="3600" `} {
+		if st, body, _ := send(t, "PUT", k+strconv.Itoa(i), "v", "Cache-Control", cc); st != 204 {
+			t.Errorf("PUT Cache-Control %q: %d %s", cc, st, body)
+		}
+	}
+	if st, body, _ := send(t, "PUT", u+"/v1/caches/blobs/keys/short", "v", "Cache-Control", "max-age = 1"); st != 204 {
+		t.Fatalf("PUT max-age = 1: %d %s", st, body)
+	}
+	waitFor(t, 10*time.Second, "the max-age = 1 entry to expire (not the cache's hour)", func() bool {
+		st, _, _ := send(t, "GET", u+"/v1/caches/blobs/keys/short", "")
+		return st == 404
+	})
 }
