@@ -1,0 +1,76 @@
+package strata_test
+
+// More multi-node scenarios after FusionCache's test suite (L1L2BackplaneTests,
+// L1Tests.CanExpire), over real redis-server processes started by the tests
+// (internal/redistest). Helpers are those of peer_fusioncache_nodes_test.go.
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/redistest"
+)
+
+// L1L2BackplaneTests.CanExpireOnMultiNodes with fail-safe off: FusionCache's
+// Expire without fail-safe removes the entry, locally and on the nodes that
+// hear it. Strata: the entry, written without fail-safe, is no fallback on
+// any node once expired (docs/failsafe.md), not even for AllowStaleOnRead or
+// a load with fail-safe on. Node B's memory copy used to stay a fallback
+// until the entry's original expiry.
+func TestFusionMoreNodesExpireWithoutFailSafe(t *testing.T) {
+	srv := redistest.Start(t)
+	e := hybrid.EntryOptions{Duration: 10 * time.Minute}
+	var n [3]*hybrid.Cache
+	for i := range n {
+		c := srv.FastClient(t, "")
+		n[i] = fnode(t, c, c, e)
+	}
+	a, b := n[0], n[1]
+	set(t, a, "foo", 42)
+	if v := getInt(t, b, "foo"); v != 42 {
+		t.Fatalf("B = %d", v)
+	}
+	before := b.Stats().BackplaneReceived
+	if err := a.Expire(context.Background(), "foo"); err != nil {
+		t.Fatal(err)
+	}
+	received(t, b, before, "B to hear the Expire")
+	for i, node := range n {
+		if v, ok := mustGet[int](t, node, "foo", staleToo); ok {
+			t.Fatalf("node %d: AllowStaleOnRead after Expire = %d; want a miss (written without fail-safe)", i+1, v)
+		}
+		if v, err := hybrid.GetOrSet(context.Background(), node, "foo", failing[int](), hybrid.WithFailSafe(true)); !errors.Is(err, errDB) {
+			t.Fatalf("node %d: GetOrSet with fail-safe after Expire = %d, %v; want the factory's error", i+1, v, err)
+		}
+	}
+}
+
+// L1Tests.GetOrDefaultDoesNotReturnStaleDataWithoutFailSafe for a sliding
+// entry on two nodes: left unread past its window, an entry written without
+// fail-safe is gone on both, in memory and in Redis (its TTL is the window's
+// end), not a fallback until its absolute limit (Duration).
+func TestFusionMoreNodesSlidingWithoutFailSafe(t *testing.T) {
+	srv := redistest.Start(t)
+	e := hybrid.EntryOptions{Duration: time.Minute, SlidingDuration: 300 * time.Millisecond}
+	ca, cb, cc := srv.FastClient(t, ""), srv.FastClient(t, ""), srv.FastClient(t, "")
+	a, b, c := fnode(t, ca, ca, e), fnode(t, cb, cb, e), fnode(t, cc, cc, e)
+	set(t, a, "foo", 42)
+	if v := getInt(t, b, "foo"); v != 42 {
+		t.Fatalf("B = %d", v)
+	}
+	// Not read meanwhile (a read would slide it): the end of the window
+	// shows in Redis, whose TTL it is (and Redis expires the key no
+	// earlier than the window's end, the TTL being counted from the write).
+	redistest.Eventually(t, "Redis to drop app:foo at the window's end", func() bool {
+		n, err := ca.Exists(context.Background(), "app:foo").Result()
+		return err == nil && n == 0
+	})
+	for i, node := range []*hybrid.Cache{a, b, c} {
+		if v, ok := mustGet[int](t, node, "foo", staleToo); ok {
+			t.Fatalf("node %d: AllowStaleOnRead after the window = %d; want a miss", i+1, v)
+		}
+	}
+}
