@@ -39,6 +39,34 @@ func ExampleGetOrSet() {
 	// Ada
 }
 
+// A factory that needs another key reads it with its own ctx. Should the
+// chain come back to a key being loaded (here "a" needs "b", which needs
+// "a"), the inner call gets ErrLoadCycle instead of waiting for itself.
+func ExampleGetOrSet_loadCycle() {
+	c, err := hybrid.New(hybrid.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	var loadA, loadB hybrid.Factory[string]
+	loadA = func(ctx context.Context, _ *hybrid.FactoryContext[string]) (string, error) {
+		b, err := hybrid.GetOrSet(ctx, c, "b", loadB) // pass the factory's ctx on
+		return "a needs " + b, err
+	}
+	loadB = func(ctx context.Context, _ *hybrid.FactoryContext[string]) (string, error) {
+		if _, err := hybrid.GetOrSet(ctx, c, "a", loadA); err != nil {
+			fmt.Println("b:", errors.Is(err, hybrid.ErrLoadCycle))
+		}
+		return "b alone", nil
+	}
+	a, err := hybrid.GetOrSet(context.Background(), c, "a", loadA)
+	fmt.Println(a, err)
+	// Output:
+	// b: true
+	// a needs b alone <nil>
+}
+
 func ExampleTryGet() {
 	c, err := hybrid.New(hybrid.Options{})
 	if err != nil {
