@@ -456,12 +456,12 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request, c *cache) {
 	if !ok {
 		return
 	}
-	if c.json && !json.Valid(body) {
-		writeError(w, http.StatusBadRequest, "bad_body", "the body is not valid JSON (this cache holds JSON values)")
-		return
-	}
 	if c.json {
-		if err := validJSONText(body); err != nil {
+		err := validJSONText(body)
+		if err == nil && !json.Valid(body) {
+			err = errors.New("the body is not valid JSON")
+		}
+		if err != nil {
 			writeError(w, http.StatusBadRequest, "bad_body", err.Error()+" (this cache holds JSON values)")
 			return
 		}
