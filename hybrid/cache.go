@@ -352,8 +352,13 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 		defer func() { span.End(c.spanError(err)) }()
 	}
 	ts, now := stamp(), nowNano()
+	e := c.l1.get(key)
+	// An entry written without fail-safe is no fallback once expired, in
+	// memory nor in the distributed tier (when this node holds it and so
+	// knows how it was written).
+	noFallback := e != nil && !e.tombstone() && !e.fallbackWhenExpired()
 	if !o.SkipL1Write {
-		if e := c.l1.get(key); e != nil && e.fallbackWhenExpired() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
+		if e != nil && e.fallbackWhenExpired() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
 			c.l1.set(expiredCopy(e, ts, now), o.Size)
 		} else {
 			// Nothing to mark stale (or an entry written without
@@ -368,7 +373,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 	}
 	c.release(key)
 	var phys int64 // without fail-safe the distributed copy is deleted
-	if o.FailSafe {
+	if o.FailSafe && !noFallback {
 		phys = after(now, o.FailSafeMaxDuration)
 	}
 	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys, ctx: ctx}, o)

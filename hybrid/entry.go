@@ -2,6 +2,7 @@ package hybrid
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"sync/atomic"
@@ -361,6 +362,19 @@ func (e *entry) fallbackWhenExpired() bool {
 	return !e.tombstone() && e.value != notFoundValue && e.physUntil > e.l2Fresh
 }
 
+// failSafePhys is the physical expiry of an entry written with fail-safe,
+// fresh being its logical expiry and limit the end of FailSafeMaxDuration:
+// the later of the two, and past fresh even when FailSafeMaxDuration is the
+// shorter (then the entry lives for its Duration), so that such an entry
+// is told apart from one written without fail-safe (fallbackWhenExpired).
+func failSafePhys(fresh, limit int64) int64 {
+	p := max(fresh, limit)
+	if p == fresh && p < math.MaxInt64 {
+		p++
+	}
+	return p
+}
+
 // notFound is the value of a cached "not found" (FactoryContext.NotFound).
 type notFound struct{}
 
@@ -441,7 +455,7 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 	// still be a fallback (AllowStaleOnRead, a call with fail-safe on).
 	phys := l2Fresh
 	if o.FailSafe {
-		phys = max(fresh, after(now, o.FailSafeMaxDuration))
+		phys = failSafePhys(fresh, after(now, o.FailSafeMaxDuration))
 	}
 	e := allocEntry(v, x, &h)
 	e.key, e.ts, e.verified = key, ts, ts

@@ -266,7 +266,7 @@ func fromL2Parts(env *envelope.Envelope, o *EntryOptions, now int64) (x entryExt
 		freshUntil = min(freshUntil, after(now, o.L1Duration))
 	}
 	if o.FailSafe {
-		physUntil = max(physUntil, after(env.Timestamp, o.FailSafeMaxDuration))
+		physUntil = failSafePhys(physUntil, after(env.Timestamp, o.FailSafeMaxDuration))
 	}
 	if o.SlidingDuration > 0 {
 		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), after(env.Timestamp, o.Duration))

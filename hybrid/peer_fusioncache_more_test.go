@@ -311,3 +311,20 @@ func TestFusionMoreExpireWithoutFailSafeIsNoFallback(t *testing.T) {
 	fcWantGet(t, c, "bar", 42, fcAllowStale)
 	fcWantGetOrSet(t, c, "bar", fusionFail[int](errFcSloths), 42, hybrid.WithFailSafe(true))
 }
+
+// An entry written with fail-safe whose FailSafeMaxDuration is shorter
+// than its Duration (the entry lives for its Duration, docs/failsafe.md)
+// is still an entry written with fail-safe: an Expire leaves it a fallback
+// until its physical expiry. Its physical expiry equalled its logical one,
+// which made it look written without fail-safe, and Expire removed it.
+func TestExpireKeepsFailSafeEntryWithShortFailSafeMax(t *testing.T) {
+	c := fcMemCache(t, hybrid.EntryOptions{Duration: 3 * time.Hour, FailSafe: true, FailSafeMaxDuration: time.Hour})
+	ctx := context.Background()
+	_ = hybrid.Set(ctx, c, "k", 42)
+	if err := c.Expire(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	fcWantMiss[int](t, c, "k")
+	fcWantGet(t, c, "k", 42, fcAllowStale)
+	fcWantGetOrSet(t, c, "k", fusionFail[int](errFcSloths), 42)
+}
