@@ -429,3 +429,41 @@ func TestFusionDistL1DurationOfCarriedEntry(t *testing.T) {
 	set(t, a, "foo", 3, opts(func(o *hybrid.EntryOptions) { o.SkipBackplane = true }))
 	redistest.Eventually(t, "B to pick up the unannounced 3 after its L1Duration", func() bool { return getInt(t, b, "foo") == 3 })
 }
+
+// FailSafeTests.ThrottleDurationWorksCorrectly on a node whose backplane
+// reconnects during the outage of the source: the fallback it serves stays
+// fresh in memory for the throttle window (docs/failsafe.md), a gap or not.
+// Verification after the gap finds Redis still holding the same (expired)
+// entry, so memory's throttled copy is still the newest and answers; it used
+// to be dropped for L2's expired entry, and the failing source was called
+// again by every key's next read after a reconnect.
+func TestFusionDistThrottleSurvivesBackplaneGap(t *testing.T) {
+	srv := redistest.Start(t)
+	pb := srv.Proxy(t)
+	e := hybrid.EntryOptions{Duration: 300 * time.Millisecond, FailSafe: true, FailSafeThrottleDuration: time.Minute}
+	a := fnode(t, srv.FastClient(t, ""), srv.FastClient(t, pb.Addr()), e)
+	gos(t, a, "foo", val(1))
+	redistest.Eventually(t, "the entry to expire", func() bool {
+		_, ok := mustGet[int](t, a, "foo")
+		return !ok
+	})
+	var calls atomic.Int64
+	down := func(context.Context, *hybrid.FactoryContext[int]) (int, error) {
+		calls.Add(1)
+		return 0, errDB
+	}
+	if v := gos(t, a, "foo", down); v != 1 {
+		t.Fatalf("fallback = %d, want 1", v)
+	}
+	gaps := a.Stats().BackplaneGaps
+	pb.ResetAll()
+	redistest.Eventually(t, "the backplane to reconnect", func() bool { return a.Stats().BackplaneGaps > gaps })
+	for range 2 {
+		if v := gos(t, a, "foo", down); v != 1 {
+			t.Fatalf("after the gap = %d, want the throttled 1", v)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("the failing source was called %d times within the throttle window, want 1", n)
+	}
+}

@@ -582,6 +582,18 @@ func (c *Cache) mergeL2(ctx context.Context, key string, o *EntryOptions, l2e, s
 		}
 		return nil, stale
 	}
+	if eager == nil && stale != nil && !l2e.newer(stale) && c.unverifiedOnly(stale) {
+		// Memory's copy, stale only for a backplane gap, is still the
+		// newest: it is verified and answers as it is. (L2 may hold it
+		// expired while memory keeps it fresh: a fail-safe throttle,
+		// which a gap must not end, or the source would be called again.)
+		x := stale.clone()
+		x.verified = nowNano()
+		if !o.SkipL1Write {
+			c.l1.set(x, o.Size)
+		}
+		return x, stale
+	}
 	if l2e.tombstone() {
 		return nil, c.removedInL2(l2e, stale, o)
 	}
