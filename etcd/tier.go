@@ -31,11 +31,19 @@ type Config struct {
 	// DialTimeout bounds the authentication round trip when Username is
 	// set (done in the background: it never blocks start-up). Zero means 5 s.
 	DialTimeout time.Duration
-	// DialKeepAliveTime is the interval of the client's keepalive pings.
-	// Zero means none.
+	// DialKeepAliveTime is how long a connection may stay silent before the
+	// client pings the member. Zero means DefaultDialKeepAliveTime (10 s,
+	// the least gRPC allows); negative means no keepalive pings.
+	//
+	// WARNING: without pings, a member that hangs (a stalled disk, a
+	// partition that drops packets) keeps the connection open: the change
+	// feed's watch on it waits for as long as it hangs, and the cache serves
+	// what it holds as fresh meanwhile, though the other members answer.
 	DialKeepAliveTime time.Duration
 	// DialKeepAliveTimeout is how long the client waits for a keepalive
-	// answer before closing the connection. Zero means gRPC's default.
+	// answer before it closes the connection (its calls and watches move
+	// to another endpoint, or wait for the member to answer again). Zero
+	// means DefaultDialKeepAliveTimeout (5 s).
 	DialKeepAliveTimeout time.Duration
 	// MaxCallSendMsgSize is the client's request size limit. Zero means
 	// 2 MiB (the etcd client's default).
@@ -64,6 +72,15 @@ type Config struct {
 	Logger *zap.Logger
 }
 
+// Defaults of Config's keepalive: a member that stops answering is left
+// within about 15 s (gRPC pings no more often than every 10 s).
+const (
+	// DefaultDialKeepAliveTime is Config.DialKeepAliveTime's zero value.
+	DefaultDialKeepAliveTime = 10 * time.Second
+	// DefaultDialKeepAliveTimeout is Config.DialKeepAliveTimeout's zero value.
+	DefaultDialKeepAliveTimeout = 5 * time.Second
+)
+
 // TierOptions configure a tier on a client of the caller's.
 type TierOptions struct {
 	// MaxRequestBytes is the servers' --max-request-bytes. Zero means
@@ -75,7 +92,7 @@ func (c *Config) validate() error {
 	switch {
 	case len(c.Endpoints) == 0:
 		return fmt.Errorf("%w: etcd: Endpoints is empty", strata.ErrInvalidSettings)
-	case c.AutoSyncInterval < 0 || c.DialTimeout < 0 || c.DialKeepAliveTime < 0 || c.DialKeepAliveTimeout < 0:
+	case c.AutoSyncInterval < 0 || c.DialTimeout < 0 || c.DialKeepAliveTimeout < 0:
 		return fmt.Errorf("%w: etcd: a duration is negative", strata.ErrInvalidSettings)
 	case c.MaxCallSendMsgSize < 0 || c.MaxCallRecvMsgSize < 0 || c.MaxRequestBytes < 0:
 		return fmt.Errorf("%w: etcd: a size is negative", strata.ErrInvalidSettings)
@@ -98,12 +115,22 @@ func (c *Config) clientConfig() clientv3.Config {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	keepAlive, keepAliveTimeout := c.DialKeepAliveTime, c.DialKeepAliveTimeout
+	switch {
+	case keepAlive < 0:
+		keepAlive, keepAliveTimeout = 0, 0
+	case keepAlive == 0:
+		keepAlive = DefaultDialKeepAliveTime
+	}
+	if keepAlive > 0 && keepAliveTimeout == 0 {
+		keepAliveTimeout = DefaultDialKeepAliveTimeout
+	}
 	return clientv3.Config{
 		Endpoints:            append([]string(nil), c.Endpoints...),
 		AutoSyncInterval:     c.AutoSyncInterval,
 		DialTimeout:          c.DialTimeout,
-		DialKeepAliveTime:    c.DialKeepAliveTime,
-		DialKeepAliveTimeout: c.DialKeepAliveTimeout,
+		DialKeepAliveTime:    keepAlive,
+		DialKeepAliveTimeout: keepAliveTimeout,
 		MaxCallSendMsgSize:   c.MaxCallSendMsgSize,
 		MaxCallRecvMsgSize:   c.MaxCallRecvMsgSize,
 		Username:             c.Username,

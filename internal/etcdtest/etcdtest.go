@@ -321,6 +321,70 @@ func (m *Member) Kill() {
 	<-wait
 }
 
+// Pause stops the member's process (SIGSTOP): its sockets stay open and the
+// kernel still accepts connections, but nothing answers, as with a member
+// hung on a disk or a partition that drops packets. Resume undoes it; Kill
+// and the test's cleanup also end a paused member.
+func (m *Member) Pause(t testing.TB) {
+	t.Helper()
+	m.signal(t, syscall.SIGSTOP)
+}
+
+// Resume continues a paused member (SIGCONT).
+func (m *Member) Resume(t testing.TB) {
+	t.Helper()
+	m.signal(t, syscall.SIGCONT)
+}
+
+func (m *Member) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	m.mu.Lock()
+	cmd := m.cmd
+	m.mu.Unlock()
+	if cmd == nil {
+		t.Fatalf("etcdtest: %s: member %s is not running", sig, m.name)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("etcdtest: %s: %v", sig, err)
+	}
+}
+
+// Metric returns the sum of the values of the member's Prometheus metric
+// name (every label set), read from its /metrics; an error when the member
+// does not answer or has no such metric.
+func (m *Member) Metric(name string) (float64, error) {
+	tr := &http.Transport{TLSClientConfig: m.TLSConfig()}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+	resp, err := hc.Get(m.Endpoint() + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	found := false
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(rest[strings.LastIndexByte(rest, ' ')+1:], &v); err != nil {
+			return 0, fmt.Errorf("etcdtest: metric %s: %q: %w", name, line, err)
+		}
+		sum += v
+		found = true
+	}
+	if !found {
+		return 0, fmt.Errorf("etcdtest: no metric %s", name)
+	}
+	return sum, nil
+}
+
 // Restart starts a killed member again on the same ports and data, and
 // waits until it answers.
 func (m *Member) Restart(t testing.TB) {
