@@ -65,6 +65,10 @@ type Backplane struct {
 
 	published, received, corrupt, gaps, resubscribes atomic.Uint64
 
+	// conns are the listening connections (and pgx's cancel requests on
+	// them): Close ends what a hung server holds open.
+	conns connSet
+
 	// Of the goroutine that runs the handler only: which feed table was
 	// read (its OID: a table created again restarts the ids; and its
 	// relfilenode: TRUNCATE gives the table a new one, and may restart the
@@ -264,6 +268,7 @@ func (b *Backplane) listen() (*pgx.Conn, error) {
 	}
 	cc := b.t.connCf.Copy()
 	cc.RuntimeParams["application_name"] = "strata-backplane"
+	cc.DialFunc = b.conns.dial(cc.DialFunc)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, wrap("listen", "", err)
@@ -478,7 +483,9 @@ func (b *Backplane) gap(h backplane.Handler, why string) {
 }
 
 // Close stops listening and waits for the goroutine that calls the
-// handler. It is idempotent and returns nil.
+// handler. It does not wait for a server that does not answer: the
+// listening connection's sockets are closed. It is idempotent and returns
+// nil.
 func (b *Backplane) Close() error {
 	b.mu.Lock()
 	if b.closed.Swap(true) {
@@ -488,6 +495,7 @@ func (b *Backplane) Close() error {
 	b.cancel()
 	b.mu.Unlock()
 	b.wg.Wait()
+	b.conns.closeAll()
 	return nil
 }
 

@@ -38,6 +38,9 @@ const (
 	// defaultConnectTimeout bounds a connection attempt when the connection
 	// string does not say (connect_timeout).
 	defaultConnectTimeout = 5 * time.Second
+	// closeGrace is how long Close lets the pool's connections close
+	// cleanly before it closes their sockets.
+	closeGrace = time.Second
 )
 
 // Config is a tier on a PostgreSQL server. Every field says what its zero
@@ -115,6 +118,10 @@ type Tier struct {
 
 	resets atomic.Uint64 // times the pool was reset after a lost connection (see run)
 
+	// conns are the connections of the pool the tier created (nil for a
+	// pool of the caller's): Close ends those a hung server holds.
+	conns *connSet
+
 	stop   context.CancelFunc
 	pruned sync.WaitGroup
 }
@@ -140,11 +147,14 @@ func NewTier(cfg Config) (*Tier, error) {
 	if pc.ConnConfig.ConnectTimeout == 0 {
 		pc.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
+	conns := &connSet{}
+	pc.ConnConfig.DialFunc = conns.dial(pc.ConnConfig.DialFunc)
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: postgres: %w", strata.ErrInvalidSettings, err)
 	}
 	t := newTier(pool, pc.ConnConfig, cfg.Table, true)
+	t.conns = conns
 	if cfg.ChangeRetention > 0 {
 		t.retention = cfg.ChangeRetention
 	}
@@ -239,11 +249,28 @@ func (t *Tier) Ping(ctx context.Context) error {
 
 // Close stops pruning and closes the pool if the tier created it. Close the
 // caches first (the provider does).
+//
+// Close does not wait for a server that does not answer: the pool's
+// connections get closeGrace to close cleanly, then every connection the
+// tier opened is closed at once (pgx would wait up to 15 s for the server
+// to answer the cancel request of a statement that timed out).
 func (t *Tier) Close() error {
 	t.stop()
 	t.pruned.Wait()
 	if t.owned {
-		t.pool.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			t.pool.Close()
+		}()
+		grace := time.NewTimer(closeGrace)
+		defer grace.Stop()
+		select {
+		case <-done:
+		case <-grace.C:
+		}
+		t.conns.closeAll()
+		<-done
 	}
 	return nil
 }

@@ -73,6 +73,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	running bool
+	paused  []int // processes stopped by Pause
 	log     bytes.Buffer
 }
 
@@ -253,6 +254,7 @@ func (s *Server) start() error {
 // every connection dropped, as a crash would) and waits for it. Killing a
 // server that is not running does nothing.
 func (s *Server) Kill() {
+	s.resume()
 	s.mu.Lock()
 	running := s.running
 	s.running = false
@@ -260,6 +262,77 @@ func (s *Server) Kill() {
 	if running {
 		_ = s.run("pg_ctl", "-D", s.dataDir(), "-m", "immediate", "-w", "-t", "30", "stop")
 	}
+}
+
+// Pause stops every process of the server (SIGSTOP: the postmaster first,
+// so that it forks no more, then each of its children): connections stay
+// open and the kernel still accepts new ones, but nothing answers, as with
+// a server hung on its disk or a host that froze. Resume undoes it; Kill
+// and the test's cleanup resume a paused server first.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(s.dataDir(), "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("pgtest: pause: %v", err)
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		t.Fatalf("pgtest: pause: postmaster.pid: %v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("pgtest: pause: %v", err)
+	}
+	s.paused = append(s.paused, pid)
+	for _, c := range children(pid) {
+		if syscall.Kill(c, syscall.SIGSTOP) == nil {
+			s.paused = append(s.paused, c)
+		}
+	}
+}
+
+// Resume continues the processes Pause stopped.
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	s.resume()
+}
+
+func (s *Server) resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.paused) - 1; i >= 0; i-- { // the children, then the postmaster
+		_ = syscall.Kill(s.paused[i], syscall.SIGCONT) // gone already: nothing to continue
+	}
+	s.paused = nil
+}
+
+// children returns the processes whose parent is pid (from /proc).
+func children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after
+		// its closing parenthesis.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Restart starts a killed server again on the same port and data, and
