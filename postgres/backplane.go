@@ -204,6 +204,9 @@ func (b *Backplane) run(h backplane.Handler, ready chan struct{}) {
 		if err == nil {
 			err = b.catchUp(conn, h)
 		}
+		if err == nil && !first {
+			err = b.catchUpBeyond(conn, h)
+		}
 		if err != nil {
 			if conn != nil {
 				_ = conn.Close(context.Background())
@@ -428,6 +431,57 @@ LEFT JOIN LATERAL (SELECT xid, id FROM %s ORDER BY xid DESC, id DESC LIMIT 1) h 
 			}
 			count++
 			b.cursor = pos
+			if !b.delivered(pos.id) {
+				b.handle(h, pos.id, bin)
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		cancel()
+		if err != nil {
+			b.t.lost(err)
+			return wrap("feed", "", err)
+		}
+		if count < catchUpBatch {
+			return nil
+		}
+	}
+}
+
+// catchUpBeyond delivers, once after a reconnection, the changes past the
+// position that are already visible: the rows of transactions that ended
+// while a transaction older than them still runs. catchUp leaves them for
+// later, since a row of that older transaction could still appear behind
+// them; their notifications were lost with the connection, and a writing
+// transaction left open (a migration, a batch job, a session idle in
+// transaction) would keep them from this node, and its memory stale, for
+// as long as it stays open. The position does not move: catchUp reads them
+// again once the horizon passes them, and skips those it remembers having
+// delivered (a change applied twice is harmless: newest wins). Every change
+// that commits after the LISTEN comes as a notification, so one read
+// after it is enough.
+func (b *Backplane) catchUpBeyond(conn *pgx.Conn, h backplane.Handler) error {
+	rowsSQL := fmt.Sprintf(`SELECT xid::text::bigint, id, message FROM %s
+WHERE channel = $1 AND (xid, id) > ($2::text::xid8, $3)
+ORDER BY xid, id LIMIT %d`, b.t.n.changes, catchUpBatch)
+	pos := b.cursor
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
+		rows, err := conn.Query(ctx, rowsSQL, b.channel, strconv.FormatInt(pos.xid, 10), pos.id)
+		if err != nil {
+			cancel()
+			b.t.lost(err)
+			return wrap("feed", "", err)
+		}
+		count := 0
+		for rows.Next() {
+			var bin []byte
+			if err := rows.Scan(&pos.xid, &pos.id, &bin); err != nil {
+				rows.Close()
+				cancel()
+				return wrap("feed", "", err)
+			}
+			count++
 			if !b.delivered(pos.id) {
 				b.handle(h, pos.id, bin)
 			}
