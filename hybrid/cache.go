@@ -374,7 +374,12 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 	c.release(key)
 	var phys int64 // without fail-safe the distributed copy is deleted
 	if o.FailSafe && !noFallback {
+		// The stale copy lives for FailSafeMaxDuration, and never longer
+		// than the entry as it was written, when this node holds it.
 		phys = after(now, o.FailSafeMaxDuration)
+		if e != nil && !e.tombstone() && e.physUntil > now {
+			phys = min(phys, e.physUntil)
+		}
 	}
 	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys, ctx: ctx}, o)
 	return nil

@@ -75,16 +75,22 @@ func (c *Cache) checkEntry(e *entry, inv *invalidations, fromL2 bool) validity {
 	}
 	v := valid
 	unverified := max(e.ts, e.verified) < inv.verifyBefore && !c.ownWritePending(e)
-	if vts < inv.expireBefore || unverified && !fromL2 {
-		v = invalidStale
-	}
+	expired := vts < inv.expireBefore // Clear(true)
 	for _, t := range e.tags() {
 		if ti, ok := inv.tags[t]; ok && vts < ti.at {
 			if vts < ti.removeAt {
 				return invalidGone
 			}
-			v = invalidStale
+			expired = true // RemoveByTag
 		}
+	}
+	if expired && !e.fallbackWhenExpired() {
+		// Written without fail-safe: no fallback once expired, however
+		// that happens (docs/failsafe.md).
+		return invalidGone
+	}
+	if expired || unverified && !fromL2 {
+		v = invalidStale
 	}
 	if v == valid && !unverified && !c.needsLearn(e, inv) {
 		e.checked.Store(inv.gen)

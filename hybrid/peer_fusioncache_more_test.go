@@ -328,3 +328,34 @@ func TestExpireKeepsFailSafeEntryWithShortFailSafeMax(t *testing.T) {
 	fcWantGet(t, c, "k", 42, fcAllowStale)
 	fcWantGetOrSet(t, c, "k", fusionFail[int](errFcSloths), 42)
 }
+
+// RemoveByTag and Clear(true) expire entries, as Expire does: one written
+// without fail-safe is then no fallback (docs/failsafe.md), one written
+// with it is. Both used to stay fallbacks until their original expiry.
+func TestInvalidatedWithoutFailSafeIsNoFallback(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		invalidate func(*hybrid.Cache) error
+	}{
+		{"RemoveByTag", func(c *hybrid.Cache) error { return c.RemoveByTag(context.Background(), "t") }},
+		{"Clear(true)", func(c *hybrid.Cache) error { return c.Clear(context.Background(), true) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fcMemCache(t, hybrid.EntryOptions{Duration: 10 * time.Minute})
+			ctx := context.Background()
+			_ = hybrid.Set(ctx, c, "plain", 1, hybrid.WithTags("t"))
+			_ = hybrid.Set(ctx, c, "safe", 2, hybrid.WithTags("t"), hybrid.WithFailSafe(true))
+			if err := tc.invalidate(c); err != nil {
+				t.Fatal(err)
+			}
+			fcWantMiss[int](t, c, "plain")
+			fcWantMiss[int](t, c, "plain", fcAllowStale)
+			if v, err := hybrid.GetOrSet(ctx, c, "plain", fusionFail[int](errFcSloths), hybrid.WithFailSafe(true)); !errors.Is(err, errFcSloths) {
+				t.Fatalf("GetOrSet with fail-safe after %s = %d, %v; want the factory's error (no fallback)", tc.name, v, err)
+			}
+			fcWantMiss[int](t, c, "safe")
+			fcWantGet(t, c, "safe", 2, fcAllowStale)
+			fcWantGetOrSet(t, c, "safe", fusionFail[int](errFcSloths), 2, hybrid.WithFailSafe(true))
+		})
+	}
+}
