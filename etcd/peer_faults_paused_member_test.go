@@ -6,10 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/etcd"
 	"github.com/strata-cache/strata/etcd/internal/etcdtest"
 	"github.com/strata-cache/strata/hybrid"
+	"github.com/strata-cache/strata/internal/tiertest"
 )
 
 // watchingMember returns the index, among members, of the one that serves
@@ -99,4 +102,49 @@ func TestPeerHungMemberUnderWatchIsLeft(t *testing.T) {
 	}
 	hung.Resume(t)
 	resumed = true
+}
+
+// The only member hangs (SIGSTOP) under a node that keeps working: its
+// calls end at the L2 timeouts and the factory answers; Close, with the
+// member still hung, returns and leaves nothing running (the watch, its
+// retries, gRPC's keepalive and transports).
+func TestPeerCloseWhileMemberHung(t *testing.T) {
+	m := etcdtest.Start(t)
+	opts := goleak.IgnoreCurrent() // the member's process is the test's, not the tier's
+	d := tiertest.Defaults()
+	d.Entry.L2SoftTimeout = 200 * time.Millisecond
+	d.Entry.L2HardTimeout = 400 * time.Millisecond
+	p, err := strata.NewProvider(strata.Settings{Tier: etcd.Settings(etcd.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: time.Second}),
+		Defaults: &d, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.Register("users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hybrid.Set(ctx(t), c, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	watchingMember(t, []*etcdtest.Member{m})
+	m.Pause(t)
+	t.Cleanup(func() { m.Resume(t) })
+	v, err := hybrid.GetOrSet(context.Background(), c, "cold", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+		return "factory", nil
+	})
+	if err != nil || v != "factory" {
+		t.Fatalf("GetOrSet with the member hung = %q, %v; want the factory's value", v, err)
+	}
+	hybrid.Set(context.Background(), c, "w", "x") // queued for recovery
+	done := make(chan error, 1)
+	go func() { done <- p.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return within 10 s with the member hung")
+	}
+	goleak.VerifyNone(t, opts)
 }
