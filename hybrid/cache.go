@@ -334,10 +334,11 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err err
 	return nil
 }
 
-// Expire marks key as expired: reads miss it, but it remains a fail-safe
-// fallback until its physical expiry. FailSafe (off: the distributed copy
-// is removed) and the Skip*Write and SkipBackplane options apply as for
-// Remove.
+// Expire marks key as expired: reads miss it, but an entry written with
+// FailSafe remains a fail-safe fallback until its physical expiry (one
+// written without it is replaced by a removal marker: no fallback).
+// FailSafe (off: the distributed copy is removed) and the Skip*Write and
+// SkipBackplane options apply as for Remove.
 func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err error) {
 	if err := c.check(ctx, key); err != nil {
 		return err

@@ -53,7 +53,7 @@
 // Errors are sentinels matched with errors.Is: ErrInvalidKey, ErrClosed,
 // ErrFactoryTimeout, ErrTypeMismatch, ErrNilFactory, ErrInvalidOptions,
 // ErrFactoryPanic, ErrValueTooLarge, ErrNoStaleValue, ErrTooManyKeys,
-// ErrNotFound, and, for a distributed tier other than Redis and for
+// ErrNotFound, ErrLoadCycle, and, for a distributed tier other than Redis and for
 // Cache.Ping, ErrL2Unavailable and ErrL2Config.
 //
 // The documentation pages in the docs directory of the repository,

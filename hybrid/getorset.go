@@ -33,6 +33,7 @@ import (
 //
 // Errors: ErrInvalidKey, ErrNilFactory, ErrInvalidOptions, ErrClosed,
 // ErrTypeMismatch (the key holds another type), ErrFactoryTimeout,
+// ErrNotFound (the factory said FactoryContext.NotFound), ErrFactoryPanic,
 // ErrLoadCycle, ctx.Err(), or the factory's error.
 func GetOrSet[T any](ctx context.Context, c *Cache, key string, f Factory[T], opts ...Option) (T, error) {
 	var zero T

@@ -76,7 +76,9 @@ type EntryOptions struct {
 	// when a stale value is available. Zero means off.
 	L2SoftTimeout time.Duration
 	// L2HardTimeout bounds how long any operation waits for the distributed
-	// tier; a timed-out read counts as a miss. Zero means off.
+	// tier; a timed-out read counts as a miss. Zero means off for reads of
+	// entries; writes (and reads of tag and Clear records) are then bounded
+	// by 5s.
 	L2HardTimeout time.Duration
 	// BackgroundL2Operations makes writes to the distributed tier (and
 	// backplane notifications) run in the background instead of blocking

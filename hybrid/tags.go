@@ -56,7 +56,7 @@ func decodeInvalidation(b []byte) (tagInvalidation, bool) {
 
 // RemoveByTag invalidates every entry that carries one of tags and was
 // created before the call: such an entry is treated as expired when next
-// read (still a fail-safe fallback). It is
+// read (still a fail-safe fallback if it was written with FailSafe). It is
 // RemoveByTagWith(ctx, ExpireTagged, tags...).
 func (c *Cache) RemoveByTag(ctx context.Context, tags ...string) error {
 	return c.RemoveByTagWith(ctx, ExpireTagged, tags...)
@@ -67,7 +67,8 @@ type TagRemoval uint8
 
 const (
 	// ExpireTagged treats the entries as expired: the next read reloads
-	// them, and they remain fail-safe fallbacks (what RemoveByTag does).
+	// them, and those written with FailSafe remain fail-safe fallbacks (what
+	// RemoveByTag does).
 	ExpireTagged TagRemoval = iota
 	// DeleteTagged treats the entries as removed: never served again, not
 	// even as a fail-safe fallback.
@@ -76,7 +77,7 @@ const (
 
 // RemoveByTagWith invalidates every entry that carries one of tags and was
 // created before the call, as mode says: ExpireTagged (still fail-safe
-// fallbacks) or DeleteTagged (gone). An unknown mode is ErrInvalidOptions.
+// fallbacks if written with FailSafe) or DeleteTagged (gone). An unknown mode is ErrInvalidOptions.
 //
 // Each tag gets one small record in the distributed tier (kept for the
 // cache's tag TTL, see docs/tags.md in the repository), announced on the backplane; nothing
@@ -166,8 +167,8 @@ func uniqueTags(tags []string) []string {
 }
 
 // Clear invalidates every entry of the cache created before the call. With
-// allowFailSafe, entries are expired (still fail-safe fallbacks); without,
-// they are removed. Like RemoveByTag it writes one record (as if every
+// allowFailSafe, entries are expired (still fail-safe fallbacks if written
+// with FailSafe); without, they are removed. Like RemoveByTag it writes one record (as if every
 // entry carried a tag of the cache's own) and never scans Redis.
 func (c *Cache) Clear(ctx context.Context, allowFailSafe bool) (err error) {
 	if err := c.usable(ctx); err != nil {
