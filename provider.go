@@ -38,6 +38,7 @@ type Provider struct {
 
 	shared      redis.UniversalClient // nil: memory-only unless a cache is isolated
 	sharedOwned bool
+	sharedSpace string // redisSpace of Settings.Redis
 	sharedTier  Tier   // Settings.Tier; nil unless set
 	tierOwned   bool   // sharedTier was built by the provider
 	ownedTiers  []Tier // isolated tiers the provider built
@@ -51,13 +52,30 @@ type Provider struct {
 	err      error
 }
 
-// keyspace is where a cache keeps its distributed entries: on the
-// provider's shared Redis client or shared tier (space), under prefix.
-// Caches on a client or tier of their own have none (space ""): the
-// provider cannot tell whether two such clients reach one server.
+// keyspace is where a cache keeps its distributed entries: on a Redis
+// (space: see redisSpace) or on the provider's shared tier ("tier"),
+// under prefix. Caches on a tier of their own have none (space ""), nor
+// do caches on Redis clients that the provider cannot tell apart from
+// another server's: it compares the RedisSettings, not the servers.
 type keyspace struct {
-	space  string // "redis", "tier" or ""
+	space  string // redisSpace, "tier" or ""
 	prefix string
+}
+
+// redisSpace names the Redis that r reaches, as far as the settings tell:
+// one Client value (the same client given to several caches, or the
+// shared one given again), one URL string, or one list of cluster seeds.
+// Two RedisSettings with the same name reach the same keys.
+func redisSpace(r *RedisSettings) string {
+	switch {
+	case r.Client != nil:
+		return fmt.Sprintf("redis client %p", r.Client)
+	case len(r.Addrs) > 0:
+		addrs := slices.Clone(r.Addrs)
+		slices.Sort(addrs)
+		return "redis addrs " + strings.Join(addrs, ",")
+	}
+	return "redis url " + r.URL
 }
 
 // overlaps reports whether two keyspaces can hold the same key: on one
@@ -100,7 +118,7 @@ func NewProvider(s Settings) (*Provider, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.shared, p.sharedOwned = c, owned
+		p.shared, p.sharedOwned, p.sharedSpace = c, owned, redisSpace(s.Redis)
 		p.checkClient(c, "")
 	}
 	if s.Tier != nil {
@@ -118,7 +136,8 @@ func NewProvider(s Settings) (*Provider, error) {
 // changed by each configure func in order (so an explicit false or 0 wins
 // over a default). It returns an error for an invalid or duplicate name,
 // for invalid settings, naming the field, and for a KeyPrefix that
-// overlaps another cache's on the same Redis client or tier (one prefix is
+// overlaps another cache's on the same Redis (the shared client, or the
+// same Client, URL or Addrs given to both) or shared tier (one prefix is
 // the other or begins it, as "a:" and "a:b:" of caches named "a" and
 // "a:b": their keys would mix).
 //
@@ -164,12 +183,17 @@ func (p *Provider) Register(name string, configure ...func(*CacheSettings)) (*hy
 // keyspaceOf returns where a cache with cs keeps its distributed entries.
 func (p *Provider) keyspaceOf(cs *CacheSettings) keyspace {
 	switch {
-	case cs.DisableL2 || cs.Redis != nil || cs.Tier != nil:
+	case cs.DisableL2 || cs.Tier != nil:
 		return keyspace{}
+	case cs.Redis != nil:
+		// Its own client, but perhaps on the Redis of another cache: the
+		// same Client, URL or seeds (a Redis in Defaults gives every cache
+		// the same).
+		return keyspace{space: redisSpace(cs.Redis), prefix: cs.KeyPrefix}
 	case p.sharedTier != nil:
 		return keyspace{space: "tier", prefix: cs.KeyPrefix}
 	case p.shared != nil:
-		return keyspace{space: "redis", prefix: cs.KeyPrefix}
+		return keyspace{space: p.sharedSpace, prefix: cs.KeyPrefix}
 	}
 	return keyspace{}
 }
@@ -199,7 +223,7 @@ func (k keyspace) store() string {
 	if k.space == "tier" {
 		return "distributed tier"
 	}
-	return "Redis client"
+	return "Redis"
 }
 
 // build creates the cache (outside the lock; the name is reserved).

@@ -457,7 +457,9 @@ func TestProviderCluster(t *testing.T) {
 // Two caches on one Redis client whose key prefixes overlap (one is the
 // other, or begins it) would read and overwrite each other's keys: "a:" +
 // "b:k" is "a:b:" + "k". Register refuses the second, naming both; caches
-// on a client of their own, or without an L2, are not compared.
+// without an L2, or on a client of their own to another Redis, are not
+// compared (TestPeerProviderSameRedisOwnClientsOverlap: the same Redis
+// given to a cache as its own is).
 func TestProviderRefusesOverlappingKeyPrefixes(t *testing.T) {
 	srv := redistest.Start(t)
 	p := redisProvider(t, &strata.RedisSettings{URL: srv.URL()})
@@ -480,7 +482,8 @@ func TestProviderRefusesOverlappingKeyPrefixes(t *testing.T) {
 	}
 	mustRegister(t, p, "ab")                                                          // "ab:" and "a:" do not overlap
 	mustRegister(t, p, "a:mem", func(s *strata.CacheSettings) { s.DisableL2 = true }) // no L2: no keys in Redis
-	mustRegister(t, p, "a:own", func(s *strata.CacheSettings) { s.Redis = &strata.RedisSettings{URL: srv.URL()} })
+	other := redistest.Start(t)                                                       // another server: its keys cannot mix with "a"'s
+	mustRegister(t, p, "a:own", func(s *strata.CacheSettings) { s.Redis = &strata.RedisSettings{URL: other.URL()} })
 
 	// A KeyPrefix in Defaults gives every cache the same prefix: the
 	// second is refused rather than sharing the first one's keys.
