@@ -807,7 +807,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		if c.l2 != nil && !eo.SkipL2Write {
 			enc, err := c.encode(e)
 			if err != nil {
-				c.log.Warn("factory result kept in memory only", c.keyAttr(k.key), c.errAttr(k.key, err))
+				c.keptInMemoryOnly(ctx, k.key, err)
 			} else {
 				// A key no tier held: its message carries no entry (see storeAs).
 				writes = append(writes, pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil,

@@ -730,13 +730,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	if c.l2 != nil && !eo.SkipL2Write {
 		var err error
 		if enc, err = c.encode(e); err != nil {
-			// A serialization error at Error (as FusionCache); a value too
-			// large is a warning.
-			level := slog.LevelError
-			if errors.Is(err, ErrValueTooLarge) {
-				level = slog.LevelWarn
-			}
-			c.log.Log(ctx, level, "factory result kept in memory only", c.keyAttr(key), c.errAttr(key, err))
+			c.keptInMemoryOnly(ctx, key, err)
 		}
 	}
 	c.storeAs(ctx, e, &eo, enc, stale == nil && eager == nil)
@@ -756,6 +750,17 @@ func callFactory[T any](ctx context.Context, f Factory[T], fc *FactoryContext[T]
 	}()
 	v, err = f(ctx, fc)
 	return v, err, false, nil
+}
+
+// keptInMemoryOnly logs a factory result that could not be encoded for the
+// distributed tier: a serialization error at Error (as FusionCache), a
+// value too large as a warning; the same for GetOrSet and GetOrSetMany.
+func (c *Cache) keptInMemoryOnly(ctx context.Context, key string, err error) {
+	level := slog.LevelError
+	if errors.Is(err, ErrValueTooLarge) {
+		level = slog.LevelWarn
+	}
+	c.log.Log(ctx, level, "factory result kept in memory only", c.keyAttr(key), c.errAttr(key, err))
 }
 
 // startEagerRefresh starts one background refresh of e, unless a load of

@@ -865,6 +865,18 @@ func TestFusionSerializationUnencodableValue(t *testing.T) {
 			if len(recs) != 1 || recs[0].Level != slog.LevelError {
 				t.Fatalf("want one error record `factory result kept in memory only`:\n%s", sink.text())
 			}
+			// A batch load logs it the same way (it logged at warn).
+			res, err := hybrid.GetOrSetMany(ctx, n1, []string{"many"}, func(context.Context, *hybrid.BatchContext[chan int]) (map[string]chan int, error) {
+				return map[string]chan int{"many": make(chan int)}, nil
+			})
+			if err != nil || res[0].Err != nil || res[0].Value == nil {
+				t.Fatalf("GetOrSetMany of an unencodable factory result = %+v, %v; want the value", res, err)
+			}
+			fcWantMiss[chan int](t, n2, "many")
+			recs = sink.find("factory result kept in memory only")
+			if len(recs) != 2 || recs[1].Level != slog.LevelError {
+				t.Fatalf("want a second error record `factory result kept in memory only`, from GetOrSetMany:\n%s", sink.text())
+			}
 		})
 	}
 }
