@@ -101,7 +101,10 @@ func (c *Cache) batchKeys(ctx context.Context, keys []string) (distinct []string
 	set := newKeySet(len(keys), small[:])
 	distinct = keys
 	for i, k := range keys {
-		kerr := c.check(ctx, k)
+		// The key alone: closed and ctx were checked once, above. A ctx
+		// that ends meanwhile is the wait's (the call's error), never a
+		// key's own error behind a nil one for the call.
+		kerr := c.ValidateKey(k)
 		j := -1
 		if kerr == nil {
 			j = set.add(k, distinct)

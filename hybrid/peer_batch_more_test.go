@@ -421,3 +421,49 @@ func TestPeerBatchClosedMidBatch(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// cancelAfterFirstErr is a context whose cancellation lands right after the
+// batch call's entry check (its first Err): the race of a client that
+// disconnects while a large batch is being read, made deterministic.
+type cancelAfterFirstErr struct {
+	context.Context
+	calls atomic.Int32
+}
+
+func (c *cancelAfterFirstErr) Err() error {
+	if c.calls.Add(1) > 1 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// A context that ends while a batch call checks its keys does not turn
+// the keys it reaches into per-key ctx errors behind a nil call error:
+// the keys memory answers are answered (docs/batch.md "Shape of the
+// results": the call's error is ctx.Err() "when ctx ended before every
+// key was answered", so that "a caller that only checks the call's error
+// never mistakes a cut-short call for a complete one"). Before, every key
+// after the first got context.Canceled in its Result while the call
+// returned nil.
+func TestPeerBatchCancelDuringKeyCheck(t *testing.T) {
+	c := newCache(t, hybrid.Options{Logger: quietLogger()})
+	ctx := context.Background()
+	if err := hybrid.SetMany(ctx, c, map[string]string{"a": "1", "b": "2", "c": "3"}); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	closed := make(chan struct{})
+	close(closed)
+	res, err := hybrid.GetOrSetMany(&cancelAfterFirstErr{Context: ctx}, c, []string{"a", "b", "c", ""}, pbBlocked(&calls, closed, "v"))
+	for i, r := range res[:3] {
+		if err == nil && (r.Err != nil || !r.Found) {
+			t.Fatalf("result %d: %+v with a nil call error", i, r)
+		}
+	}
+	if !errors.Is(res[3].Err, hybrid.ErrInvalidKey) {
+		t.Fatalf("empty key: %+v", res[3])
+	}
+	if calls.Load() != 0 {
+		t.Fatal("the factory was called for keys memory holds")
+	}
+}
