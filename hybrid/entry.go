@@ -407,14 +407,17 @@ func (e *entry) clone() *entry {
 
 // sliding is the sliding expiration of an entry (EntryOptions.
 // SlidingDuration): a hit from at on extends freshness to window past the
-// hit, never past max.
+// hit, never past max. size is the entry's Size, which the copy an
+// extension stores keeps (the hit's options are the cache's, not the
+// write's).
 type sliding struct {
-	at, window, max int64
+	at, window, max, size int64
 }
 
-// newSliding returns the sliding state of an entry fresh until fresh.
-func newSliding(fresh, window, limit int64) sliding {
-	return sliding{at: fresh - window/2, window: window, max: limit}
+// newSliding returns the sliding state of an entry of Size size fresh
+// until fresh.
+func newSliding(fresh, window, limit, size int64) sliding {
+	return sliding{at: fresh - window/2, window: window, max: limit, size: size}
 }
 
 // meta is what a factory or Set may attach to a value.
@@ -447,7 +450,7 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 	if o.SlidingDuration > 0 {
 		freshUntil = min(freshUntil, after(now, o.SlidingDuration))
 		l2Fresh = freshUntil
-		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), fresh)
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), fresh, o.Size)
 	}
 	// Without fail-safe the physical expiry is the logical one: for a
 	// sliding entry the end of its window (an extension moves both), not

@@ -1,6 +1,7 @@
 package hybrid
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -121,9 +122,9 @@ func (c *Cache) extend(e *entry, now int64) {
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.setSlide(sliding{}) // at the limit: no more extensions
 	if x.freshUntil < s.max {
-		x.setSlide(newSliding(x.freshUntil, s.window, s.max))
+		x.setSlide(newSliding(x.freshUntil, s.window, s.max, s.size))
 	}
-	c.l1.set(x, c.entry.Size)
+	c.l1.set(x, cmp.Or(s.size, c.entry.Size)) // the entry's Size, not the cache's
 	if c.l2 == nil {
 		return
 	}

@@ -269,7 +269,7 @@ func fromL2Parts(env *envelope.Envelope, o *EntryOptions, now int64) (x entryExt
 		physUntil = failSafePhys(physUntil, after(env.Timestamp, o.FailSafeMaxDuration))
 	}
 	if o.SlidingDuration > 0 {
-		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), after(env.Timestamp, o.Duration))
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), after(env.Timestamp, o.Duration), o.Size)
 	}
 	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
 		h.eagerAt = after(env.Timestamp, scaleDur(time.Duration(env.FreshUntil-env.Timestamp), o.EagerRefreshThreshold))
