@@ -98,6 +98,10 @@ type Config struct {
 	Defaults CacheConfig `yaml:"defaults"`
 	// Caches are the named caches of the native API.
 	Caches map[string]CacheConfig `yaml:"caches"`
+
+	// logFormat is LOG_FORMAT (environment only): json (the default) or
+	// text.
+	logFormat string
 }
 
 // PostgresConfig is the PostgreSQL server of engine postgres.
@@ -427,6 +431,24 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 			return fmt.Errorf("%w: PORT %q is not a port number", errConfig, port)
 		}
 		c.Listen = net.JoinHostPort(getenv("STRATA_HOST"), port)
+	} else if host := getenv("STRATA_HOST"); host != "" {
+		// The host on the port of listen (8080 by default): ignoring it
+		// would listen on every interface when 127.0.0.1 was asked for.
+		listen := c.Listen
+		if listen == "" {
+			listen = defaultListen
+		}
+		_, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			return fmt.Errorf("%w: STRATA_HOST: the port of listen %q: %w", errConfig, listen, err)
+		}
+		c.Listen = net.JoinHostPort(host, port)
+	}
+	switch v := getenv("LOG_FORMAT"); v {
+	case "", "json", "text":
+		c.logFormat = v
+	default:
+		return fmt.Errorf("%w: LOG_FORMAT %q: json or text expected", errConfig, v)
 	}
 	for _, e := range []struct {
 		name string
@@ -589,6 +611,9 @@ func (c *Config) validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
+	if !sendableToken(c.Token) {
+		return fmt.Errorf("%w: token (STRATA_TOKEN) %s", errConfig, unsendable)
+	}
 	all := map[string]CacheConfig{}
 	for name, cc := range c.Caches {
 		all[name] = cc
@@ -613,11 +638,33 @@ func (c *Config) validate() error {
 				return fmt.Errorf("%w: cache %q: origin.url must be an http:// or https:// URL", errConfig, name)
 			}
 		}
+		if m.Token != nil && !sendableToken(*m.Token) {
+			return fmt.Errorf("%w: cache %q: token %s", errConfig, name, unsendable)
+		}
 		if c.Engine == engineMemory && m.RedisURL != nil && *m.RedisURL != "" {
 			return fmt.Errorf("%w: cache %q: redis_url is set but the engine is memory", errConfig, name)
 		}
 	}
 	return nil
+}
+
+// unsendable says why a token that sendableToken refuses is refused,
+// without showing it.
+const unsendable = "has white space at either end or a control character: no request can carry it (net/http trims header values), so every request would be 401; a secret file's trailing newline?"
+
+// sendableToken reports whether a bearer token can arrive in an
+// Authorization header: no white space at either end, no control
+// character. The empty token (none) is fine.
+func sendableToken(tok string) bool {
+	if strings.TrimSpace(tok) != tok {
+		return false
+	}
+	for _, r := range tok {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // cacheConfig is the effective configuration of the cache name: the

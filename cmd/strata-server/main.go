@@ -51,6 +51,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", getenv("STRATA_CONFIG"), "configuration file (YAML); default $STRATA_CONFIG")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h: the usage was asked for
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		// Most likely a configuration file without -config: serving the
+		// defaults (no token, every interface) instead would be a trap.
+		_, _ = fmt.Fprintf(stderr, "%v: unexpected argument %q (the file is -config FILE or STRATA_CONFIG)\n", errConfig, fs.Arg(0))
 		return 2
 	}
 	cfg, err := loadConfig(*configPath, getenv)
@@ -60,7 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	var h slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
-	if getenv("LOG_FORMAT") == "text" {
+	if cfg.logFormat == "text" {
 		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	}
 	log := slog.New(h)
