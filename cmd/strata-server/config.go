@@ -72,6 +72,11 @@ type Config struct {
 	// that sends its body more slowly is cut off, so that it cannot hold a
 	// handler for ever. Default 30s.
 	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds a request from the end of its headers to the
+	// end of its response: a client that does not read its response is
+	// cut off, so that it cannot hold a handler (and the value) for ever.
+	// Default ReadTimeout plus 30s.
+	WriteTimeout Duration `yaml:"write_timeout"`
 	// Engine is the distributed tier: memory (none), redis, etcd or
 	// postgres.
 	Engine string `yaml:"engine"`
@@ -380,8 +385,11 @@ const (
 	defaultMaxBatchKeys    = 1000
 	defaultShutdownTimeout = 10 * time.Second
 	defaultReadTimeout     = 30 * time.Second
-	defaultOriginTimeout   = 10 * time.Second
-	defaultDacheCache      = "dache"
+	// writeTimeoutMargin is the default write_timeout beyond read_timeout:
+	// the handler (an origin call, a strict write) and the response.
+	writeTimeoutMargin   = 30 * time.Second
+	defaultOriginTimeout = 10 * time.Second
+	defaultDacheCache    = "dache"
 )
 
 // dacheForever is the lifetime of a dache entry written without expiry
@@ -544,6 +552,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = Duration(defaultReadTimeout)
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = c.ReadTimeout + Duration(writeTimeoutMargin)
 	}
 	if c.Engine == "" {
 		c.Engine = engineMemory

@@ -121,6 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Handler:           srv.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Duration(cfg.ReadTimeout),
+		WriteTimeout:      time.Duration(cfg.WriteTimeout),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
