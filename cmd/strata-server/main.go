@@ -137,12 +137,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case <-sctx.Done():
 	}
 	srv.stopping.Store(true)
+	// A second SIGTERM or SIGINT ends the wait for in-flight requests at
+	// once (listening before the first listener stops, so that no signal
+	// falls to the default action in between).
+	force, fstop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer fstop()
+	stop()
 	log.Info("shutting down", slog.Duration("timeout", time.Duration(cfg.ShutdownTimeout)))
-	dctx, dcancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+	dctx, dcancel := context.WithTimeout(force, time.Duration(cfg.ShutdownTimeout))
 	defer dcancel()
 	code := 0
 	if err := hs.Shutdown(dctx); err != nil {
+		if force.Err() != nil {
+			err = errors.New("second signal")
+		}
 		log.Error("shutdown: in-flight requests cut", slog.Any("err", err))
+		_ = hs.Close() // close their connections before the caches
 		code = 1
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
