@@ -607,6 +607,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: etcd endpoint %q: an http:// or https:// URL expected", errConfig, ep)
 		}
 	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("%w: listen (STRATA_LISTEN) %q: host:port expected, such as \":8080\": %w", errConfig, c.Listen, err)
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return fmt.Errorf("%w: set both tls_cert_file and tls_key_file (STRATA_TLS_CERT_FILE, STRATA_TLS_KEY_FILE), or neither", errConfig)
 	}

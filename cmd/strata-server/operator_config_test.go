@@ -124,3 +124,26 @@ func TestTokenWithSpaceRefused(t *testing.T) {
 		t.Errorf("a bearer token of RFC 6750's characters: %v", err)
 	}
 }
+
+// TestListenAddressChecked: a listen address without a port ("8080", a
+// common slip for ":8080") is a configuration error (exit 2), found
+// before anything starts; it was only found by net.Listen (exit 1, as for
+// a port in use).
+func TestListenAddressChecked(t *testing.T) {
+	for _, c := range []struct {
+		yaml string
+		env  map[string]string
+	}{
+		{"listen: \"8080\"\n", nil},
+		{"", map[string]string{"STRATA_LISTEN": "localhost"}},
+	} {
+		path := ""
+		if c.yaml != "" {
+			path = writeConfig(t, c.yaml)
+		}
+		_, err := loadConfig(path, func(k string) string { return c.env[k] })
+		if err == nil || !errors.Is(err, errConfig) || !strings.Contains(err.Error(), "listen") {
+			t.Errorf("%q %v: %v; want a configuration error about listen", c.yaml, c.env, err)
+		}
+	}
+}
