@@ -171,6 +171,16 @@ func (m *l1) set(e *entry, cost int64) {
 		m.flush() // an earlier insertion may be buffered: let it land first
 		_, present = m.rc.GetTTL(e.key)
 	}
+	if present {
+		// Refuse an older write here, not through ShouldUpdate alone:
+		// ristretto sends an update it refused to its policy as an
+		// insertion, which counts the refused entry's cost for the key
+		// and, if the key is evicted before ristretto reaches it, inserts
+		// the older entry. (Get counts an access: an update is one.)
+		if cur, ok := m.rc.Get(e.key); ok && !newestWins(e, cur) {
+			return
+		}
+	}
 	if cost > m.rc.MaxCost() {
 		// Never stored (ristretto refuses the insertion, but would apply an
 		// update of a present key): a removal at e's timestamp instead, so
@@ -184,9 +194,16 @@ func (m *l1) set(e *entry, cost int64) {
 	}
 	if present {
 		// An update of a present key is applied at once, newest wins:
-		// ristretto holds the newest now, the window need not.
-		w.drop(e.key)
-		return
+		// ristretto holds the newest now, the window need not. Unless the
+		// key was evicted since it was found: then ristretto took the
+		// write as an insertion, which is buffered, and it goes to the
+		// window as one (else a later write, finding the key nowhere,
+		// would be a second insertion, dropped when ristretto reaches
+		// this one).
+		if _, still := m.rc.GetTTL(e.key); still {
+			w.drop(e.key)
+			return
+		}
 	}
 	// A write leaves the window only once ristretto has taken (or refused)
 	// its insertion: else a later write of its key, not seeing it in the

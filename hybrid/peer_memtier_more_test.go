@@ -20,6 +20,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
 )
 
 func mtCache(t testing.TB, o Options) *Cache {
@@ -449,7 +451,7 @@ func TestMemTierConcurrentNewestWins(t *testing.T) {
 // capacity evicted them), but never return an older value than one a
 // goroutine's own Set or Remove replaced.
 func TestMemTierConcurrentSmallTierNoResurrection(t *testing.T) {
-	c := mtCache(t, Options{L1MaxEntries: 64})
+	c := mtCache(t, Options{L1MaxEntries: 16})
 	ctx := context.Background()
 	clock := &mtClock{end: map[int64]int64{}}
 	const workers, rounds = 8, 3000
@@ -458,7 +460,7 @@ func TestMemTierConcurrentSmallTierNoResurrection(t *testing.T) {
 	for g := range workers {
 		wg.Go(func() {
 			for i := range rounds {
-				key := fmt.Sprint("k", (i*workers+g)%257)
+				key := fmt.Sprint("k", (i*workers+g)%61)
 				id := clock.start()
 				var err error
 				if i%4 == 3 {
@@ -482,5 +484,93 @@ func TestMemTierConcurrentSmallTierNoResurrection(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// ristretto TestCacheMaxCost with updates (its store refuses an update
+// through ShouldUpdate but still sends the item to its policy as a new
+// one, which records the refused item's cost for the key): a write that
+// loses to a newer entry (a load that started before a Set, with another
+// Size) must change neither the value nor the weight the tier counts for
+// it, or the tier holds more than L1MaxEntries.
+func TestMemTierRefusedOlderWriteKeepsWeight(t *testing.T) {
+	c := mtCache(t, Options{L1MaxEntries: 1000})
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	loaded := make(chan error, 1)
+	go func() {
+		_, err := GetOrSet(ctx, c, "big", func(context.Context, *FactoryContext[string]) (string, error) {
+			close(started)
+			<-release
+			return "older, small", nil
+		}) // Size 1
+		loaded <- err
+	}()
+	<-started
+	mtSet(t, c, "big", "newer, large", withSize(500))
+	c.l1.rc.Wait()
+	mtSet(t, c, "big", "newer, large", withSize(500)) // an update: ristretto holds it now
+	close(release)
+	if err := <-loaded; err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := mtGet[string](t, c, "big"); v != "newer, large" {
+		t.Fatalf("read %q; the older load's value replaced the newer Set", v)
+	}
+	keys := []string{"big"}
+	for i := range 9 {
+		k := fmt.Sprint("n", i)
+		keys = append(keys, k)
+		mtSet(t, c, k, "x", withSize(100))
+	}
+	n, cost := mtHeld(c, keys, func(k string) int64 {
+		if k == "big" {
+			return 500
+		}
+		return 100
+	})
+	if cost > 1000 {
+		t.Fatalf("ristretto holds %d entries of total Size %d; L1MaxEntries is 1000", n, cost)
+	}
+}
+
+// A write refused as older goes to ristretto's buffer as an insertion; if
+// capacity evicts the newer entry before ristretto reaches it, ristretto
+// inserts the older one, and a value older than what the key held (a
+// removal here) is served. An eviction is fine (a miss), an older value is
+// not. ristretto's goroutine is held (a Cost function that blocks on a
+// marker entry) so that the eviction comes between the refused write and
+// its insertion, as it can under load.
+func TestMemTierRefusedOlderWriteNotInsertedAfterEviction(t *testing.T) {
+	gate, held := make(chan struct{}), make(chan struct{})
+	rc, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+		NumCounters: 100, MaxCost: 2, BufferItems: 64, IgnoreInternalCost: true, ShouldUpdate: newestWins,
+		Cost: func(e *entry) int64 {
+			if e.key == "marker" {
+				close(held)
+				<-gate
+			}
+			return 1
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &l1{rc: rc}
+	defer m.close()
+	far := nowNano() + int64(time.Hour)
+	m.set(&entry{key: "k", ts: 10, value: "first", physUntil: far}, 1)
+	m.rc.Wait()
+	m.set(&entry{key: "k", ts: 12, verified: 12, physUntil: far}, 1) // a removal: an update, applied at once
+	m.set(&entry{key: "marker", ts: 1, value: 0, physUntil: far}, 0)
+	<-held // ristretto's goroutine waits on the marker
+	for i := range 12 {
+		m.set(&entry{key: fmt.Sprint("f", i), ts: 1, value: i, physUntil: far}, 1) // buffered: they will evict
+	}
+	m.set(&entry{key: "k", ts: 11, value: "older", physUntil: far}, 1) // older than the removal: refused
+	close(gate)
+	m.rc.Wait()
+	if e := m.get("k"); e != nil && e.ts < 12 {
+		t.Fatalf("memory holds %q (ts %d), older than the removal it held (ts 12)", e.value, e.ts)
 	}
 }
