@@ -574,3 +574,163 @@ func TestMemTierRefusedOlderWriteNotInsertedAfterEviction(t *testing.T) {
 		t.Fatalf("memory holds %q (ts %d), older than the removal it held (ts 12)", e.value, e.ts)
 	}
 }
+
+// ristretto's stress test / otter's concurrent writers against a bound:
+// many goroutines writing distinct keys never make the tier hold more than
+// L1MaxEntries units, and no more keys stay readable than that plus the
+// window of recent writes (4,096: docs/settings.md).
+func TestMemTierConcurrentWritesStayBounded(t *testing.T) {
+	c := mtCache(t, Options{L1MaxEntries: 1000})
+	ctx := context.Background()
+	const workers, per = 8, 4000
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Go(func() {
+			for i := range per {
+				k := fmt.Sprint("g", g, "-", i)
+				if err := Set(ctx, c, k, i); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%3 == 0 {
+					TryGet[int](ctx, c, fmt.Sprint("g", (g+1)%workers, "-", i/2))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var keys []string
+	for g := range workers {
+		for i := range per {
+			keys = append(keys, fmt.Sprint("g", g, "-", i))
+		}
+	}
+	held, _ := mtHeld(c, keys, func(string) int64 { return 1 })
+	if held > 1000 {
+		t.Fatalf("ristretto holds %d keys; L1MaxEntries is 1000", held)
+	}
+	readable := 0
+	for _, k := range keys {
+		if _, ok := mtGet[int](t, c, k); ok {
+			readable++
+		}
+	}
+	if readable > 1000+64*recentSlots {
+		t.Fatalf("%d keys readable; at most L1MaxEntries (1000) + the window (%d)", readable, 64*recentSlots)
+	}
+}
+
+// ristretto TestBlockOnClear / TestCacheClear under concurrent writers:
+// Clear (both kinds) racing Sets and reads. A read never returns a value
+// whose Set ended before a Clear that ended before the read began, and a
+// goroutine's own Set is read back unless a Clear overlapped it.
+func TestMemTierConcurrentClear(t *testing.T) {
+	for _, allowFailSafe := range []bool{false, true} {
+		t.Run(fmt.Sprint("allowFailSafe=", allowFailSafe), func(t *testing.T) {
+			c := mtCache(t, Options{Entry: EntryOptions{FailSafe: true}})
+			ctx := context.Background()
+			clock := &mtClock{end: map[int64]int64{}}
+			var (
+				mu       sync.Mutex
+				clears   [][2]int64 // start, end of each ended Clear
+				clearing atomic.Int32
+				lastEnd  atomic.Int64
+			)
+			// clearedAfter reports whether write id ended before a Clear
+			// that began after it and ended before t.
+			clearedAfter := func(id, t int64) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, cl := range clears {
+					if cl[1] < t && clock.endedBefore(id, cl[0]) {
+						return true
+					}
+				}
+				return false
+			}
+			done := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for range 40 {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					clearing.Add(1)
+					s := clock.start()
+					if err := c.Clear(ctx, allowFailSafe); err != nil {
+						t.Error(err)
+					}
+					e := clock.start()
+					mu.Lock()
+					clears = append(clears, [2]int64{s, e})
+					mu.Unlock()
+					lastEnd.Store(e)
+					clearing.Add(-1)
+					time.Sleep(time.Millisecond) // pacing, not synchronization
+				}
+			})
+			errs := make(chan error, 6)
+			var writers sync.WaitGroup
+			for g := range 6 {
+				writers.Go(func() {
+					for i := range 1500 {
+						key := fmt.Sprint("k", (i+g)%40)
+						id := clock.start()
+						if err := Set(ctx, c, key, id); err != nil {
+							errs <- err
+							return
+						}
+						clock.finish(id)
+						readStart := clock.start()
+						v, ok, err := TryGet[int64](ctx, c, key)
+						switch {
+						case err != nil:
+							errs <- err
+							return
+						case ok && clearedAfter(v, readStart):
+							errs <- fmt.Errorf("%s: read write %d, cleared by a Clear that ended before the read", key, v)
+							return
+						case !ok && clearing.Load() == 0 && lastEnd.Load() < id:
+							// A miss needs a Clear that overlapped: or
+							// another goroutine's Set of the key, which
+							// a read would have returned.
+							errs <- fmt.Errorf("%s: a miss right after this goroutine's Set, with no Clear since it began", key)
+							return
+						}
+					}
+				})
+			}
+			writers.Wait()
+			close(done)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// ristretto TestCacheMaxCost (an item costlier than MaxCost is never
+// stored) / otter's weigher over the maximum: a Size above L1MaxEntries is
+// not stored, neither as a new key nor over a key memory holds, and no
+// older value of the key is served instead (docs/getorset.md, Traps).
+func TestMemTierEntryAboveCapacity(t *testing.T) {
+	c := mtCache(t, Options{L1MaxEntries: 100})
+	mtSet(t, c, "new", "huge", withSize(101))
+	if v, ok := mtGet[string](t, c, "new"); ok {
+		t.Fatalf("a new key of Size 101 in a tier of 100 read %q", v)
+	}
+	mtSet(t, c, "held", "small")
+	c.l1.rc.Wait()
+	mtSet(t, c, "held", "huge", withSize(101))
+	if v, ok := mtGet[string](t, c, "held"); ok {
+		t.Fatalf("after a write of Size 101, the key read %q; want a miss (not the older value)", v)
+	}
+	mtSet(t, c, "held", "small again")
+	if v, _ := mtGet[string](t, c, "held"); v != "small again" {
+		t.Fatalf("a later write that fits read %q", v)
+	}
+}
