@@ -413,39 +413,50 @@ LEFT JOIN LATERAL (SELECT xid, id FROM %s ORDER BY xid DESC, id DESC LIMIT 1) h 
 			b.cursor = mark
 			b.gap(h, "changes were pruned from the feed before this node read them")
 		}
-		rows, err := conn.Query(ctx, rowsSQL, b.channel, strconv.FormatInt(b.cursor.xid, 10), b.cursor.id)
-		if err != nil {
-			cancel()
-			b.t.lost(err)
-			return wrap("feed", "", err)
-		}
-		count := 0
-		for rows.Next() {
-			var pos feedPos
-			var bin []byte
-			if err := rows.Scan(&pos.xid, &pos.id, &bin); err != nil {
-				rows.Close()
-				cancel()
-				b.t.lost(err)
-				return wrap("feed", "", err)
-			}
-			count++
-			b.cursor = pos
-			if !b.delivered(pos.id) {
-				b.handle(h, pos.id, bin)
-			}
-		}
-		err = rows.Err()
-		rows.Close()
+		var count int
+		var err error
+		b.cursor, count, err = b.deliverRows(ctx, conn, h, rowsSQL, b.cursor)
 		cancel()
 		if err != nil {
-			b.t.lost(err)
-			return wrap("feed", "", err)
+			return err
 		}
 		if count < catchUpBatch {
 			return nil
 		}
 	}
+}
+
+// deliverRows runs rowsSQL (the channel, then the position from: its xid
+// and id) and delivers the feed rows it returns (xid, id, message) that
+// this node has not delivered yet. It returns the position of the last row
+// read (from if none), also when it fails part way, and how many rows it
+// read. An error is wrapped, and the tier told of it.
+func (b *Backplane) deliverRows(ctx context.Context, conn *pgx.Conn, h backplane.Handler, rowsSQL string, from feedPos) (last feedPos, count int, err error) {
+	last = from
+	rows, err := conn.Query(ctx, rowsSQL, b.channel, strconv.FormatInt(from.xid, 10), from.id)
+	if err != nil {
+		b.t.lost(err)
+		return last, 0, wrap("feed", "", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pos feedPos
+		var bin []byte
+		if err := rows.Scan(&pos.xid, &pos.id, &bin); err != nil {
+			b.t.lost(err)
+			return last, count, wrap("feed", "", err)
+		}
+		count++
+		last = pos
+		if !b.delivered(pos.id) {
+			b.handle(h, pos.id, bin)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		b.t.lost(err)
+		return last, count, wrap("feed", "", err)
+	}
+	return last, count, nil
 }
 
 // catchUpBeyond delivers, once after a reconnection, the changes past the
@@ -467,31 +478,12 @@ ORDER BY xid, id LIMIT %d`, b.t.n.changes, catchUpBatch)
 	pos := b.cursor
 	for {
 		ctx, cancel := context.WithTimeout(b.ctx, defaultConnectTimeout)
-		rows, err := conn.Query(ctx, rowsSQL, b.channel, strconv.FormatInt(pos.xid, 10), pos.id)
-		if err != nil {
-			cancel()
-			b.t.lost(err)
-			return wrap("feed", "", err)
-		}
-		count := 0
-		for rows.Next() {
-			var bin []byte
-			if err := rows.Scan(&pos.xid, &pos.id, &bin); err != nil {
-				rows.Close()
-				cancel()
-				return wrap("feed", "", err)
-			}
-			count++
-			if !b.delivered(pos.id) {
-				b.handle(h, pos.id, bin)
-			}
-		}
-		err = rows.Err()
-		rows.Close()
+		var count int
+		var err error
+		pos, count, err = b.deliverRows(ctx, conn, h, rowsSQL, pos)
 		cancel()
 		if err != nil {
-			b.t.lost(err)
-			return wrap("feed", "", err)
+			return err
 		}
 		if count < catchUpBatch {
 			return nil
