@@ -19,64 +19,47 @@ import (
 // hear it. Strata: the entry, written without fail-safe, is no fallback on
 // any node once expired (docs/failsafe.md), not even for AllowStaleOnRead or
 // a load with fail-safe on. Node B's memory copy used to stay a fallback
-// until the entry's original expiry.
-func TestFusionMoreNodesExpireWithoutFailSafe(t *testing.T) {
-	srv := redistest.Start(t)
-	e := hybrid.EntryOptions{Duration: 10 * time.Minute}
-	var n [3]*hybrid.Cache
-	for i := range n {
-		c := srv.FastClient(t, "")
-		n[i] = fnode(t, c, c, e)
-	}
-	a, b := n[0], n[1]
-	set(t, a, "foo", 42)
-	if v := getInt(t, b, "foo"); v != 42 {
-		t.Fatalf("B = %d", v)
-	}
-	before := b.Stats().BackplaneReceived
-	if err := a.Expire(context.Background(), "foo"); err != nil {
-		t.Fatal(err)
-	}
-	received(t, b, before, "B to hear the Expire")
-	for i, node := range n {
-		if v, ok := mustGet[int](t, node, "foo", staleToo); ok {
-			t.Fatalf("node %d: AllowStaleOnRead after Expire = %d; want a miss (written without fail-safe)", i+1, v)
-		}
-		if v, err := hybrid.GetOrSet(context.Background(), node, "foo", failing[int](), hybrid.WithFailSafe(true)); !errors.Is(err, errDB) {
-			t.Fatalf("node %d: GetOrSet with fail-safe after Expire = %d, %v; want the factory's error", i+1, v, err)
-		}
-	}
-}
-
-// The same with an Expire that asks for fail-safe, on an entry written
-// without it: how the entry was written decides, in Redis too. Node C
+// until the entry's original expiry. With an Expire that asks for
+// fail-safe, how the entry was written still decides, in Redis too: node C
 // never held the entry, so it can only find a fallback in Redis, which used
 // to keep the entry there as a stale copy for FailSafeMaxDuration.
-func TestFusionMoreNodesExpireWithFailSafeOfEntryWithout(t *testing.T) {
-	srv := redistest.Start(t)
-	e := hybrid.EntryOptions{Duration: 10 * time.Minute}
-	var n [3]*hybrid.Cache
-	for i := range n {
-		c := srv.FastClient(t, "")
-		n[i] = fnode(t, c, c, e)
-	}
-	a, b, cc := n[0], n[1], n[2]
-	set(t, a, "foo", 42)
-	if v := getInt(t, b, "foo"); v != 42 {
-		t.Fatalf("B = %d", v)
-	}
-	before := b.Stats().BackplaneReceived
-	if err := a.Expire(context.Background(), "foo", hybrid.WithFailSafe(true)); err != nil {
-		t.Fatal(err)
-	}
-	received(t, b, before, "B to hear the Expire")
-	for i, node := range []*hybrid.Cache{cc, a, b} {
-		if v, ok := mustGet[int](t, node, "foo", staleToo); ok {
-			t.Fatalf("node %d: AllowStaleOnRead after Expire = %d; want a miss (written without fail-safe)", i+1, v)
-		}
-		if v, err := hybrid.GetOrSet(context.Background(), node, "foo", failing[int](), hybrid.WithFailSafe(true)); !errors.Is(err, errDB) {
-			t.Fatalf("node %d: GetOrSet with fail-safe after Expire = %d, %v; want the factory's error", i+1, v, err)
-		}
+func TestFusionMoreNodesExpireWithoutFailSafe(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []hybrid.Option
+	}{
+		{"expire-default", nil},
+		{"expire-with-fail-safe", []hybrid.Option{hybrid.WithFailSafe(true)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			e := hybrid.EntryOptions{Duration: 10 * time.Minute}
+			var n [3]*hybrid.Cache
+			for i := range n {
+				c := srv.FastClient(t, "")
+				n[i] = fnode(t, c, c, e)
+			}
+			a, b := n[0], n[1]
+			set(t, a, "foo", 42)
+			if v := getInt(t, b, "foo"); v != 42 {
+				t.Fatalf("B = %d", v)
+			}
+			before := b.Stats().BackplaneReceived
+			if err := a.Expire(context.Background(), "foo", tc.opts...); err != nil {
+				t.Fatal(err)
+			}
+			received(t, b, before, "B to hear the Expire")
+			// C first: what it finds can only come from Redis.
+			for _, i := range []int{2, 0, 1} {
+				node := n[i]
+				if v, ok := mustGet[int](t, node, "foo", staleToo); ok {
+					t.Fatalf("node %d: AllowStaleOnRead after Expire = %d; want a miss (written without fail-safe)", i+1, v)
+				}
+				if v, err := hybrid.GetOrSet(context.Background(), node, "foo", failing[int](), hybrid.WithFailSafe(true)); !errors.Is(err, errDB) {
+					t.Fatalf("node %d: GetOrSet with fail-safe after Expire = %d, %v; want the factory's error", i+1, v, err)
+				}
+			}
+		})
 	}
 }
 
