@@ -44,7 +44,7 @@ var (
 func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Duration) (vals [][]byte, unanswered []bool) {
 	timeout, spent := budgetLeft(ctx, timeout)
 	if spent && len(keys) > 0 {
-		c.stats.l2Timeouts.Add(1)
+		c.l2ReadCut(ctx, nil, keys[0], context.DeadlineExceeded) // once per call, no span: no call is made
 	}
 	if spent || c.l2 == nil || len(keys) == 0 || !c.breaker.allow() {
 		unanswered = make([]bool, len(keys))
@@ -112,13 +112,7 @@ func (c *Cache) getL2Many(ctx context.Context, keys []string, timeout time.Durat
 	}
 	dl, hasDL := rctx.Deadline()
 	if rctx.Err() != nil || hasDL && !time.Now().Before(dl) {
-		c.stats.l2Timeouts.Add(1)
-		if span != nil {
-			span.SetAttributes(slog.String(AttrTimeout, "l2"))
-		}
-		if c.ev != nil {
-			c.emitL2Error(ctx, "get", firstKey, L2ErrorTimeout, first)
-		}
+		c.l2ReadCut(ctx, span, firstKey, first)
 		return vals, unanswered
 	}
 	failed, failedKey = first, firstKey

@@ -389,7 +389,7 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 	}
 	timeout, spent := budgetLeft(ctx, timeout)
 	if spent {
-		c.stats.l2Timeouts.Add(1)
+		c.l2ReadCut(ctx, span, key, context.DeadlineExceeded)
 		return nil, false
 	}
 	rctx, cancel := ctx, context.CancelFunc(func() {})
@@ -415,13 +415,7 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 		if rctx.Err() != nil || hasDL && !time.Now().Before(dl) {
 			// Our own deadline or the caller's cancellation: a miss, not a
 			// fault of the tier.
-			c.stats.l2Timeouts.Add(1)
-			if span != nil {
-				span.SetAttributes(slog.String(AttrTimeout, "l2"))
-			}
-			if c.ev != nil {
-				c.emitL2Error(ctx, "get", key, L2ErrorTimeout, err)
-			}
+			c.l2ReadCut(ctx, span, key, err)
 			return nil, false
 		}
 		if c.ctx.Err() != nil {
@@ -433,6 +427,20 @@ func (c *Cache) getL2(ctx context.Context, key string, timeout time.Duration) (b
 	}
 	c.breaker.succeeded()
 	return b, true
+}
+
+// l2ReadCut counts a read of key cut by the L2 timeouts or the caller's
+// context, or not made because the L2 budget was spent (err
+// context.DeadlineExceeded): Stats.L2Timeouts, its span (nil without a
+// tracer) and an L2Error event of class timeout, so that the three agree.
+func (c *Cache) l2ReadCut(ctx context.Context, span Span, key string, err error) {
+	c.stats.l2Timeouts.Add(1)
+	if span != nil {
+		span.SetAttributes(slog.String(AttrTimeout, "l2"))
+	}
+	if c.ev != nil {
+		c.emitL2Error(ctx, "get", key, L2ErrorTimeout, err)
+	}
 }
 
 // l2Failed logs and classifies an error of the distributed tier. A
