@@ -351,9 +351,24 @@ func (c *Cache) publishMany(ps []pending) {
 		}
 		ms[i] = backplane.Message{Kind: kind, Cache: c.name, Key: p.key, Source: c.id, Timestamp: p.ts, Value: c.messageValue(&p)}
 	}
-	ctx, cancel := c.ioContext(send[0].context(), &c.entry) // the first change's operation
+	// One span for the call's messages, as publishNow has for one.
+	sctx, span := c.startChild(send[0].context(), SpanPublish, "") // the first change's operation
+	ctx, cancel := c.ioContext(sctx, &c.entry)
 	defer cancel()
 	errs := bp.PublishBatch(ctx, ms)
+	if span != nil {
+		if k := ms[0].Kind; !slices.ContainsFunc(ms, func(m backplane.Message) bool { return m.Kind != k }) {
+			span.SetAttributes(slog.String(AttrMessageKind, k.String())) // one kind of message
+		}
+		failedKey := ""
+		for i, err := range errs {
+			if err != nil {
+				failedKey = send[i].key
+				break
+			}
+		}
+		span.End(c.spanErr(failedKey, firstErr(errs)))
+	}
 	logged := false
 	for i, p := range send {
 		var err error
