@@ -89,3 +89,44 @@ func TestFusionMoreNodesSlidingWithoutFailSafe(t *testing.T) {
 		}
 	}
 }
+
+// An entry written with fail-safe, expired with the cache's default
+// options (fail-safe off): how it was written decides, in Redis too. Node
+// C, which never held it, finds it in Redis as a stale fallback, as nodes A
+// and B find it in memory; Redis used to get a removal record (the call's
+// FailSafe off), so C had no fallback while A and B had one.
+func TestFusionMoreNodesExpireOfFailSafeEntry(t *testing.T) {
+	srv := redistest.Start(t)
+	e := hybrid.EntryOptions{Duration: 10 * time.Minute}
+	var n [3]*hybrid.Cache
+	for i := range n {
+		c := srv.FastClient(t, "")
+		n[i] = fnode(t, c, c, e)
+	}
+	a, b := n[0], n[1]
+	if err := hybrid.Set(context.Background(), a, "foo", 42, hybrid.WithFailSafe(true)); err != nil {
+		t.Fatal(err)
+	}
+	if v := getInt(t, b, "foo"); v != 42 {
+		t.Fatalf("B = %d", v)
+	}
+	before := b.Stats().BackplaneReceived
+	if err := a.Expire(context.Background(), "foo"); err != nil {
+		t.Fatal(err)
+	}
+	received(t, b, before, "B to hear the Expire")
+	for _, i := range []int{2, 0, 1} { // C first: what it finds can only come from Redis
+		node := n[i]
+		if v := getInt(t, node, "foo"); v != 0 {
+			t.Fatalf("node %d: fresh read after Expire = %d; want a miss", i+1, v)
+		}
+		// (What a node reads from Redis is a fallback under its own
+		// options: the read asks for fail-safe.)
+		if v, ok := mustGet[int](t, node, "foo", staleToo, hybrid.WithFailSafe(true)); !ok || v != 42 {
+			t.Fatalf("node %d: AllowStaleOnRead after Expire = %d, %v; want the fallback 42", i+1, v, ok)
+		}
+		if v, err := hybrid.GetOrSet(context.Background(), node, "foo", failing[int](), hybrid.WithFailSafe(true)); err != nil || v != 42 {
+			t.Fatalf("node %d: GetOrSet with fail-safe after Expire = %d, %v; want the fallback 42", i+1, v, err)
+		}
+	}
+}

@@ -335,9 +335,12 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err err
 }
 
 // Expire marks key as expired: reads miss it, but an entry written with
-// FailSafe remains a fail-safe fallback until its physical expiry (one
-// written without it is replaced by a removal marker: no fallback).
-// FailSafe (off: the distributed copy is removed) and the Skip*Write and
+// FailSafe remains a fail-safe fallback until its physical expiry, in
+// memory and in the distributed tier (one written without it is replaced
+// by a removal marker, and by a removal record there: no fallback). How the
+// entry was written decides when this node holds it; for a key it does not
+// hold, the call's FailSafe does: on, the distributed copy is kept stale
+// for FailSafeMaxDuration; off, it is removed. The Skip*Write and
 // SkipBackplane options apply as for Remove.
 func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err error) {
 	if err := c.check(ctx, key); err != nil {
@@ -354,33 +357,33 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 	}
 	ts, now := stamp(), nowNano()
 	e := c.l1.get(key)
-	// An entry written without fail-safe is no fallback once expired, in
-	// memory nor in the distributed tier (when this node holds it and so
-	// knows how it was written).
-	noFallback := e != nil && !e.tombstone() && !e.fallbackWhenExpired()
+	held := e != nil && !e.tombstone()
+	// keep: this node holds a copy that stays a fallback once expired (an
+	// entry written with fail-safe, alive, not invalidated for good).
+	keep := held && e.fallbackWhenExpired() && now < e.physUntil && c.checkEntry(e, c.inv.Load(), false) != invalidGone
 	if !o.SkipL1Write {
-		if e != nil && e.fallbackWhenExpired() && c.checkEntry(e, c.inv.Load(), false) != invalidGone {
+		if keep {
 			c.l1.set(expiredCopy(e, ts, now), o.Size)
 		} else {
 			// Nothing to mark stale (or an entry written without
 			// fail-safe, which is no fallback): a marker at the expiry's
-			// timestamp, so
-			// that a read that raced the expiry, or an older change's
-			// message, cannot store a fresh copy from before it. (The
-			// distributed tier's stale copy carries the same timestamp and,
-			// being a value, beats the marker: it stays a fallback.)
+			// timestamp, so that a read that raced the expiry, or an
+			// older change's message, cannot store a fresh copy from
+			// before it. (A stale copy in the distributed tier carries
+			// the same timestamp and, being a value, beats the marker: it
+			// stays a fallback.)
 			c.l1.set(newTombstone(key, ts), 1)
 		}
 	}
 	c.release(key)
-	var phys int64 // without fail-safe the distributed copy is deleted
-	if o.FailSafe && !noFallback {
-		// The stale copy lives for FailSafeMaxDuration, and never longer
-		// than the entry as it was written, when this node holds it.
+	var phys int64 // 0: the distributed copy is replaced by a removal record
+	switch {
+	case keep:
+		phys = e.physUntil // as long as the entry itself
+	case held:
+		// Written without fail-safe, or dead: nothing to keep.
+	case o.FailSafe:
 		phys = after(now, o.FailSafeMaxDuration)
-		if e != nil && !e.tombstone() && e.physUntil > now {
-			phys = min(phys, e.physUntil)
-		}
 	}
 	c.propagate(pending{op: opExpire, key: key, ts: ts, physUntil: phys, ctx: ctx}, o)
 	return nil
