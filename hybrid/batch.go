@@ -738,7 +738,11 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	var entryKeys []*batchKey
 	var writes []pending
 	for _, k := range need {
-		if kt := factoryTimeout(o, k.fallback); o.DisableBackgroundCompletion && kt > 0 && now-began >= int64(kt) {
+		// Whether the key's callers stopped waiting at a timeout: its
+		// result is then a background completion nobody waits for.
+		kt := factoryTimeout(o, k.fallback)
+		late := kt > 0 && now-began >= int64(kt)
+		if o.DisableBackgroundCompletion && late {
 			// The callers got the fallback or the timeout; drop the result.
 			answer(k, nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, k.key, kt))
 			continue
@@ -767,9 +771,15 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			continue
 		}
 		if kerr != nil {
+			if late {
+				// As GetOrSet's: nobody waits for this error.
+				c.log.Warn("background factory failed", c.keyAttr(k.key), c.errAttr(k.key, kerr))
+			}
 			switch d, hasDefault := failSafeDefault[T](o); {
 			case k.fallback && o.failSafeFor(kerr):
-				c.serveStale(ctx, k.key, k.stale, o, FailSafeFactoryError, kerr)
+				if !late { // else the callers had it at the timeout, which counted the activation
+					c.serveStale(ctx, k.key, k.stale, o, FailSafeFactoryError, kerr)
+				}
 				answer(k, k.stale.value, nil)
 			case hasDefault && k.stale == nil && o.failSafeFor(kerr):
 				answer(k, d, nil)
