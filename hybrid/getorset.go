@@ -104,7 +104,7 @@ func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry,
 		c.emitHit(ctx, key, TierL1)
 	}
 	if s := e.sliding(); s != nil && now >= s.at {
-		c.extend(e, now)
+		c.extend(ctx, e, now)
 	}
 	return e, now
 }
@@ -113,8 +113,9 @@ func (c *Cache) hitL1(ctx context.Context, key string, o *EntryOptions) (*entry,
 // keeps it fresh for another window (never past its limit), in memory at
 // once and in the distributed tier in the background (same timestamp: the
 // write replaces the stored copy; not announced, since the value did not
-// change).
-func (c *Cache) extend(e *entry, now int64) {
+// change). The write is the caller's background work: it keeps ctx's
+// values (the caller's span, profiler labels), not its cancellation.
+func (c *Cache) extend(ctx context.Context, e *entry, now int64) {
 	s := e.sliding()
 	x := e.clone()
 	x.freshUntil = min(after(now, time.Duration(s.window)), s.max)
@@ -132,8 +133,9 @@ func (c *Cache) extend(e *entry, now int64) {
 	if err != nil {
 		return
 	}
-	p := pending{op: opSet, key: x.key, ts: x.ts, val: enc, physUntil: x.physUntil, skipBP: true}
-	c.goBackground(context.Background(), func() { c.writeL2(p, &c.entry) })
+	ctx = uncancelled(ctx)
+	p := pending{op: opSet, key: x.key, ts: x.ts, val: enc, physUntil: x.physUntil, skipBP: true, ctx: ctx}
+	c.goBackground(ctx, func() { c.writeL2(p, &c.entry) })
 }
 
 // getOrSetSlow joins (or starts) the load of key and waits for it, for the
