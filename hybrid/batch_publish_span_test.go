@@ -74,7 +74,9 @@ func TestTracerBatchPublishSpan(t *testing.T) {
 	if !slices.Contains(got, want) {
 		t.Fatalf("no span %q in\n  %s", want, strings.Join(got, "\n  "))
 	}
-	if st := c.Stats(); st.BackplaneErrors != 2 {
-		t.Errorf("BackplaneErrors = %d, want 2", st.BackplaneErrors)
+	// Both messages failed; auto-recovery may already have retried one
+	// (and failed again, the backplane still down), so at least 2.
+	if st := c.Stats(); st.BackplaneErrors < 2 {
+		t.Errorf("BackplaneErrors = %d, want at least 2", st.BackplaneErrors)
 	}
 }
