@@ -89,6 +89,7 @@ func TestFusionDistSetSkippingL2IsNotUndoneByL2(t *testing.T) {
 	if gos(t, a, "foo", val(1)) != 1 || gos(t, b, "foo", val(9)) != 1 {
 		t.Fatal("setup: not in sync")
 	}
+	heard(t, b, a)
 	before := b.Stats().BackplaneReceived
 	set(t, a, "foo", 2, opts(func(o *hybrid.EntryOptions) { o.SkipL2Write = true }))
 	received(t, b, before, "B to hear A's Set")
@@ -116,6 +117,7 @@ func TestFusionDistThrottledCopyTakesNewerWrite(t *testing.T) {
 	if v := gos(t, a, "foo", failing[int]()); v != 1 {
 		t.Fatalf("A with the source down = %d, want the fallback 1", v)
 	}
+	heard(t, a, b)
 	before := a.Stats().BackplaneReceived
 	if v := gos(t, b, "foo", val(2), hybrid.WithDuration(time.Minute)); v != 2 {
 		t.Fatalf("B = %d, want 2", v)
@@ -189,6 +191,7 @@ func TestFusionDistSkipL1WithBackplane(t *testing.T) {
 	if gos(t, n1, "foo", val(10)) != 10 || gos(t, n2, "foo", val(20)) != 10 {
 		t.Fatal("setup")
 	}
+	heard(t, n2, n1)
 	before := n2.Stats().BackplaneReceived
 	set(t, n1, "foo", 30, skipL1)
 	received(t, n2, before, "node 2 to hear the Set")
@@ -416,6 +419,7 @@ func TestFusionDistL1DurationOfCarriedEntry(t *testing.T) {
 	if getInt(t, b, "foo") != 1 {
 		t.Fatal("setup")
 	}
+	heard(t, b, a) // a late first message would be taken for the second's below
 	before := b.Stats().BackplaneReceived
 	values := b.Stats().BackplaneValues
 	set(t, a, "foo", 2)

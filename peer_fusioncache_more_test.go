@@ -44,6 +44,7 @@ func TestFusionMoreNodesExpireWithoutFailSafe(t *testing.T) {
 			if v := getInt(t, b, "foo"); v != 42 {
 				t.Fatalf("B = %d", v)
 			}
+			heard(t, b, a, n[2])
 			before := b.Stats().BackplaneReceived
 			if err := a.Expire(context.Background(), "foo", tc.opts...); err != nil {
 				t.Fatal(err)
@@ -110,6 +111,7 @@ func TestFusionMoreNodesExpireOfFailSafeEntry(t *testing.T) {
 	if v := getInt(t, b, "foo"); v != 42 {
 		t.Fatalf("B = %d", v)
 	}
+	heard(t, b, a, n[2])
 	before := b.Stats().BackplaneReceived
 	if err := a.Expire(context.Background(), "foo"); err != nil {
 		t.Fatal(err)

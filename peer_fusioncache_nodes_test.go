@@ -109,6 +109,20 @@ func received(t *testing.T, c *hybrid.Cache, n uint64, what string) {
 	redistest.Eventually(t, what, func() bool { return c.Stats().BackplaneReceived > n })
 }
 
+// heard waits until to has applied every backplane message that the nodes
+// from have published so far, so that a late message of an earlier write
+// is not taken for the next one's by received.
+func heard(t *testing.T, to *hybrid.Cache, from ...*hybrid.Cache) {
+	t.Helper()
+	redistest.Eventually(t, "the messages published so far to arrive", func() bool {
+		var sent uint64
+		for _, f := range from {
+			sent += f.Stats().BackplanePublished
+		}
+		return to.Stats().BackplaneReceived >= sent
+	})
+}
+
 func receivedAll(nodes ...*hybrid.Cache) []uint64 {
 	out := make([]uint64, len(nodes))
 	for i, n := range nodes {
