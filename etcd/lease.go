@@ -12,9 +12,9 @@ import (
 // deadline (now + ttl) falls in. A bucket is width wide, width being ttl/16
 // rounded up to a power of two seconds, between 1 s and 1 h; buckets end on
 // multiples of their width, so buckets of different widths share ends and
-// leases. A key lives at most width (about 6% of its ttl, at least 1 s)
-// longer than asked, and never shorter: the lease's TTL runs to the
-// bucket's end plus a second.
+// leases. A key lives less than width (1/16 to 1/8 of its ttl, between 1 s
+// and 1 h) plus 2 s longer than asked, and never shorter: the lease's TTL
+// runs to the bucket's end plus a second, rounded up to whole seconds.
 const (
 	minBucket    = time.Second
 	maxBucket    = time.Hour
