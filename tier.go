@@ -2,6 +2,7 @@ package strata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -92,6 +93,9 @@ func (t *TierSettings) build() (tier Tier, owned bool, err error) {
 	}
 	tier, err = t.New()
 	if err != nil {
+		if errors.Is(err, ErrInvalidSettings) {
+			return nil, false, err // names its module already ("strata: invalid settings: etcd: ...")
+		}
 		return nil, false, fmt.Errorf("strata: Tier: %w", err)
 	}
 	if tier == nil {

@@ -3,6 +3,7 @@ package strata_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,7 +104,15 @@ func TestTierSettingsInvalid(t *testing.T) {
 		}
 	}
 	failing := errors.New("cannot build")
-	if _, err := strata.NewProvider(strata.Settings{Tier: &strata.TierSettings{New: func() (strata.Tier, error) { return nil, failing }}}); !errors.Is(err, failing) {
-		t.Errorf("a failing New: %v", err)
+	if _, err := strata.NewProvider(strata.Settings{Tier: &strata.TierSettings{New: func() (strata.Tier, error) { return nil, failing }}}); !errors.Is(err, failing) || err.Error() != "strata: Tier: cannot build" {
+		t.Errorf("a failing New: %v; want `strata: Tier: cannot build`", err)
+	}
+	// A module's own settings error (etcd's Settings with no endpoint) is
+	// returned as it is: it names its module, and "strata: Tier: strata:
+	// invalid settings: etcd: ..." said "strata" twice.
+	invalid := fmt.Errorf("%w: etcd: Endpoints is empty", strata.ErrInvalidSettings)
+	_, err := strata.NewProvider(strata.Settings{Tier: &strata.TierSettings{New: func() (strata.Tier, error) { return nil, invalid }}})
+	if !errors.Is(err, strata.ErrInvalidSettings) || err.Error() != "strata: invalid settings: etcd: Endpoints is empty" {
+		t.Errorf("New's settings error: %v; want `strata: invalid settings: etcd: Endpoints is empty`", err)
 	}
 }
