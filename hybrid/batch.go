@@ -723,7 +723,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		}
 	}
 	if panicked {
-		c.log.Error("batch factory panicked", slog.Int("keys", len(need)), c.keyAttr(need[0].key), slog.Any("panic", pv))
+		c.log.Error("batch factory panicked", slog.Int("keys", len(need)), c.keyAttr(need[0].key), c.panicAttr(need[0].key, pv))
 		for _, k := range need {
 			answer(k, nil, &panicError{pv})
 		}

@@ -298,10 +298,22 @@ func (c *Cache) errAttr(key string, err error) slog.Attr {
 	return slog.String("err", c.redacted(key, err))
 }
 
+// panicAttr is the attribute of a factory's panic value pv for a log line
+// about key: with RedactKeys, its text with the key taken out wherever it
+// is quoted, as for errors (errAttr).
+func (c *Cache) panicAttr(key string, pv any) slog.Attr {
+	if !c.redactKeys || key == "" {
+		return slog.Any("panic", pv)
+	}
+	return slog.String("panic", c.redactedText(key, fmt.Sprint(pv)))
+}
+
 // redacted is the text of err, an error about key, with the key taken out
 // wherever it is quoted (with the distributed tier's prefix or without).
-func (c *Cache) redacted(key string, err error) string {
-	msg := err.Error()
+func (c *Cache) redacted(key string, err error) string { return c.redactedText(key, err.Error()) }
+
+// redactedText is msg with key taken out wherever it is quoted.
+func (c *Cache) redactedText(key, msg string) string {
 	for _, k := range [...]string{c.prefix + key, key} {
 		msg = strings.ReplaceAll(msg, strconv.Quote(k), `"[redacted]"`)
 	}

@@ -3,6 +3,7 @@ package hybrid_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -81,6 +82,32 @@ func TestRedactKeysCoversLoggedErrors(t *testing.T) {
 	out := logs.String()
 	if !strings.Contains(out, "WRONGTYPE") {
 		t.Fatalf("the configuration error was not logged:\n%s", out)
+	}
+	if strings.Contains(out, "4711") {
+		t.Fatalf("RedactKeys: the key is in the log:\n%s", out)
+	}
+}
+
+// With RedactKeys a factory's panic value is logged without the key where
+// it quotes it, as a logged error is ("factory panicked" logged the value
+// as it was).
+func TestRedactKeysCoversPanicValues(t *testing.T) {
+	const secret = "acct-4711-secret"
+	var logs testlog.Buffer
+	c := newCache(t, hybrid.Options{Logger: logTo(&logs), RedactKeys: true})
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the factory's panic did not reach its caller")
+			}
+		}()
+		_, _ = hybrid.GetOrSet(context.Background(), c, secret, func(_ context.Context, fc *hybrid.FactoryContext[string]) (string, error) {
+			panic(fmt.Sprintf("no row for %q", fc.Key()))
+		})
+	}()
+	out := logs.String()
+	if !strings.Contains(out, "factory panicked") || !strings.Contains(out, "no row for") {
+		t.Fatalf("the panic was not logged:\n%s", out)
 	}
 	if strings.Contains(out, "4711") {
 		t.Fatalf("RedactKeys: the key is in the log:\n%s", out)

@@ -669,7 +669,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 		c.emitFactoryCall(ctx, key, time.Duration(now-began), ferr, eager != nil)
 	}
 	if panicked {
-		c.log.Error("factory panicked", c.keyAttr(key), slog.Any("panic", pv))
+		c.log.Error("factory panicked", c.keyAttr(key), c.panicAttr(key, pv))
 		return nil, &panicError{pv}
 	}
 	// Whether the callers stopped waiting at a timeout: the result is
