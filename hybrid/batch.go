@@ -288,7 +288,7 @@ func getOrSetMany[T any](ctx context.Context, c *Cache, keys []string, f BatchFa
 		}
 		if c.inLoadOf(ctx, key) {
 			// A factory asking for a key it is loading (see GetOrSet).
-			res[i].Err = fmt.Errorf("%w: key %q is being loaded by the factory that asks for it", ErrLoadCycle, key)
+			res[i].Err = loadCycle(key)
 			continue
 		}
 		if call == nil {
@@ -853,7 +853,6 @@ func countAsked[T any](vals map[string]T, bc *BatchContext[T]) int {
 	return n
 }
 
-// callBatchFactory runs f, turning a panic into a value.
 // batchLoading is the context of a batch factory: the keys it loads, so
 // that the factory cannot wait for them (see inLoadOf).
 type batchLoading struct {
@@ -876,6 +875,7 @@ func (b *batchLoading) loads(c *Cache, key string) bool {
 
 func (b *batchLoading) outer() context.Context { return b.Context }
 
+// callBatchFactory runs f, turning a panic into a value.
 func callBatchFactory[T any](ctx context.Context, f BatchFactory[T], bc *BatchContext[T]) (vals map[string]T, panicked bool, pv any, err error) {
 	defer func() {
 		if r := recover(); r != nil {

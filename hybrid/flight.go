@@ -188,6 +188,12 @@ type loadMarker interface {
 	outer() context.Context
 }
 
+// loadCycle is the error of a call that would wait for the load of key
+// it is part of (see inLoadOf).
+func loadCycle(key string) error {
+	return fmt.Errorf("%w: key %q is being loaded by the factory that asks for it", ErrLoadCycle, key)
+}
+
 // inLoadOf reports whether ctx is the context of a running load of key in
 // c, or was derived from one, through any number of loads of other keys
 // and caches in between (a factory of A reads B, whose factory reads A).

@@ -162,7 +162,7 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 	if c.inLoadOf(ctx, key) {
 		// A factory asking for the key it is loading: the load would
 		// wait for itself.
-		return zero, fmt.Errorf("%w: key %q is being loaded by the factory that asks for it", ErrLoadCycle, key)
+		return zero, loadCycle(key)
 	}
 	// The load is detached from this caller's cancellation but not from
 	// its values (trace spans, request-scoped loggers).
