@@ -122,10 +122,17 @@ func (l *topoLoad) worker(w int) {
 			var produced string
 			var pstart time.Time
 			v, err := hybrid.GetOrSet(ctx, c, key, func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+				// The result's timestamp is taken right before the factory
+				// runs (docs/backplane.md): read the clock first, before
+				// anything that may wait (l.mu is contended by every
+				// worker), or a Set that ended while this factory waited
+				// for the lock would look older than this result when it
+				// is newer (a false stale read; failed CI once).
+				fstart := time.Now()
 				val := fmt.Sprintf("g%d", l.seq.Add(1))
 				l.mu.Lock()
-				l.prod = append(l.prod, topoOp{key: key, val: val, kind: 'p', start: time.Now(), end: time.Unix(1<<40, 0), caller: n})
-				pstart, produced = time.Now(), val
+				l.prod = append(l.prod, topoOp{key: key, val: val, kind: 'p', start: fstart, end: time.Unix(1<<40, 0), caller: n})
+				pstart, produced = fstart, val
 				l.mu.Unlock()
 				return val, nil
 			})
