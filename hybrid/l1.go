@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 )
@@ -105,8 +104,13 @@ func (r *recentShard) get(key string) *entry {
 // newest wins (a physically expired entry can always be replaced); at the
 // same timestamp a value beats a tombstone, because a tombstone written for
 // a Set message must not replace the value of that very write.
+//
+// physUntil is reckoned on nowNano (the monotonic clock anchored at the
+// wall time of start), so it is compared with nowNano, not with the wall
+// clock: after the wall clock stepped forward (NTP, a VM resumed), every
+// entry would look physically expired and any older write would replace it.
 func newestWins(incoming, existing *entry) bool {
-	if existing.physUntil <= time.Now().UnixNano() {
+	if existing.physUntil <= nowNano() {
 		return true
 	}
 	if incoming.ts != existing.ts {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Two first writes of a key race: the newer must stay, whichever reaches
@@ -151,5 +152,32 @@ func TestL1EntryLargerThanCapacity(t *testing.T) {
 	m.set(&entry{key: "k", ts: 3, value: "big", physUntil: far}, 1000)
 	if e := m.get("k"); e == nil || !e.tombstone() || e.ts != 3 {
 		t.Fatalf("after an update of cost 1000 L1 holds %+v; want a removal at its timestamp", e)
+	}
+}
+
+// A step of the wall clock does not make held entries look expired to
+// the memory tier's newest-wins rule: physical expiry is reckoned on the
+// monotonic clock (nowNano), and so is the comparison. Simulated by moving
+// nowNano's anchor an hour behind the wall clock (the wall clock stepped
+// an hour forward since start); no goroutine of a cache runs here.
+func TestL1NewestWinsIgnoresWallClockSteps(t *testing.T) {
+	m, err := newL1(1 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	saved := clockBaseUnix
+	clockBaseUnix -= int64(time.Hour)
+	defer func() { clockBaseUnix = saved }()
+	far := nowNano() + int64(30*time.Minute) // still held for 30 min by nowNano
+	for i := range 100 {
+		key := fmt.Sprint("k", i)
+		m.set(&entry{key: key, ts: 5, value: "new", physUntil: far}, 1)
+		m.flush()
+		m.set(&entry{key: key, ts: 4, value: "old", physUntil: far}, 1)
+		m.flush()
+		if e := m.get(key); e == nil || e.value != "new" {
+			t.Fatalf("%s: L1 holds %+v after an older write; want the newer entry (ts 5)", key, e)
+		}
 	}
 }
