@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -24,18 +22,18 @@ var errConfig = errors.New("strata-server: configuration")
 // "5m") in the configuration file.
 type Duration time.Duration
 
-// UnmarshalYAML accepts a Go duration string.
+// UnmarshalYAML accepts a Go duration string, not negative. Its errors do
+// not quote the value (time.ParseDuration's do): see decodeYAML.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: a duration such as \"30s\" expected", n.Line)
+	if n.Kind != yaml.ScalarNode {
+		return yamlFieldError(n, durationExpected+" expected, not "+yamlGot(n.ShortTag()))
 	}
-	v, err := time.ParseDuration(s)
+	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return yamlFieldError(n, durationExpected+" expected (a number with its unit: ns, us, ms, s, m, h)")
 	}
 	if v < 0 {
-		return fmt.Errorf("line %d: negative duration %q", n.Line, s)
+		return yamlFieldError(n, "a negative duration is refused")
 	}
 	*d = Duration(v)
 	return nil
@@ -413,9 +411,7 @@ func loadConfig(path string, getenv func(string) string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errConfig, err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		if err := decodeYAML(b, cfg); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", errConfig, path, err)
 		}
 	}
@@ -436,7 +432,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	} else if port := getenv("PORT"); port != "" {
 		n, err := strconv.Atoi(port)
 		if err != nil || n < 0 || n > 65535 {
-			return fmt.Errorf("%w: PORT %q is not a port number", errConfig, port)
+			return fmt.Errorf("%w: PORT is not a port number (0 to 65535)", errConfig)
 		}
 		c.Listen = net.JoinHostPort(getenv("STRATA_HOST"), port)
 	} else if host := getenv("STRATA_HOST"); host != "" {
@@ -448,7 +444,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 		}
 		_, port, err := net.SplitHostPort(listen)
 		if err != nil {
-			return fmt.Errorf("%w: STRATA_HOST: the port of listen %q: %w", errConfig, listen, err)
+			return fmt.Errorf("%w: STRATA_HOST: listen (STRATA_LISTEN) has no port to go with it: %s", errConfig, addrProblem(err))
 		}
 		c.Listen = net.JoinHostPort(host, port)
 	}
@@ -456,7 +452,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	case "", "json", "text":
 		c.logFormat = v
 	default:
-		return fmt.Errorf("%w: LOG_FORMAT %q: json or text expected", errConfig, v)
+		return fmt.Errorf("%w: LOG_FORMAT: json or text expected", errConfig)
 	}
 	for _, e := range []struct {
 		name string
@@ -476,7 +472,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	if v := getenv("LOGGING_REDACT_KEYS"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return fmt.Errorf("%w: LOGGING_REDACT_KEYS %q: true or false expected", errConfig, v)
+			return fmt.Errorf("%w: LOGGING_REDACT_KEYS: true or false expected", errConfig)
 		}
 		c.RedactKeys = b
 	}
@@ -486,7 +482,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	if v := getenv("LOG_REQUESTS"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return fmt.Errorf("%w: LOG_REQUESTS %q: true or false expected", errConfig, v)
+			return fmt.Errorf("%w: LOG_REQUESTS: true or false expected", errConfig)
 		}
 		c.LogRequests = &b
 	}
@@ -499,7 +495,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	if v := getenv("POSTGRES_PORT"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 || n > 65535 {
-			return fmt.Errorf("%w: POSTGRES_PORT %q is not a port number", errConfig, v)
+			return fmt.Errorf("%w: POSTGRES_PORT is not a port number (1 to 65535)", errConfig)
 		}
 		c.Postgres.Port = n
 	}
@@ -580,7 +576,7 @@ func (c *Config) validate() error {
 	switch c.Engine {
 	case engineMemory, engineRedis, engineEtcd, enginePostgres:
 	default:
-		return fmt.Errorf("%w: DURABILITY_ENGINE %q: memory, redis, etcd or postgres expected", errConfig, c.Engine)
+		return fmt.Errorf("%w: DURABILITY_ENGINE (engine): memory, redis, etcd or postgres expected", errConfig)
 	}
 	switch {
 	case c.Engine == engineRedis && c.RedisURL == "":
@@ -600,15 +596,18 @@ func (c *Config) validate() error {
 	case c.Engine != enginePostgres && c.Postgres.set():
 		return fmt.Errorf("%w: POSTGRES_* (postgres) settings are set but the engine is %q: set DURABILITY_ENGINE=postgres, or unset them", errConfig, c.Engine)
 	case c.Postgres.Port < 0 || c.Postgres.Port > 65535:
-		return fmt.Errorf("%w: postgres.port %d is not a port number", errConfig, c.Postgres.Port)
+		return fmt.Errorf("%w: postgres.port (POSTGRES_PORT) is not a port number (1 to 65535)", errConfig)
 	}
-	for _, ep := range c.EtcdEndpoints {
+	for i, ep := range c.EtcdEndpoints {
 		if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
-			return fmt.Errorf("%w: etcd endpoint %q: an http:// or https:// URL expected", errConfig, ep)
+			return fmt.Errorf("%w: ETCD_ENDPOINTS (etcd_endpoints): endpoint %d of %d: an http:// or https:// URL expected", errConfig, i+1, len(c.EtcdEndpoints))
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("%w: listen (STRATA_LISTEN) %q: host:port expected, such as \":8080\": %w", errConfig, c.Listen, err)
+		return fmt.Errorf("%w: listen (STRATA_LISTEN): host:port expected, such as \":8080\": %s", errConfig, addrProblem(err))
+	}
+	if err := validRedisURL(c.RedisURL); err != nil {
+		return fmt.Errorf("%w: REDIS_URL (redis_url): %w", errConfig, err)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return fmt.Errorf("%w: set both tls_cert_file and tls_key_file (STRATA_TLS_CERT_FILE, STRATA_TLS_KEY_FILE), or neither", errConfig)
@@ -642,7 +641,7 @@ func (c *Config) validate() error {
 		switch m.valueType() {
 		case valueBytes, valueJSON:
 		default:
-			return fmt.Errorf("%w: cache %q: value_type %q: bytes or json expected", errConfig, name, m.valueType())
+			return fmt.Errorf("%w: cache %q: value_type: bytes or json expected", errConfig, name)
 		}
 		if c.dacheEnabled() && name == c.Dache.Cache && m.valueType() != valueJSON {
 			return fmt.Errorf("%w: cache %q is the dache cache: its value_type must be json", errConfig, name)
@@ -658,8 +657,38 @@ func (c *Config) validate() error {
 		if c.Engine == engineMemory && m.RedisURL != nil && *m.RedisURL != "" {
 			return fmt.Errorf("%w: cache %q: redis_url is set but the engine is memory", errConfig, name)
 		}
+		if m.RedisURL != nil {
+			if err := validRedisURL(*m.RedisURL); err != nil {
+				return fmt.Errorf("%w: cache %q: redis_url: %w", errConfig, name, err)
+			}
+		}
 	}
 	return nil
+}
+
+// validRedisURL reports a Redis URL that does not parse ("" is none),
+// without quoting it or any part of it: url.Parse's error quotes the URL
+// and the part that failed, which may be the password ("invalid port
+// \":pa\" after host" for a password with a '/'), and the library's
+// masking of the password does not reach that part.
+func validRedisURL(u string) error {
+	if u == "" {
+		return nil
+	}
+	if _, err := url.Parse(u); err != nil {
+		return errors.New("not a URL that parses: percent-encode the special characters of its user name and password (/ is %2F, % is %25, @ is %40, # is %23)")
+	}
+	return nil
+}
+
+// addrProblem is the reason of a net.SplitHostPort error, without the
+// address it quotes.
+func addrProblem(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return "not host:port"
 }
 
 // unsendable says why a token that sendableToken refuses is refused,

@@ -38,7 +38,7 @@ func parseLevel(s string) (slog.Level, error) {
 		return slog.LevelInfo, nil
 	}
 	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("%w: log level %q: debug, info, warn or error expected", errConfig, s)
+		return 0, fmt.Errorf("%w: log level (LOG_LEVEL, log_level): debug, info, warn or error expected", errConfig)
 	}
 	return l, nil
 }
@@ -48,18 +48,29 @@ func parseLevel(s string) (slog.Level, error) {
 // 1 for another failure.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("strata-server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package's own messages quote the argument ("bad flag
+	// syntax: ---token=s3cret"): ours name none, as configuration errors
+	// show no value (an argument may be a secret typed in the wrong place).
+	fs.SetOutput(io.Discard)
 	configPath := fs.String("config", getenv("STRATA_CONFIG"), "configuration file (YAML); default $STRATA_CONFIG")
+	usage := func() {
+		fs.SetOutput(stderr)
+		fs.Usage()
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage()
 			return 0 // -h: the usage was asked for
 		}
+		_, _ = fmt.Fprintf(stderr, "%v: an unknown flag, or a flag without its value (the only flag is -config FILE)\n", errConfig)
+		usage()
 		return 2
 	}
 	if fs.NArg() > 0 {
 		// Most likely a configuration file without -config: serving the
 		// defaults (no token, every interface) instead would be a trap.
-		_, _ = fmt.Fprintf(stderr, "%v: unexpected argument %q (the file is -config FILE or STRATA_CONFIG)\n", errConfig, fs.Arg(0))
+		// The argument is not repeated, as no configuration value is.
+		_, _ = fmt.Fprintf(stderr, "%v: unexpected argument (%d after the flags; the file is -config FILE or STRATA_CONFIG)\n", errConfig, fs.NArg())
 		return 2
 	}
 	cfg, err := loadConfig(*configPath, getenv)
