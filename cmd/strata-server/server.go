@@ -415,13 +415,19 @@ func (c *cache) goType() string {
 	return "[]byte"
 }
 
-// authorized reports whether r carries the server's token or c's.
+// authorized reports whether r carries the server's token or c's, in its
+// one Authorization header: a request with two is authorized by neither
+// (see oneAuthorization).
 func (s *server) authorized(r *http.Request, c *cache) bool {
 	if s.cfg.Token == "" && c.token == "" {
 		return true
 	}
+	auth := r.Header.Values("Authorization")
+	if len(auth) != 1 {
+		return false
+	}
 	// The scheme is case-insensitive (RFC 9110 11.1), then 1*SP.
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	scheme, tok, ok := strings.Cut(auth[0], " ")
 	tok = strings.TrimLeft(tok, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return false
@@ -441,6 +447,21 @@ func (s *server) serverAuthorized(r *http.Request) bool {
 	return s.authorized(r, &cache{})
 }
 
+// oneAuthorization refuses a request with more than one Authorization
+// header (400 bad_request); it answers the error itself. The header is
+// not a list (RFC 9110 5.3, 11.6.2): two are credentials that contradict
+// each other, and the first one used to decide alone, so a proxy or a
+// client library that added its own header to the caller's got either
+// one accepted. It is checked whether or not a token is configured, so
+// that the answer does not tell.
+func oneAuthorization(w http.ResponseWriter, r *http.Request) bool {
+	if len(r.Header.Values("Authorization")) > 1 {
+		writeError(w, http.StatusBadRequest, "bad_request", "more than one Authorization header: send one")
+		return false
+	}
+	return true
+}
+
 func unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 	writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
@@ -449,6 +470,9 @@ func unauthorized(w http.ResponseWriter) {
 // withCache resolves {cache}, checks the token and bounds the body.
 func (s *server) withCache(h func(http.ResponseWriter, *http.Request, *cache)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !oneAuthorization(w, r) {
+			return
+		}
 		name := r.PathValue("cache")
 		c, ok := s.caches[name]
 		if !ok {
@@ -472,6 +496,9 @@ func (s *server) withCache(h func(http.ResponseWriter, *http.Request, *cache)) h
 
 func (s *server) withDache(h func(http.ResponseWriter, *http.Request, *cache)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !oneAuthorization(w, r) {
+			return
+		}
 		if !s.authorized(r, s.dache) {
 			unauthorized(w)
 			return
@@ -498,6 +525,9 @@ func (s *server) limitBody(w http.ResponseWriter, r *http.Request) bool {
 // server's token or when no token is configured; with a cache's token,
 // the caches it opens; with none of those, 401.
 func (s *server) listCaches(w http.ResponseWriter, r *http.Request) {
+	if !oneAuthorization(w, r) {
+		return
+	}
 	names := s.provider.Names()
 	if !s.serverAuthorized(r) {
 		open := names[:0:0]
