@@ -126,7 +126,7 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	case m.Kind == backplane.KindRemove || !e.fallbackWhenExpired():
 		c.l1.set(newTombstone(m.Key, m.Timestamp), 1)
 	default:
-		c.l1.set(expiredCopy(e, m.Timestamp, nowNano()), c.entry.Size)
+		c.l1.set(expiredCopy(e, m.Timestamp, nowNano()), e.size())
 	}
 }
 

@@ -763,7 +763,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			// hit; the entry stays as it was, minus its eager refresh point.
 			x := k.eager.clone()
 			x.noEager()
-			c.l1.set(x, o.Size)
+			c.l1.set(x, x.size())
 			if kerr != nil {
 				c.log.Warn("eager refresh failed", c.keyAttr(k.key), c.errAttr(k.key, kerr))
 			}
@@ -835,7 +835,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		entryKeys = append(entryKeys, k)
 	}
 	if !o.SkipL1Write {
-		c.l1.setMany(entries, o.Size)
+		c.l1.setMany(entries)
 	}
 	c.propagateMany(writes, o)
 	for i := len(entryKeys) - 1; i >= 0; i-- { // see GetOrSetMany's wait: the first key last
@@ -1076,7 +1076,7 @@ func setMany[T any](ctx context.Context, c *Cache, values map[string]T, opts ...
 		entries = append(entries, e)
 	}
 	if !o.SkipL1Write {
-		c.l1.setMany(entries, o.Size)
+		c.l1.setMany(entries)
 	}
 	for _, e := range entries {
 		c.release(e.key) // as Set: no later caller joins an older load
@@ -1137,7 +1137,7 @@ func (c *Cache) removeMany(ctx context.Context, keys []string, opts ...Option) e
 		ps = append(ps, pending{op: opRemove, key: k, ts: now, ctx: uncancelled(ctx)})
 	}
 	if !o.SkipL1Write {
-		c.l1.setMany(tombs, 1)
+		c.l1.setMany(tombs)
 	}
 	for _, t := range tombs {
 		c.release(t.key)

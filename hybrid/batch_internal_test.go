@@ -25,8 +25,8 @@ func TestL1SetManyConcurrentFirstWritesNewestWins(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		start := make(chan struct{})
-		wg.Go(func() { <-start; m.setMany(newer, 1) })
-		wg.Go(func() { <-start; m.setMany(reversed, 1) })
+		wg.Go(func() { <-start; m.setMany(newer) })
+		wg.Go(func() { <-start; m.setMany(reversed) })
 		for _, e := range older {
 			wg.Go(func() { <-start; m.set(e, 1) })
 		}

@@ -396,12 +396,12 @@ func (c *Cache) publishMany(ps []pending) {
 	}
 }
 
-// setMany stores entries in the memory tier, each as set does (newest
-// wins; set no longer waits for ristretto's buffer, so one call per entry
-// costs no more than a batched one).
-func (m *l1) setMany(es []*entry, cost int64) {
+// setMany stores entries in the memory tier, each as set does at its
+// Size (newest wins; set no longer waits for ristretto's buffer, so one
+// call per entry costs no more than a batched one).
+func (m *l1) setMany(es []*entry) {
 	for _, e := range es {
-		m.set(e, cost)
+		m.set(e, e.size())
 	}
 }
 

@@ -375,7 +375,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 	keep := held && e.fallbackWhenExpired() && now < e.physUntil && c.checkEntry(e, c.inv.Load(), false) != invalidGone
 	if !o.SkipL1Write {
 		if keep {
-			c.l1.set(expiredCopy(e, ts, now), o.Size)
+			c.l1.set(expiredCopy(e, ts, now), e.size())
 		} else {
 			// Nothing to mark stale (or an entry written without
 			// fail-safe, which is no fallback): a marker at the expiry's

@@ -103,11 +103,32 @@ type entryExt struct {
 	tags    []string
 	typ     string // the type name of a "not found" entry (it holds no T)
 	vts     int64  // compared with invalidations (Clear, tags); 0 = ts
+	size    int64  // EntryOptions.Size when not 1 (0 = 1): what every copy of the entry costs in memory
 }
 
 // empty reports whether x holds nothing, so that an entry needs no ext.
 func (x *entryExt) empty() bool {
-	return x.etag == "" && x.lastMod == 0 && len(x.tags) == 0 && x.typ == "" && x.vts == 0
+	return x.etag == "" && x.lastMod == 0 && len(x.tags) == 0 && x.typ == "" && x.vts == 0 && x.size == 0
+}
+
+// size returns e's cost in the memory tier: the Size it was written with.
+// Every copy of e (Expire, a backplane message marking it stale, a
+// fail-safe throttle, a sliding extension) keeps it, whatever the options
+// of the call that makes the copy.
+func (e *entry) size() int64 {
+	if e.ext == nil || e.ext.size == 0 {
+		return 1
+	}
+	return e.ext.size
+}
+
+// extSize is what entryExt.size records for an entry of Size s: 0 for
+// the default 1, so that the common entry needs no ext.
+func extSize(s int64) int64 {
+	if s <= 1 {
+		return 0
+	}
+	return s
 }
 
 // etag returns e's ETag ("" = none).
@@ -386,7 +407,7 @@ var notFoundValue any = &notFound{}
 // that started at ts, stored at now, cached for o.NotFoundDuration.
 func newNotFound[T any](key string, ts, now int64, o *EntryOptions) *entry {
 	until := after(now, o.NotFoundDuration)
-	e := allocBare(&entryExt{typ: typeName[T](), tags: o.Tags})
+	e := allocBare(&entryExt{typ: typeName[T](), tags: o.Tags, size: extSize(o.Size)})
 	e.key, e.ts, e.verified = key, ts, ts
 	e.freshUntil, e.l2Fresh, e.physUntil, e.value = until, until, until, notFoundValue
 	return e
@@ -407,17 +428,15 @@ func (e *entry) clone() *entry {
 
 // sliding is the sliding expiration of an entry (EntryOptions.
 // SlidingDuration): a hit from at on extends freshness to window past the
-// hit, never past max. size is the entry's Size, which the copy an
-// extension stores keeps (the hit's options are the cache's, not the
-// write's).
+// hit, never past max. (The copy an extension stores keeps the entry's
+// Size: entry.size.)
 type sliding struct {
-	at, window, max, size int64
+	at, window, max int64
 }
 
-// newSliding returns the sliding state of an entry of Size size fresh
-// until fresh.
-func newSliding(fresh, window, limit, size int64) sliding {
-	return sliding{at: fresh - window/2, window: window, max: limit, size: size}
+// newSliding returns the sliding state of an entry fresh until fresh.
+func newSliding(fresh, window, limit int64) sliding {
+	return sliding{at: fresh - window/2, window: window, max: limit}
 }
 
 // meta is what a factory or Set may attach to a value.
@@ -440,8 +459,8 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 	}
 	// x and h are copied by allocEntry: they do not escape.
 	var x *entryExt
-	if m.etag != "" || m.lastMod != 0 || len(o.Tags) > 0 {
-		x = &entryExt{etag: m.etag, lastMod: m.lastMod, tags: o.Tags}
+	if m.etag != "" || m.lastMod != 0 || len(o.Tags) > 0 || o.Size > 1 {
+		x = &entryExt{etag: m.etag, lastMod: m.lastMod, tags: o.Tags, size: extSize(o.Size)}
 	}
 	var h onHit
 	if o.EagerRefreshThreshold > 0 {
@@ -450,7 +469,7 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 	if o.SlidingDuration > 0 {
 		freshUntil = min(freshUntil, after(now, o.SlidingDuration))
 		l2Fresh = freshUntil
-		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), fresh, o.Size)
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), fresh)
 	}
 	// Without fail-safe the physical expiry is the logical one: for a
 	// sliding entry the end of its window (an extension moves both), not

@@ -106,7 +106,7 @@ func TestEntryOnHit(t *testing.T) {
 		t.Fatalf("setSlide(none): clone hit %+v, original sliding %v", x.hit, e.sliding())
 	}
 	y := e.clone()
-	y.setSlide(newSliding(now+5, 7, now+100, 1))
+	y.setSlide(newSliding(now+5, 7, now+100))
 	if y.eagerAt() != e.eagerAt() || y.sliding().window != 7 || e.sliding().window != int64(10*time.Second) {
 		t.Fatal("setSlide changed eager refresh or the original")
 	}

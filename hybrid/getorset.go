@@ -1,7 +1,6 @@
 package hybrid
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -123,9 +122,9 @@ func (c *Cache) extend(ctx context.Context, e *entry, now int64) {
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.setSlide(sliding{}) // at the limit: no more extensions
 	if x.freshUntil < s.max {
-		x.setSlide(newSliding(x.freshUntil, s.window, s.max, s.size))
+		x.setSlide(newSliding(x.freshUntil, s.window, s.max))
 	}
-	c.l1.set(x, cmp.Or(s.size, c.entry.Size)) // the entry's Size, not the cache's
+	c.l1.set(x, x.size()) // the entry's Size, not the cache's
 	if c.l2 == nil {
 		return
 	}
@@ -594,7 +593,7 @@ func (c *Cache) mergeL2(ctx context.Context, key string, o *EntryOptions, l2e, s
 		x := stale.clone()
 		x.verified = nowNano()
 		if !o.SkipL1Write {
-			c.l1.set(x, o.Size)
+			c.l1.set(x, x.size())
 		}
 		return x, stale
 	}
@@ -605,13 +604,13 @@ func (c *Cache) mergeL2(ctx context.Context, key string, o *EntryOptions, l2e, s
 	now := nowNano()
 	if v == valid && l2e.fresh(now) && (eager == nil || l2e.ts > eager.ts) {
 		if !o.SkipL1Write {
-			c.l1.set(l2e, o.Size)
+			c.l1.set(l2e, l2e.size())
 		}
 		return l2e, stale
 	}
 	if v != invalidGone && eager == nil && l2e.usableStale(now) && l2e.newer(stale) {
 		if !o.SkipL1Write && (stale == nil || stale.ts < l2e.ts) {
-			c.l1.set(l2e, o.Size)
+			c.l1.set(l2e, l2e.size())
 		}
 		stale = l2e
 	}
@@ -689,7 +688,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			// its eager refresh point.
 			x := eager.clone()
 			x.noEager()
-			c.l1.set(x, o.Size)
+			c.l1.set(x, x.size())
 			c.log.Warn("eager refresh failed", c.keyAttr(key), c.errAttr(key, err))
 			return eager.value, nil
 		case fallback && o.failSafeFor(err) && !late:

@@ -257,7 +257,7 @@ func (c *Cache) inflate(env *envelope.Envelope) error {
 // being when it was read: its rare fields, what a hit may have to do, and
 // its logical (in memory) and physical expiries.
 func fromL2Parts(env *envelope.Envelope, o *EntryOptions, now int64) (x entryExt, h onHit, freshUntil, physUntil int64) {
-	x = entryExt{etag: env.ETag, lastMod: env.LastModified, tags: env.Tags}
+	x = entryExt{etag: env.ETag, lastMod: env.LastModified, tags: env.Tags, size: extSize(o.Size)}
 	if env.Created != 0 && env.Created != env.Timestamp {
 		x.vts = env.Created // an expired copy: invalidations compare with its creation
 	}
@@ -269,7 +269,7 @@ func fromL2Parts(env *envelope.Envelope, o *EntryOptions, now int64) (x entryExt
 		physUntil = failSafePhys(physUntil, after(env.Timestamp, o.FailSafeMaxDuration))
 	}
 	if o.SlidingDuration > 0 {
-		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), after(env.Timestamp, o.Duration), o.Size)
+		h.slide = newSliding(freshUntil, int64(o.SlidingDuration), after(env.Timestamp, o.Duration))
 	}
 	if o.EagerRefreshThreshold > 0 && env.FreshUntil > env.Timestamp {
 		h.eagerAt = after(env.Timestamp, scaleDur(time.Duration(env.FreshUntil-env.Timestamp), o.EagerRefreshThreshold))
@@ -280,7 +280,7 @@ func fromL2Parts(env *envelope.Envelope, o *EntryOptions, now int64) (x entryExt
 // notFoundFromL2 is the entry of a "not found" record from the distributed
 // tier.
 func notFoundFromL2(key string, env *envelope.Envelope, o *EntryOptions, now int64) *entry {
-	e := allocBare(&entryExt{typ: env.Type, tags: env.Tags})
+	e := allocBare(&entryExt{typ: env.Type, tags: env.Tags, size: extSize(o.Size)})
 	e.key, e.ts, e.verified, e.value = key, env.Timestamp, now, notFoundValue
 	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
 	if o.L1Duration > 0 {

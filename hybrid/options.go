@@ -153,7 +153,11 @@ type EntryOptions struct {
 	// SkipBackplane keeps this change local: no backplane message.
 	SkipBackplane bool
 	// Size is the cost of the entry in the memory tier, whose capacity is
-	// Options.L1MaxEntries. Zero means 1.
+	// Options.L1MaxEntries. Zero means 1. It is the Size of the call that
+	// writes the entry (or reads it from the distributed tier or a
+	// backplane message, with the cache's options there): a copy that
+	// another call stores in its place (Expire, a fail-safe throttle, a
+	// sliding extension, a backplane message marking it stale) keeps it.
 	Size int64
 }
 

@@ -734,3 +734,57 @@ func TestMemTierEntryAboveCapacity(t *testing.T) {
 		t.Fatalf("a later write that fits read %q", v)
 	}
 }
+
+// A copy of an entry that a call stores in its place (Expire's stale
+// copy, a fail-safe throttle) costs what the entry was written with, not
+// the Size of the call that makes the copy (the cache's default here): a
+// Size 500 entry expired by a plain Expire counted as 1, and the tier
+// held 1,400 units of 1,000.
+func TestMemTierCopiesKeepTheEntrysSize(t *testing.T) {
+	ctx := context.Background()
+	failing := func(context.Context, *FactoryContext[string]) (string, error) { return "", errors.New("db down") }
+	for _, tc := range []struct {
+		name string
+		copy func(t *testing.T, c *Cache)
+	}{
+		{"Expire", func(t *testing.T, c *Cache) {
+			if err := c.Expire(ctx, "big"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"fail-safe throttle", func(t *testing.T, c *Cache) {
+			if err := c.Expire(ctx, "big"); err != nil {
+				t.Fatal(err)
+			}
+			v, err := GetOrSet(ctx, c, "big", failing, WithFailSafe(true))
+			if err != nil || v != "large" {
+				t.Fatalf("GetOrSet with fail-safe = %q, %v; want the stale value", v, err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mtCache(t, Options{L1MaxEntries: 1000})
+			mtSet(t, c, "big", "large", withSize(500), WithFailSafe(true))
+			c.l1.rc.Wait()
+			tc.copy(t, c)
+			if v, _, _, _ := TryGetInfo[string](ctx, c, "big", WithOptions(func(o *EntryOptions) { o.AllowStaleOnRead = true })); v != "large" {
+				t.Fatalf("the copy reads %q; want %q", v, "large")
+			}
+			keys := []string{"big"}
+			for i := range 9 {
+				k := fmt.Sprint("n", i)
+				keys = append(keys, k)
+				mtSet(t, c, k, "x", withSize(100))
+			}
+			n, cost := mtHeld(c, keys, func(k string) int64 {
+				if k == "big" {
+					return 500
+				}
+				return 100
+			})
+			if cost > 1000 {
+				t.Fatalf("ristretto holds %d entries of total Size %d; L1MaxEntries is 1000", n, cost)
+			}
+		})
+	}
+}
