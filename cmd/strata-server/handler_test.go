@@ -246,7 +246,7 @@ func TestBadRequests(t *testing.T) {
 		{"remove-by-tag unknown field", "POST", "/v1/caches/blobs/remove-by-tag", `{"tag":"x"}`, nil, 400, "bad_body"},
 		{"remove-by-tag not JSON", "POST", "/v1/caches/blobs/remove-by-tag", `tags=x`, nil, 400, "bad_body"},
 		{"remove-by-tag bad mode", "POST", "/v1/caches/blobs/remove-by-tag", `{"tags":["x"],"mode":"shred"}`, nil, 400, "bad_body"},
-		{"remove-by-tag empty tag", "POST", "/v1/caches/blobs/remove-by-tag", `{"tags":[""]}`, nil, 400, "bad_request"},
+		{"remove-by-tag empty tag", "POST", "/v1/caches/blobs/remove-by-tag", `{"tags":[""]}`, nil, 400, "bad_tags"},
 		{"clear bad flag", "POST", "/v1/caches/blobs/clear?allow_fail_safe=perhaps", "", nil, 400, "bad_request"},
 		{"batch no keys", "POST", "/v1/caches/blobs/batch-get", `{"keys":[]}`, nil, 400, "bad_body"},
 		{"batch trailing data", "POST", "/v1/caches/blobs/batch-get", `{"keys":["a"]} {}`, nil, 400, "bad_body"},

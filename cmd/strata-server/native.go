@@ -368,16 +368,26 @@ func tagsOf(r *http.Request) ([]string, error) {
 	for _, v := range vals {
 		for t := range strings.SplitSeq(v, ",") {
 			t = strings.TrimSpace(t)
-			if t == "" {
-				return nil, fmt.Errorf("%s: empty tag", tagsHeader)
-			}
-			if len(t) > hybrid.MaxTagLength {
-				return nil, fmt.Errorf("%s: tag longer than %d bytes", tagsHeader, hybrid.MaxTagLength)
+			if err := validTag(t); err != nil {
+				return nil, fmt.Errorf("%s: %w", tagsHeader, err)
 			}
 			tags = append(tags, t)
 		}
 	}
 	return tags, nil
+}
+
+// validTag reports a tag the library refuses (empty, longer than
+// hybrid.MaxTagLength), for a 400 bad_tags wherever tags are given: the
+// library's own error is an ErrInvalidOptions, which is bad_request.
+func validTag(t string) error {
+	if t == "" {
+		return errors.New("empty tag")
+	}
+	if len(t) > hybrid.MaxTagLength {
+		return fmt.Errorf("tag longer than %d bytes", hybrid.MaxTagLength)
+	}
+	return nil
 }
 
 // readBody reads the bounded body; it answers the error itself. A body
@@ -617,6 +627,12 @@ func (s *server) removeByTag(w http.ResponseWriter, r *http.Request, c *cache) {
 	if len(req.Tags) == 0 {
 		writeError(w, http.StatusBadRequest, "bad_body", `"tags" must list at least one tag`)
 		return
+	}
+	for i, t := range req.Tags {
+		if err := validTag(t); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_tags", fmt.Sprintf(`"tags"[%d]: %v`, i, err))
+			return
+		}
 	}
 	var mode hybrid.TagRemoval
 	switch req.Mode {
