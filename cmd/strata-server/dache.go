@@ -11,15 +11,19 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 )
 
-// dacheGet answers GET /dache/{key}: 200 {"value": ...} or 404.
+// dacheGet answers GET /dache/{key}: 200 {"value": ...} or 404. Its
+// answer has no ETag, so If-Match (and If-Unmodified-Since) is 501.
 func (s *server) dacheGet(w http.ResponseWriter, r *http.Request, c *cache) {
+	if _, ok := readPrecondition(w, r, false); !ok {
+		return
+	}
 	v, found, err := c.tryGet(r.Context(), r.PathValue("key"), false)
 	if err != nil {
 		s.cacheError(w, c, err)
 		return
 	}
 	if !found {
-		s.miss(w, r, c)
+		s.miss(w, r, c, false)
 		return
 	}
 	b := make([]byte, 0, len(v)+11)

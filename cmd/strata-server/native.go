@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,8 +15,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/cespare/xxhash/v2"
 
 	"github.com/strata-cache/strata/hybrid"
 )
@@ -111,21 +108,6 @@ func (c *cache) set(ctx context.Context, key string, v []byte, opts ...hybrid.Op
 	return hybrid.Set(ctx, c.c, key, v, opts...)
 }
 
-// etag is a strong validator of a value: its 64-bit xxhash.
-func etag(v []byte) string {
-	var b [18]byte
-	b[0] = '"'
-	var h [8]byte
-	sum := xxhash.Sum64(v)
-	for i := range h {
-		h[i] = byte(sum >> (56 - 8*i))
-	}
-	hex.Encode(b[1:17], h[:])
-	b[17] = '"'
-	return string(b[:])
-}
-
-// etagMatch reports whether an If-None-Match header matches tag.
 // validOriginKey is nil if key is a key of the origin cache c: one the
 // cache accepts and not "." or "..": GET {url}/.. is another resource of
 // the origin (a client, a proxy or the origin resolves the dot segment,
@@ -135,17 +117,6 @@ func (c *cache) validOriginKey(key string) error {
 		return fmt.Errorf("%w: %q would be a dot segment of the origin's path", hybrid.ErrInvalidKey, key)
 	}
 	return c.c.ValidateKey(key)
-}
-
-func etagMatch(header, tag string) bool {
-	for part := range strings.SplitSeq(header, ",") {
-		p := strings.TrimSpace(part)
-		p = strings.TrimPrefix(p, "W/")
-		if p == "*" || p == tag {
-			return true
-		}
-	}
-	return false
 }
 
 // query parses the query string of r; it answers the error itself. A
@@ -212,14 +183,26 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request, c *cache) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
+	ifMatch, ok := readPrecondition(w, r, true)
+	if !ok {
+		return
+	}
 	key := r.PathValue("key")
 	v, found, stale, created, err := c.readInfo(r.Context(), key, allowStale)
 	if err != nil {
+		if ifMatch != nil && errors.Is(err, errOriginNotFound) {
+			preconditionFailed(w) // no current representation
+			return
+		}
 		s.cacheError(w, c, err)
 		return
 	}
 	if !found {
-		s.miss(w, r, c)
+		s.miss(w, r, c, ifMatch != nil)
+		return
+	}
+	if ifMatch != nil && !ifMatchHolds(ifMatch, etag(v)) {
+		preconditionFailed(w)
 		return
 	}
 	if !created.IsZero() {
@@ -229,15 +212,19 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request, c *cache) {
 	writeValue(w, r, c, v, stale)
 }
 
-// miss answers a read that found nothing: 404, or 503 when a strict
-// cache cannot ask its distributed tier.
-func (s *server) miss(w http.ResponseWriter, r *http.Request, c *cache) {
-	if c.strict && c.l2Open(r.Context()) {
+// miss answers a read that found nothing: 404, or 412 for a read under
+// If-Match (no current representation matches it), or 503 when a strict
+// cache cannot ask its distributed tier (absent or not, we cannot tell).
+func (s *server) miss(w http.ResponseWriter, r *http.Request, c *cache, ifMatch bool) {
+	switch {
+	case c.strict && c.l2Open(r.Context()):
 		writeError(w, http.StatusServiceUnavailable, "tier_unavailable",
 			"not in this node's memory, and the distributed tier is unavailable (see /readyz)")
-		return
+	case ifMatch:
+		preconditionFailed(w)
+	default:
+		writeError(w, http.StatusNotFound, "not_found", "no such key")
 	}
-	writeError(w, http.StatusNotFound, "not_found", "no such key")
 }
 
 func writeValue(w http.ResponseWriter, r *http.Request, c *cache, v []byte, stale bool) {
@@ -418,29 +405,6 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 		return nil, false
 	}
 	return b, true
-}
-
-// preconditions are the request headers that make a write conditional
-// (RFC 9110 13.1).
-var preconditions = []string{"If-Match", "If-None-Match", "If-Unmodified-Since"}
-
-// unconditional refuses a write that carries a precondition; it answers
-// the error itself. The server cannot compare and write atomically (the
-// library has no compare-and-set, and several servers share one Redis),
-// and RFC 9110 13.1.1 forbids performing a method whose condition is
-// false, so a conditional write is refused with 501, changing nothing: it
-// used to be performed as if unconditional, so PUT with If-Match of an
-// old ETag (optimistic concurrency) or If-None-Match: * (create only)
-// overwrote the value another client had just written.
-func unconditional(w http.ResponseWriter, r *http.Request) bool {
-	for _, h := range preconditions {
-		if _, ok := r.Header[h]; ok {
-			writeError(w, http.StatusNotImplemented, "not_implemented",
-				h+": conditional writes are not supported (the server cannot compare and write atomically); nothing was changed")
-			return false
-		}
-	}
-	return true
 }
 
 func (s *server) putKey(w http.ResponseWriter, r *http.Request, c *cache) {
