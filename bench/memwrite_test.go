@@ -19,13 +19,15 @@ var memWriteContenders = []struct {
 	{"strata", newStrata},
 	{"otter", newOtter},
 	{"ristretto", newRistretto},
+	{"ristretto-nodrop", newRistrettoNoDrop},
 }
 
 // BenchmarkMemoryWrite measures, memory only, on one goroutine: op=set, a
 // Set of a key the cache does not hold; op=getorset-cold, a GetOrSet (a
 // loader call) of such a key, whose loader returns at once. (ristretto has
 // no loader: its GetOrLoad is Get, then the loader and Set; a Set its
-// buffer refuses counts in dropped/op.)
+// buffer refuses counts in dropped/op; ristretto-nodrop waits for its buffer
+// and tries again instead, so that no write is lost, as Strata does.)
 func BenchmarkMemoryWrite(b *testing.B) {
 	k := sharedKeyspace()
 	keys := make([]string, memWriteKeys)

@@ -70,3 +70,37 @@ func (r *ristrettoRaw) Close() error {
 	r.c.Close()
 	return nil
 }
+
+// ristrettoNoDrop is raw ristretto used so that it loses no write: a Set
+// its buffer refuses waits for ristretto's goroutine to drain the buffer
+// (Wait) and is tried again, as Strata's memory tier does. Writing new keys
+// into a full cache, it runs at the pace of that goroutine's admission and
+// eviction work: the floor of a ristretto-based tier that drops nothing
+// (BenchmarkMemoryWrite; raw ristretto keeps its pace by dropping).
+type ristrettoNoDrop struct{ ristrettoRaw }
+
+func newRistrettoNoDrop(e env) (contender, error) {
+	c, err := newRistrettoCache[Value](capacity)
+	if err != nil {
+		return nil, err
+	}
+	return &ristrettoNoDrop{ristrettoRaw{c: c, load: e.load}}, nil
+}
+
+func (r *ristrettoNoDrop) Set(_ context.Context, key string, v Value) error {
+	for !r.c.SetWithTTL(key, v, 1, ttl) {
+		r.c.Wait()
+	}
+	return nil
+}
+
+func (r *ristrettoNoDrop) GetOrLoad(ctx context.Context, key string) (Value, error) {
+	if v, ok := r.c.Get(key); ok {
+		return v, nil
+	}
+	v, err := r.load(ctx, key)
+	if err != nil {
+		return Value{}, err
+	}
+	return v, r.Set(ctx, key, v)
+}
