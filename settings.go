@@ -275,7 +275,16 @@ func (r *RedisSettings) validate() error {
 
 // redactURLError keeps the password of raw out of err's message, also when
 // raw is too malformed for url.Parse (the parser's errors quote the URL).
+//
+// A URL with a user part that url.Parse refuses gets no parser message at
+// all: a password holding '/', '?' or '#' is cut there, and the parser
+// quotes the pieces ("invalid port \":hun\" after host"), which no
+// replacement of the whole password catches.
 func redactURLError(raw string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && strings.Contains(raw, "@") {
+		return errors.New("not a valid URL (the parser's message is not shown: it would quote part of the user and password); escape '/', '?', '#', '@' and '%' in them")
+	}
 	pw := urlPassword(raw)
 	if pw == "" {
 		return err
