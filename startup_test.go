@@ -324,9 +324,10 @@ func TestCloseWithRedisHungClosesCachesTogether(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	// A write's timeout and a handshake's, and the slack of a busy machine;
-	// one after another took the write's timeout and n handshakes.
-	if d := time.Since(start); d > 3*timeout {
+	// A write's timeout and a handshake's, and the slack of a busy machine
+	// (4.6 s once, with another module's tests sharing the two cores);
+	// one after another took the write's timeout and n handshakes (9-13 s).
+	if d := time.Since(start); d > 6*timeout {
 		t.Errorf("Close took %v with %d caches writing to a hung Redis; want about one L2HardTimeout (%v) and one handshake (500 ms)", d, n, timeout)
 	}
 }
