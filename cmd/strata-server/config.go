@@ -28,15 +28,26 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return yamlFieldError(n, durationExpected+" expected, not "+yamlGot(n.ShortTag()))
 	}
-	v, err := time.ParseDuration(n.Value)
+	v, err := parseDuration(n.Value)
 	if err != nil {
-		return yamlFieldError(n, durationExpected+" expected (a number with its unit: ns, us, ms, s, m, h)")
+		return yamlFieldError(n, err.Error())
+	}
+	*d = v
+	return nil
+}
+
+// parseDuration reads a Go duration string, not negative, for the file
+// and the environment alike. Its errors say what is expected and do not
+// quote s (time.ParseDuration's do).
+func parseDuration(s string) (Duration, error) {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New(durationExpected + " expected (a number with its unit: ns, us, ms, s, m, h)")
 	}
 	if v < 0 {
-		return yamlFieldError(n, "a negative duration is refused")
+		return 0, errors.New("a negative duration is refused")
 	}
-	*d = Duration(v)
-	return nil
+	return Duration(v), nil
 }
 
 // Config is the whole configuration of the server: the file (YAML), then
@@ -66,6 +77,13 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
 	// Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// ShutdownDelay is how long the server goes on serving after the
+	// first SIGTERM or SIGINT, /readyz answering 503 and the listener
+	// open, before the graceful shutdown starts: long enough for a load
+	// balancer (a Kubernetes Service) to take the instance out of rotation
+	// on the failed probes, so that no new connection is refused meanwhile.
+	// A second signal ends it. Default 0: the shutdown starts at once.
+	ShutdownDelay Duration `yaml:"shutdown_delay"`
 	// ReadTimeout bounds reading one request, headers and body: a client
 	// that sends its body more slowly is cut off, so that it cannot hold a
 	// handler for ever. Default 30s.
@@ -485,6 +503,13 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 			return fmt.Errorf("%w: LOG_REQUESTS: true or false expected", errConfig)
 		}
 		c.LogRequests = &b
+	}
+	if v := getenv("STRATA_SHUTDOWN_DELAY"); v != "" {
+		d, err := parseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%w: STRATA_SHUTDOWN_DELAY: %w", errConfig, err)
+		}
+		c.ShutdownDelay = d
 	}
 	if v := getenv("DURABILITY_ENGINE"); v != "" {
 		c.Engine = v

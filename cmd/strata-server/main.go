@@ -44,8 +44,8 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 // run is the whole server: it returns the exit code, 0 after a graceful
-// shutdown (SIGTERM, SIGINT or ctx done), 2 for a configuration it refuses,
-// 1 for another failure.
+// shutdown (SIGTERM, SIGINT or ctx done, then shutdown_delay), 2 for a
+// configuration it refuses, 1 for another failure.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("strata-server", flag.ContinueOnError)
 	// The flag package's own messages quote the argument ("bad flag
@@ -147,20 +147,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	case <-sctx.Done():
 	}
-	srv.stopping.Store(true)
-	// A second SIGTERM or SIGINT ends the wait for in-flight requests at
-	// once (listening before the first listener stops, so that no signal
-	// falls to the default action in between).
+	srv.stopping.Store(true) // /readyz answers 503 from now on
+	// The next SIGTERM or SIGINT ends the shutdown delay, or else the wait
+	// for in-flight requests, at once. Each listener starts before the one
+	// it follows stops, so that no signal falls to the default action in
+	// between.
 	force, fstop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer fstop()
 	stop()
+	cutBy := "second signal"
+	if d := time.Duration(cfg.ShutdownDelay); d > 0 {
+		log.Info("draining", slog.Duration("delay", d))
+		if !shutdownDelay(force, d) {
+			// The second signal ended the delay: the third cuts the wait
+			// for in-flight requests.
+			third, tstop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer tstop()
+			fstop()
+			force, cutBy = third, "third signal"
+			log.Info("shutdown delay ended by a second signal")
+		}
+	}
 	log.Info("shutting down", slog.Duration("timeout", time.Duration(cfg.ShutdownTimeout)))
 	dctx, dcancel := context.WithTimeout(force, time.Duration(cfg.ShutdownTimeout))
 	defer dcancel()
 	code := 0
 	if err := hs.Shutdown(dctx); err != nil {
 		if force.Err() != nil {
-			err = errors.New("second signal")
+			err = errors.New(cutBy)
 		}
 		log.Error("shutdown: in-flight requests cut", slog.Any("err", err))
 		_ = hs.Close() // close their connections before the caches
@@ -175,6 +189,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("stopped")
 	return code
+}
+
+// shutdownDelay waits d, the listener open and every endpoint serving but
+// /readyz, so that a load balancer polling /readyz takes the instance out
+// of rotation before the shutdown closes the listener. It reports false
+// if next (done at the second SIGTERM or SIGINT) ended the wait first.
+func shutdownDelay(next context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-next.Done():
+		return false
+	}
 }
 
 // serverTLS returns the TLS configuration of cfg, or nil for plain HTTP.
