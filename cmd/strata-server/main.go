@@ -89,6 +89,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// the process (main calls it once), so this is the one call.
 	strata.RouteRedisLogs(log)
 
+	// SIGTERM and SIGINT are caught from here on, the start-up check of
+	// the tiers included (up to readyTimeout with a tier that does not
+	// answer): a signal then ends the start cleanly instead of killing the
+	// process with the caches half open.
+	sctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := newServer(cfg, log, reg)
@@ -100,7 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	// A tier that does not answer at start is not fatal (the caches serve
 	// from memory and /readyz says why), but it is worth a loud line.
-	pctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	pctx, cancel := context.WithTimeout(sctx, readyTimeout)
 	for _, c := range srv.caches {
 		if c.hasL2 || c.hasBackplane {
 			if err := c.c.Ping(pctx); err != nil {
@@ -109,6 +116,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	cancel()
+	if sctx.Err() != nil {
+		log.Info("stopped before serving: a signal came during the start")
+		return 0 // the caches close (deferred srv.Close)
+	}
 
 	tlsConfig, err := serverTLS(cfg)
 	if err != nil {
@@ -137,8 +148,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
 	}
-	sctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	select {
