@@ -215,7 +215,6 @@ func shutdownDelay(next context.Context, d time.Duration) bool {
 	}
 }
 
-// serverTLS returns the TLS configuration of cfg, or nil for plain HTTP.
 // etcdClientTLS returns the TLS configuration of the etcd client: the CA
 // and client certificate files of cfg, the system's roots for https://
 // endpoints without them, nil for http:// ones.
@@ -249,6 +248,7 @@ func etcdClientTLS(cfg *Config) (*tls.Config, error) {
 	return tc, nil
 }
 
+// serverTLS returns the TLS configuration of cfg, or nil for plain HTTP.
 func serverTLS(cfg *Config) (*tls.Config, error) {
 	if cfg.TLSCertFile == "" {
 		return nil, nil
