@@ -157,6 +157,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case <-sctx.Done():
 	}
 	srv.stopping.Store(true) // /readyz answers 503 from now on
+	// Answers say "Connection: close" from now on: a client on a kept-alive
+	// connection opens a new one for its next request, which a load
+	// balancer sends elsewhere once /readyz has taken this instance out.
+	hs.SetKeepAlivesEnabled(false)
 	// The next SIGTERM or SIGINT ends the shutdown delay, or else the wait
 	// for in-flight requests, at once. Each listener starts before the one
 	// it follows stops, so that no signal falls to the default action in

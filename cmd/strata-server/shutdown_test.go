@@ -137,6 +137,22 @@ func TestShutdownDelayServes(t *testing.T) {
 	if st, body := fresh(t, "PUT", key+"before", "v0"); st != 204 {
 		t.Fatalf("PUT before SIGTERM: %d %s", st, body)
 	}
+	// A client on a kept-alive connection, opened before the signal.
+	kept := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer kept.CloseIdleConnections()
+	keptGet := func() *http.Response {
+		t.Helper()
+		resp, err := kept.Get(p.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := keptGet(); resp.Close {
+		t.Fatalf("Connection: close before SIGTERM")
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +187,12 @@ func TestShutdownDelayServes(t *testing.T) {
 		if st != r.st || (r.want != "" && body != r.want) {
 			t.Errorf("%s %s during the delay: %d %q; want %d %q", r.method, r.url, st, body, r.st, r.want)
 		}
+	}
+	// The kept-alive connection is told to close after its answer, so
+	// that the client's next request opens a new connection (which a load
+	// balancer sends elsewhere).
+	if resp := keptGet(); resp.StatusCode != 200 || !resp.Close {
+		t.Errorf("a kept-alive connection during the delay: status %d, Connection: close %v; want 200 and close", resp.StatusCode, resp.Close)
 	}
 	select {
 	case <-p.done:
