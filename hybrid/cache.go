@@ -299,8 +299,8 @@ func (c *Cache) errAttr(key string, err error) slog.Attr {
 }
 
 // panicAttr is the attribute of a factory's panic value pv for a log line
-// about key: with RedactKeys, its text with the key taken out wherever it
-// is quoted, as for errors (errAttr).
+// about key: with RedactKeys, its text with the key taken out, as for
+// errors (errAttr, redactedText).
 func (c *Cache) panicAttr(key string, pv any) slog.Attr {
 	if !c.redactKeys || key == "" {
 		return slog.Any("panic", pv)
@@ -309,16 +309,28 @@ func (c *Cache) panicAttr(key string, pv any) slog.Attr {
 }
 
 // redacted is the text of err, an error about key, with the key taken out
-// wherever it is quoted (with the distributed tier's prefix or without).
+// (with the distributed tier's prefix or without; see redactedText).
 func (c *Cache) redacted(key string, err error) string { return c.redactedText(key, err.Error()) }
 
-// redactedText is msg with key taken out wherever it is quoted.
+// redactedText is msg with key taken out wherever it is quoted, and, for
+// a key of redactRawMin bytes or more, wherever it stands unquoted too: a
+// factory's own error or panic names its key as it likes ("no row for
+// user:7"). A shorter key is taken out only where quoted: its bytes would
+// stand for the key in every word that holds them.
 func (c *Cache) redactedText(key, msg string) string {
 	for _, k := range [...]string{c.prefix + key, key} {
 		msg = strings.ReplaceAll(msg, strconv.Quote(k), `"[redacted]"`)
 	}
+	if len(key) >= redactRawMin {
+		msg = strings.ReplaceAll(msg, c.prefix+key, "[redacted]")
+		msg = strings.ReplaceAll(msg, key, "[redacted]")
+	}
 	return msg
 }
+
+// redactRawMin is the length from which RedactKeys takes a key out of a
+// logged text also where it is not quoted.
+const redactRawMin = 4
 
 // Remove deletes key from the cache. A read that raced the removal cannot
 // put the old value back. SkipL1Write leaves the memory tier as it is

@@ -105,9 +105,34 @@ func TestRedactKeysCoversPanicValues(t *testing.T) {
 			panic(fmt.Sprintf("no row for %q", fc.Key()))
 		})
 	}()
+	// Unquoted, in a panic value and in a factory error that fail-safe
+	// swallows (and logs).
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the factory's panic did not reach its caller")
+			}
+		}()
+		_, _ = hybrid.GetOrSet(context.Background(), c, secret+"-2", func(_ context.Context, fc *hybrid.FactoryContext[string]) (string, error) {
+			panic("no row for " + fc.Key())
+		})
+	}()
+	ctx := context.Background()
+	if err := hybrid.Set(ctx, c, secret+"-3", "old", hybrid.WithFailSafe(true)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expire(ctx, secret+"-3"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := hybrid.GetOrSet(ctx, c, secret+"-3", func(_ context.Context, fc *hybrid.FactoryContext[string]) (string, error) {
+		return "", errors.New("db has no " + fc.Key())
+	}, hybrid.WithFailSafe(true))
+	if err != nil || v != "old" {
+		t.Fatalf("GetOrSet with fail-safe = %q, %v; want the stale value", v, err)
+	}
 	out := logs.String()
-	if !strings.Contains(out, "factory panicked") || !strings.Contains(out, "no row for") {
-		t.Fatalf("the panic was not logged:\n%s", out)
+	if !strings.Contains(out, "factory panicked") || !strings.Contains(out, "no row for") || !strings.Contains(out, "db has no") {
+		t.Fatalf("the panics and the error were not logged:\n%s", out)
 	}
 	if strings.Contains(out, "4711") {
 		t.Fatalf("RedactKeys: the key is in the log:\n%s", out)
