@@ -119,9 +119,23 @@ func newestWins(incoming, existing *entry) bool {
 	return !incoming.tombstone() || existing.tombstone()
 }
 
+// maxCounters bounds the admission policy's counters (ristretto's
+// NumCounters): its sketch and doorkeeper take about 4 bytes per counter,
+// allocated at once, so 2^23 take ~32 MiB. ristretto's advice is ten per
+// entry the cache will hold; L1MaxEntries is in units of Size, which a
+// cache that weighs entries by their bytes sets to a byte count (2^30 for
+// 1 GiB asked ten billion counters, ~40 GiB, before anything was stored).
+// Past 840,000 entries the counters are fewer than ten per entry:
+// admission judges a little less finely.
+const maxCounters = 1 << 23
+
 func newL1(maxEntries int64) (*l1, error) {
+	counters := int64(maxCounters)
+	if maxEntries < maxCounters/10 {
+		counters = max(maxEntries*10, 100)
+	}
 	rc, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
-		NumCounters:        max(maxEntries*10, 100),
+		NumCounters:        counters,
 		MaxCost:            maxEntries,
 		BufferItems:        64,
 		IgnoreInternalCost: true,

@@ -2,6 +2,8 @@ package hybrid
 
 import (
 	"fmt"
+	"math"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -178,6 +180,32 @@ func TestL1NewestWinsIgnoresWallClockSteps(t *testing.T) {
 		m.flush()
 		if e := m.get(key); e == nil || e.value != "new" {
 			t.Fatalf("%s: L1 holds %+v after an older write; want the newer entry (ts 5)", key, e)
+		}
+	}
+}
+
+// A capacity in bytes (entries weighed by Size) does not make the memory
+// tier allocate admission counters for every byte: L1MaxEntries 2^30 (a
+// GiB) asked ristretto for ten billion counters (32 GiB) before anything
+// was stored. Creating it now costs at most the 2^23 counters' ~32 MiB
+// and its other fixed structures.
+func TestL1CapacityInBytesAllocatesBoundedCounters(t *testing.T) {
+	for _, n := range []int64{1 << 30, 1 << 40, math.MaxInt64} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		m, err := newL1(n)
+		if err != nil {
+			t.Fatalf("newL1(%d): %v", n, err)
+		}
+		runtime.ReadMemStats(&after)
+		m.set(&entry{key: "k", ts: 1, value: "v", physUntil: nowNano() + 1e12}, 1000)
+		if e := m.get("k"); e == nil || e.value != "v" {
+			t.Errorf("newL1(%d): a write is not readable: %+v", n, e)
+		}
+		m.close()
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 48<<20 {
+			t.Errorf("newL1(%d) allocated %d MiB", n, grew>>20)
 		}
 	}
 }

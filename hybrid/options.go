@@ -314,7 +314,9 @@ type Options struct {
 	// DefaultL1MaxEntries. Beyond it, the window of recent writes keeps
 	// up to 4,096 of the latest writes readable (64 per shard, whatever
 	// their Size), so that a write is readable at once (docs/getorset.md,
-	// "Read your writes").
+	// "Read your writes"). The admission policy's counters are ten per
+	// unit up to 2^23 counters (~32 MiB), so a capacity in bytes (Size =
+	// an entry's bytes) does not allocate counters for every byte.
 	L1MaxEntries int64
 	// MaxKeyLength is the longest key accepted, in bytes. Zero means
 	// DefaultMaxKeyLength (1024).
