@@ -20,6 +20,11 @@ const (
 	firstRetryDelay = 250 * time.Millisecond
 )
 
+// MaxQueueSize is the largest RedisOptions.QueueSize: the queue is
+// allocated whole when the backplane subscribes, and a million messages
+// outlast any burst a handler can fall behind by.
+const MaxQueueSize = 1 << 20
+
 // RedisOptions configure [NewRedis]. Every field says what its zero value does.
 type RedisOptions struct {
 	// Channel is the pub/sub channel; required. Use [ChannelName] to build it, so that
@@ -27,7 +32,7 @@ type RedisOptions struct {
 	Channel string
 	// QueueSize bounds the receive queue between the Redis reader and the handler. A
 	// message that arrives while the queue is full is dropped and reported as a gap.
-	// Zero means 1024; negative is an error.
+	// Zero means 1024; negative or above MaxQueueSize is an error.
 	QueueSize int
 	// Logger receives what the backplane swallows: undecodable payloads, queue
 	// overflows, resubscriptions. Nil means [slog.Default].
@@ -92,6 +97,8 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) (*Redis, error) {
 		return nil, errors.New("backplane: invalid options: Channel is empty")
 	case o.QueueSize < 0:
 		return nil, errors.New("backplane: invalid options: QueueSize is negative")
+	case o.QueueSize > MaxQueueSize:
+		return nil, fmt.Errorf("backplane: invalid options: QueueSize is above MaxQueueSize (%d)", MaxQueueSize)
 	case o.SubscribeTimeout < 0:
 		return nil, errors.New("backplane: invalid options: SubscribeTimeout is negative")
 	}

@@ -62,6 +62,8 @@ func TestNewRedisOptions(t *testing.T) {
 		{"ok", backplane.RedisOptions{Channel: "c"}, ""},
 		{"no channel", backplane.RedisOptions{}, "Channel"},
 		{"negative queue", backplane.RedisOptions{Channel: "c", QueueSize: -1}, "QueueSize"},
+		{"huge queue", backplane.RedisOptions{Channel: "c", QueueSize: 1 << 40}, "QueueSize"},
+		{"largest queue", backplane.RedisOptions{Channel: "c", QueueSize: backplane.MaxQueueSize}, ""},
 		{"negative timeout", backplane.RedisOptions{Channel: "c", SubscribeTimeout: -1}, "SubscribeTimeout"},
 	}
 	for _, tt := range tests {
