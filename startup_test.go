@@ -80,7 +80,9 @@ func TestRegisterDoesNotWaitForRedis(t *testing.T) {
 		t.Fatal("BackplaneSubscribed with Redis hung")
 	}
 	proxy.Resume()
-	redistest.Eventually(t, "BackplaneSubscribed", a.BackplaneSubscribed)
+	// go-redis retries the subscriptions with back-off: 10 s was not enough
+	// once on a machine shared with another module's tests.
+	redistest.EventuallyWithin(t, 30*time.Second, "BackplaneSubscribed", a.BackplaneSubscribed)
 	redistest.Eventually(t, "the backplane subscriptions", func() bool {
 		return numSub(t, srv, "strata:{a:}:bp") == 1 && numSub(t, srv, "strata:{c:}:bp") == 1
 	})

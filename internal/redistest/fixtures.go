@@ -18,10 +18,18 @@ const EventuallyTimeout = 10 * time.Second
 // sleep.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(EventuallyTimeout)
+	EventuallyWithin(t, EventuallyTimeout, what, cond)
+}
+
+// EventuallyWithin is Eventually with its own bound d, for a condition
+// whose time depends on the machine more than EventuallyTimeout allows
+// (a reconnect after a fault, on a loaded CI machine).
+func EventuallyWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", EventuallyTimeout, what)
+			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(5 * time.Millisecond) // polling a condition, not standing in for one
 	}
