@@ -181,12 +181,7 @@ func (l *topoLoad) worker(w int) {
 func (l *topoLoad) awaitCalls(t *testing.T, n int64) {
 	t.Helper()
 	target := l.done.Load() + n
-	for deadline := time.Now().Add(time.Minute); l.done.Load() < target; {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 1m waiting for %d more calls of the load (%d of them returned)", n, n-(target-l.done.Load()))
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition, not standing in for one
-	}
+	redistest.EventuallyWithin(t, time.Minute, fmt.Sprintf("%d more calls of the load", n), func() bool { return l.done.Load() >= target })
 }
 
 // finish stops the load and fails the test when a goroutine is still in a
