@@ -52,8 +52,9 @@ type Result[T any] struct {
 // not asked for are ignored and logged.
 //
 // An error fails every key of the call: each key with a stale value gets
-// it (fail-safe), the others get the error. Its context is detached from
-// the callers' cancellation, as a Factory's is.
+// it (fail-safe), the others get the error; bc.Fail fails one key alone.
+// Its context is detached from the callers' cancellation, as a Factory's
+// is.
 type BatchFactory[T any] func(ctx context.Context, bc *BatchContext[T]) (map[string]T, error)
 
 // BatchContext is handed to a BatchFactory: the keys to load and, per key,
@@ -61,8 +62,29 @@ type BatchFactory[T any] func(ctx context.Context, bc *BatchContext[T]) (map[str
 // last-modified time) and the options of the entry to produce (duration,
 // fail-safe, tags, ETag: adaptive caching per key).
 type BatchContext[T any] struct {
-	keys []string
-	fcs  map[string]*FactoryContext[T]
+	keys   []string
+	fcs    map[string]*FactoryContext[T]
+	failed map[string]error // Fail's; nil until a key fails
+}
+
+// Fail fails key alone with err, as a Factory returning err fails its key:
+// with fail-safe on and a stale value the key gets that value (throttled);
+// else its Result.Err (or a GetOrSet waiting on it) wraps err. The other
+// keys are answered with what the factory returns for them. A value
+// returned for key as well is ignored. Fail of a key that was not asked
+// for, or with a nil err, does nothing. Call it before the factory
+// returns, from its goroutine (as For).
+func (bc *BatchContext[T]) Fail(key string, err error) {
+	if err == nil {
+		return
+	}
+	if _, ok := bc.fcs[key]; !ok {
+		return
+	}
+	if bc.failed == nil {
+		bc.failed = make(map[string]error)
+	}
+	bc.failed[key] = err
 }
 
 // Keys returns the keys to load, each once. The slice must not be changed.
@@ -703,9 +725,10 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	if panicked {
 		ferr = ErrFactoryPanic
 	}
-	// One run of the batch factory, one call in Stats; an event per key.
+	// One run of the batch factory, one call in Stats (an error if it
+	// failed, or failed a key: bc.Fail); an event per key, with its error.
 	c.stats.factoryCalls.Add(1)
-	if ferr != nil {
+	if ferr != nil || len(bc.failed) > 0 {
 		c.stats.factoryErrors.Add(1)
 	}
 	if fspan != nil {
@@ -719,7 +742,11 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 	}
 	if c.ev != nil {
 		for _, k := range need {
-			c.emitFactoryCall(ctx, k.key, time.Duration(now-began), ferr, k.eager != nil)
+			kerr := ferr
+			if kerr == nil {
+				kerr = bc.failed[k.key]
+			}
+			c.emitFactoryCall(ctx, k.key, time.Duration(now-began), kerr, k.eager != nil)
 		}
 	}
 	if panicked {
@@ -749,6 +776,9 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		}
 		fc := bc.fcs[k.key]
 		kerr := err
+		if kerr == nil && bc.failed != nil {
+			kerr = bc.failed[k.key]
+		}
 		v, found := vals[k.key]
 		if kerr == nil {
 			if fc.notModified && !found {

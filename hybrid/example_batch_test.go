@@ -2,6 +2,7 @@ package hybrid_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -68,4 +69,43 @@ func ExampleSetMany() {
 	// 2 true
 	// 0 false
 	// false false
+}
+
+func ExampleBatchContext_Fail() {
+	c, _ := hybrid.New(hybrid.Options{Name: "prices"})
+	defer c.Close()
+	ctx := context.Background()
+
+	// One upstream call per key inside a batch: one of them fails, the
+	// others are answered and cached.
+	fetch := func(key string) (int, error) {
+		if key == "sku-2" {
+			return 0, errors.New("upstream timeout")
+		}
+		return len(key) * 100, nil
+	}
+	load := func(ctx context.Context, bc *hybrid.BatchContext[int]) (map[string]int, error) {
+		out := map[string]int{}
+		for _, k := range bc.Keys() {
+			v, err := fetch(k)
+			if err != nil {
+				bc.Fail(k, err) // this key alone
+				continue
+			}
+			out[k] = v
+		}
+		return out, nil
+	}
+	res, _ := hybrid.GetOrSetMany(ctx, c, []string{"sku-1", "sku-2", "sku-3"}, load)
+	for _, r := range res {
+		if r.Err != nil {
+			fmt.Println("error:", r.Err)
+			continue
+		}
+		fmt.Println(r.Value)
+	}
+	// Output:
+	// 500
+	// error: hybrid: batch factory "sku-2": upstream timeout
+	// 500
 }
