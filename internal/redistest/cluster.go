@@ -193,3 +193,26 @@ func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
 	t.Cleanup(func() { _ = cc.Close() })
 	return cc
 }
+
+// ManualFailover promotes replica (a client of a cluster replica) with
+// CLUSTER FAILOVER, the coordinated failover, and waits until it is a
+// master. Redis abandons a manual failover that does not complete within
+// 5 s (the master pauses its clients, the replica catches up): on a
+// loaded machine it asks again, as an operator would, for up to a minute.
+func ManualFailover(t testing.TB, replica *redis.Client) {
+	t.Helper()
+	ctx := context.Background()
+	var asked time.Time
+	EventuallyWithin(t, time.Minute, "the replica to be promoted by CLUSTER FAILOVER", func() bool {
+		if info, err := replica.Info(ctx, "replication").Result(); err == nil && strings.Contains(info, "role:master") {
+			return true
+		}
+		if time.Since(asked) > 6*time.Second {
+			if err := replica.ClusterFailover(ctx).Err(); err != nil {
+				t.Fatalf("CLUSTER FAILOVER: %v", err)
+			}
+			asked = time.Now()
+		}
+		return false
+	})
+}
