@@ -87,7 +87,8 @@ type Stats struct {
 	// the number of its keys.
 	FactoryCalls uint64
 	// FactoryErrors counts the factory runs among FactoryCalls that
-	// returned an error or panicked.
+	// returned an error or panicked, or (a BatchFactory) failed a key with
+	// BatchContext.Fail.
 	FactoryErrors uint64
 	// FactoryTimeouts counts callers that stopped waiting for a factory at
 	// FactorySoftTimeout or FactoryHardTimeout (the factory goes on in the
