@@ -18,7 +18,7 @@ func TestGetOrSetManyFailOneKey(t *testing.T) {
 		c := newCache(t, hybrid.Options{Logger: quietLogger(), Entry: hybrid.EntryOptions{
 			Duration: time.Second, FailSafe: true, FailSafeThrottleDuration: 10 * time.Second}})
 		defer c.Close()
-			errRow := errors.New("row 7 unreadable")
+		errRow := errors.New("row 7 unreadable")
 		mustMany(t, c, []string{"stale"}, newLoader(map[string]string{"stale": "v-old"}).factory)
 		time.Sleep(2 * time.Second) // "stale" is stale now
 		calls := 0
