@@ -118,15 +118,15 @@ func (h bpHandler) HandleMessage(m backplane.Message) {
 	switch {
 	case e == nil:
 		if reading {
-			c.l1.set(newTombstone(m.Key, m.Timestamp), 1)
+			c.l1.set(newTombstone(m.Key, m.Timestamp))
 		}
 	case e.ts >= m.Timestamp:
 		// The local copy is this change or a newer one.
 	case m.Kind == backplane.KindSet && m.Value != "" && c.replaceFromMessage(m):
 	case m.Kind == backplane.KindRemove || !e.fallbackWhenExpired():
-		c.l1.set(newTombstone(m.Key, m.Timestamp), 1)
+		c.l1.set(newTombstone(m.Key, m.Timestamp))
 	default:
-		c.l1.set(expiredCopy(e, m.Timestamp, nowNano()), e.size())
+		c.l1.set(expiredCopy(e, m.Timestamp, nowNano()))
 	}
 }
 

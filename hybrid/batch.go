@@ -793,7 +793,7 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			// hit; the entry stays as it was, minus its eager refresh point.
 			x := k.eager.clone()
 			x.noEager()
-			c.l1.set(x, x.size())
+			c.l1.set(x)
 			if kerr != nil {
 				c.log.Warn("eager refresh failed", c.keyAttr(k.key), c.errAttr(k.key, kerr))
 			}

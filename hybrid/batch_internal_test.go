@@ -28,7 +28,7 @@ func TestL1SetManyConcurrentFirstWritesNewestWins(t *testing.T) {
 		wg.Go(func() { <-start; m.setMany(newer) })
 		wg.Go(func() { <-start; m.setMany(reversed) })
 		for _, e := range older {
-			wg.Go(func() { <-start; m.set(e, 1) })
+			wg.Go(func() { <-start; m.set(e) })
 		}
 		close(start)
 		wg.Wait()

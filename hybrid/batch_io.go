@@ -360,14 +360,12 @@ func (c *Cache) publishMany(ps []pending) {
 		if k := ms[0].Kind; !slices.ContainsFunc(ms, func(m backplane.Message) bool { return m.Kind != k }) {
 			span.SetAttributes(slog.String(AttrMessageKind, k.String())) // one kind of message
 		}
+		var failed error
 		failedKey := ""
-		for i, err := range errs {
-			if err != nil {
-				failedKey = send[i].key
-				break
-			}
+		if i := slices.IndexFunc(errs, func(err error) bool { return err != nil }); i >= 0 {
+			failed, failedKey = errs[i], send[i].key
 		}
-		span.End(c.spanErr(failedKey, firstErr(errs)))
+		span.End(c.spanErr(failedKey, failed))
 	}
 	logged := false
 	for i, p := range send {
@@ -401,7 +399,7 @@ func (c *Cache) publishMany(ps []pending) {
 // call per entry costs no more than a batched one).
 func (m *l1) setMany(es []*entry) {
 	for _, e := range es {
-		m.set(e, e.size())
+		m.set(e)
 	}
 }
 

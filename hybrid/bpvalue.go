@@ -109,7 +109,7 @@ func (c *Cache) replaceFromMessage(m backplane.Message) bool {
 	if e == nil {
 		return false
 	}
-	c.l1.set(e, e.size())
+	c.l1.set(e)
 	c.stats.bpValues.Add(1)
 	return true
 }

@@ -351,7 +351,7 @@ func (c *Cache) Remove(ctx context.Context, key string, opts ...Option) (err err
 	}
 	now := stamp()
 	if !o.SkipL1Write {
-		c.l1.set(newTombstone(key, now), 1)
+		c.l1.set(newTombstone(key, now))
 	}
 	c.release(key)
 	c.propagate(pending{op: opRemove, key: key, ts: now, ctx: ctx}, o)
@@ -387,7 +387,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 	keep := held && e.fallbackWhenExpired() && now < e.physUntil && c.checkEntry(e, c.inv.Load(), false) != invalidGone
 	if !o.SkipL1Write {
 		if keep {
-			c.l1.set(expiredCopy(e, ts, now), e.size())
+			c.l1.set(expiredCopy(e, ts, now))
 		} else {
 			// Nothing to mark stale (or an entry written without
 			// fail-safe, which is no fallback): a marker at the expiry's
@@ -396,7 +396,7 @@ func (c *Cache) Expire(ctx context.Context, key string, opts ...Option) (err err
 			// before it. (A stale copy in the distributed tier carries
 			// the same timestamp and, being a value, beats the marker: it
 			// stays a fallback.)
-			c.l1.set(newTombstone(key, ts), 1)
+			c.l1.set(newTombstone(key, ts))
 		}
 	}
 	c.release(key)

@@ -81,7 +81,7 @@ func (c *Cache) store(ctx context.Context, e *entry, o *EntryOptions, enc []byte
 // no entry, since the other instances are unlikely to hold the key.
 func (c *Cache) storeAs(ctx context.Context, e *entry, o *EntryOptions, enc []byte, cold bool) {
 	if !o.SkipL1Write {
-		c.l1.set(e, e.size())
+		c.l1.set(e)
 	}
 	if enc != nil || c.l2 == nil || o.SkipL2Write {
 		c.propagate(pending{op: opSet, key: e.key, ts: e.ts, val: enc, physUntil: e.physUntil, noValue: cold, ctx: ctx}, o)
@@ -210,7 +210,7 @@ func (c *Cache) lostToNewer(p pending) {
 		return
 	}
 	if e := c.l1.get(p.key); e != nil && !e.tombstone() && e.ts == p.ts {
-		c.l1.set(expiredCopy(e, e.ts, nowNano()), e.size())
+		c.l1.set(expiredCopy(e, e.ts, nowNano()))
 	}
 }
 
@@ -255,7 +255,7 @@ func (c *Cache) apply(ctx context.Context, p pending) (written bool, err error) 
 			written, err := c.writeRemoval(ctx, key, p.ts)
 			if err == nil && written {
 				if e := c.l1.get(p.key); e != nil && !e.tombstone() && e.ts == p.ts {
-					c.l1.set(newTombstone(p.key, p.ts+1), 1)
+					c.l1.set(newTombstone(p.key, p.ts+1))
 				}
 			}
 			return written, err

@@ -56,7 +56,7 @@ func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *Ent
 	x.freshUntil = after(now, o.FailSafeThrottleDuration)
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.noEager()
-	c.l1.set(x, x.size())
+	c.l1.set(x)
 	c.stats.failSafe.Add(1)
 	if cause != nil {
 		c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()), c.errAttr(key, cause))

@@ -124,7 +124,7 @@ func (c *Cache) extend(ctx context.Context, e *entry, now int64) {
 	if x.freshUntil < s.max {
 		x.setSlide(newSliding(x.freshUntil, s.window, s.max))
 	}
-	c.l1.set(x, x.size()) // the entry's Size, not the cache's
+	c.l1.set(x)
 	if c.l2 == nil {
 		return
 	}
@@ -593,7 +593,7 @@ func (c *Cache) mergeL2(ctx context.Context, key string, o *EntryOptions, l2e, s
 		x := stale.clone()
 		x.verified = nowNano()
 		if !o.SkipL1Write {
-			c.l1.set(x, x.size())
+			c.l1.set(x)
 		}
 		return x, stale
 	}
@@ -604,13 +604,13 @@ func (c *Cache) mergeL2(ctx context.Context, key string, o *EntryOptions, l2e, s
 	now := nowNano()
 	if v == valid && l2e.fresh(now) && (eager == nil || l2e.ts > eager.ts) {
 		if !o.SkipL1Write {
-			c.l1.set(l2e, l2e.size())
+			c.l1.set(l2e)
 		}
 		return l2e, stale
 	}
 	if v != invalidGone && eager == nil && l2e.usableStale(now) && l2e.newer(stale) {
 		if !o.SkipL1Write && (stale == nil || stale.ts < l2e.ts) {
-			c.l1.set(l2e, l2e.size())
+			c.l1.set(l2e)
 		}
 		stale = l2e
 	}
@@ -688,7 +688,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			// its eager refresh point.
 			x := eager.clone()
 			x.noEager()
-			c.l1.set(x, x.size())
+			c.l1.set(x)
 			c.log.Warn("eager refresh failed", c.keyAttr(key), c.errAttr(key, err))
 			return eager.value, nil
 		case fallback && o.failSafeFor(err) && !late:
@@ -817,7 +817,7 @@ func mismatch[T any](key string, got any) error {
 // than the removal is dropped. It returns the fallback that remains.
 func (c *Cache) removedInL2(t, stale *entry, o *EntryOptions) *entry {
 	if !o.SkipL1Write {
-		c.l1.set(t, 1) // newest wins: refused if memory holds a newer change
+		c.l1.set(t) // newest wins: refused if memory holds a newer change
 	}
 	if stale != nil && stale.ts < t.ts {
 		return nil

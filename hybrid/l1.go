@@ -124,7 +124,7 @@ func newestWins(incoming, existing *entry) bool {
 // allocated at once, so 2^23 take ~32 MiB. ristretto's advice is ten per
 // entry the cache will hold; L1MaxEntries is in units of Size, which a
 // cache that weighs entries by their bytes sets to a byte count (2^30 for
-// 1 GiB asked ten billion counters, ~40 GiB, before anything was stored).
+// 1 GiB asked ten billion counters, ~48 GiB, before anything was stored).
 // Past 840,000 entries the counters are fewer than ten per entry:
 // admission judges a little less finely.
 const maxCounters = 1 << 23
@@ -166,8 +166,12 @@ func (m *l1) get(key string) *entry {
 // a key it has, else through the window until ristretto has taken it (or
 // for as long as the window keeps it, if ristretto refuses it). It does not
 // wait for ristretto's buffer, except when an earlier insertion of the same
-// key may still be in it.
-func (m *l1) set(e *entry, cost int64) {
+// key may still be in it. e costs its Size (entry.size): the one it was
+// written with, whichever call stores it or a copy of it.
+func (m *l1) set(e *entry) { m.setAt(e, e.size()) }
+
+// setAt is set at cost, whatever e's Size (tests weigh bare entries).
+func (m *l1) setAt(e *entry, cost int64) {
 	m.closeMu.RLock()
 	defer m.closeMu.RUnlock()
 	if m.closed {

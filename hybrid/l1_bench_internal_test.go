@@ -22,7 +22,7 @@ func BenchmarkL1NewKeysDrained(b *testing.B) {
 	for b.Loop() {
 		m, _ := newL1(1 << 17)
 		for i, k := range keys {
-			m.set(&entry{key: k, ts: int64(i + 1), value: i, physUntil: far}, 1)
+			m.set(&entry{key: k, ts: int64(i + 1), value: i, physUntil: far})
 		}
 		flushes += m.epoch.Load() // flushes of the buffer that set began
 		m.rc.Wait()

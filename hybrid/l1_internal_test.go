@@ -23,8 +23,8 @@ func TestL1ConcurrentFirstWritesNewestWins(t *testing.T) {
 		newer := &entry{key: key, ts: 2, value: "newer", physUntil: nowNano() + 1e12}
 		var wg sync.WaitGroup
 		start := make(chan struct{})
-		wg.Go(func() { <-start; m.set(newer, 1) })
-		wg.Go(func() { <-start; m.set(older, 1) })
+		wg.Go(func() { <-start; m.set(newer) })
+		wg.Go(func() { <-start; m.set(older) })
 		close(start)
 		wg.Wait()
 		if e := m.get(key); e == nil || e.ts != 2 {
@@ -43,7 +43,7 @@ func TestL1ReadYourWritesInAFullTier(t *testing.T) {
 	defer m.close()
 	for i := range 5000 {
 		key := fmt.Sprint("k", i)
-		m.set(&entry{key: key, ts: int64(i + 1), value: i, physUntil: nowNano() + 1e12}, 1)
+		m.set(&entry{key: key, ts: int64(i + 1), value: i, physUntil: nowNano() + 1e12})
 		if e := m.get(key); e == nil || e.value != i {
 			t.Fatalf("write %d not readable right after set: %+v", i, e)
 		}
@@ -60,13 +60,13 @@ func TestL1WindowKeepsNewestWins(t *testing.T) {
 	}
 	defer m.close()
 	far := nowNano() + 1e12
-	m.set(&entry{key: "k", ts: 5, value: "new", physUntil: far}, 1)
-	m.set(&entry{key: "k", ts: 3, value: "old", physUntil: far}, 1) // a slow load
+	m.set(&entry{key: "k", ts: 5, value: "new", physUntil: far})
+	m.set(&entry{key: "k", ts: 3, value: "old", physUntil: far}) // a slow load
 	if e := m.get("k"); e == nil || e.value != "new" {
 		t.Fatalf("after an older write: %+v, want the newer", e)
 	}
 	m.rc.Wait()
-	m.set(&entry{key: "k", ts: 7, value: "newest", physUntil: far}, 1) // present: applied at once
+	m.set(&entry{key: "k", ts: 7, value: "newest", physUntil: far}) // present: applied at once
 	if e := m.recent[stripe("k")].get("k"); e != nil {
 		t.Fatalf("the window still holds %+v after ristretto took a newer write", e)
 	}
@@ -106,10 +106,10 @@ func TestL1WindowLeavesOnlyWhatRistrettoTook(t *testing.T) {
 	set := func(key string, v any) {
 		ts++
 		if v == nil {
-			m.set(newTombstone(key, ts), 1)
+			m.set(newTombstone(key, ts))
 			return
 		}
-		m.set(&entry{key: key, ts: ts, value: v, physUntil: far}, 1)
+		m.set(&entry{key: key, ts: ts, value: v, physUntil: far})
 	}
 	for round := range 300 {
 		k := fmt.Sprint("key", round)
@@ -142,16 +142,16 @@ func TestL1EntryLargerThanCapacity(t *testing.T) {
 	}
 	defer m.close()
 	far := nowNano() + 1e12
-	m.set(&entry{key: "new", ts: 1, value: "big", physUntil: far}, 1000)
+	m.setAt(&entry{key: "new", ts: 1, value: "big", physUntil: far}, 1000)
 	if e := m.get("new"); e != nil && !e.tombstone() {
 		t.Fatalf("an entry of cost 1000 in a tier of 100 is readable: %+v", e)
 	}
-	m.set(&entry{key: "k", ts: 2, value: "small", physUntil: far}, 1)
+	m.set(&entry{key: "k", ts: 2, value: "small", physUntil: far})
 	m.flush()
 	if _, present := m.rc.GetTTL("k"); !present {
 		t.Skip("ristretto's admission refused the key: nothing to update") // rare in an empty tier
 	}
-	m.set(&entry{key: "k", ts: 3, value: "big", physUntil: far}, 1000)
+	m.setAt(&entry{key: "k", ts: 3, value: "big", physUntil: far}, 1000)
 	if e := m.get("k"); e == nil || !e.tombstone() || e.ts != 3 {
 		t.Fatalf("after an update of cost 1000 L1 holds %+v; want a removal at its timestamp", e)
 	}
@@ -174,9 +174,9 @@ func TestL1NewestWinsIgnoresWallClockSteps(t *testing.T) {
 	far := nowNano() + int64(30*time.Minute) // still held for 30 min by nowNano
 	for i := range 100 {
 		key := fmt.Sprint("k", i)
-		m.set(&entry{key: key, ts: 5, value: "new", physUntil: far}, 1)
+		m.set(&entry{key: key, ts: 5, value: "new", physUntil: far})
 		m.flush()
-		m.set(&entry{key: key, ts: 4, value: "old", physUntil: far}, 1)
+		m.set(&entry{key: key, ts: 4, value: "old", physUntil: far})
 		m.flush()
 		if e := m.get(key); e == nil || e.value != "new" {
 			t.Fatalf("%s: L1 holds %+v after an older write; want the newer entry (ts 5)", key, e)
@@ -199,7 +199,7 @@ func TestL1CapacityInBytesAllocatesBoundedCounters(t *testing.T) {
 			t.Fatalf("newL1(%d): %v", n, err)
 		}
 		runtime.ReadMemStats(&after)
-		m.set(&entry{key: "k", ts: 1, value: "v", physUntil: nowNano() + 1e12}, 1000)
+		m.setAt(&entry{key: "k", ts: 1, value: "v", physUntil: nowNano() + 1e12}, 1000)
 		if e := m.get("k"); e == nil || e.value != "v" {
 			t.Errorf("newL1(%d): a write is not readable: %+v", n, e)
 		}

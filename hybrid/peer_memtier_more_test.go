@@ -568,15 +568,15 @@ func TestMemTierRefusedOlderWriteNotInsertedAfterEviction(t *testing.T) {
 	m := &l1{rc: rc}
 	defer m.close()
 	far := nowNano() + int64(time.Hour)
-	m.set(&entry{key: "k", ts: 10, value: "first", physUntil: far}, 1)
+	m.set(&entry{key: "k", ts: 10, value: "first", physUntil: far})
 	m.rc.Wait()
-	m.set(&entry{key: "k", ts: 12, verified: 12, physUntil: far}, 1) // a removal: an update, applied at once
-	m.set(&entry{key: "marker", ts: 1, value: 0, physUntil: far}, 0)
+	m.set(&entry{key: "k", ts: 12, verified: 12, physUntil: far}) // a removal: an update, applied at once
+	m.setAt(&entry{key: "marker", ts: 1, value: 0, physUntil: far}, 0)
 	<-held // ristretto's goroutine waits on the marker
 	for i := range 12 {
-		m.set(&entry{key: fmt.Sprint("f", i), ts: 1, value: i, physUntil: far}, 1) // buffered: they will evict
+		m.set(&entry{key: fmt.Sprint("f", i), ts: 1, value: i, physUntil: far}) // buffered: they will evict
 	}
-	m.set(&entry{key: "k", ts: 11, value: "older", physUntil: far}, 1) // older than the removal: refused
+	m.set(&entry{key: "k", ts: 11, value: "older", physUntil: far}) // older than the removal: refused
 	close(gate)
 	m.rc.Wait()
 	if e := m.get("k"); e != nil && e.ts < 12 {

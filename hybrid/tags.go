@@ -266,7 +266,7 @@ func (c *Cache) learn(ctx context.Context, e *entry, o *EntryOptions) {
 				continue
 			}
 			c.l1.set(&entry{key: tagCheckPrefix + t, value: true, ts: read, verified: read,
-				freshUntil: after(now, c.entry.Duration), physUntil: after(now, c.entry.Duration)}, 1)
+				freshUntil: after(now, c.entry.Duration), physUntil: after(now, c.entry.Duration)})
 		}
 	}
 }
