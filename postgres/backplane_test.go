@@ -46,17 +46,13 @@ func (r *recorder) count() (keys, gaps int) {
 // whose connections go through a proxy (to cut them), with its recorder.
 func feedPair(t *testing.T, srv *pgtest.Server, retention time.Duration) (pub *postgres.Backplane, pubTier *postgres.Tier, sub *postgres.Backplane, rec *recorder, proxy *tcpproxy.Proxy) {
 	t.Helper()
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	pubTier, err = postgres.NewTier(postgres.Config{ConnString: srv.URL(), PruneInterval: -1, ChangeRetention: retention})
+	proxy, url := proxied(t, srv)
+	pubTier, err := postgres.NewTier(postgres.Config{ConnString: srv.URL(), PruneInterval: -1, ChangeRetention: retention})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pubTier.Close() })
-	subTier, err := postgres.NewTier(postgres.Config{ConnString: fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&connect_timeout=1", pgtest.User, proxy.Addr()), PruneInterval: -1})
+	subTier, err := postgres.NewTier(postgres.Config{ConnString: url, PruneInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,12 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/strata-cache/strata"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/pgtest"
-	"github.com/strata-cache/strata/internal/tcpproxy"
 	"github.com/strata-cache/strata/postgres"
 )
 
@@ -20,18 +18,13 @@ import (
 // table again. Nothing is left running (goleak, at the end of the package).
 func TestHungServer(t *testing.T) {
 	srv := pgtest.Start(t)
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy, url := proxied(t, srv)
 	d := strata.ProductionDefaults()
 	d.Entry.BackgroundL2Operations = false
 	d.Entry.L2SoftTimeout = 200 * time.Millisecond
 	d.Entry.L2HardTimeout = 400 * time.Millisecond
 	d.L2CircuitBreakerDuration = 500 * time.Millisecond
 	d.WaitForInitialBackplaneSubscribe = 5 * time.Second
-	url := fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&connect_timeout=1", pgtest.User, proxy.Addr())
 	c := register(t, newProvider(t, strata.Settings{Tier: postgres.Settings(postgres.Config{ConnString: url}), Defaults: &d}), "users")
 	ctx := context.Background()
 	if err := hybrid.Set(ctx, c, "k", "v1"); err != nil {

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,9 +10,23 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/pgtest"
+	"github.com/strata-cache/strata/internal/tcpproxy"
 	"github.com/strata-cache/strata/internal/tiertest"
 	"github.com/strata-cache/strata/postgres"
 )
+
+// proxied puts a TCP proxy in front of srv, closed at the end of the test,
+// and returns it with a connection string through it (connect_timeout 1 s,
+// so that a node cut off by the proxy gives up dialling soon).
+func proxied(t testing.TB, srv *pgtest.Server) (*tcpproxy.Proxy, string) {
+	t.Helper()
+	proxy, err := tcpproxy.New(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	return proxy, fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&connect_timeout=1", pgtest.User, proxy.Addr())
+}
 
 func valueOf(t testing.TB, b []byte) string {
 	t.Helper()

@@ -23,7 +23,6 @@ import (
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/envelope"
 	"github.com/strata-cache/strata/internal/pgtest"
-	"github.com/strata-cache/strata/internal/tcpproxy"
 	"github.com/strata-cache/strata/internal/tiertest"
 	"github.com/strata-cache/strata/postgres"
 	"github.com/strata-cache/strata/serializer"
@@ -177,13 +176,9 @@ func TestPeerTerminatedPoolFailsNoCall(t *testing.T) {
 // use).
 func TestPeerPrunedWhileAwayServesNoStaleValue(t *testing.T) {
 	srv := pgtest.Start(t)
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy, url := proxied(t, srv)
 	a := pgNode(t, postgres.Config{ConnString: srv.URL(), PruneInterval: -1}, "users")
-	b := pgNode(t, postgres.Config{ConnString: fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&connect_timeout=1", pgtest.User, proxy.Addr()), PruneInterval: -1}, "users")
+	b := pgNode(t, postgres.Config{ConnString: url, PruneInterval: -1}, "users")
 	pruner, err := postgres.NewTier(postgres.Config{ConnString: srv.URL(), PruneInterval: -1, ChangeRetention: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -444,16 +439,11 @@ func load(t testing.TB, c *hybrid.Cache, key string) string {
 // after the other, and the factory answers.
 func TestPeerHungServerBeforeSchemaConcurrentCalls(t *testing.T) {
 	srv := pgtest.Start(t)
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy, url := proxied(t, srv)
 	d := tiertest.Defaults()
 	d.Entry.L2SoftTimeout = 200 * time.Millisecond
 	d.Entry.L2HardTimeout = 300 * time.Millisecond
 	d.DisableBackplane = true
-	url := fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&connect_timeout=1", pgtest.User, proxy.Addr())
 	p := newProvider(t, strata.Settings{Tier: postgres.Settings(postgres.Config{ConnString: url, PruneInterval: -1}), Defaults: &d})
 	cache := register(t, p, "users")
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/pgtest"
-	"github.com/strata-cache/strata/internal/tcpproxy"
 	"github.com/strata-cache/strata/postgres"
 )
 
@@ -18,13 +17,9 @@ import (
 // its old copies as fresh.
 func TestTruncatedFeedWhileAwayIsAGap(t *testing.T) {
 	srv := pgtest.Start(t)
-	proxy, err := tcpproxy.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy, url := proxied(t, srv)
 	a := pgNode(t, postgres.Config{ConnString: srv.URL(), PruneInterval: -1}, "users")
-	b := pgNode(t, postgres.Config{ConnString: fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&connect_timeout=1", pgtest.User, proxy.Addr()), PruneInterval: -1}, "users")
+	b := pgNode(t, postgres.Config{ConnString: url, PruneInterval: -1}, "users")
 	c := ctx(t)
 	if err := hybrid.Set(c, a, "k", "v1"); err != nil {
 		t.Fatal(err)
