@@ -489,6 +489,11 @@ func newEntry[T any](key string, v T, ts, now int64, o *EntryOptions, m meta) *e
 // that a read that raced it cannot put the old value back.
 const tombstoneTTL = time.Minute
 
+// newTombstone returns a removal of key at ts, remembered for tombstoneTTL
+// from now: ts may come from another node's clock (a backplane message, the
+// distributed tier) or from before a step of this one's, and a removal
+// stamped more than tombstoneTTL behind this node's clock would be
+// forgotten at once, letting a read that raced it put the old value back.
 func newTombstone(key string, ts int64) *entry {
-	return &entry{key: key, ts: ts, verified: ts, physUntil: ts + int64(tombstoneTTL)} // no value: a tombstone
+	return &entry{key: key, ts: ts, verified: ts, physUntil: after(nowNano(), tombstoneTTL)} // no value: a tombstone
 }

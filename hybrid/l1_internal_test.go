@@ -209,3 +209,25 @@ func TestL1CapacityInBytesAllocatesBoundedCounters(t *testing.T) {
 		}
 	}
 }
+
+// A removal stamped by a clock more than tombstoneTTL behind this node's (a
+// backplane message from a node whose clock is behind, or a removal read
+// from the distributed tier) is still remembered for tombstoneTTL: an older
+// write that raced it (a read of the old value) does not replace it.
+func TestL1TombstoneFromABehindClockHoldsOffOlderWrites(t *testing.T) {
+	m, err := newL1(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	removed := nowNano() - int64(2*tombstoneTTL)
+	m.set(newTombstone("k", removed))
+	m.set(&entry{key: "k", ts: removed - 1, value: "older", physUntil: nowNano() + int64(time.Hour)})
+	if e := m.get("k"); e == nil || !e.tombstone() || e.ts != removed {
+		t.Fatalf("memory holds %+v; want the removal, which is newer", e)
+	}
+	m.set(&entry{key: "k", ts: removed + 1, value: "newer", physUntil: nowNano() + int64(time.Hour)})
+	if e := m.get("k"); e == nil || e.value != "newer" {
+		t.Fatalf("memory holds %+v; want the write newer than the removal", e)
+	}
+}
