@@ -22,7 +22,10 @@ import (
 func TestHuntNodesDistributedLockWaiterTakesRemoteSet(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	lock := func(s *strata.CacheSettings) { s.Entry.DistributedLock = true; s.Entry.DistributedLockTimeout = 15 * time.Second }
+	lock := func(s *strata.CacheSettings) {
+		s.Entry.DistributedLock = true
+		s.Entry.DistributedLockTimeout = 15 * time.Second
+	}
 	a, b, c := bpNode(t, srv.FastClient(t, ""), lock), bpNode(t, srv.FastClient(t, ""), lock), bpNode(t, srv.FastClient(t, ""), lock)
 	finish := huntBlockedLoad(t, b, "k", "B's (older)")
 	var cCalls atomic.Int64
