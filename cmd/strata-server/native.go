@@ -380,8 +380,15 @@ func validTag(t string) error {
 // readBody reads the bounded body; it answers the error itself. A body
 // with a content coding (Content-Encoding: gzip, ...) is refused with 415
 // (RFC 9110 15.5.16): the server does not decode it, and storing the
-// encoded bytes would serve them later as the value itself.
+// encoded bytes would serve them later as the value itself. A body that is
+// a part of one (Content-Range) is refused with 400, as RFC 9110 14.5
+// requires of a PUT: storing the part would replace the whole value.
 func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if _, ok := r.Header["Content-Range"]; ok {
+		writeError(w, http.StatusBadRequest, "bad_request",
+			"Content-Range: partial writes are not supported; send the whole value")
+		return nil, false
+	}
 	for _, v := range r.Header.Values("Content-Encoding") {
 		for coding := range strings.SplitSeq(v, ",") {
 			coding = strings.TrimSpace(coding)
@@ -725,6 +732,13 @@ func (s *server) batchGet(w http.ResponseWriter, r *http.Request, c *cache) {
 	}
 	if notJSON != nil {
 		s.cacheError(w, c, notJSON)
+		return
+	}
+	if len(resp.Missing) > 0 && c.strict && c.l2Open(r.Context()) {
+		// As GET's miss: absent or not, these keys cannot be told apart
+		// from keys that Redis holds and this node cannot read.
+		writeError(w, http.StatusServiceUnavailable, "tier_unavailable",
+			fmt.Sprintf("%d of the keys are not in this node's memory, and the distributed tier is unavailable (see /readyz)", len(resp.Missing)))
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)

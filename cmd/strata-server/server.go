@@ -487,7 +487,7 @@ func (s *server) withCache(h func(http.ResponseWriter, *http.Request, *cache)) h
 			unauthorized(w)
 			return
 		}
-		if !s.limitBody(w, r) {
+		if !s.wellFormedQuery(w, r) || !s.limitBody(w, r) {
 			return
 		}
 		h(w, r, c)
@@ -503,11 +503,20 @@ func (s *server) withDache(h func(http.ResponseWriter, *http.Request, *cache)) h
 			unauthorized(w)
 			return
 		}
-		if !s.limitBody(w, r) {
+		if !s.wellFormedQuery(w, r) || !s.limitBody(w, r) {
 			return
 		}
 		h(w, r, s.dache)
 	}
+}
+
+// wellFormedQuery refuses, on every cache route, a query string that does
+// not parse (400 bad_request): a route that reads no parameter must not
+// carry out a request whose query the client got wrong, any more than one
+// that reads them does.
+func (s *server) wellFormedQuery(w http.ResponseWriter, r *http.Request) bool {
+	_, ok := s.query(w, r)
+	return ok
 }
 
 // limitBody refuses a declared body above the limit and bounds the rest.
