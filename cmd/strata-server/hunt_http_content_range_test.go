@@ -4,8 +4,7 @@ package main
 // resource MUST send a 400 (Bad Request) response to a PUT request that
 // contains a Content-Range header field, since the content is likely to be
 // partial content that has been mistakenly PUT as a full representation."
-// docs/server.md is silent on Content-Range; the server answers 204 and
-// stores the part as the whole value.
+// The server used to answer 204 and store the part as the whole value.
 
 import "testing"
 

@@ -2,9 +2,9 @@ package main
 
 // docs/server.md, "The native API": "A query string that does not parse
 // (an invalid escape such as %zz, a ; between parameters) is 400
-// bad_request", and a refused request changes nothing. GET, PUT and clear
-// parse their query; DELETE, expire, remove-by-tag, batch-get and the
-// dache routes ignore it and perform the request.
+// bad_request", and a refused request changes nothing. Only GET, PUT and
+// clear parsed their query; DELETE, expire, remove-by-tag, batch-get and
+// the dache routes ignored it and performed the request.
 
 import "testing"
 

@@ -4,8 +4,8 @@ package main
 // tier is unavailable is 503 tier_unavailable rather than a false 404";
 // dache mode: "While Redis is down ... a key not in this server's memory
 // is a 503 (we cannot tell it is absent), not a 404". batch-get of the
-// same keys in the same cache answers 200 and lists them in "missing": a
-// client told that keys which are in Redis are absent.
+// same keys in the same cache used to answer 200 and list them in
+// "missing": a client told that keys which are in Redis are absent.
 
 import (
 	"encoding/json"
