@@ -85,13 +85,18 @@ func (c *Cache) fromMessage(key string, ts int64, value string) *entry {
 		c.log.Warn("backplane message value unusable", c.keyAttr(key), c.errAttr(key, err))
 		return nil
 	}
+	// The entry is known to be the newest as of its write, not as of now:
+	// the dispatcher may apply a message after a gap that came later
+	// (messages queued before a dropped one are delivered after the gap is
+	// handled), and an entry verified as of now would pass the gap's check
+	// while a later change of the key was lost.
 	now := stamp()
 	if env.NotFound {
-		return notFoundFromL2(key, &env, &c.entry, now)
+		return notFoundFromL2(key, &env, &c.entry, now, env.Timestamp)
 	}
 	x, h, freshUntil, physUntil := fromL2Parts(&env, &c.entry, now)
 	e := allocBare(&x)
-	e.key, e.ts, e.verified = key, env.Timestamp, now
+	e.key, e.ts, e.verified = key, env.Timestamp, env.Timestamp
 	e.freshUntil, e.l2Fresh, e.physUntil = freshUntil, env.FreshUntil, physUntil
 	if c.entry.AutoClone {
 		e.value = &autoClone{raw: env.Value, ser: c.ser, typ: env.Type}

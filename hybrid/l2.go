@@ -202,7 +202,7 @@ func decodeL2[T any](c *Cache, key string, b []byte, o *EntryOptions, now int64)
 		return nil
 	}
 	if env.NotFound {
-		return notFoundFromL2(key, &env, o, now)
+		return notFoundFromL2(key, &env, o, now, now)
 	}
 	if env.Type != want {
 		c.stats.l2Corrupt.Add(1)
@@ -278,10 +278,10 @@ func fromL2Parts(env *envelope.Envelope, o *EntryOptions, now int64) (x entryExt
 }
 
 // notFoundFromL2 is the entry of a "not found" record from the distributed
-// tier.
-func notFoundFromL2(key string, env *envelope.Envelope, o *EntryOptions, now int64) *entry {
+// tier, read at now and known to be the newest as of verified.
+func notFoundFromL2(key string, env *envelope.Envelope, o *EntryOptions, now, verified int64) *entry {
 	e := allocBare(&entryExt{typ: env.Type, tags: env.Tags, size: extSize(o.Size)})
-	e.key, e.ts, e.verified, e.value = key, env.Timestamp, now, notFoundValue
+	e.key, e.ts, e.verified, e.value = key, env.Timestamp, verified, notFoundValue
 	e.freshUntil, e.l2Fresh, e.physUntil = env.FreshUntil, env.FreshUntil, env.FreshUntil
 	if o.L1Duration > 0 {
 		e.freshUntil = min(e.freshUntil, after(now, o.L1Duration))
