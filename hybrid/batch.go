@@ -791,21 +791,23 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		if k.eager != nil && (kerr != nil || !found && !fc.notFound) {
 			// Failed, or left out without a NotFound: do not retry on every
 			// hit; the entry stays as it was, minus its eager refresh point.
-			x := k.eager.clone()
-			x.noEager()
-			c.l1.set(x)
+			c.dropRefreshPoint(k.eager)
 			if kerr != nil {
 				c.log.Warn("eager refresh failed", c.keyAttr(k.key), c.errAttr(k.key, kerr))
 			}
-			answer(k, k.eager.value, nil)
-			continue
+			if k.eager.fresh(nowNano()) {
+				answer(k, k.eager.value, nil)
+				continue
+			}
+			// The entry expired while the refresh ran: callers that joined
+			// it answer as for any failed (or left out) key, below.
 		}
 		if kerr != nil {
 			if late {
 				// As GetOrSet's: nobody waits for this error.
 				c.log.Warn("background factory failed", c.keyAttr(k.key), c.errAttr(k.key, kerr))
 			}
-			switch d, hasDefault := failSafeDefault[T](o); {
+			switch d, hasDefault := failSafeDefaultAnswer[T](c, o); {
 			case k.fallback && o.failSafeFor(kerr):
 				if !late { // else the callers had it at the timeout, which counted the activation
 					c.serveStale(ctx, k.key, k.stale, o, FailSafeFactoryError, kerr)

@@ -56,6 +56,11 @@ func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *Ent
 	x.freshUntil = after(now, o.FailSafeThrottleDuration)
 	x.physUntil = max(x.physUntil, x.freshUntil)
 	x.noEager()
+	// Nor does a hit slide it: an extension would move freshUntil to the
+	// sliding window's (cutting the throttle short, or to a time already
+	// past once the sliding limit is), and write the stale value to the
+	// distributed tier as fresh.
+	x.setSlide(sliding{})
 	c.l1.set(x)
 	c.stats.failSafe.Add(1)
 	if cause != nil {

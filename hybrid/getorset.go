@@ -137,6 +137,17 @@ func (c *Cache) extend(ctx context.Context, e *entry, now int64) {
 	c.goBackground(ctx, func() { c.writeL2(p, &c.entry) })
 }
 
+// dropRefreshPoint keeps the entry of an eager refresh that changed
+// nothing (it failed, or answered "not found" not to be cached) as it was,
+// minus its eager refresh point, so that hits do not start the refresh
+// again; unless memory holds another copy by now (a fail-safe throttle, a
+// sliding extension, a newer write), which stays.
+func (c *Cache) dropRefreshPoint(eager *entry) {
+	x := eager.clone()
+	x.noEager()
+	c.l1.setIfHeld(x, eager)
+}
+
 // getOrSetSlow joins (or starts) the load of key and waits for it, for the
 // caller's ctx, and for the factory timeouts (fallback or ErrFactoryTimeout;
 // the load goes on and keeps the key).
@@ -219,8 +230,10 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, f Factory[T]
 			if ok {
 				return v, nil
 			}
-			if d, ok := failSafeDefault[T](o); ok {
-				return *d, nil
+			if d, ok := failSafeDefaultAnswer[T](c, o); ok {
+				if v, ok := valueAs[T](d); ok {
+					return v, nil
+				}
 			}
 			return zero, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, o.FactoryHardTimeout)
 		}
@@ -669,28 +682,42 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	}
 	if panicked {
 		c.log.Error("factory panicked", c.keyAttr(key), c.panicAttr(key, pv))
+		if eager != nil {
+			c.dropRefreshPoint(eager) // a panic is a failure: not retried on every hit
+		}
 		return nil, &panicError{pv}
 	}
 	// Whether the callers stopped waiting at a timeout: the result is
 	// then a background completion nobody waits for.
 	late := timeout > 0 && now-began >= int64(timeout)
 	if o.DisableBackgroundCompletion && late {
-		// The callers got the fallback or the timeout; drop the result.
+		// The callers that stopped waiting got the fallback or the
+		// timeout; the result is dropped. Callers still waiting (they
+		// joined later: their timers have not fired yet) answer as they
+		// would have at their timeout: timeouts activate fail-safe.
+		if fallback {
+			return stale.value, nil
+		}
+		if d, ok := failSafeDefaultAnswer[T](c, o); ok {
+			return d, nil
+		}
 		return nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, timeout)
 	}
 	if err == nil {
 		err = fc.opts.Validate()
 	}
 	if err != nil {
-		switch {
-		case eager != nil:
-			// Do not retry on every hit: the entry stays as it was, minus
-			// its eager refresh point.
-			x := eager.clone()
-			x.noEager()
-			c.l1.set(x)
+		if eager != nil {
+			c.dropRefreshPoint(eager)
 			c.log.Warn("eager refresh failed", c.keyAttr(key), c.errAttr(key, err))
-			return eager.value, nil
+			if eager.fresh(now) {
+				return eager.value, nil // nobody waits: hits still have the entry
+			}
+			// The entry expired while the refresh ran, and callers that
+			// came since wait for it: they answer as for any failed load
+			// (the fallback if fail-safe allows it, else the error).
+		}
+		switch {
 		case fallback && o.failSafeFor(err) && !late:
 			c.serveStale(ctx, key, stale, o, FailSafeFactoryError, err)
 			return stale.value, nil
@@ -703,7 +730,7 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 				return stale.value, nil
 			}
 		}
-		if d, ok := failSafeDefault[T](o); ok && stale == nil && o.failSafeFor(err) {
+		if d, ok := failSafeDefaultAnswer[T](c, o); ok && stale == nil && o.failSafeFor(err) {
 			return d, nil
 		}
 		return nil, fmt.Errorf("hybrid: factory %q: %w", key, err)
@@ -711,6 +738,9 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 	eo := fc.opts.withDefaults()
 	if fc.notFound {
 		if eo.NotFoundDuration <= 0 {
+			if eager != nil {
+				c.dropRefreshPoint(eager) // not cached: the entry stays, not refreshed on every hit
+			}
 			return notFoundValue, nil // answered, not cached
 		}
 		e := newNotFound[T](key, start, now, &eo)

@@ -171,7 +171,17 @@ func (m *l1) get(key string) *entry {
 func (m *l1) set(e *entry) { m.setAt(e, e.size()) }
 
 // setAt is set at cost, whatever e's Size (tests weigh bare entries).
-func (m *l1) setAt(e *entry, cost int64) {
+func (m *l1) setAt(e *entry, cost int64) { m.setWhen(e, cost, nil) }
+
+// setIfHeld is set, but only while memory holds held for e's key (that very
+// entry): a copy made of held (a failed eager refresh's, without its
+// refresh point) must not replace a copy made since with the same
+// timestamp (a fail-safe throttle, a sliding extension), which newest wins
+// would let it.
+func (m *l1) setIfHeld(e, held *entry) { m.setWhen(e, e.size(), held) }
+
+// setWhen is setAt, and when held is not nil, only while memory holds it.
+func (m *l1) setWhen(e *entry, cost int64, held *entry) {
 	m.closeMu.RLock()
 	defer m.closeMu.RUnlock()
 	if m.closed {
@@ -181,6 +191,9 @@ func (m *l1) setAt(e *entry, cost int64) {
 	mu := &m.stripes[i]
 	mu.Lock()
 	defer mu.Unlock()
+	if held != nil && m.get(e.key) != held {
+		return // writes hold the stripe's lock: what get sees stays until we write
+	}
 	w := &m.recent[i]
 	known := w.get(e.key)
 	if known != nil && !newestWins(e, known) {

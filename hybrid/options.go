@@ -119,9 +119,10 @@ type EntryOptions struct {
 	FailSafeErrorFilter func(error) bool
 	// FailSafeDefaultValue, when fail-safe is on and there is no stale value,
 	// is returned instead of the factory's error or ErrFactoryTimeout
-	// (FusionCache's failSafeDefaultValue). It is not cached. Set it with
-	// WithFailSafeDefault, which checks its type: a value of another type
-	// than the one read is ignored. Nil means none.
+	// (FusionCache's failSafeDefaultValue). It is not cached. Set it per
+	// call with WithFailSafeDefault, which checks its type, or here as a T
+	// (or a *T) for every call of the cache: a value of another type than
+	// the one read is ignored. Nil means none.
 	FailSafeDefaultValue any
 	// DistributedLock is cluster-wide stampede protection: a load that
 	// finds nothing fresh in the distributed tier takes a short lock of the
@@ -189,13 +190,37 @@ func WithFailSafeDefault[T any](v T) Option {
 }
 
 // failSafeDefault returns the default value of o as a *T, if it has one of
-// that type and fail-safe is on.
+// that type (a *T, as WithFailSafeDefault sets it, or a T set in the
+// cache's EntryOptions) and fail-safe is on.
 func failSafeDefault[T any](o *EntryOptions) (*T, bool) {
 	if !o.FailSafe || o.FailSafeDefaultValue == nil {
 		return nil, false
 	}
-	d, ok := o.FailSafeDefaultValue.(*T)
-	return d, ok
+	switch d := o.FailSafeDefaultValue.(type) {
+	case *T:
+		return d, true
+	case T:
+		return &d, true
+	}
+	return nil, false
+}
+
+// failSafeDefaultAnswer is failSafeDefault as a load's answer, which every
+// caller of the load reads (valueAs): with AutoClone, the default
+// serialized once and decoded anew for each reader, as a cached value is,
+// so that a caller that changes its copy does not change the others' or
+// the option's. (Should it not serialize, the option's own value.)
+func failSafeDefaultAnswer[T any](c *Cache, o *EntryOptions) (any, bool) {
+	d, ok := failSafeDefault[T](o)
+	if !ok {
+		return nil, false
+	}
+	if o.AutoClone {
+		if raw, err := marshal(c.ser, *d); err == nil {
+			return &autoClone{raw: raw, ser: c.ser, typ: typeName[T]()}, true
+		}
+	}
+	return d, true
 }
 
 // failSafeFor reports whether a factory error activates fail-safe.
