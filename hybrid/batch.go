@@ -807,13 +807,17 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 				// As GetOrSet's: nobody waits for this error.
 				c.log.Warn("background factory failed", c.keyAttr(k.key), c.errAttr(k.key, kerr))
 			}
+			kstale, kfallback := k.stale, k.fallback
+			if !late && kstale != nil && !kstale.usableStale(nowNano()) {
+				kstale, kfallback = nil, false // its fail-safe life ended while the factory ran
+			}
 			switch d, hasDefault := failSafeDefaultAnswer[T](c, o); {
-			case k.fallback && o.failSafeFor(kerr):
+			case kfallback && o.failSafeFor(kerr):
 				if !late { // else the callers had it at the timeout, which counted the activation
-					c.serveStale(ctx, k.key, k.stale, o, FailSafeFactoryError, kerr)
+					c.serveStale(ctx, k.key, kstale, o, FailSafeFactoryError, kerr)
 				}
-				answer(k, k.stale.value, nil)
-			case hasDefault && k.stale == nil && o.failSafeFor(kerr):
+				answer(k, kstale.value, nil)
+			case hasDefault && kstale == nil && o.failSafeFor(kerr):
 				answer(k, d, nil)
 			default:
 				answer(k, nil, fmt.Errorf("hybrid: batch factory %q: %w", k.key, kerr))

@@ -61,7 +61,9 @@ func (c *Cache) serveStale(ctx context.Context, key string, stale *entry, o *Ent
 	// past once the sliding limit is), and write the stale value to the
 	// distributed tier as fresh.
 	x.setSlide(sliding{})
-	c.l1.set(x)
+	if !o.SkipL1Write {
+		c.l1.set(x) // (a call that skips memory writes gets no throttle)
+	}
 	c.stats.failSafe.Add(1)
 	if cause != nil {
 		c.log.Warn("fail-safe activated", c.keyAttr(key), slog.String("reason", why.logText()), c.errAttr(key, cause))

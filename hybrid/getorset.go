@@ -717,6 +717,11 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 			// came since wait for it: they answer as for any failed load
 			// (the fallback if fail-safe allows it, else the error).
 		}
+		if !late && stale != nil && !stale.usableStale(now) {
+			// Its fail-safe life (FailSafeMaxDuration) ended while the
+			// factory ran: no fallback any more, as if there had been none.
+			fallback, stale = false, nil
+		}
 		switch {
 		case fallback && o.failSafeFor(err) && !late:
 			c.serveStale(ctx, key, stale, o, FailSafeFactoryError, err)
