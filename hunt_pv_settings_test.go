@@ -65,7 +65,9 @@ var pvInvalid = []struct {
 	{"exactly one", false, func(s *strata.CacheSettings) {
 		s.Redis = &strata.RedisSettings{URL: "redis://app:" + pvSecret + "@127.0.0.1:1", Addrs: []string{"127.0.0.1:1"}}
 	}},
-	{"Redis.URL", false, func(s *strata.CacheSettings) { s.Redis = &strata.RedisSettings{URL: "redis://app:" + pvSecret + "@127.0.0.1:1/x"} }},
+	{"Redis.URL", false, func(s *strata.CacheSettings) {
+		s.Redis = &strata.RedisSettings{URL: "redis://app:" + pvSecret + "@127.0.0.1:1/x"}
+	}},
 	{"Redis.URL", false, func(s *strata.CacheSettings) {
 		s.Redis = &strata.RedisSettings{URL: "redis://app:" + pvSecret + "@127.0.0.1:1/0?nosuch=1"}
 	}},
