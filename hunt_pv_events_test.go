@@ -243,3 +243,72 @@ func TestHuntPVFailSafeCountsOnce(t *testing.T) {
 	}
 	pvExpect(t, "throttled", tally, c, hybrid.Stats{L1Hits: 1, L1Misses: 2, L2Misses: 2, FactoryCalls: 2, FactoryErrors: 1, FailSafeActivations: 1})
 }
+
+// A factory that outlives the soft timeout with a stale value, then
+// fails in the background: one FactoryTimeout (soft, fail-safe,
+// background), one FailSafe activation (reason timeout), and when the
+// background run ends one failed FactoryCall and no second activation
+// (docs/observability.md: "a factory that fails after a soft timeout
+// already served the stale value logs background factory failed
+// instead").
+func TestHuntPVSoftTimeoutCountsOnce(t *testing.T) {
+	ctx := context.Background()
+	tally := newPVTally()
+	var mu sync.Mutex
+	var timeouts []hybrid.FactoryTimeoutEvent
+	var reasons []hybrid.FailSafeReason
+	ev := tally.events()
+	ev.FactoryTimeout = func(e hybrid.FactoryTimeoutEvent) { mu.Lock(); timeouts = append(timeouts, e); mu.Unlock() }
+	fs := ev.FailSafe
+	ev.FailSafe = func(e hybrid.FailSafeEvent) {
+		mu.Lock()
+		reasons = append(reasons, e.Reason)
+		mu.Unlock()
+		fs(e)
+	}
+	p := newProvider(t, strata.Settings{Logger: quiet, Events: ev}) // production defaults, memory only
+	const d = 150 * time.Millisecond
+	c := pvRegister(t, p, "soft", func(s *strata.CacheSettings) {
+		s.Entry.Duration = d
+		s.Entry.JitterMaxDuration = 0
+		s.Entry.EagerRefreshThreshold = 0
+		s.Entry.FactorySoftTimeout = 20 * time.Millisecond
+		s.Entry.FactoryHardTimeout = 0
+	})
+	v, err := hybrid.GetOrSet(ctx, c, "k", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "old", nil })
+	if err != nil || v != "old" {
+		t.Fatal(v, err)
+	}
+	stored := time.Now()
+	redistest.Eventually(t, "the entry's duration to pass", func() bool { return time.Since(stored) > d+20*time.Millisecond })
+	release := make(chan struct{})
+	v, err = hybrid.GetOrSet(ctx, c, "k", func(context.Context, *hybrid.FactoryContext[string]) (string, error) {
+		<-release
+		return "", errors.New("db down")
+	})
+	if err != nil || v != "old" {
+		t.Fatalf("GetOrSet at the soft timeout = %q, %v; want the stale value", v, err)
+	}
+	close(release)
+	redistest.Eventually(t, "the background factory to end", func() bool { return c.Stats().FactoryCalls == 2 })
+	// A later read: the throttled stale copy, no new factory run.
+	v, err = hybrid.GetOrSet(ctx, c, "k", func(context.Context, *hybrid.FactoryContext[string]) (string, error) { return "new", nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Stats()
+	if s.FailSafeActivations != 1 || s.FactoryTimeouts != 1 || s.FactoryCalls != 2 || s.FactoryErrors != 1 {
+		t.Fatalf("Stats after one soft timeout and a failed background run (then read %q): %+v", v, s)
+	}
+	if got := tally.get("soft"); got != pvCounted(s) {
+		t.Fatalf("events %+v, Stats %+v", got, pvCounted(s))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(timeouts) != 1 || timeouts[0].Kind != hybrid.TimeoutSoft || !timeouts[0].FailSafe || !timeouts[0].Background {
+		t.Fatalf("FactoryTimeout events: %+v", timeouts)
+	}
+	if len(reasons) != 1 || reasons[0] != hybrid.FailSafeFactoryTimeout {
+		t.Fatalf("FailSafe reasons: %v", reasons)
+	}
+}
