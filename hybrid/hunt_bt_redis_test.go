@@ -189,3 +189,113 @@ func TestHuntRedisBatchRacingSingleKeyOneLoadPerKey(t *testing.T) {
 		wantValue(t, r, keys[i]+" on B", "v-"+keys[i])
 	}
 }
+
+// Over Redis: node B never held the keys; A expired them (RemoveByTag,
+// Expire). B's batch with a slow factory and a soft timeout answers the
+// keys from L2's stale copies at the soft timeout ("the load puts the
+// distributed tier's stale copy [in memory] before it calls the factory"),
+// a cold key waits for the factory, and the factory's values then replace
+// the fallbacks on B and in Redis.
+func TestHuntRedisBatchSoftTimeoutFallbackFromL2(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	entry := hybrid.EntryOptions{Duration: time.Hour, FailSafe: true, FailSafeThrottleDuration: time.Hour}
+	a := node(t, srv.Client(t), entry)
+	if err := hybrid.SetMany(ctx, a, map[string]string{"x": "old-x", "y": "old-y"}, hybrid.WithTags("t")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RemoveByTag(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := hybrid.Set(ctx, a, "z", "old-z"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Expire(ctx, "z"); err != nil {
+		t.Fatal(err)
+	}
+	b := node(t, srv.Client(t), entry)
+	release := make(chan struct{})
+	var calls atomic.Int64
+	f := func(ctx context.Context, bc *hybrid.BatchContext[string]) (map[string]string, error) {
+		calls.Add(1)
+		<-release
+		out := map[string]string{}
+		for _, k := range bc.Keys() {
+			out[k] = "new-" + k
+		}
+		return out, nil
+	}
+	type answer struct {
+		res []hybrid.Result[string]
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := hybrid.GetOrSetMany(ctx, b, []string{"x", "y", "z"}, f,
+			hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.FactorySoftTimeout = 50 * time.Millisecond }))
+		done <- answer{res, err}
+	}()
+	// The fallbacks answer at the soft timeout while the factory is held.
+	var got answer
+	select {
+	case got = <-done:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("GetOrSetMany did not answer at the soft timeout")
+	}
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	for i, k := range []string{"x", "y", "z"} {
+		wantValue(t, got.res[i], k+" (L2 fallback at the soft timeout)", "old-"+k)
+	}
+	close(release)
+	redistest.Eventually(t, "the background completion lands on B", func() bool {
+		tr, err := hybrid.TryGetMany[string](ctx, b, []string{"x", "y", "z"})
+		if err != nil {
+			return false
+		}
+		for i, k := range []string{"x", "y", "z"} {
+			if !tr[i].Found || tr[i].Value != "new-"+k {
+				return false
+			}
+		}
+		return true
+	})
+	c := node(t, srv.Client(t), entry)
+	tr, err := hybrid.TryGetMany[string](ctx, c, []string{"x", "y", "z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range []string{"x", "y", "z"} {
+		wantValue(t, tr[i], k+" on a third node", "new-"+k)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("factory calls = %d, want 1", n)
+	}
+}
+
+// Over Redis: the throttle of fallbacks a node took from L2 holds on that
+// node: a second failing batch within the throttle does not call the source.
+func TestHuntRedisBatchThrottleOfL2Fallback(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	entry := hybrid.EntryOptions{Duration: time.Hour, FailSafe: true, FailSafeThrottleDuration: time.Hour}
+	a := node(t, srv.Client(t), entry)
+	if err := hybrid.SetMany(ctx, a, map[string]string{"x": "vx", "y": "vy"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Clear(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	b := node(t, srv.Client(t), entry)
+	calls := 0
+	for round := range 3 {
+		res := mustMany(t, b, []string{"x", "y"}, failing(&calls))
+		wantValue(t, res[0], "x", "vx")
+		wantValue(t, res[1], "y", "vy")
+		if calls != 1 {
+			t.Fatalf("round %d: factory calls = %d, want 1 (throttled)", round, calls)
+		}
+	}
+}
