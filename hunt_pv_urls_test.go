@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/strata-cache/strata"
+	"github.com/strata-cache/strata/backplane"
 	"github.com/strata-cache/strata/hybrid"
 	"github.com/strata-cache/strata/internal/redistest"
 )
@@ -207,7 +208,8 @@ func TestHuntPVURLUnixSocket(t *testing.T) {
 	p := pvProvider(t, "unix://"+sock+"?db=1")
 	c := pvRegister(t, p, "sock", pvSync, pvWait)
 	pvRoundTrip(t, c, db1, "sock:k")
-	if n := numSub(t, srv, bwChannel("sock:")); n != 1 {
+	// Database 1: the channel names it (pub/sub is server-wide).
+	if n := numSub(t, srv, backplane.ChannelName("strata:db1", "sock:")); n != 1 {
 		t.Fatalf("subscribers of the unix socket cache's channel = %d, want 1", n)
 	}
 }

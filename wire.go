@@ -11,8 +11,9 @@ import (
 
 // wire connects a cache's options to its Redis client: distributed tier
 // and backplane, unless the settings turn them off. A nil client means
-// memory-only. The backplane's channel is named after the key prefix, so
-// that caches sharing a Redis never hear each other.
+// memory-only. The backplane's channel is named after the key prefix, and
+// the database when it is not 0 (pub/sub channels are server-wide, keys
+// are per database), so that caches sharing a Redis never hear each other.
 func (p *Provider) wire(o *hybrid.Options, cs *CacheSettings, client redis.UniversalClient) error {
 	o.KeyPrefix = cs.KeyPrefix
 	if client == nil {
@@ -23,7 +24,7 @@ func (p *Provider) wire(o *hybrid.Options, cs *CacheSettings, client redis.Unive
 	}
 	if !cs.DisableBackplane {
 		bp, err := backplane.NewRedis(client, backplane.RedisOptions{
-			Channel: backplane.ChannelName("", cs.KeyPrefix),
+			Channel: backplane.ChannelName(channelPrefix(client), cs.KeyPrefix),
 			Logger:  p.logger.With("cache", o.Name),
 		})
 		if err != nil {
@@ -32,4 +33,22 @@ func (p *Provider) wire(o *hybrid.Options, cs *CacheSettings, client redis.Unive
 		o.Backplane = bp
 	}
 	return nil
+}
+
+// channelPrefix is the backplane channels' prefix for client: the default,
+// "strata", for database 0 (and a cluster, which has no other), else
+// "strata:db<N>": two caches of the same name in two databases of one
+// server keep their keys apart, and must keep their messages apart too.
+func channelPrefix(client redis.UniversalClient) string {
+	db := 0
+	switch c := client.(type) {
+	case *redis.Client: // standalone or Sentinel (failover)
+		db = c.Options().DB
+	case *redis.Ring:
+		db = c.Options().DB
+	}
+	if db == 0 {
+		return backplane.DefaultChannelPrefix
+	}
+	return fmt.Sprintf("%s:db%d", backplane.DefaultChannelPrefix, db)
 }
