@@ -504,13 +504,28 @@ func answerFallbacks[T any](ctx context.Context, c *Cache, open []batchKey, res 
 		}
 		if hard {
 			c.timedOut(b.key, o)
-			if b.tok != nil && o.DisableBackgroundCompletion {
-				// Released at once, as GetOrSet's key: the next caller
-				// starts afresh; this load's late result is dropped.
+		}
+		v, ok := fallbackFor[T](ctx, c, b.key, o)
+		var dflt any
+		hasDflt := false
+		if !ok && hard {
+			dflt, hasDflt = failSafeDefaultAnswer[T](c, o)
+		}
+		if hard && b.tok != nil && o.DisableBackgroundCompletion {
+			// Released at once, as GetOrSet's key: the next caller
+			// starts afresh; this load's late result is dropped. Callers
+			// that joined it get what this one gets: the fallback, the
+			// default value, or the timeout.
+			switch {
+			case ok:
+				c.finishKey(b.key, b.tok, &v, nil)
+			case hasDflt:
+				c.finishKey(b.key, b.tok, dflt, nil)
+			default:
 				c.finishKey(b.key, b.tok, nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, b.key, o.FactoryHardTimeout))
 			}
 		}
-		if v, ok := fallbackFor[T](ctx, c, b.key, o); ok {
+		if ok {
 			if hard {
 				c.factoryTimedOut(ctx, b.key, o, TimeoutHard, true)
 			} else {
@@ -524,6 +539,10 @@ func answerFallbacks[T any](ctx context.Context, c *Cache, open []batchKey, res 
 		if hard {
 			c.factoryTimedOut(ctx, b.key, o, TimeoutHard, false)
 			b.answered = true
+			if dv, ok := valueAs[T](dflt); hasDflt && ok {
+				res[b.i] = Result[T]{Value: dv, Found: true} // as GetOrSet's FailSafeDefaultValue
+				continue
+			}
 			res[b.i].Err = fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, b.key, o.FactoryHardTimeout)
 		}
 	}
@@ -770,8 +789,16 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 		kt := factoryTimeout(o, k.fallback)
 		late := kt > 0 && now-began >= int64(kt)
 		if o.DisableBackgroundCompletion && late {
-			// The callers got the fallback or the timeout; drop the result.
-			answer(k, nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, k.key, kt))
+			// The callers that stopped waiting got the fallback or the
+			// timeout; the result is dropped. Callers still waiting (they
+			// joined later) answer as at their timeout, as GetOrSet's.
+			if k.fallback {
+				answer(k, k.stale.value, nil)
+			} else if d, ok := failSafeDefaultAnswer[T](c, o); ok {
+				answer(k, d, nil)
+			} else {
+				answer(k, nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, k.key, kt))
+			}
 			continue
 		}
 		fc := bc.fcs[k.key]
