@@ -955,8 +955,11 @@ func callBatchFactory[T any](ctx context.Context, f BatchFactory[T], bc *BatchCo
 // in one round trip. It never calls a factory.
 //
 // The call's error is ErrTooManyKeys, ErrInvalidOptions, ErrClosed or
-// ctx.Err(), and then nothing was done; an empty keys returns an empty
-// slice and nil. An invalid key gets ErrInvalidKey in its Result.
+// ctx.Err() of a context already done, and then nothing was done; an
+// empty keys returns an empty slice and nil. A context that ends during
+// the call gives ctx.Err() with the results read until then (a key not
+// read from the distributed tier is Found false). An invalid key gets
+// ErrInvalidKey in its Result.
 func TryGetMany[T any](ctx context.Context, c *Cache, keys []string, opts ...Option) (res []Result[T], err error) {
 	if c.tr != nil && len(keys) > 0 {
 		var span Span
