@@ -91,7 +91,7 @@ func newL2(src *source, o L2Options) (*L2, error) {
 
 // MaxValueSize returns the largest envelope Set accepts with a key of
 // keyLen bytes and no feed record.
-func (s *L2) MaxValueSize(keyLen int) int { return s.maxRequest - requestOverhead - 3*keyLen }
+func (s *L2) MaxValueSize(keyLen int) int { return s.maxRequest - requestOverhead - 4*keyLen }
 
 // Announces reports whether the writes of s announce changes on bp: true
 // only for the backplane given as L2Options.Feed.
@@ -164,9 +164,19 @@ func (s *L2) Set(ctx context.Context, key string, val []byte, ttl time.Duration)
 		return false, fmt.Errorf("%w: %d bytes for %q", ErrNotEnvelope, len(val), key)
 	}
 	feedOp, ch := s.feedOp(ctx)
-	size := len(val) + 3*len(key) + requestOverhead
+	// The key is in the transaction four times (two compares, the put, the
+	// get) and the feed record, with the value the message carries.
+	size := len(val) + 4*len(key) + requestOverhead
 	if feedOp != nil {
-		size += len(s.feed.feedKey) + len(ch.Message.Key) + len(ch.Message.Cache) + len(ch.Message.Source) + 32
+		if size+len(feedOp.KeyBytes())+len(feedOp.ValueBytes()) > s.maxRequest && ch.Message.Value != "" {
+			// Too large with the value in the record: announced without
+			// it, receivers read the entry from etcd.
+			m := ch.Message
+			m.Value = ""
+			op := s.feed.recordOp(m)
+			feedOp = &op
+		}
+		size += len(feedOp.KeyBytes()) + len(feedOp.ValueBytes())
 	}
 	if size > s.maxRequest {
 		return false, fmt.Errorf("%w: %q: the etcd request would be %d bytes, the limit is %d", hybrid.ErrValueTooLarge, key, size, s.maxRequest)

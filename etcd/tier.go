@@ -208,8 +208,9 @@ func (t *Tier) Open(o strata.TierCacheOptions) (strata.TierCache, error) {
 	var tc strata.TierCache
 	if l2 != nil {
 		tc.L2 = l2
-		// Room for the longest key (three times), the feed record and its key.
-		tc.MaxValueSize = l2.maxRequest - requestOverhead - 4*hybrid.DefaultMaxKeyLength - 4*len(o.KeyPrefix) - 512
+		// Room for the longest key (four times in the transaction, once
+		// more in the feed record), the rest of the record and its key.
+		tc.MaxValueSize = l2.maxRequest - requestOverhead - 5*hybrid.DefaultMaxKeyLength - 5*len(o.KeyPrefix) - 512
 	}
 	if bp != nil {
 		tc.Backplane = bp
