@@ -1,6 +1,7 @@
 package strata
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +68,11 @@ type TierCache struct {
 	// lowered to it, so an oversized Set fails at once with
 	// hybrid.ErrValueTooLarge.
 	MaxValueSize int
+	// MaxKeyLength is the longest key (without the cache's prefix) the
+	// store accepts, in bytes; zero means no limit of its own. The cache's
+	// MaxKeyLength is lowered to it, so such a key is refused at once with
+	// hybrid.ErrInvalidKey instead of failing in the store, unannounced.
+	MaxKeyLength int
 }
 
 // TierSettings put caches on a Tier. Set exactly one field.
@@ -118,6 +124,9 @@ func (p *Provider) wireTier(o *hybrid.Options, cs *CacheSettings, tier Tier) err
 		o.L2 = tc.L2
 		if tc.MaxValueSize > 0 && (o.MaxValueSize == 0 || tc.MaxValueSize < o.MaxValueSize) {
 			o.MaxValueSize = tc.MaxValueSize
+		}
+		if tc.MaxKeyLength > 0 && tc.MaxKeyLength < cmp.Or(o.MaxKeyLength, hybrid.DefaultMaxKeyLength) {
+			o.MaxKeyLength = tc.MaxKeyLength
 		}
 	}
 	if tc.Backplane != nil {

@@ -226,12 +226,20 @@ func (t *Tier) Open(o strata.TierCacheOptions) (strata.TierCache, error) {
 	var tc strata.TierCache
 	if l2 != nil {
 		tc.L2 = l2
+		// The table's primary key is a btree over the prefixed key, whose
+		// entries PostgreSQL limits to 2,704 bytes (SQLSTATE 54000): a
+		// longer key would be refused at every write, unannounced.
+		tc.MaxKeyLength = max(maxIndexedKey-len(o.KeyPrefix), 1)
 	}
 	if bp != nil {
 		tc.Backplane = bp
 	}
 	return tc, nil
 }
+
+// maxIndexedKey is the longest prefixed key the tier stores: PostgreSQL's
+// btree entry limit (2,704 bytes) less room for the entry's own header.
+const maxIndexedKey = 2600
 
 // Ping checks that PostgreSQL answers, accepts the tier's credentials and
 // has (or lets the tier create) its table: a round trip bounded by ctx.
