@@ -50,7 +50,9 @@ type BackplaneOptions struct {
 // etcd's history past that revision that removes records of this feed
 // loses records; it is reported once to the handler as a gap, and delivery
 // resumes from the oldest revision kept. A compaction that removes only
-// other keys' history is not a gap: delivery resumes there silently.
+// other keys' history is not a gap: delivery resumes there silently. A
+// response from another cluster than the last (its ID changed: etcd was
+// rebuilt or restored at the same address) is a gap too.
 //
 // The handler is called on the watch goroutine: a slow handler delays the
 // watch but loses nothing (etcd replays from its history).
@@ -66,8 +68,9 @@ type Backplane struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 
-	last       atomic.Int64 // revision of the last record applied (or of the start)
-	firstState atomic.Int32 // 0 pending, 1 started in time, 2 Subscribe gave up, 3 StartSubscribe
+	last       atomic.Int64  // revision of the last record applied (or of the start)
+	cluster    atomic.Uint64 // ID of the etcd cluster the watch last answered from (0: none yet)
+	firstState atomic.Int32  // 0 pending, 1 started in time, 2 Subscribe gave up, 3 StartSubscribe
 
 	published, received, corrupt, gaps, rewatches atomic.Uint64
 }
@@ -340,6 +343,15 @@ func (b *Backplane) watch(ctx context.Context, h backplane.Handler) (healthy boo
 			return healthy
 		}
 		healthy = true
+		if id := resp.Header.ClusterId; id != 0 {
+			if prev := b.cluster.Swap(id); prev != 0 && prev != id {
+				// Another cluster answers at the same address (rebuilt, or
+				// restored from a snapshot): its revisions are not the
+				// ones last counts, and records it took below last+1 were
+				// never delivered. Whatever came before is to verify.
+				b.gap(h, "etcd answers from another cluster (rebuilt or restored): records may be lost")
+			}
+		}
 		for _, ev := range resp.Events {
 			if ev.Type != mvccpb.PUT {
 				continue

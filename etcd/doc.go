@@ -24,8 +24,9 @@
 // or by Publish otherwise. The receiver remembers the revision of the last
 // record it applied and, after any disconnect, resumes watching from the next
 // one, so nothing written meanwhile is lost. Only a compaction of the history
-// past that revision loses records: that, and only that, is reported as a gap
-// (backplane.Handler.HandleGap).
+// past that revision loses records, or another cluster answering at the same
+// address (a restore, a rebuild, seen by its cluster ID): those, and only
+// those, are reported as a gap (backplane.Handler.HandleGap).
 //
 // # Provider
 //
