@@ -19,27 +19,32 @@ import (
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
+// dbNode is a process whose cache "users" is on database db ("/1") of
+// srv, with synchronous writes and its subscription awaited.
+func dbNode(t *testing.T, srv *redistest.Server, db string) *hybrid.Cache {
+	t.Helper()
+	p, err := strata.NewProvider(strata.Settings{
+		Redis:  &strata.RedisSettings{URL: srv.URL() + db},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	c, err := p.Register("users", func(s *strata.CacheSettings) {
+		s.Entry.BackgroundL2Operations = false
+		s.WaitForInitialBackplaneSubscribe = 10 * time.Second
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestHuntPVDatabasesShareBackplane(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	node := func(db string) *hybrid.Cache {
-		p, err := strata.NewProvider(strata.Settings{
-			Redis:  &strata.RedisSettings{URL: srv.URL() + db},
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		c, err := p.Register("users", func(s *strata.CacheSettings) {
-			s.Entry.BackgroundL2Operations = false
-			s.WaitForInitialBackplaneSubscribe = 10 * time.Second
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	node := func(db string) *hybrid.Cache { return dbNode(t, srv, db) }
 	b := node("/2")
 	a := node("/1")
 	if err := hybrid.Set(ctx, b, "k", "db2"); err != nil {
@@ -70,24 +75,7 @@ func TestHuntPVDatabasesShareBackplane(t *testing.T) {
 func TestHuntPVDatabasesShareClear(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	node := func(db string) *hybrid.Cache {
-		p, err := strata.NewProvider(strata.Settings{
-			Redis:  &strata.RedisSettings{URL: srv.URL() + db},
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		c, err := p.Register("users", func(s *strata.CacheSettings) {
-			s.Entry.BackgroundL2Operations = false
-			s.WaitForInitialBackplaneSubscribe = 10 * time.Second
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	node := func(db string) *hybrid.Cache { return dbNode(t, srv, db) }
 	b := node("/2")
 	a := node("/1")
 	if err := hybrid.Set(ctx, b, "k", "db2"); err != nil {

@@ -30,6 +30,8 @@ import (
 //     once Redis has the entry and the change is announced: one script
 //     call, the newest-wins write and its PUBLISH);
 //   - strata-sync-l2only: the same without a backplane;
+//   - strata-sync-l2only-nol1: that with SkipL1Write (the memory tier not
+//     written: what the memory tier's write adds to a synchronous Set);
 //   - strata-sync-novalues: strata-sync with DisableBackplaneValues (the
 //     message does not carry the entry).
 func BenchmarkSyncSet(b *testing.B) {
@@ -55,6 +57,10 @@ func BenchmarkSyncSet(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { c.Close() })
+		if name == "l2only-nol1" {
+			skip := hybrid.WithOptions(func(o *hybrid.EntryOptions) { o.SkipL1Write = true })
+			return func(key string, v Value) error { return hybrid.Set(ctx, c, key, v, skip) }
+		}
 		return func(key string, v Value) error { return hybrid.Set(ctx, c, key, v) }
 	}
 	msg := backplane.Message{Kind: backplane.KindSet, Cache: "bench-set", Key: keyOf("raw-set-publish", 0),
@@ -132,6 +138,7 @@ func BenchmarkSyncSet(b *testing.B) {
 		}()},
 		{"strata-sync", strata("sync", true)},
 		{"strata-sync-l2only", strata("l2only", false)},
+		{"strata-sync-l2only-nol1", strata("l2only-nol1", false)},
 		{"strata-sync-novalues", strata("novalues", true)},
 	}
 	for _, sc := range contenders {

@@ -792,13 +792,8 @@ func loadMany[T any](ctx context.Context, c *Cache, ks []*batchKey, f BatchFacto
 			// The callers that stopped waiting got the fallback or the
 			// timeout; the result is dropped. Callers still waiting (they
 			// joined later) answer as at their timeout, as GetOrSet's.
-			if k.fallback {
-				answer(k, k.stale.value, nil)
-			} else if d, ok := failSafeDefaultAnswer[T](c, o); ok {
-				answer(k, d, nil)
-			} else {
-				answer(k, nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, k.key, kt))
-			}
+			v, derr := droppedAnswer[T](c, o, k.key, kt, k.fallback, k.stale)
+			answer(k, v, derr)
 			continue
 		}
 		fc := bc.fcs[k.key]

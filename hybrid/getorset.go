@@ -137,6 +137,20 @@ func (c *Cache) extend(ctx context.Context, e *entry, now int64) {
 	c.goBackground(ctx, func() { c.writeL2(p, &c.entry) })
 }
 
+// droppedAnswer is what the callers still waiting on a load whose result
+// DisableBackgroundCompletion drops get, as at their own timeout (timeouts
+// activate fail-safe): the fallback, else the FailSafeDefaultValue, else
+// ErrFactoryTimeout.
+func droppedAnswer[T any](c *Cache, o *EntryOptions, key string, timeout time.Duration, fallback bool, stale *entry) (any, error) {
+	if fallback {
+		return stale.value, nil
+	}
+	if d, ok := failSafeDefaultAnswer[T](c, o); ok {
+		return d, nil
+	}
+	return nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, timeout)
+}
+
 // dropRefreshPoint keeps the entry of an eager refresh that changed
 // nothing (it failed, or answered "not found" not to be cached) as it was,
 // minus its eager refresh point, so that hits do not start the refresh
@@ -694,14 +708,8 @@ func runFactory[T any](ctx context.Context, c *Cache, key string, f Factory[T], 
 		// The callers that stopped waiting got the fallback or the
 		// timeout; the result is dropped. Callers still waiting (they
 		// joined later: their timers have not fired yet) answer as they
-		// would have at their timeout: timeouts activate fail-safe.
-		if fallback {
-			return stale.value, nil
-		}
-		if d, ok := failSafeDefaultAnswer[T](c, o); ok {
-			return d, nil
-		}
-		return nil, fmt.Errorf("%w: key %q after %v", ErrFactoryTimeout, key, timeout)
+		// would have at their timeout.
+		return droppedAnswer[T](c, o, key, timeout, fallback, stale)
 	}
 	if err == nil {
 		err = fc.opts.Validate()
